@@ -1,0 +1,36 @@
+//! Every default in one place, so `docs/configuration.md` and the code cannot drift apart
+//! unnoticed (a test in `tests.rs` checks the documented values against these).
+
+use std::time::Duration;
+
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+pub const DEFAULT_VIA: &str = "kura";
+
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
+/// hyper reads request heads into a buffer of at least this size; smaller limits are refused.
+pub const MIN_MAX_HEADER_BYTES: usize = 8 * 1024;
+pub const DEFAULT_MAX_HEADERS: usize = 100;
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 100 * 1024 * 1024;
+pub const DEFAULT_CLIENT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub const DEFAULT_LOG_LEVEL: &str = "info";
+pub const DEFAULT_ACCESS_LOG_BUFFER_LINES: usize = 65_536;
+/// Error pages larger than this are refused, to keep memory bounded.
+pub const MAX_ERROR_PAGE_BYTES: u64 = 1024 * 1024;
+
+pub const DEFAULT_MAX_CONNECTIONS_PER_BACKEND: usize = 256;
+pub const DEFAULT_MAX_IDLE_PER_BACKEND: usize = 128;
+pub const DEFAULT_UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_DEAD_BACKEND_TTL: Duration = Duration::from_secs(30);
+pub const DEFAULT_MAX_FAILS: u32 = 1;
+pub const DEFAULT_RETRIES: u32 = 2;
+
+pub const DEFAULT_HEALTH_PATH: &str = "/";
+pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+pub const DEFAULT_HEALTHY_THRESHOLD: u32 = 2;
+pub const DEFAULT_UNHEALTHY_THRESHOLD: u32 = 3;

@@ -1,0 +1,173 @@
+//! The TOML file as written by an operator: plain serde structs, every field optional
+//! where a default exists. Nothing here is validated beyond its type; `validate.rs` turns a
+//! [`FileConfig`] into a checked [`crate::Config`]. Keeping the two apart (Sozu's
+//! `FileConfig → Config`) lets quick mode on the command line build a `FileConfig` in code and go
+//! through exactly the same validation as a file.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole file. Unknown keys are refused so that a typo is an error, not a silent default.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub listeners: Vec<FileListener>,
+    pub admin: Option<FileAdmin>,
+    #[serde(default)]
+    pub server: FileServer,
+    #[serde(default)]
+    pub limits: FileLimits,
+    #[serde(default)]
+    pub logging: FileLogging,
+    pub access_log: Option<FileAccessLog>,
+    pub error_pages: Option<FileErrorPages>,
+    #[serde(default)]
+    pub pools: BTreeMap<String, FilePool>,
+    #[serde(default)]
+    pub vhosts: Vec<FileVHost>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileListener {
+    /// `host:port` to bind; port 0 picks a free port (tests).
+    pub address: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileAdmin {
+    pub address: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileServer {
+    /// Worker threads of the runtime; default: one per core.
+    pub workers: Option<usize>,
+    /// Time allowed to in-flight requests after SIGTERM/SIGINT.
+    pub shutdown_grace: Option<String>,
+    /// Token added to `Via` headers.
+    pub via: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileLimits {
+    pub max_connections: Option<usize>,
+    pub max_header_bytes: Option<SizeValue>,
+    pub max_headers: Option<usize>,
+    pub max_body_bytes: Option<SizeValue>,
+    pub client_header_timeout: Option<String>,
+    pub client_idle_timeout: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileLogging {
+    /// tracing filter directives, e.g. `info,kura_proxy::upstream=debug`.
+    pub level: Option<String>,
+    /// `text` or `json`.
+    pub format: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileAccessLog {
+    /// A file path, or `-` for standard output.
+    pub path: String,
+    /// `combined` (nginx combined plus vhost, upstream and timings) or `json`.
+    pub format: Option<String>,
+    /// Lines kept in memory waiting for the writer before new lines are dropped (and counted).
+    pub buffer_lines: Option<usize>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileErrorPages {
+    /// Directory holding `<status>.html` files and optionally `default.html`.
+    pub dir: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FilePool {
+    pub backends: Vec<String>,
+    /// `round_robin`, `random` or `least_conn`.
+    pub balance: Option<String>,
+    pub max_connections_per_backend: Option<usize>,
+    pub max_idle_per_backend: Option<usize>,
+    pub idle_timeout: Option<String>,
+    pub connect_timeout: Option<String>,
+    pub response_timeout: Option<String>,
+    pub dead_backend_ttl: Option<String>,
+    pub max_fails: Option<u32>,
+    pub dead_on_status: Option<Vec<u16>>,
+    pub retries: Option<u32>,
+    pub preserve_host: Option<bool>,
+    pub health_check: Option<FileHealthCheck>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileHealthCheck {
+    pub path: Option<String>,
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+    pub healthy_threshold: Option<u32>,
+    pub unhealthy_threshold: Option<u32>,
+    pub host: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileVHost {
+    /// Name used in logs and metrics; defaults to the first host.
+    pub name: Option<String>,
+    /// `example.com`, `*.example.com` or `*`.
+    pub hosts: Vec<String>,
+    /// Shortcut: a pool for every path no rule matched.
+    pub pool: Option<String>,
+    #[serde(default)]
+    pub rules: Vec<FileRule>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileRule {
+    /// Regex matched against the request path (no query); default matches every path.
+    pub path: Option<String>,
+    /// `proxy` (default).
+    pub action: Option<String>,
+    pub pool: String,
+    /// Template for the upstream path: `{name}` or `{1}` insert captures, `{{` is a brace.
+    pub rewrite: Option<String>,
+    #[serde(default)]
+    pub request_headers: FileHeaderEdits,
+    #[serde(default)]
+    pub response_headers: FileHeaderEdits,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileHeaderEdits {
+    /// Replace (or create) these headers.
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    /// Append these values, keeping existing ones.
+    #[serde(default)]
+    pub add: BTreeMap<String, String>,
+    /// Remove these headers.
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+/// A size written either as a number of bytes or as a string with a unit (`"100MiB"`, `"1G"`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum SizeValue {
+    Bytes(u64),
+    Text(String),
+}

@@ -1,0 +1,334 @@
+//! kura's configuration.
+//!
+//! An operator writes a TOML [`FileConfig`]; [`validate`] checks every field and produces a
+//! typed [`Config`] in which every default is filled in and every reference (a rule's pool, a
+//! template's capture) is known to resolve. A `Config` is plain data: the proxy compiles its
+//! routes into a runtime table and swaps it in atomically, and a later route source (Redis)
+//! produces the same [`Routes`] data. Errors name the field (`pools.api.backends[1]`) so that
+//! `kura check` and a failed reload can say exactly what is wrong.
+
+mod defaults;
+mod file;
+mod template;
+mod units;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+use regex::Regex;
+
+pub use defaults::*;
+pub use file::*;
+pub use template::{Template, TemplateError};
+pub use units::{parse_duration, parse_size};
+pub use validate::{parse_backend, parse_host_pattern, validate};
+
+/// A validated configuration. Build one with [`Config::from_file`], [`Config::from_toml`] or
+/// [`validate`].
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listeners: Vec<ListenerConfig>,
+    pub admin: Option<AdminConfig>,
+    pub server: ServerConfig,
+    pub limits: Limits,
+    pub logging: LoggingConfig,
+    pub access_log: Option<AccessLogConfig>,
+    pub error_pages: ErrorPagesConfig,
+    pub routes: Routes,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerConfig {
+    pub address: SocketAddr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminConfig {
+    pub address: SocketAddr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Runtime worker threads; `None` means one per core.
+    pub workers: Option<usize>,
+    /// How long in-flight requests may run after a shutdown signal.
+    pub shutdown_grace: Duration,
+    /// The pseudonym in `Via` headers (`1.1 kura`).
+    pub via: String,
+}
+
+/// Client-facing limits. Each maps to a precise status: headers → 431, body → 413.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Open client connections; further clients wait in the listen backlog.
+    pub max_connections: usize,
+    /// Bytes of request line plus headers (431 beyond).
+    pub max_header_bytes: usize,
+    /// Number of request headers (431 beyond).
+    pub max_headers: usize,
+    /// Request body bytes (413 beyond); `None` is unlimited.
+    pub max_body_bytes: Option<u64>,
+    /// Time for a client to send a whole request head once its first byte arrived.
+    pub client_header_timeout: Duration,
+    /// Time a keep-alive connection may sit idle between requests.
+    pub client_idle_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggingConfig {
+    /// tracing `EnvFilter` directives (`info,kura_proxy::upstream=debug`).
+    pub level: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLogFormat {
+    Combined,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLogTarget {
+    Stdout,
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessLogConfig {
+    pub target: AccessLogTarget,
+    pub format: AccessLogFormat,
+    pub buffer_lines: usize,
+}
+
+/// Custom error pages read from a directory at load time (so a reload picks up edits).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ErrorPagesConfig {
+    pub dir: Option<PathBuf>,
+    /// `<status>.html` files by status.
+    pub pages: BTreeMap<u16, String>,
+    /// `default.html`, used for statuses without their own page.
+    pub default: Option<String>,
+}
+
+/// Everything the route table is compiled from. Produced by the file and, later, by other
+/// route sources.
+#[derive(Debug, Clone, Default)]
+pub struct Routes {
+    pub pools: BTreeMap<String, PoolSpec>,
+    pub vhosts: Vec<VHostSpec>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    RoundRobin,
+    Random,
+    LeastConn,
+}
+
+impl Balance {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Balance::RoundRobin => "round_robin",
+            Balance::Random => "random",
+            Balance::LeastConn => "least_conn",
+        }
+    }
+}
+
+/// One backend URL, split once so the request path never parses it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendSpec {
+    /// As written, for logs and metrics.
+    pub url: String,
+    /// `host:port` (port always present).
+    pub authority: String,
+    pub host: String,
+    pub port: u16,
+    /// Path prefix prepended to every upstream path, without a trailing `/` (often empty).
+    pub base_path: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheckSpec {
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+    /// `Host` header of the probe; default the backend's authority.
+    pub host: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolSpec {
+    pub name: String,
+    pub backends: Vec<BackendSpec>,
+    pub balance: Balance,
+    pub max_connections_per_backend: usize,
+    pub max_idle_per_backend: usize,
+    pub idle_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    pub dead_backend_ttl: Duration,
+    pub max_fails: u32,
+    pub dead_on_status: Vec<u16>,
+    pub retries: u32,
+    pub preserve_host: bool,
+    pub health_check: Option<HealthCheckSpec>,
+}
+
+/// How a vhost is matched against the request's host.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum HostPattern {
+    /// `example.com` (lowercase, no port).
+    Exact(String),
+    /// `*.example.com`, stored as `example.com`.
+    Wildcard(String),
+    /// `*`.
+    Any,
+}
+
+impl fmt::Display for HostPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostPattern::Exact(h) => f.write_str(h),
+            HostPattern::Wildcard(s) => write!(f, "*.{s}"),
+            HostPattern::Any => f.write_str("*"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct VHostSpec {
+    pub name: String,
+    pub hosts: Vec<HostPattern>,
+    pub rules: Vec<RuleSpec>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Proxy,
+}
+
+#[derive(Debug, Clone)]
+pub struct RuleSpec {
+    pub path: Regex,
+    pub action: Action,
+    pub pool: String,
+    pub rewrite: Option<Template>,
+    pub request_headers: HeaderEdits,
+    pub response_headers: HeaderEdits,
+}
+
+/// Header edits applied in the order remove, set, add.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderEdits {
+    pub remove: Vec<HeaderName>,
+    pub set: Vec<(HeaderName, HeaderValue)>,
+    pub add: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl HeaderEdits {
+    pub fn is_empty(&self) -> bool {
+        self.remove.is_empty() && self.set.is_empty() && self.add.is_empty()
+    }
+
+    /// Applies the edits to `headers`.
+    pub fn apply(&self, headers: &mut http::HeaderMap) {
+        for name in &self.remove {
+            headers.remove(name);
+        }
+        for (name, value) in &self.set {
+            headers.insert(name.clone(), value.clone());
+        }
+        for (name, value) in &self.add {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+}
+
+/// One problem in a configuration, with the dotted path of the field at fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+/// Every problem found in a configuration (validation does not stop at the first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub errors: Vec<FieldError>,
+}
+
+impl ConfigError {
+    pub fn single(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            errors: vec![FieldError {
+                field: field.into(),
+                message: message.into(),
+            }],
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.errors.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{}: {}", e.field, e.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads, parses and validates a TOML file. Relative paths inside it (error pages, access
+    /// log) are resolved against the file's directory.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::single(path.display().to_string(), format!("cannot read: {e}"))
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::from_toml(&text, base)
+    }
+
+    /// Parses and validates TOML text; relative paths resolve against `base_dir`.
+    pub fn from_toml(text: &str, base_dir: &Path) -> Result<Config, ConfigError> {
+        let file = parse_toml(text)?;
+        validate(&file, base_dir)
+    }
+}
+
+/// Parses TOML into a [`FileConfig`] without validating it. The error names the key and line.
+pub fn parse_toml(text: &str) -> Result<FileConfig, ConfigError> {
+    toml::from_str::<FileConfig>(text).map_err(|e| {
+        let field = toml_error_field(text, &e).unwrap_or_else(|| "(file)".to_string());
+        ConfigError::single(field, e.message().trim().to_string())
+    })
+}
+
+/// Best effort: the line of the TOML error, for the field column.
+fn toml_error_field(text: &str, e: &toml::de::Error) -> Option<String> {
+    let span = e.span()?;
+    let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+    let snippet = text.lines().nth(line - 1).unwrap_or("").trim();
+    Some(format!("line {line} `{snippet}`"))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,240 @@
+use std::path::Path;
+
+use super::*;
+
+fn load(text: &str) -> Result<Config, ConfigError> {
+    Config::from_toml(text, Path::new("."))
+}
+
+fn fields(err: &ConfigError) -> Vec<&str> {
+    err.errors.iter().map(|e| e.field.as_str()).collect()
+}
+
+const MINIMAL: &str = r#"
+[[listeners]]
+address = "127.0.0.1:8080"
+[pools.app]
+backends = ["http://127.0.0.1:3000"]
+[[vhosts]]
+hosts = ["*"]
+pool = "app"
+"#;
+
+#[test]
+fn minimal_config_gets_documented_defaults() {
+    let c = load(MINIMAL).unwrap();
+    assert_eq!(c.listeners[0].address.port(), 8080);
+    assert_eq!(c.limits.max_header_bytes, DEFAULT_MAX_HEADER_BYTES);
+    assert_eq!(c.limits.max_body_bytes, Some(DEFAULT_MAX_BODY_BYTES));
+    assert_eq!(c.server.shutdown_grace, DEFAULT_SHUTDOWN_GRACE);
+    let pool = &c.routes.pools["app"];
+    assert_eq!(pool.balance, Balance::RoundRobin);
+    assert_eq!(pool.dead_backend_ttl, DEFAULT_DEAD_BACKEND_TTL);
+    assert_eq!(pool.backends[0].authority, "127.0.0.1:3000");
+    assert_eq!(c.routes.vhosts[0].name, "*");
+    assert_eq!(c.routes.vhosts[0].rules.len(), 1);
+    assert!(c.routes.vhosts[0].rules[0].path.is_match("/anything"));
+    assert!(c.access_log.is_none());
+}
+
+#[test]
+fn every_bad_field_is_named() {
+    let err = load(
+        r#"
+[[listeners]]
+address = "nowhere"
+[limits]
+max_header_bytes = 100
+client_idle_timeout = "forever"
+[pools.app]
+backends = ["ftp://x", "http://ok:1"]
+balance = "fastest"
+dead_on_status = [404]
+[[vhosts]]
+hosts = ["a.com", "bad host"]
+[[vhosts.rules]]
+path = "(unclosed"
+pool = "nope"
+[[vhosts.rules]]
+path = "^/(?P<x>.*)"
+pool = "app"
+rewrite = "/{y}"
+[vhosts.rules.request_headers]
+set = { "bad header" = "v" }
+"#,
+    )
+    .unwrap_err();
+    let f = fields(&err);
+    for expected in [
+        "listeners[0].address",
+        "limits.max_header_bytes",
+        "limits.client_idle_timeout",
+        "pools.app.backends[0]",
+        "pools.app.balance",
+        "pools.app.dead_on_status[0]",
+        "vhosts[0].hosts[1]",
+        "vhosts[0].rules[0].path",
+        "vhosts[0].rules[0].pool",
+        "vhosts[0].rules[1].rewrite",
+        "vhosts[0].rules[1].request_headers.set.bad header",
+    ] {
+        assert!(f.contains(&expected), "missing {expected} in {f:?}");
+    }
+    // The message says what is wrong, not just where.
+    let text = err.to_string();
+    assert!(text.contains("\"fastest\" is not one of"), "{text}");
+    assert!(text.contains("no pool named \"nope\""), "{text}");
+}
+
+#[test]
+fn unknown_keys_and_type_errors_name_the_line() {
+    let err = load("[[listeners]]\naddress = \"127.0.0.1:1\"\n[limits]\nmax_conections = 5\n")
+        .unwrap_err();
+    assert_eq!(err.errors.len(), 1);
+    assert!(err.errors[0].field.contains("line 4"), "{err}");
+    assert!(err.errors[0].message.contains("max_conections"), "{err}");
+    let err = load("[[listeners]]\naddress = 5\n").unwrap_err();
+    assert!(err.errors[0].field.contains("line 2"), "{err}");
+}
+
+#[test]
+fn duplicate_hosts_across_vhosts_are_refused() {
+    let err = load(
+        r#"
+[[listeners]]
+address = "127.0.0.1:8080"
+[pools.app]
+backends = ["http://127.0.0.1:3000"]
+[[vhosts]]
+hosts = ["A.com"]
+pool = "app"
+[[vhosts]]
+hosts = ["a.com"]
+pool = "app"
+"#,
+    )
+    .unwrap_err();
+    assert_eq!(fields(&err), vec!["vhosts[1].hosts[0]"]);
+    assert!(err.to_string().contains("already served by vhosts[0]"));
+}
+
+#[test]
+fn host_patterns() {
+    assert_eq!(parse_host_pattern("*").unwrap(), HostPattern::Any);
+    assert_eq!(
+        parse_host_pattern("*.Example.com").unwrap(),
+        HostPattern::Wildcard("example.com".into())
+    );
+    assert_eq!(
+        parse_host_pattern("www.example.com").unwrap(),
+        HostPattern::Exact("www.example.com".into())
+    );
+    for bad in [
+        "",
+        "a..b",
+        "http://a.com",
+        "a.com:80",
+        "*.",
+        "a*.com",
+        ".a.com",
+    ] {
+        assert!(parse_host_pattern(bad).is_err(), "{bad:?} accepted");
+    }
+}
+
+#[test]
+fn backend_urls() {
+    let b = parse_backend("http://10.0.0.1:8080/app/").unwrap();
+    assert_eq!(b.authority, "10.0.0.1:8080");
+    assert_eq!(b.base_path, "/app");
+    let b = parse_backend("http://Origin.Local").unwrap();
+    assert_eq!((b.host.as_str(), b.port), ("origin.local", 80));
+    assert_eq!(b.base_path, "");
+    let b = parse_backend("http://[::1]:9000").unwrap();
+    assert_eq!(b.authority, "[::1]:9000");
+    assert_eq!(b.host, "::1");
+    assert!(parse_backend("10.0.0.1:80").is_err());
+    assert!(parse_backend("http://a/?x=1").is_err());
+}
+
+#[test]
+fn error_pages_are_loaded_from_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("502.html"), "<h1>down</h1>").unwrap();
+    std::fs::write(dir.path().join("default.html"), "<h1>oops</h1>").unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "ignored").unwrap();
+    let text = format!(
+        "{MINIMAL}\n[error_pages]\ndir = {:?}\n",
+        dir.path().to_str().unwrap()
+    );
+    let c = load(&text).unwrap();
+    assert_eq!(c.error_pages.pages[&502], "<h1>down</h1>");
+    assert_eq!(c.error_pages.default.as_deref(), Some("<h1>oops</h1>"));
+    assert_eq!(c.error_pages.pages.len(), 1);
+
+    let err = load(&format!(
+        "{MINIMAL}\n[error_pages]\ndir = \"/no/such/dir\"\n"
+    ))
+    .unwrap_err();
+    assert_eq!(fields(&err), vec!["error_pages.dir"]);
+}
+
+#[test]
+fn relative_paths_resolve_against_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("errors")).unwrap();
+    std::fs::write(dir.path().join("errors/400.html"), "nope").unwrap();
+    let path = dir.path().join("kura.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "{MINIMAL}\n[error_pages]\ndir = \"errors\"\n[access_log]\npath = \"logs/a.log\"\n"
+        ),
+    )
+    .unwrap();
+    let c = Config::from_file(&path).unwrap();
+    assert_eq!(c.error_pages.pages[&400], "nope");
+    assert_eq!(
+        c.access_log.unwrap().target,
+        AccessLogTarget::File(dir.path().join("logs/a.log"))
+    );
+}
+
+#[test]
+fn log_filter_directives_are_checked() {
+    let ok = load(&format!(
+        "{MINIMAL}\n[logging]\nlevel = \"info,kura_proxy::upstream=debug\"\n"
+    ))
+    .unwrap();
+    assert_eq!(ok.logging.level, "info,kura_proxy::upstream=debug");
+    let err = load(&format!("{MINIMAL}\n[logging]\nlevel = \"info,x=loud\"\n")).unwrap_err();
+    assert_eq!(fields(&err), vec!["logging.level"]);
+}
+
+#[test]
+fn zero_body_limit_means_unlimited_and_sizes_accept_units() {
+    let c = load(&format!(
+        "{MINIMAL}\n[limits]\nmax_body_bytes = 0\nmax_header_bytes = \"32KiB\"\n"
+    ))
+    .unwrap();
+    assert_eq!(c.limits.max_body_bytes, None);
+    assert_eq!(c.limits.max_header_bytes, 32 * 1024);
+}
+
+#[test]
+fn header_edits_apply_in_order() {
+    let c = load(&format!(
+        "{}\n[[vhosts.rules]]\npool = \"app\"\n[vhosts.rules.request_headers]\nremove = [\"cookie\"]\nset = {{ \"x-a\" = \"1\" }}\nadd = {{ \"x-b\" = \"2\" }}\n",
+        MINIMAL
+    ))
+    .unwrap();
+    let edits = &c.routes.vhosts[0].rules[0].request_headers;
+    let mut h = http::HeaderMap::new();
+    h.insert("cookie", "c".parse().unwrap());
+    h.insert("x-a", "0".parse().unwrap());
+    h.insert("x-b", "1".parse().unwrap());
+    edits.apply(&mut h);
+    assert!(h.get("cookie").is_none());
+    assert_eq!(h.get("x-a").unwrap(), "1");
+    assert_eq!(h.get_all("x-b").iter().count(), 2);
+}

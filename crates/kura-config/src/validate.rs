@@ -1,0 +1,645 @@
+//! `FileConfig → Config`: fills defaults, parses units, compiles regexes and templates, checks
+//! references between sections, and loads error pages. Collects every error with the dotted
+//! path of its field rather than stopping at the first, so one `kura check` shows them all.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+use regex::Regex;
+
+use crate::defaults::*;
+use crate::file::*;
+use crate::units::{parse_duration, size_value};
+use crate::*;
+
+struct Errors(Vec<FieldError>);
+
+impl Errors {
+    fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError {
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    fn duration(&mut self, field: &str, v: &Option<String>, default: Duration) -> Duration {
+        match v {
+            None => default,
+            Some(text) => parse_duration(text).unwrap_or_else(|e| {
+                self.push(field, e);
+                default
+            }),
+        }
+    }
+}
+
+/// Validates `file`; relative paths resolve against `base_dir`.
+pub fn validate(file: &FileConfig, base_dir: &Path) -> Result<Config, ConfigError> {
+    let mut errs = Errors(Vec::new());
+
+    let listeners = validate_listeners(file, &mut errs);
+    let admin = file.admin.as_ref().and_then(|a| {
+        parse_addr(&a.address)
+            .map_err(|e| errs.push("admin.address", e))
+            .ok()
+            .map(|address| AdminConfig { address })
+    });
+    let server = validate_server(&file.server, &mut errs);
+    let limits = validate_limits(&file.limits, &mut errs);
+    let logging = validate_logging(&file.logging, &mut errs);
+    let access_log = file
+        .access_log
+        .as_ref()
+        .map(|a| validate_access_log(a, base_dir, &mut errs));
+    let error_pages = match &file.error_pages {
+        None => ErrorPagesConfig::default(),
+        Some(p) => load_error_pages(&base_dir.join(&p.dir), &mut errs),
+    };
+    let routes = validate_routes(&file.pools, &file.vhosts, &mut errs);
+
+    if errs.0.is_empty() {
+        Ok(Config {
+            listeners,
+            admin,
+            server,
+            limits,
+            logging,
+            access_log,
+            error_pages,
+            routes,
+        })
+    } else {
+        Err(ConfigError { errors: errs.0 })
+    }
+}
+
+fn parse_addr(text: &str) -> Result<SocketAddr, String> {
+    text.trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not an IP:port address (e.g. \"0.0.0.0:8080\")"))
+}
+
+fn validate_listeners(file: &FileConfig, errs: &mut Errors) -> Vec<ListenerConfig> {
+    if file.listeners.is_empty() {
+        errs.push("listeners", "at least one listener is required");
+    }
+    let mut out = Vec::new();
+    for (i, l) in file.listeners.iter().enumerate() {
+        match parse_addr(&l.address) {
+            Ok(address) => {
+                if address.port() != 0 && out.iter().any(|o: &ListenerConfig| o.address == address)
+                {
+                    errs.push(format!("listeners[{i}].address"), "listed twice");
+                }
+                out.push(ListenerConfig { address });
+            }
+            Err(e) => errs.push(format!("listeners[{i}].address"), e),
+        }
+    }
+    out
+}
+
+fn validate_server(s: &FileServer, errs: &mut Errors) -> ServerConfig {
+    if s.workers == Some(0) {
+        errs.push("server.workers", "must be at least 1");
+    }
+    let via = s.via.clone().unwrap_or_else(|| DEFAULT_VIA.to_string());
+    if via.is_empty() || HeaderValue::from_str(&via).is_err() || via.contains(',') {
+        errs.push(
+            "server.via",
+            "must be a non-empty token usable in a Via header",
+        );
+    }
+    ServerConfig {
+        workers: s.workers,
+        shutdown_grace: errs.duration(
+            "server.shutdown_grace",
+            &s.shutdown_grace,
+            DEFAULT_SHUTDOWN_GRACE,
+        ),
+        via,
+    }
+}
+
+fn validate_limits(l: &FileLimits, errs: &mut Errors) -> Limits {
+    let max_header_bytes = match &l.max_header_bytes {
+        None => DEFAULT_MAX_HEADER_BYTES,
+        Some(v) => match size_value(v) {
+            Ok(n) if (n as usize) < MIN_MAX_HEADER_BYTES => {
+                errs.push(
+                    "limits.max_header_bytes",
+                    format!("must be at least {MIN_MAX_HEADER_BYTES}"),
+                );
+                DEFAULT_MAX_HEADER_BYTES
+            }
+            Ok(n) => n as usize,
+            Err(e) => {
+                errs.push("limits.max_header_bytes", e);
+                DEFAULT_MAX_HEADER_BYTES
+            }
+        },
+    };
+    let max_body_bytes = match &l.max_body_bytes {
+        None => Some(DEFAULT_MAX_BODY_BYTES),
+        Some(v) => match size_value(v) {
+            Ok(0) => None,
+            Ok(n) => Some(n),
+            Err(e) => {
+                errs.push("limits.max_body_bytes", e);
+                None
+            }
+        },
+    };
+    let max_connections = l.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+    if max_connections == 0 {
+        errs.push("limits.max_connections", "must be at least 1");
+    }
+    let max_headers = l.max_headers.unwrap_or(DEFAULT_MAX_HEADERS);
+    if max_headers == 0 {
+        errs.push("limits.max_headers", "must be at least 1");
+    }
+    Limits {
+        max_connections,
+        max_header_bytes,
+        max_headers,
+        max_body_bytes,
+        client_header_timeout: errs.duration(
+            "limits.client_header_timeout",
+            &l.client_header_timeout,
+            DEFAULT_CLIENT_HEADER_TIMEOUT,
+        ),
+        client_idle_timeout: errs.duration(
+            "limits.client_idle_timeout",
+            &l.client_idle_timeout,
+            DEFAULT_CLIENT_IDLE_TIMEOUT,
+        ),
+    }
+}
+
+fn validate_logging(l: &FileLogging, errs: &mut Errors) -> LoggingConfig {
+    let level = l
+        .level
+        .clone()
+        .unwrap_or_else(|| DEFAULT_LOG_LEVEL.to_string());
+    if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&level) {
+        errs.push("logging.level", format!("{level:?}: {e}"));
+    }
+    let format = match l.format.as_deref() {
+        None | Some("text") => LogFormat::Text,
+        Some("json") => LogFormat::Json,
+        Some(other) => {
+            errs.push(
+                "logging.format",
+                format!("{other:?} is not one of \"text\", \"json\""),
+            );
+            LogFormat::Text
+        }
+    };
+    LoggingConfig { level, format }
+}
+
+fn validate_access_log(a: &FileAccessLog, base: &Path, errs: &mut Errors) -> AccessLogConfig {
+    let target = match a.path.as_str() {
+        "" => {
+            errs.push("access_log.path", "must be a file path or \"-\"");
+            AccessLogTarget::Stdout
+        }
+        "-" => AccessLogTarget::Stdout,
+        p => AccessLogTarget::File(base.join(p)),
+    };
+    let format = match a.format.as_deref() {
+        None | Some("combined") => AccessLogFormat::Combined,
+        Some("json") => AccessLogFormat::Json,
+        Some(other) => {
+            errs.push(
+                "access_log.format",
+                format!("{other:?} is not one of \"combined\", \"json\""),
+            );
+            AccessLogFormat::Combined
+        }
+    };
+    let buffer_lines = a.buffer_lines.unwrap_or(DEFAULT_ACCESS_LOG_BUFFER_LINES);
+    if buffer_lines == 0 {
+        errs.push("access_log.buffer_lines", "must be at least 1");
+    }
+    AccessLogConfig {
+        target,
+        format,
+        buffer_lines: buffer_lines.max(1),
+    }
+}
+
+fn load_error_pages(dir: &Path, errs: &mut Errors) -> ErrorPagesConfig {
+    let mut out = ErrorPagesConfig {
+        dir: Some(dir.to_path_buf()),
+        ..Default::default()
+    };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            errs.push(
+                "error_pages.dir",
+                format!("cannot read {}: {e}", dir.display()),
+            );
+            return out;
+        }
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Some(stem) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".html"))
+        else {
+            continue;
+        };
+        let status = if stem == "default" {
+            None
+        } else {
+            match stem.parse::<u16>() {
+                Ok(s) if (400..=599).contains(&s) => Some(s),
+                _ => continue,
+            }
+        };
+        let field = format!("error_pages.dir ({})", path.display());
+        match std::fs::metadata(&path) {
+            Ok(m) if m.len() > MAX_ERROR_PAGE_BYTES => {
+                errs.push(field, format!("larger than {MAX_ERROR_PAGE_BYTES} bytes"));
+                continue;
+            }
+            Err(e) => {
+                errs.push(field, e.to_string());
+                continue;
+            }
+            Ok(_) => {}
+        }
+        match std::fs::read_to_string(&path) {
+            Ok(text) => match status {
+                Some(s) => {
+                    out.pages.insert(s, text);
+                }
+                None => out.default = Some(text),
+            },
+            Err(e) => errs.push(field, e.to_string()),
+        }
+    }
+    out
+}
+
+/// Parses a backend URL `http://host[:port][/base]`.
+pub fn parse_backend(url: &str) -> Result<BackendSpec, String> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some(other) => {
+            return Err(format!(
+                "{url:?}: scheme {other:?} is not supported (use http://)"
+            ));
+        }
+        None => return Err(format!("{url:?} has no scheme (write http://host:port)")),
+    }
+    let host = uri
+        .host()
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| format!("{url:?} has no host"))?;
+    if uri.query().is_some() {
+        return Err(format!("{url:?}: a backend URL cannot have a query"));
+    }
+    let port = uri.port_u16().unwrap_or(80);
+    let base_path = uri.path().trim_end_matches('/').to_string();
+    let host = host.to_ascii_lowercase();
+    let authority = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    Ok(BackendSpec {
+        url: url.to_string(),
+        authority,
+        host: host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
+        port,
+        base_path,
+    })
+}
+
+fn validate_pool(name: &str, p: &FilePool, errs: &mut Errors) -> PoolSpec {
+    let f = |k: &str| format!("pools.{name}.{k}");
+    if p.backends.is_empty() {
+        errs.push(f("backends"), "a pool needs at least one backend");
+    }
+    let mut backends = Vec::new();
+    for (i, b) in p.backends.iter().enumerate() {
+        match parse_backend(b) {
+            Ok(spec) => backends.push(spec),
+            Err(e) => errs.push(format!("pools.{name}.backends[{i}]"), e),
+        }
+    }
+    let balance = match p.balance.as_deref() {
+        None | Some("round_robin") => Balance::RoundRobin,
+        Some("random") => Balance::Random,
+        Some("least_conn") => Balance::LeastConn,
+        Some(other) => {
+            errs.push(
+                f("balance"),
+                format!("{other:?} is not one of \"round_robin\", \"random\", \"least_conn\""),
+            );
+            Balance::RoundRobin
+        }
+    };
+    let max_connections_per_backend = p
+        .max_connections_per_backend
+        .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_BACKEND);
+    if max_connections_per_backend == 0 {
+        errs.push(f("max_connections_per_backend"), "must be at least 1");
+    }
+    let dead_on_status = p.dead_on_status.clone().unwrap_or_default();
+    for (i, s) in dead_on_status.iter().enumerate() {
+        if !(500..=599).contains(s) {
+            errs.push(
+                format!("pools.{name}.dead_on_status[{i}]"),
+                format!("{s} is not a 5xx status"),
+            );
+        }
+    }
+    let max_fails = p.max_fails.unwrap_or(DEFAULT_MAX_FAILS);
+    if max_fails == 0 {
+        errs.push(f("max_fails"), "must be at least 1");
+    }
+    let health_check = p.health_check.as_ref().map(|h| {
+        let path = h
+            .path
+            .clone()
+            .unwrap_or_else(|| DEFAULT_HEALTH_PATH.to_string());
+        if !path.starts_with('/') || path.parse::<http::uri::PathAndQuery>().is_err() {
+            errs.push(f("health_check.path"), format!("{path:?} is not a path"));
+        }
+        let healthy_threshold = h.healthy_threshold.unwrap_or(DEFAULT_HEALTHY_THRESHOLD);
+        let unhealthy_threshold = h.unhealthy_threshold.unwrap_or(DEFAULT_UNHEALTHY_THRESHOLD);
+        if healthy_threshold == 0 {
+            errs.push(f("health_check.healthy_threshold"), "must be at least 1");
+        }
+        if unhealthy_threshold == 0 {
+            errs.push(f("health_check.unhealthy_threshold"), "must be at least 1");
+        }
+        if let Some(host) = &h.host
+            && HeaderValue::from_str(host).is_err()
+        {
+            errs.push(f("health_check.host"), "not a valid Host header value");
+        }
+        HealthCheckSpec {
+            path,
+            interval: errs.duration(
+                &f("health_check.interval"),
+                &h.interval,
+                DEFAULT_HEALTH_INTERVAL,
+            ),
+            timeout: errs.duration(
+                &f("health_check.timeout"),
+                &h.timeout,
+                DEFAULT_HEALTH_TIMEOUT,
+            ),
+            healthy_threshold,
+            unhealthy_threshold,
+            host: h.host.clone(),
+        }
+    });
+    PoolSpec {
+        name: name.to_string(),
+        backends,
+        balance,
+        max_connections_per_backend,
+        max_idle_per_backend: p
+            .max_idle_per_backend
+            .unwrap_or(DEFAULT_MAX_IDLE_PER_BACKEND),
+        idle_timeout: errs.duration(
+            &f("idle_timeout"),
+            &p.idle_timeout,
+            DEFAULT_UPSTREAM_IDLE_TIMEOUT,
+        ),
+        connect_timeout: errs.duration(
+            &f("connect_timeout"),
+            &p.connect_timeout,
+            DEFAULT_CONNECT_TIMEOUT,
+        ),
+        response_timeout: errs.duration(
+            &f("response_timeout"),
+            &p.response_timeout,
+            DEFAULT_RESPONSE_TIMEOUT,
+        ),
+        dead_backend_ttl: errs.duration(
+            &f("dead_backend_ttl"),
+            &p.dead_backend_ttl,
+            DEFAULT_DEAD_BACKEND_TTL,
+        ),
+        max_fails,
+        dead_on_status,
+        retries: p.retries.unwrap_or(DEFAULT_RETRIES),
+        preserve_host: p.preserve_host.unwrap_or(true),
+        health_check,
+    }
+}
+
+/// Parses a host pattern: `example.com`, `*.example.com` or `*`.
+pub fn parse_host_pattern(text: &str) -> Result<HostPattern, String> {
+    let t = text.trim().to_ascii_lowercase();
+    if t == "*" {
+        return Ok(HostPattern::Any);
+    }
+    let (wild, name) = match t.strip_prefix("*.") {
+        Some(rest) => (true, rest.to_string()),
+        None => (false, t.clone()),
+    };
+    let valid = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+        && !name.starts_with('.')
+        && !name.ends_with('.')
+        && !name.contains("..");
+    if !valid {
+        return Err(format!(
+            "{text:?} is not a host name, `*.suffix` wildcard or `*` (no port, no scheme)"
+        ));
+    }
+    Ok(if wild {
+        HostPattern::Wildcard(name)
+    } else {
+        HostPattern::Exact(name)
+    })
+}
+
+fn header_edits(field: &str, e: &FileHeaderEdits, errs: &mut Errors) -> HeaderEdits {
+    let name = |n: &str, errs: &mut Errors, f: String| match HeaderName::from_bytes(n.as_bytes()) {
+        Ok(h) => Some(h),
+        Err(_) => {
+            errs.push(f, format!("{n:?} is not a header name"));
+            None
+        }
+    };
+    let mut out = HeaderEdits::default();
+    for n in &e.remove {
+        if let Some(h) = name(n, errs, format!("{field}.remove")) {
+            out.remove.push(h);
+        }
+    }
+    for (kind, map) in [("set", &e.set), ("add", &e.add)] {
+        for (n, v) in map {
+            let f = format!("{field}.{kind}.{n}");
+            let Some(h) = name(n, errs, f.clone()) else {
+                continue;
+            };
+            match HeaderValue::from_str(v) {
+                Ok(v) => {
+                    if kind == "set" {
+                        out.set.push((h, v))
+                    } else {
+                        out.add.push((h, v))
+                    }
+                }
+                Err(_) => errs.push(f, format!("{v:?} is not a valid header value")),
+            }
+        }
+    }
+    out
+}
+
+fn validate_rule(
+    field: &str,
+    r: &FileRule,
+    pools: &BTreeMap<String, FilePool>,
+    errs: &mut Errors,
+) -> Option<RuleSpec> {
+    let source = r.path.as_deref().unwrap_or("");
+    let path = match Regex::new(source) {
+        Ok(re) => Some(re),
+        Err(e) => {
+            errs.push(format!("{field}.path"), format!("bad regex: {e}"));
+            None
+        }
+    };
+    let action = match r.action.as_deref() {
+        None | Some("proxy") => Action::Proxy,
+        Some(other) => {
+            errs.push(
+                format!("{field}.action"),
+                format!("{other:?} is not a known action (\"proxy\")"),
+            );
+            Action::Proxy
+        }
+    };
+    if !pools.contains_key(&r.pool) {
+        errs.push(
+            format!("{field}.pool"),
+            format!("no pool named {:?} in [pools]", r.pool),
+        );
+    }
+    let rewrite = match (&r.rewrite, &path) {
+        (Some(t), Some(re)) => {
+            if !t.starts_with('/') {
+                errs.push(format!("{field}.rewrite"), "must start with `/`");
+            }
+            match Template::compile(t, re) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    errs.push(format!("{field}.rewrite"), e.0);
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    let request_headers = header_edits(
+        &format!("{field}.request_headers"),
+        &r.request_headers,
+        errs,
+    );
+    let response_headers = header_edits(
+        &format!("{field}.response_headers"),
+        &r.response_headers,
+        errs,
+    );
+    Some(RuleSpec {
+        path: path?,
+        action,
+        pool: r.pool.clone(),
+        rewrite,
+        request_headers,
+        response_headers,
+    })
+}
+
+fn validate_routes(
+    pools: &BTreeMap<String, FilePool>,
+    vhosts: &[FileVHost],
+    errs: &mut Errors,
+) -> Routes {
+    let mut out = Routes::default();
+    for (name, p) in pools {
+        if name.is_empty() {
+            errs.push("pools", "a pool name cannot be empty");
+        }
+        out.pools.insert(name.clone(), validate_pool(name, p, errs));
+    }
+    let mut seen: HashMap<HostPattern, usize> = HashMap::new();
+    let mut names: HashMap<String, usize> = HashMap::new();
+    for (i, v) in vhosts.iter().enumerate() {
+        let field = format!("vhosts[{i}]");
+        if v.hosts.is_empty() {
+            errs.push(format!("{field}.hosts"), "a vhost needs at least one host");
+        }
+        let mut hosts = Vec::new();
+        for (j, h) in v.hosts.iter().enumerate() {
+            match parse_host_pattern(h) {
+                Ok(p) => {
+                    if let Some(prev) = seen.insert(p.clone(), i) {
+                        errs.push(
+                            format!("{field}.hosts[{j}]"),
+                            format!("{h:?} is already served by vhosts[{prev}]"),
+                        );
+                    }
+                    hosts.push(p);
+                }
+                Err(e) => errs.push(format!("{field}.hosts[{j}]"), e),
+            }
+        }
+        let name = v
+            .name
+            .clone()
+            .or_else(|| v.hosts.first().cloned())
+            .unwrap_or_default();
+        if let Some(prev) = names.insert(name.clone(), i) {
+            errs.push(
+                format!("{field}.name"),
+                format!("{name:?} is already the name of vhosts[{prev}]"),
+            );
+        }
+        let mut rules = Vec::new();
+        for (j, r) in v.rules.iter().enumerate() {
+            if let Some(rule) = validate_rule(&format!("{field}.rules[{j}]"), r, pools, errs) {
+                rules.push(rule);
+            }
+        }
+        if let Some(pool) = &v.pool {
+            let fallback = FileRule {
+                pool: pool.clone(),
+                ..Default::default()
+            };
+            if let Some(rule) = validate_rule(&field, &fallback, pools, errs) {
+                rules.push(rule);
+            }
+        }
+        if v.rules.is_empty() && v.pool.is_none() {
+            errs.push(format!("{field}.rules"), "a vhost needs rules or a pool");
+        }
+        out.vhosts.push(VHostSpec { name, hosts, rules });
+    }
+    out
+}

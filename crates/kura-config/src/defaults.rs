@@ -8,8 +8,8 @@ pub const DEFAULT_VIA: &str = "kura";
 
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
-/// hyper reads request heads into a buffer of at least this size; smaller limits are refused.
-pub const MIN_MAX_HEADER_BYTES: usize = 8 * 1024;
+/// Smaller header limits would refuse ordinary browser requests.
+pub const MIN_MAX_HEADER_BYTES: usize = 1024;
 pub const DEFAULT_MAX_HEADERS: usize = 100;
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 100 * 1024 * 1024;
 pub const DEFAULT_CLIENT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);

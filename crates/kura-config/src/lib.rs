@@ -221,6 +221,14 @@ pub enum Action {
     Proxy,
 }
 
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Proxy => "proxy",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct RuleSpec {
     pub path: Regex,

@@ -1,1 +1,25 @@
-//! placeholder
+//! kura's data plane: the HTTP server, the request phases, the route table and the upstream
+//! pools, plus the admin listener, metrics and the access log.
+//!
+//! Start a server with [`start`] (it binds its listeners, port 0 allowed) and keep the returned
+//! [`ServerHandle`] to reload its configuration, reopen its access log, or shut it down
+//! gracefully. The binary (`crates/kura`) adds the CLI, signals and the config file watcher.
+
+mod access_log;
+pub mod admin;
+mod body;
+mod clock;
+mod conn;
+mod errors;
+mod exchange;
+mod headers;
+pub mod metrics;
+mod router;
+mod server;
+mod service;
+mod state;
+mod upstream;
+
+pub use admin::ReloadHook;
+pub use errors::ProxyError;
+pub use server::{Reloader, ServerHandle, start};

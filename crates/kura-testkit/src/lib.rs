@@ -1,1 +1,173 @@
-//! placeholder
+//! Test helpers for kura's integration tests: mock origins ([`origin`]), a kura server started
+//! in-process on port 0 ([`TestKura`]), the real `kura` binary as a child process
+//! ([`KuraProcess`]), and small HTTP clients (one connection per call, a keep-alive
+//! connection, raw bytes over TCP).
+
+pub mod origin;
+pub mod process;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub use origin::{Origin, Resetting, closed_addr};
+pub use process::KuraProcess;
+
+/// A kura server running inside the test process.
+pub struct TestKura {
+    pub handle: kura_proxy::ServerHandle,
+    pub addr: SocketAddr,
+    pub admin: Option<SocketAddr>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestKura {
+    /// Starts kura from TOML text. Listener addresses should use port 0.
+    pub async fn start(toml: &str) -> TestKura {
+        let dir = tempfile::tempdir().unwrap();
+        let config = kura_config::Config::from_toml(toml, dir.path())
+            .unwrap_or_else(|e| panic!("test config invalid:\n{e}\n---\n{toml}"));
+        Self::start_config(config, dir).await
+    }
+
+    pub async fn start_config(config: kura_config::Config, dir: tempfile::TempDir) -> TestKura {
+        let handle = kura_proxy::start(config).await.expect("kura starts");
+        TestKura {
+            addr: handle.addrs()[0],
+            admin: handle.admin_addr(),
+            handle,
+            _dir: dir,
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
+    }
+
+    /// GET `path` with `Host: host` on a new connection.
+    pub async fn get(&self, host: &str, path: &str) -> Reply {
+        get(self.addr, host, path).await
+    }
+
+    /// GET on the admin listener, body parsed as JSON.
+    pub async fn admin_json(&self, path: &str) -> serde_json::Value {
+        let r = get(self.admin.expect("admin configured"), "admin", path).await;
+        serde_json::from_slice(&r.body).expect("admin JSON")
+    }
+
+    pub async fn metrics(&self) -> String {
+        let r = get(self.admin.expect("admin configured"), "admin", "/metrics").await;
+        String::from_utf8(r.body.to_vec()).unwrap()
+    }
+}
+
+/// A response read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// One keep-alive client connection.
+pub struct Client {
+    sender: SendRequest<Full<Bytes>>,
+}
+
+impl Client {
+    pub async fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        let (sender, conn) = http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("handshake");
+        tokio::spawn(conn);
+        Client { sender }
+    }
+
+    pub async fn send(&mut self, req: Request<Full<Bytes>>) -> Result<Reply, hyper::Error> {
+        self.sender.ready().await?;
+        let resp = self.sender.send_request(req).await?;
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await?.to_bytes();
+        Ok(Reply {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+        })
+    }
+
+    pub async fn get(&mut self, host: &str, path: &str) -> Result<Reply, hyper::Error> {
+        self.send(get_request(host, path)).await
+    }
+}
+
+pub fn get_request(host: &str, path: &str) -> Request<Full<Bytes>> {
+    Request::get(path)
+        .header("host", host)
+        .body(Full::new(Bytes::new()))
+        .unwrap()
+}
+
+/// Sends `req` on a new connection and reads the whole response.
+pub async fn send(addr: SocketAddr, req: Request<Full<Bytes>>) -> Reply {
+    Client::connect(addr)
+        .await
+        .send(req)
+        .await
+        .expect("request succeeds at the HTTP level")
+}
+
+/// GET `path` with `Host: host` on a new connection.
+pub async fn get(addr: SocketAddr, host: &str, path: &str) -> Reply {
+    send(addr, get_request(host, path)).await
+}
+
+/// Writes `bytes` and reads until the server closes or `wait` passes; returns what was read.
+pub async fn raw(addr: SocketAddr, bytes: &[u8], wait: Duration) -> String {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(bytes).await.expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(wait, s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Polls `check` every 20 ms until it holds or `within` passes.
+pub async fn eventually<F, Fut>(within: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,1 +1,178 @@
-fn main() {}
+//! The `kura` binary: command line, configuration loading, logging, signals and reload
+//! triggers around the server of `kura-proxy`. All proxy behaviour lives in the library crates.
+//!
+//! Signals: SIGHUP reloads the configuration file, SIGUSR1 reopens the access log, SIGTERM and
+//! SIGINT shut down gracefully (in-flight requests get `server.shutdown_grace`).
+
+mod cli;
+mod logging;
+mod watch;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Parser;
+use kura_config::{Config, ConfigError};
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::cli::{Cli, Command, ServeArgs};
+use crate::logging::LogHandle;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => check(&config),
+        Command::Serve(args) => serve(args),
+    }
+}
+
+fn check(path: &Path) -> ExitCode {
+    match Config::from_file(path) {
+        Ok(c) => {
+            println!(
+                "{}: ok ({} listener(s), {} vhost(s), {} pool(s))",
+                path.display(),
+                c.listeners.len(),
+                c.routes.vhosts.len(),
+                c.routes.pools.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            print_errors(&path.display().to_string(), &e);
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn print_errors(source: &str, e: &ConfigError) {
+    for fe in &e.errors {
+        eprintln!("{source}: {}: {}", fe.field, fe.message);
+    }
+}
+
+/// Quick-mode errors name the flag, not the generated config field.
+fn quick_field(field: &str) -> String {
+    if let Some(rest) = field.strip_prefix("pools.default.backends[") {
+        let n: usize = rest.trim_end_matches(']').parse().unwrap_or(0);
+        return format!("--upstream #{}", n + 1);
+    }
+    match field {
+        f if f.starts_with("listeners[") => "--listen".into(),
+        "admin.address" => "--admin".into(),
+        f if f.starts_with("access_log") => "--access-log".into(),
+        "pools.default.backends" => "--upstream".into(),
+        other => other.into(),
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let config = match &args.config {
+        Some(path) => Config::from_file(path).map_err(|e| {
+            print_errors(&path.display().to_string(), &e);
+        }),
+        None if args.upstream.is_empty() => {
+            eprintln!("kura serve: give --config FILE, or --upstream URL for quick mode");
+            Err(())
+        }
+        None => kura_config::validate(&args.quick_config(), Path::new(".")).map_err(|e| {
+            for fe in &e.errors {
+                eprintln!("kura serve: {}: {}", quick_field(&fe.field), fe.message);
+            }
+        }),
+    };
+    let Ok(config) = config else {
+        return ExitCode::from(1);
+    };
+    let log = logging::init(&config.logging);
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    rt.enable_all().thread_name("kura-worker");
+    if let Some(n) = args.workers.or(config.server.workers) {
+        rt.worker_threads(n);
+    }
+    let rt = match rt.build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kura: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(run(config, args.config, log)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("kura: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(config: Config, path: Option<PathBuf>, log: LogHandle) -> anyhow::Result<()> {
+    let handle = kura_proxy::start(config).await.context("cannot start")?;
+    let reloader = handle.reloader();
+    // Kept alive for the life of the server.
+    let mut _watcher = None;
+    if let Some(path) = path {
+        let log = Arc::new(log);
+        let reloader = reloader.clone();
+        let file = path.clone();
+        let reload: watch::Reload = Arc::new(move || reload_from(&file, &reloader, &log));
+        handle.set_reload_hook(reload.clone());
+        watch::on_sighup(reload.clone()).context("SIGHUP handler")?;
+        match watch::watch_file(&path, reload) {
+            Ok(w) => _watcher = Some(w),
+            Err(e) => tracing::warn!(error = %e, "config file not watched; reload with SIGHUP"),
+        }
+    }
+    let mut usr1 = signal(SignalKind::user_defined1()).context("SIGUSR1 handler")?;
+    let reopen = reloader.clone();
+    tokio::spawn(async move {
+        while usr1.recv().await.is_some() {
+            tracing::info!("SIGUSR1: reopening the access log");
+            reopen.reopen_access_log();
+        }
+    });
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+    handle.shutdown().await;
+    Ok(())
+}
+
+/// Loads `path` and applies it; an invalid file keeps the running configuration.
+fn reload_from(
+    path: &Path,
+    reloader: &kura_proxy::Reloader,
+    log: &LogHandle,
+) -> Result<String, String> {
+    match Config::from_file(path) {
+        Ok(config) => {
+            let ignored = reloader.apply(&config);
+            log.set_level(&config.logging.level);
+            let summary = format!(
+                "{} vhost(s), {} pool(s){}",
+                config.routes.vhosts.len(),
+                config.routes.pools.len(),
+                if ignored.is_empty() {
+                    String::new()
+                } else {
+                    format!("; needs a restart to change: {}", ignored.join(", "))
+                }
+            );
+            tracing::info!(file = %path.display(), %summary, "configuration reloaded");
+            Ok(summary)
+        }
+        Err(e) => {
+            reloader.failed();
+            for fe in &e.errors {
+                tracing::error!(file = %path.display(), field = %fe.field, "invalid configuration, keeping the running one: {}", fe.message);
+            }
+            Err(e.to_string())
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! The admin listener: Prometheus metrics, the live route table, backend health, and reload.
+//! It runs on its own address (keep it on loopback or a private network: it has no
+//! authentication) and shares the server's state read-only, except for the reload hook.
+//!
+//! | method | path        | answer                                                   |
+//! |--------|-------------|----------------------------------------------------------|
+//! | GET    | `/metrics`  | Prometheus text format                                   |
+//! | GET    | `/healthz`  | `ok`                                                     |
+//! | GET    | `/routes`   | JSON: vhosts, their hosts and rules                      |
+//! | GET    | `/backends` | JSON: every pool's backends, alive or dead, connections  |
+//! | POST   | `/reload`   | reloads the configuration file (as SIGHUP)               |
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_util::task::TaskTracker;
+
+use crate::clock::now_ms;
+use crate::state::Shared;
+
+/// Reloads the configuration; `Ok` carries a summary, `Err` says why the old one is kept.
+/// Set by the binary, which knows the configuration file.
+pub type ReloadHook = Arc<dyn Fn() -> Result<String, String> + Send + Sync>;
+
+pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, tracker: TaskTracker) {
+    loop {
+        let (stream, _) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(_) => continue,
+            },
+            _ = shared.shutdown.cancelled() => return,
+        };
+        let shared = shared.clone();
+        tracker.spawn(async move {
+            let svc_shared = shared.clone();
+            let svc = service_fn(move |req| {
+                let shared = svc_shared.clone();
+                async move { Ok::<_, Infallible>(route(&shared, req)) }
+            });
+            let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = shared.shutdown.cancelled() => {}
+            }
+        });
+    }
+}
+
+fn route(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    match (req.method(), req.uri().path()) {
+        (&Method::GET, "/metrics") => {
+            refresh_gauges(shared);
+            reply(
+                StatusCode::OK,
+                "text/plain; version=0.0.4",
+                shared.metrics.encode(),
+            )
+        }
+        (&Method::GET, "/healthz") => reply(StatusCode::OK, "text/plain", "ok\n"),
+        (&Method::GET, "/routes") => json_reply(StatusCode::OK, routes(shared)),
+        (&Method::GET, "/backends") => json_reply(StatusCode::OK, backends(shared)),
+        (&Method::POST, "/reload") => match shared.reload_hook.get() {
+            None => json_reply(
+                StatusCode::NOT_IMPLEMENTED,
+                json!({"error": "this server has no configuration file to reload"}),
+            ),
+            Some(reload) => match reload() {
+                Ok(summary) => json_reply(
+                    StatusCode::OK,
+                    json!({"reloaded": true, "summary": summary}),
+                ),
+                Err(e) => json_reply(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    json!({"reloaded": false, "error": e}),
+                ),
+            },
+        },
+        _ => json_reply(
+            StatusCode::NOT_FOUND,
+            json!({"error": "no such admin endpoint"}),
+        ),
+    }
+}
+
+fn refresh_gauges(shared: &Shared) {
+    let rt = shared.runtime.load();
+    let now = now_ms();
+    shared.metrics.backend_up.reset();
+    for pool in rt.table.pools.values() {
+        for b in &pool.backends {
+            shared
+                .metrics
+                .backend_up
+                .with_label_values(&[pool.spec.name.as_str(), b.spec.url.as_str()])
+                .set(i64::from(b.is_available(now)));
+        }
+    }
+}
+
+fn routes(shared: &Shared) -> serde_json::Value {
+    let rt = shared.runtime.load();
+    let vhosts: Vec<_> = rt
+        .table
+        .vhosts
+        .iter()
+        .map(|v| {
+            json!({
+                "name": &*v.name,
+                "hosts": v.hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+                "rules": v.rules.iter().map(|r| json!({
+                    "path": r.path.as_str(),
+                    "action": r.action.as_str(),
+                    "pool": r.pool.spec.name,
+                    "rewrite": r.rewrite.as_ref().map(|t| t.source()),
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({ "generation": rt.generation, "vhosts": vhosts })
+}
+
+fn backends(shared: &Shared) -> serde_json::Value {
+    let rt = shared.runtime.load();
+    let now = now_ms();
+    let pools: serde_json::Map<String, serde_json::Value> = rt
+        .table
+        .pools
+        .iter()
+        .map(|(name, pool)| {
+            let list: Vec<_> = pool
+                .backends
+                .iter()
+                .map(|b| {
+                    json!({
+                        "url": b.spec.url,
+                        "alive": b.is_available(now),
+                        "dead_for_ms": b.dead_for_ms(),
+                        "health_check_down": b.active_down.load(Relaxed),
+                        "in_flight": b.in_flight.load(Relaxed),
+                        "idle_connections": b.idle_count(),
+                        "connections_opened": b.connects.load(Relaxed),
+                    })
+                })
+                .collect();
+            (
+                name.clone(),
+                json!({ "balance": pool.spec.balance.as_str(), "backends": list }),
+            )
+        })
+        .collect();
+    json!({ "pools": pools })
+}
+
+fn reply(status: StatusCode, ctype: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(ctype),
+    );
+    r
+}
+
+fn json_reply(status: StatusCode, v: serde_json::Value) -> Response<Full<Bytes>> {
+    let mut body = serde_json::to_vec_pretty(&v).unwrap_or_default();
+    body.push(b'\n');
+    reply(status, "application/json", body)
+}

@@ -1,0 +1,167 @@
+//! Per-connection timeouts hyper does not give separately: `client_header_timeout` (a request
+//! head must arrive whole within it once it started, or once the connection opened) and
+//! `client_idle_timeout` (a keep-alive connection may wait this long for its next request).
+//! hyper's own `header_read_timeout` starts when hyper begins waiting for a head, which on a
+//! keep-alive connection is right after the previous response, so it cannot tell the two apart.
+//!
+//! The connection moves through phases kept in atomics: `Head` (bytes of a request head are
+//! arriving, or the connection is new), `Busy` (a request is being served), `Idle` (between
+//! requests). [`WatchedIo`] notices the first bytes of a new head; the service marks `Busy`; the
+//! response body's completion marks `Idle`. The connection task checks the deadline only when
+//! its timer fires, so the hot path costs one relaxed load per read.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::clock::{ms, now_ms};
+
+const HEAD: u8 = 0;
+const BUSY: u8 = 1;
+const IDLE: u8 = 2;
+
+/// What the timer found when it fired.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Check {
+    /// Check again after this long.
+    Later(Duration),
+    HeaderTimeout,
+    IdleTimeout,
+}
+
+pub struct ConnState {
+    phase: AtomicU8,
+    since_ms: AtomicU64,
+}
+
+impl ConnState {
+    /// A new connection starts in the head phase: a client that connects and sends nothing is
+    /// held to the header timeout.
+    pub fn new() -> Self {
+        ConnState {
+            phase: AtomicU8::new(HEAD),
+            since_ms: AtomicU64::new(now_ms()),
+        }
+    }
+
+    pub fn busy(&self) {
+        self.phase.store(BUSY, Relaxed);
+    }
+
+    pub fn idle(&self) {
+        self.since_ms.store(now_ms(), Relaxed);
+        self.phase.store(IDLE, Relaxed);
+    }
+
+    fn bytes_arrived(&self) {
+        if self.phase.load(Relaxed) == IDLE {
+            self.since_ms.store(now_ms(), Relaxed);
+            self.phase.store(HEAD, Relaxed);
+        }
+    }
+
+    pub fn check(&self, header_timeout: Duration, idle_timeout: Duration) -> Check {
+        let elapsed = now_ms().saturating_sub(self.since_ms.load(Relaxed));
+        let (limit, expired) = match self.phase.load(Relaxed) {
+            HEAD => (ms(header_timeout), Check::HeaderTimeout),
+            IDLE => (ms(idle_timeout), Check::IdleTimeout),
+            _ => return Check::Later(header_timeout.min(idle_timeout)),
+        };
+        if elapsed >= limit {
+            expired
+        } else {
+            Check::Later(Duration::from_millis(limit - elapsed))
+        }
+    }
+}
+
+impl Default for ConnState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A stream that tells its [`ConnState`] when bytes arrive on an idle connection.
+pub struct WatchedIo<T> {
+    inner: T,
+    state: std::sync::Arc<ConnState>,
+}
+
+impl<T> WatchedIo<T> {
+    pub fn new(inner: T, state: std::sync::Arc<ConnState>) -> Self {
+        WatchedIo { inner, state }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for WatchedIo<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let res = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.state.bytes_arrived();
+        }
+        res
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for WatchedIo<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phases_pick_their_timeout() {
+        let s = ConnState::new();
+        let h = Duration::from_secs(10);
+        let i = Duration::from_secs(60);
+        assert!(matches!(s.check(h, i), Check::Later(d) if d <= h));
+        assert_eq!(s.check(Duration::ZERO, i), Check::HeaderTimeout);
+        s.busy();
+        assert_eq!(
+            s.check(Duration::ZERO, Duration::ZERO),
+            Check::Later(Duration::ZERO)
+        );
+        s.idle();
+        assert_eq!(s.check(h, Duration::ZERO), Check::IdleTimeout);
+        assert!(matches!(s.check(Duration::ZERO, i), Check::Later(d) if d > h));
+        s.bytes_arrived();
+        assert_eq!(s.check(Duration::ZERO, i), Check::HeaderTimeout);
+    }
+}

@@ -1,0 +1,147 @@
+//! Prometheus metrics for one server instance. A registry per instance (not the global one) so
+//! that several servers in one test process do not share counters. Label values are bounded:
+//! vhost names come from the route table, never from a client's Host header.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// Names used when a request matched no vhost.
+pub const UNMATCHED_VHOST: &str = "_unmatched";
+
+pub struct Metrics {
+    pub registry: Registry,
+    /// Requests answered, by vhost name and status code.
+    pub requests: IntCounterVec,
+    /// Seconds from request head to the last body byte sent, by vhost.
+    pub request_duration: HistogramVec,
+    /// Requests sent to a backend (attempts, including retries).
+    pub upstream_requests: IntCounterVec,
+    /// Failed upstream attempts by kind (connect, timeout, status, reset...).
+    pub upstream_errors: IntCounterVec,
+    /// 1 when a backend is in rotation, 0 while marked dead or failing health checks.
+    pub backend_up: IntGaugeVec,
+    /// Backends marked dead by passive health.
+    pub backend_marked_dead: IntCounterVec,
+    /// Client connections open now.
+    pub connections: IntGauge,
+    /// Client connections accepted.
+    pub connections_total: IntCounter,
+    /// Connections closed by the header or idle timeout.
+    pub connection_timeouts: IntCounterVec,
+    /// Access log lines dropped because the writer fell behind.
+    pub access_log_dropped: IntCounter,
+    /// Configuration reloads by result (ok, error).
+    pub config_reloads: IntCounterVec,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new_custom(Some("kura".into()), None).expect("static prefix");
+        let requests = IntCounterVec::new(
+            Opts::new("requests_total", "Requests answered, by vhost and status"),
+            &["vhost", "status"],
+        )
+        .expect("static metric");
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "request_duration_seconds",
+                "Time from request head to last response byte, by vhost",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0, 30.0, 60.0,
+            ]),
+            &["vhost"],
+        )
+        .expect("static metric");
+        let upstream_requests = IntCounterVec::new(
+            Opts::new("upstream_requests_total", "Attempts sent to backends"),
+            &["pool", "backend"],
+        )
+        .expect("static metric");
+        let upstream_errors = IntCounterVec::new(
+            Opts::new("upstream_errors_total", "Failed upstream attempts, by kind"),
+            &["pool", "backend", "kind"],
+        )
+        .expect("static metric");
+        let backend_up = IntGaugeVec::new(
+            Opts::new("backend_up", "1 if the backend is in rotation"),
+            &["pool", "backend"],
+        )
+        .expect("static metric");
+        let backend_marked_dead = IntCounterVec::new(
+            Opts::new(
+                "backend_marked_dead_total",
+                "Times a backend was marked dead",
+            ),
+            &["pool", "backend"],
+        )
+        .expect("static metric");
+        let connections = IntGauge::new("connections", "Client connections open").expect("m");
+        let connections_total =
+            IntCounter::new("connections_total", "Client connections accepted").expect("m");
+        let connection_timeouts = IntCounterVec::new(
+            Opts::new(
+                "connection_timeouts_total",
+                "Client connections closed by a timeout",
+            ),
+            &["kind"],
+        )
+        .expect("static metric");
+        let access_log_dropped = IntCounter::new(
+            "access_log_dropped_total",
+            "Access log lines dropped because the writer fell behind",
+        )
+        .expect("m");
+        let config_reloads = IntCounterVec::new(
+            Opts::new("config_reloads_total", "Configuration reloads by result"),
+            &["result"],
+        )
+        .expect("static metric");
+        for c in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(request_duration.clone()),
+            Box::new(upstream_requests.clone()),
+            Box::new(upstream_errors.clone()),
+            Box::new(backend_up.clone()),
+            Box::new(backend_marked_dead.clone()),
+            Box::new(connections.clone()),
+            Box::new(connections_total.clone()),
+            Box::new(connection_timeouts.clone()),
+            Box::new(access_log_dropped.clone()),
+            Box::new(config_reloads.clone()),
+        ] {
+            registry.register(c).expect("unique metric names");
+        }
+        Metrics {
+            registry,
+            requests,
+            request_duration,
+            upstream_requests,
+            upstream_errors,
+            backend_up,
+            backend_marked_dead,
+            connections,
+            connections_total,
+            connection_timeouts,
+            access_log_dropped,
+            config_reloads,
+        }
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 * 1024);
+        // Encoding into a Vec cannot fail for well-formed metrics.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,223 @@
+//! The compiled route table: host → vhost → first matching rule → pool.
+//!
+//! Built from [`kura_config::Routes`] with every pool reference resolved to an `Arc<Pool>`, then
+//! swapped in whole; the request path only reads it. Host lookup is Hipache's: the exact host,
+//! then `*.` wildcards from the most specific suffix to the least (`a.b.example.com` tries
+//! `*.b.example.com`, `*.example.com`, `*.com`), then `*`. All are hash lookups.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use kura_config::{Action, HeaderEdits, HostPattern, Routes, Template};
+use regex::Regex;
+
+use crate::upstream::Pool;
+
+pub struct Rule {
+    pub path: Regex,
+    pub action: Action,
+    pub pool: Arc<Pool>,
+    pub rewrite: Option<Template>,
+    pub request_headers: HeaderEdits,
+    pub response_headers: HeaderEdits,
+}
+
+pub struct VHost {
+    /// Label for logs and metrics.
+    pub name: Arc<str>,
+    pub hosts: Vec<HostPattern>,
+    pub rules: Vec<Rule>,
+}
+
+/// A matched rule and, when the rule rewrites, the new path (query not included).
+pub struct Matched<'a> {
+    pub rule: &'a Rule,
+    pub rewritten: Option<String>,
+}
+
+impl VHost {
+    /// The first rule whose regex matches `path`.
+    pub fn route(&self, path: &str) -> Option<Matched<'_>> {
+        for rule in &self.rules {
+            match &rule.rewrite {
+                None => {
+                    if rule.path.is_match(path) {
+                        return Some(Matched {
+                            rule,
+                            rewritten: None,
+                        });
+                    }
+                }
+                Some(t) => {
+                    if let Some(caps) = rule.path.captures(path) {
+                        return Some(Matched {
+                            rule,
+                            rewritten: Some(t.expand(&caps)),
+                        });
+                    }
+                }
+            }
+        }
+        None
+    }
+}
+
+#[derive(Default)]
+pub struct RouteTable {
+    exact: HashMap<String, Arc<VHost>>,
+    wildcard: HashMap<String, Arc<VHost>>,
+    any: Option<Arc<VHost>>,
+    pub vhosts: Vec<Arc<VHost>>,
+    pub pools: BTreeMap<String, Arc<Pool>>,
+}
+
+impl RouteTable {
+    /// Compiles `routes`, taking pools from `pools` (which must hold every pool `routes` names).
+    pub fn build(routes: &Routes, pools: &BTreeMap<String, Arc<Pool>>) -> Result<Self, String> {
+        let mut table = RouteTable {
+            pools: pools.clone(),
+            ..Default::default()
+        };
+        for v in &routes.vhosts {
+            let mut rules = Vec::with_capacity(v.rules.len());
+            for r in &v.rules {
+                let pool = pools
+                    .get(&r.pool)
+                    .ok_or_else(|| format!("vhost {:?}: unknown pool {:?}", v.name, r.pool))?;
+                rules.push(Rule {
+                    path: r.path.clone(),
+                    action: r.action,
+                    pool: pool.clone(),
+                    rewrite: r.rewrite.clone(),
+                    request_headers: r.request_headers.clone(),
+                    response_headers: r.response_headers.clone(),
+                });
+            }
+            let vhost = Arc::new(VHost {
+                name: v.name.as_str().into(),
+                hosts: v.hosts.clone(),
+                rules,
+            });
+            for h in &v.hosts {
+                match h {
+                    HostPattern::Exact(name) => {
+                        table.exact.insert(name.clone(), vhost.clone());
+                    }
+                    HostPattern::Wildcard(suffix) => {
+                        table.wildcard.insert(suffix.clone(), vhost.clone());
+                    }
+                    HostPattern::Any => table.any = Some(vhost.clone()),
+                }
+            }
+            table.vhosts.push(vhost);
+        }
+        Ok(table)
+    }
+
+    /// The vhost for `host` (lowercase, without port).
+    pub fn lookup(&self, host: &str) -> Option<&Arc<VHost>> {
+        if let Some(v) = self.exact.get(host) {
+            return Some(v);
+        }
+        if !self.wildcard.is_empty() {
+            let mut rest = host;
+            while let Some(dot) = rest.find('.') {
+                rest = &rest[dot + 1..];
+                if let Some(v) = self.wildcard.get(rest) {
+                    return Some(v);
+                }
+            }
+        }
+        self.any.as_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::metrics::Metrics;
+
+    fn table(toml: &str) -> RouteTable {
+        let cfg = kura_config::Config::from_toml(toml, Path::new(".")).unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let pools = cfg
+            .routes
+            .pools
+            .iter()
+            .map(|(k, v)| (k.clone(), Pool::new(v.clone(), metrics.clone())))
+            .collect();
+        RouteTable::build(&cfg.routes, &pools).unwrap()
+    }
+
+    const HOSTS: &str = r#"
+[[listeners]]
+address = "127.0.0.1:0"
+[pools.p]
+backends = ["http://127.0.0.1:1"]
+[[vhosts]]
+name = "exact"
+hosts = ["a.example.com"]
+pool = "p"
+[[vhosts]]
+name = "deep"
+hosts = ["*.b.example.com"]
+pool = "p"
+[[vhosts]]
+name = "wild"
+hosts = ["*.example.com"]
+pool = "p"
+[[vhosts]]
+name = "any"
+hosts = ["*"]
+pool = "p"
+"#;
+
+    #[test]
+    fn most_specific_host_wins() {
+        let t = table(HOSTS);
+        let name = |h: &str| t.lookup(h).map(|v| v.name.to_string());
+        assert_eq!(name("a.example.com").unwrap(), "exact");
+        assert_eq!(name("x.a.example.com").unwrap(), "wild");
+        assert_eq!(name("x.b.example.com").unwrap(), "deep");
+        assert_eq!(name("y.x.b.example.com").unwrap(), "deep");
+        assert_eq!(name("b.example.com").unwrap(), "wild");
+        assert_eq!(name("example.com").unwrap(), "any");
+        assert_eq!(name("other.org").unwrap(), "any");
+    }
+
+    #[tokio::test]
+    async fn first_matching_rule_wins_and_rewrites() {
+        let t = table(
+            r#"
+[[listeners]]
+address = "127.0.0.1:0"
+[pools.api]
+backends = ["http://127.0.0.1:1"]
+[pools.web]
+backends = ["http://127.0.0.1:2"]
+[[vhosts]]
+hosts = ["x.com"]
+pool = "web"
+[[vhosts.rules]]
+path = "^/api/v(?P<v>[0-9]+)/(?P<rest>.*)$"
+pool = "api"
+rewrite = "/{rest}?version={v}"
+[[vhosts.rules]]
+path = "^/api/"
+pool = "web"
+"#,
+        );
+        let v = t.lookup("x.com").unwrap();
+        let m = v.route("/api/v2/users/7").unwrap();
+        assert_eq!(m.rule.pool.spec.name, "api");
+        assert_eq!(m.rewritten.as_deref(), Some("/users/7?version=2"));
+        let m = v.route("/api/other").unwrap();
+        assert_eq!(m.rule.pool.spec.name, "web");
+        assert!(m.rewritten.is_none());
+        // The vhost's pool is the fallback after its rules.
+        assert_eq!(v.route("/").unwrap().rule.pool.spec.name, "web");
+        assert!(t.lookup("y.com").is_none());
+    }
+}

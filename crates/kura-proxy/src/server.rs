@@ -1,0 +1,314 @@
+//! Listeners and connections: accept under the `max_connections` cap (further clients wait in
+//! the kernel's backlog, as nginx's `worker_connections`), serve each connection with hyper's
+//! HTTP/1 server, enforce the header and idle timeouts, and drain gracefully on shutdown: stop
+//! accepting, let in-flight requests finish within the grace period, then drop what remains.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use kura_config::{Config, ListenerConfig};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::task::TaskTracker;
+
+use crate::access_log::AccessLog;
+use crate::admin::{self, ReloadHook};
+use crate::conn::{Check, ConnState, WatchedIo};
+use crate::metrics::Metrics;
+use crate::service::{self, ConnInfo};
+use crate::state::Shared;
+
+/// A running server. Dropping it does not stop it; call [`ServerHandle::shutdown`].
+pub struct ServerHandle {
+    shared: Arc<Shared>,
+    addrs: Vec<SocketAddr>,
+    admin_addr: Option<SocketAddr>,
+    listeners: Vec<ListenerConfig>,
+    max_connections: usize,
+    grace: Duration,
+    tracker: TaskTracker,
+}
+
+/// Binds every listener (and the admin listener) and starts serving.
+pub async fn start(config: Config) -> io::Result<ServerHandle> {
+    let metrics = Arc::new(Metrics::new());
+    let access_log = match &config.access_log {
+        Some(cfg) => Some(Arc::new(AccessLog::start(
+            cfg,
+            metrics.access_log_dropped.clone(),
+        )?)),
+        None => None,
+    };
+    let shared = Arc::new(Shared::new(&config, metrics, access_log));
+    let limit = Arc::new(Semaphore::new(config.limits.max_connections));
+    let tracker = TaskTracker::new();
+    let mut addrs = Vec::new();
+    for l in &config.listeners {
+        let listener = bind(l.address)?;
+        addrs.push(listener.local_addr()?);
+        tracker.spawn(accept_loop(
+            listener,
+            shared.clone(),
+            limit.clone(),
+            tracker.clone(),
+        ));
+        tracing::info!(address = %addrs.last().expect("just pushed"), "kura listening");
+    }
+    let admin_addr = match &config.admin {
+        Some(a) => {
+            let listener = bind(a.address)?;
+            let addr = listener.local_addr()?;
+            tracker.spawn(admin::serve(listener, shared.clone(), tracker.clone()));
+            tracing::info!(address = %addr, "admin listening");
+            Some(addr)
+        }
+        None => None,
+    };
+    Ok(ServerHandle {
+        shared,
+        addrs,
+        admin_addr,
+        listeners: config.listeners.clone(),
+        max_connections: config.limits.max_connections,
+        grace: config.server.shutdown_grace,
+        tracker,
+    })
+}
+
+fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket
+        .bind(&addr.into())
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+    socket.listen(4096)?;
+    TcpListener::from_std(socket.into())
+}
+
+impl ServerHandle {
+    /// Addresses the listeners are bound to, in configuration order.
+    pub fn addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// Swaps in the routes, pools, limits and error pages of `config`; see [`Reloader::apply`].
+    pub fn reload(&self, config: &Config) -> Vec<String> {
+        self.reloader().apply(config)
+    }
+
+    /// A handle that reloads this server, for signal handlers, file watchers and hooks. It does
+    /// not keep the server alive.
+    pub fn reloader(&self) -> Reloader {
+        Reloader {
+            shared: Arc::downgrade(&self.shared),
+            listeners: self.listeners.clone(),
+            max_connections: self.max_connections,
+        }
+    }
+
+    /// What `POST /reload` on the admin listener runs. Only the first hook set is kept.
+    pub fn set_reload_hook(&self, hook: ReloadHook) {
+        let _ = self.shared.reload_hook.set(hook);
+    }
+
+    /// Reopens the access log file (SIGUSR1).
+    pub fn reopen_access_log(&self) {
+        if let Some(log) = &self.shared.access_log {
+            log.reopen();
+        }
+    }
+
+    /// Stops accepting, waits up to the grace period for in-flight requests, then drops the
+    /// remaining connections.
+    pub async fn shutdown(self) {
+        tracing::info!(grace = ?self.grace, "shutting down: draining connections");
+        self.shared.shutdown.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(self.grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("grace period over: closing remaining connections");
+            self.shared.force.cancel();
+            self.tracker.wait().await;
+        }
+        if let Some(log) = &self.shared.access_log {
+            log.flush(Duration::from_secs(5));
+        }
+        tracing::info!("shutdown complete");
+    }
+}
+
+/// Applies new configurations to a running server.
+#[derive(Clone)]
+pub struct Reloader {
+    shared: Weak<Shared>,
+    listeners: Vec<ListenerConfig>,
+    max_connections: usize,
+}
+
+impl Reloader {
+    /// Swaps in the routes, pools, limits and error pages of `config`. Changes to listeners,
+    /// the admin listener, `max_connections`, logging and the access log need a restart: they
+    /// are returned (and logged), not applied.
+    pub fn apply(&self, config: &Config) -> Vec<String> {
+        let Some(shared) = self.shared.upgrade() else {
+            return Vec::new();
+        };
+        let mut ignored = Vec::new();
+        if config.listeners != self.listeners {
+            ignored.push("listeners".to_string());
+        }
+        if config.limits.max_connections != self.max_connections {
+            ignored.push("limits.max_connections".to_string());
+        }
+        shared.apply(config);
+        shared
+            .metrics
+            .config_reloads
+            .with_label_values(&["ok"])
+            .inc();
+        for field in &ignored {
+            tracing::warn!(
+                field,
+                "changed in the new configuration but needs a restart"
+            );
+        }
+        ignored
+    }
+
+    /// Reopens the access log file (SIGUSR1).
+    pub fn reopen_access_log(&self) {
+        if let Some(log) = self.shared.upgrade().and_then(|s| s.access_log.clone()) {
+            log.reopen();
+        }
+    }
+
+    /// Counts a reload that failed validation (the old configuration keeps running).
+    pub fn failed(&self) {
+        if let Some(shared) = self.shared.upgrade() {
+            shared
+                .metrics
+                .config_reloads
+                .with_label_values(&["error"])
+                .inc();
+        }
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    limit: Arc<Semaphore>,
+    tracker: TaskTracker,
+) {
+    loop {
+        let permit = tokio::select! {
+            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = shared.shutdown.cancelled() => return,
+        };
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors and similar: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+            _ = shared.shutdown.cancelled() => return,
+        };
+        tracker.spawn(serve_connection(shared.clone(), stream, peer, permit));
+    }
+}
+
+async fn serve_connection(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    _permit: OwnedSemaphorePermit,
+) {
+    let _ = stream.set_nodelay(true);
+    let metrics = shared.metrics.clone();
+    metrics.connections.inc();
+    metrics.connections_total.inc();
+    let limits = shared.runtime.load().limits.clone();
+    let state = Arc::new(ConnState::new());
+    let info = Arc::new(ConnInfo {
+        client: peer,
+        scheme: "http",
+        state: state.clone(),
+    });
+    let io = TokioIo::new(WatchedIo::new(stream, state.clone()));
+    let svc_shared = shared.clone();
+    let svc = service_fn(move |req| service::handle(svc_shared.clone(), info.clone(), req));
+    let mut builder = http1::Builder::new();
+    builder
+        .keep_alive(true)
+        .header_read_timeout(None)
+        .max_header_size(limits.max_header_bytes);
+    if limits.max_headers != kura_config::DEFAULT_MAX_HEADERS {
+        // hyper keeps up to 100 headers on the stack; any other count costs a heap allocation.
+        builder.max_headers(limits.max_headers);
+    }
+    let conn = builder.serve_connection(io, svc);
+    tokio::pin!(conn);
+
+    let header_timeout = limits.client_header_timeout;
+    let idle_timeout = limits.client_idle_timeout;
+    let timer = tokio::time::sleep(header_timeout.min(idle_timeout));
+    tokio::pin!(timer);
+    let shutdown = shared.shutdown.cancelled();
+    tokio::pin!(shutdown);
+    let force = shared.force.cancelled();
+    tokio::pin!(force);
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            biased;
+            res = conn.as_mut() => {
+                if let Err(e) = res {
+                    tracing::debug!(client = %peer, error = %e, "connection ended with an error");
+                }
+                break;
+            }
+            _ = &mut shutdown, if !draining => {
+                draining = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = &mut force => break,
+            _ = &mut timer => match state.check(header_timeout, idle_timeout) {
+                Check::Later(d) => timer.as_mut().reset(tokio::time::Instant::now() + d),
+                Check::HeaderTimeout => {
+                    metrics.connection_timeouts.with_label_values(&["header"]).inc();
+                    tracing::debug!(client = %peer, "client header timeout");
+                    break;
+                }
+                Check::IdleTimeout => {
+                    metrics.connection_timeouts.with_label_values(&["idle"]).inc();
+                    break;
+                }
+            },
+        }
+    }
+    metrics.connections.dec();
+}

@@ -1,0 +1,279 @@
+//! One request, end to end: host → vhost → rule → pool → response, in phases (as Pingora's
+//! request filter, upstream selection, response filter, logging). Every failure becomes a
+//! [`ProxyError`] and leaves through one place that picks its status and page.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::Instant;
+
+use http::header::{self, HeaderValue};
+use http::uri::PathAndQuery;
+use http::{Method, Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+
+use crate::body::{ProxyBody, ReqBody};
+use crate::conn::ConnState;
+use crate::errors::ProxyError;
+use crate::exchange::{Exchange, LogFields};
+use crate::headers;
+use crate::metrics::UNMATCHED_VHOST;
+use crate::state::{Runtime, Shared};
+use crate::upstream::Outgoing;
+
+/// The health endpoint Hipache answered on `Host: __ping__`.
+const PING_HOST: &str = "__ping__";
+
+/// What the service knows about the connection a request came on.
+pub struct ConnInfo {
+    pub client: SocketAddr,
+    pub scheme: &'static str,
+    pub state: Arc<ConnState>,
+}
+
+pub async fn handle(
+    shared: Arc<Shared>,
+    conn: Arc<ConnInfo>,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    conn.state.busy();
+    let rt = shared.runtime.load_full();
+    let mut x = Box::new(Exchange {
+        start: Instant::now(),
+        metrics: shared.metrics.clone(),
+        access_log: shared.access_log.clone(),
+        conn: conn.state.clone(),
+        vhost: Arc::from(UNMATCHED_VHOST),
+        status: StatusCode::OK,
+        upstream: None,
+        upstream_time: None,
+        log: None,
+    });
+    if shared.access_log.is_some() {
+        x.log = Some(log_fields(&conn, &req));
+    }
+    let is_head = req.method() == Method::HEAD;
+    let resp = match proxy(&rt, &conn, req, &mut x).await {
+        Ok(r) => r,
+        Err(e) => error_response(&rt, &e, is_head),
+    };
+    x.status = resp.status();
+    Ok(resp.map(|b| b.with_exchange(x)))
+}
+
+async fn proxy(
+    rt: &Runtime,
+    conn: &ConnInfo,
+    req: Request<Incoming>,
+    x: &mut Exchange,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    if req.method() == Method::CONNECT {
+        return Err(ProxyError::BadTarget);
+    }
+    let host = request_host(&req)?;
+    if host == PING_HOST {
+        return Ok(Response::new(ProxyBody::full("OK\n")));
+    }
+    let vhost = rt.table.lookup(&host).ok_or(ProxyError::UnknownHost)?;
+    x.vhost = vhost.name.clone();
+    let path = req.uri().path();
+    let matched = vhost.route(path).ok_or(ProxyError::NoRoute)?;
+    let rule = matched.rule;
+
+    // The body limit: a declared length is checked now; an undeclared one while streaming.
+    let mut limit_hit = None;
+    if let Some(max) = rt.limits.max_body_bytes {
+        match declared_length(&req) {
+            Some(len) if len > max => return Err(ProxyError::BodyTooLarge),
+            Some(_) => {}
+            None => limit_hit = Some(Arc::new(AtomicBool::new(false))),
+        }
+    }
+
+    let path_and_query = upstream_path(&req, matched.rewritten.as_deref())?;
+    let client_version = req.version();
+    let original_authority = req.uri().authority().cloned();
+    let (parts, body) = req.into_parts();
+    let body = ReqBody::new(body, rt.limits.max_body_bytes.zip(limit_hit.clone()));
+    let mut h = parts.headers;
+    headers::strip_hop_by_hop(&mut h);
+    if let Some(a) = original_authority
+        && let Ok(v) = HeaderValue::from_str(a.as_str())
+    {
+        h.insert(header::HOST, v);
+    }
+    headers::set_forwarded(&mut h, conn.client.ip().to_canonical(), conn.scheme, &host);
+    headers::append_via(
+        &mut h,
+        if client_version == Version::HTTP_10 {
+            &rt.via_10
+        } else {
+            &rt.via_11
+        },
+    );
+    rule.request_headers.apply(&mut h);
+
+    let sent_at = Instant::now();
+    let result = rule
+        .pool
+        .send(Outgoing {
+            method: parts.method,
+            path: path_and_query,
+            headers: h,
+            body,
+        })
+        .await;
+    let answer = match result {
+        Ok(a) => a,
+        Err(e) => {
+            if limit_hit.is_some_and(|f| f.load(Relaxed)) {
+                return Err(ProxyError::BodyTooLarge);
+            }
+            return Err(e);
+        }
+    };
+    x.upstream_time = Some(sent_at.elapsed());
+    x.upstream = Some(answer.lease.backend.spec.authority.as_str().into());
+
+    let (mut parts, body) = answer.response.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers);
+    headers::append_via(
+        &mut parts.headers,
+        if parts.version == Version::HTTP_10 {
+            &rt.via_10
+        } else {
+            &rt.via_11
+        },
+    );
+    // The client connection has its own version; an HTTP/1.0 upstream must not downgrade it.
+    parts.version = Version::HTTP_11;
+    rule.response_headers.apply(&mut parts.headers);
+    Ok(Response::from_parts(
+        parts,
+        ProxyBody::upstream(body, answer.lease),
+    ))
+}
+
+/// The host the request is for, lowercase and without port. The authority of an absolute-form
+/// target wins over `Host` (RFC 9112 §3.2.2). HTTP/1.1 requires a host; HTTP/1.0 may omit it.
+fn request_host(req: &Request<Incoming>) -> Result<String, ProxyError> {
+    let raw = if let Some(a) = req.uri().authority() {
+        a.host()
+    } else if let Some(h) = req.headers().get(header::HOST) {
+        h.to_str().map_err(|_| ProxyError::BadHost)?
+    } else if req.version() == Version::HTTP_10 {
+        ""
+    } else {
+        return Err(ProxyError::MissingHost);
+    };
+    Ok(strip_port(raw).to_ascii_lowercase())
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        // [v6]:port → [v6]
+        return match host.find(']') {
+            Some(end) => &host[..=end],
+            None => host,
+        };
+    }
+    match host.rfind(':') {
+        Some(i) if host[i + 1..].bytes().all(|b| b.is_ascii_digit()) => &host[..i],
+        _ => host,
+    }
+}
+
+fn declared_length(req: &Request<Incoming>) -> Option<u64> {
+    use http_body::Body as _;
+    let hint = req.body().size_hint();
+    if req.body().is_end_stream() {
+        return Some(0);
+    }
+    hint.exact()
+}
+
+/// The path and query for the upstream: the rewritten path (which may carry its own query) with
+/// the client's query kept, or the client's path and query as they came.
+fn upstream_path(
+    req: &Request<Incoming>,
+    rewritten: Option<&str>,
+) -> Result<PathAndQuery, ProxyError> {
+    let original = req.uri().path_and_query();
+    match rewritten {
+        None => match original {
+            Some(pq) => Ok(pq.clone()),
+            None => Ok(PathAndQuery::from_static("/")),
+        },
+        Some(path) => {
+            let mut s = String::with_capacity(path.len() + 64);
+            s.push_str(path);
+            if let Some(q) = req.uri().query() {
+                s.push(if path.contains('?') { '&' } else { '?' });
+                s.push_str(q);
+            }
+            PathAndQuery::try_from(s).map_err(|_| ProxyError::BadTarget)
+        }
+    }
+}
+
+fn log_fields(conn: &ConnInfo, req: &Request<Incoming>) -> LogFields {
+    let header = |n: header::HeaderName| {
+        req.headers()
+            .get(n)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .unwrap_or_default()
+    };
+    LogFields {
+        client: conn.client.ip().to_canonical().to_string(),
+        method: req.method().as_str().to_string(),
+        target: req.uri().to_string(),
+        version: match req.version() {
+            Version::HTTP_10 => "HTTP/1.0",
+            Version::HTTP_2 => "HTTP/2.0",
+            _ => "HTTP/1.1",
+        },
+        referer: header(header::REFERER),
+        user_agent: header(header::USER_AGENT),
+        host: header(header::HOST),
+    }
+}
+
+fn error_response(rt: &Runtime, e: &ProxyError, is_head: bool) -> Response<ProxyBody> {
+    let status = e.status();
+    if status.is_server_error() {
+        tracing::debug!(error = %e, %status, "request failed");
+    }
+    let page = rt.pages.page(status, &e.to_string());
+    let len = page.len();
+    let mut resp = Response::new(if is_head {
+        ProxyBody::empty()
+    } else {
+        ProxyBody::full(page)
+    });
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if e.closes_connection() {
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_are_stripped() {
+        assert_eq!(strip_port("example.com:8080"), "example.com");
+        assert_eq!(strip_port("example.com"), "example.com");
+        assert_eq!(strip_port("[::1]:80"), "[::1]");
+        assert_eq!(strip_port("[::1]"), "[::1]");
+    }
+}

@@ -1,0 +1,112 @@
+//! Shared server state. [`Runtime`] is the immutable snapshot the request path reads (route
+//! table, limits, error pages), swapped whole through an `ArcSwap` on reload; a request holds
+//! the snapshot it started with until it ends. Pools survive a reload when their definition is
+//! unchanged, so keep-alive connections and health marks are not lost to an unrelated edit.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use arc_swap::ArcSwap;
+use http::HeaderValue;
+use kura_config::{Config, Limits, Routes};
+use tokio_util::sync::CancellationToken;
+
+use crate::access_log::AccessLog;
+use crate::admin::ReloadHook;
+use crate::errors::ErrorPages;
+use crate::metrics::Metrics;
+use crate::router::RouteTable;
+use crate::upstream::Pool;
+
+/// What a request reads: one consistent version of everything reloadable.
+pub struct Runtime {
+    pub table: RouteTable,
+    pub limits: Limits,
+    pub pages: ErrorPages,
+    /// `Via` values for HTTP/1.0 and HTTP/1.1 messages.
+    pub via_10: HeaderValue,
+    pub via_11: HeaderValue,
+    /// Counts reloads; 1 for the first table.
+    pub generation: u64,
+}
+
+pub struct Shared {
+    pub runtime: ArcSwap<Runtime>,
+    pub metrics: Arc<Metrics>,
+    pub access_log: Option<Arc<AccessLog>>,
+    /// Pools by name, reused across reloads when unchanged.
+    pools: Mutex<BTreeMap<String, Arc<Pool>>>,
+    /// Cancelled to begin a graceful shutdown.
+    pub shutdown: CancellationToken,
+    /// Cancelled when the grace period is over: remaining connections are dropped.
+    pub force: CancellationToken,
+    /// What `POST /reload` on the admin listener runs.
+    pub reload_hook: OnceLock<ReloadHook>,
+}
+
+impl Shared {
+    pub fn new(config: &Config, metrics: Arc<Metrics>, access_log: Option<Arc<AccessLog>>) -> Self {
+        let shared = Shared {
+            runtime: ArcSwap::from_pointee(Runtime {
+                table: RouteTable::default(),
+                limits: config.limits.clone(),
+                pages: ErrorPages::new(&config.error_pages),
+                via_10: HeaderValue::from_static("1.0 kura"),
+                via_11: HeaderValue::from_static("1.1 kura"),
+                generation: 0,
+            }),
+            metrics,
+            access_log,
+            pools: Mutex::new(BTreeMap::new()),
+            shutdown: CancellationToken::new(),
+            force: CancellationToken::new(),
+            reload_hook: OnceLock::new(),
+        };
+        shared.apply(config);
+        shared
+    }
+
+    /// Builds a snapshot from `config` and swaps it in.
+    pub fn apply(&self, config: &Config) {
+        let pools = self.pools_for(&config.routes);
+        let table = match RouteTable::build(&config.routes, &pools) {
+            Ok(t) => t,
+            // `validate` checked every pool reference; this cannot happen for a validated Config.
+            Err(e) => {
+                tracing::error!(error = %e, "route table not built; keeping the previous one");
+                return;
+            }
+        };
+        let via = |v: &str| {
+            HeaderValue::from_str(&format!("{v} {}", config.server.via))
+                .unwrap_or_else(|_| HeaderValue::from_static("1.1 kura"))
+        };
+        let generation = self.runtime.load().generation + 1;
+        self.runtime.store(Arc::new(Runtime {
+            table,
+            limits: config.limits.clone(),
+            pages: ErrorPages::new(&config.error_pages),
+            via_10: via("1.0"),
+            via_11: via("1.1"),
+            generation,
+        }));
+    }
+
+    /// Pools for `routes`, reusing the running pool of each unchanged definition.
+    fn pools_for(&self, routes: &Routes) -> BTreeMap<String, Arc<Pool>> {
+        let mut registry = match self.pools.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let mut next = BTreeMap::new();
+        for (name, spec) in &routes.pools {
+            let pool = match registry.get(name) {
+                Some(p) if p.spec == *spec => p.clone(),
+                _ => Pool::new(spec.clone(), self.metrics.clone()),
+            };
+            next.insert(name.clone(), pool);
+        }
+        *registry = next.clone();
+        next
+    }
+}

@@ -1,0 +1,265 @@
+//! Backend pools: balancing, passive health, bounded retries and timeouts.
+//!
+//! [`Pool::send`] picks a backend (round robin, random or least connections among those in
+//! rotation), sends the request over a leased keep-alive connection, and on failure retries on a
+//! backend not yet tried. A request is retried when it was never sent (connection refused, no
+//! free slot), or when it is idempotent and has no body (so it can be rebuilt); a request whose
+//! body was already streamed cannot be replayed and fails with its error.
+
+mod backend;
+pub mod health;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+use http::header::{self, HeaderMap, HeaderValue};
+use http::uri::PathAndQuery;
+use http::{Method, Request, Response, Uri, Version};
+use hyper::body::Incoming;
+use kura_config::{Balance, PoolSpec};
+
+pub use backend::{Backend, Lease};
+
+use crate::body::ReqBody;
+use crate::clock::now_ms;
+use crate::errors::ProxyError;
+use crate::metrics::Metrics;
+
+/// A pool of backends with shared settings and balancing state.
+pub struct Pool {
+    pub spec: PoolSpec,
+    pub backends: Vec<Arc<Backend>>,
+    rr: AtomicUsize,
+}
+
+/// A request ready for the upstream: the path is final except for the backend's base path.
+pub struct Outgoing {
+    pub method: Method,
+    pub path: PathAndQuery,
+    pub headers: HeaderMap,
+    pub body: ReqBody,
+}
+
+/// The upstream's answer, with the lease to release once its body is read.
+pub struct Answer {
+    pub response: Response<Incoming>,
+    pub lease: Lease,
+}
+
+impl Pool {
+    pub fn new(spec: PoolSpec, metrics: Arc<Metrics>) -> Arc<Self> {
+        let backends = spec
+            .backends
+            .iter()
+            .map(|b| Arc::new(Backend::new(b.clone(), &spec, metrics.clone())))
+            .collect();
+        let pool = Arc::new(Pool {
+            spec,
+            backends,
+            rr: AtomicUsize::new(0),
+        });
+        if pool.spec.health_check.is_some() {
+            health::spawn(&pool);
+        }
+        pool
+    }
+
+    /// Index of the next backend to try, skipping `tried` and those out of rotation.
+    pub fn select(&self, tried: &[usize]) -> Option<usize> {
+        let n = self.backends.len();
+        let now = now_ms();
+        let ok = |i: &usize| !tried.contains(i) && self.backends[*i].is_available(now);
+        if n == 1 {
+            return Some(0).filter(ok);
+        }
+        let start = match self.spec.balance {
+            Balance::Random => fastrand::usize(..n),
+            Balance::RoundRobin | Balance::LeastConn => self.rr.fetch_add(1, Relaxed),
+        };
+        let mut order = (0..n).map(|k| (start + k) % n).filter(ok);
+        match self.spec.balance {
+            Balance::RoundRobin | Balance::Random => order.next(),
+            // `min_by_key` keeps the first minimum, so ties rotate with `start`.
+            Balance::LeastConn => order.min_by_key(|&i| self.backends[i].in_flight.load(Relaxed)),
+        }
+    }
+
+    /// Sends `out` to a backend, retrying as the module doc describes.
+    pub async fn send(&self, out: Outgoing) -> Result<Answer, ProxyError> {
+        let replayable = is_idempotent(&out.method) && out.body.is_empty();
+        let path = out.path.clone();
+        let template = (replayable && self.spec.retries > 0 && self.backends.len() > 1)
+            .then(|| (out.method.clone(), out.headers.clone()));
+        let mut req = Some(build_request(out));
+        let mut tried: Vec<usize> = Vec::new();
+        let mut last_err = ProxyError::NoBackend;
+        for attempt in 0..=self.spec.retries {
+            let Some(i) = self.select(&tried) else { break };
+            tried.push(i);
+            let backend = &self.backends[i];
+            let mut request = match req.take() {
+                Some(r) => r,
+                None => match &template {
+                    Some((m, h)) => build_request(Outgoing {
+                        method: m.clone(),
+                        path: path.clone(),
+                        headers: h.clone(),
+                        body: ReqBody::empty(),
+                    }),
+                    None => break,
+                },
+            };
+            self.target(&mut request, backend, &path);
+            let last_attempt = attempt == self.spec.retries;
+            match self.attempt(backend, request).await {
+                Ok(answer) => {
+                    let status = answer.response.status().as_u16();
+                    if self.spec.dead_on_status.contains(&status) {
+                        backend.record_failure(&self.spec, "status");
+                        if template.is_some() && !last_attempt && self.select(&tried).is_some() {
+                            last_err = ProxyError::Upstream(format!("status {status}"));
+                            continue;
+                        }
+                    } else {
+                        backend.record_success();
+                    }
+                    return Ok(answer);
+                }
+                Err(Failure {
+                    error,
+                    kind,
+                    unsent,
+                }) => {
+                    if let Some(kind) = kind {
+                        backend.record_failure(&self.spec, kind);
+                    }
+                    tracing::debug!(pool = %self.spec.name, backend = %backend.spec.url, %error, "upstream attempt failed");
+                    last_err = error;
+                    req = unsent;
+                }
+            }
+        }
+        Err(last_err)
+    }
+
+    /// Points the request at `backend`: its base path before `path` and, unless the host is
+    /// preserved, its authority as `Host`.
+    fn target(&self, req: &mut Request<ReqBody>, backend: &Backend, path: &PathAndQuery) {
+        let base = &backend.spec.base_path;
+        *req.uri_mut() = if base.is_empty() {
+            Uri::from(path.clone())
+        } else {
+            let mut full = String::with_capacity(base.len() + path.as_str().len());
+            full.push_str(base);
+            full.push_str(path.as_str());
+            Uri::try_from(full).unwrap_or_else(|_| Uri::from(path.clone()))
+        };
+        if (!self.spec.preserve_host || !req.headers().contains_key(header::HOST))
+            && let Ok(v) = HeaderValue::from_str(&backend.spec.authority)
+        {
+            req.headers_mut().insert(header::HOST, v);
+        }
+    }
+
+    async fn attempt(
+        &self,
+        backend: &Arc<Backend>,
+        request: Request<ReqBody>,
+    ) -> Result<Answer, Failure> {
+        let mut lease = match backend.checkout(&self.spec).await {
+            Ok(l) => l,
+            Err(error) => {
+                let kind = match error {
+                    ProxyError::PoolExhausted => None,
+                    ProxyError::Timeout => Some("connect_timeout"),
+                    _ => Some("connect"),
+                };
+                return Err(Failure {
+                    error,
+                    kind,
+                    unsent: Some(request),
+                });
+            }
+        };
+        backend.count_request();
+        let timeout = self.spec.response_timeout;
+        let result = tokio::time::timeout(timeout, lease.sender().try_send_request(request)).await;
+        let result = match result {
+            Err(_) => return Err(Failure::sent(ProxyError::Timeout, "timeout")),
+            Ok(Ok(response)) => return Ok(Answer { response, lease }),
+            Ok(Err(e)) => e,
+        };
+        let mut e = result;
+        let Some(request) = e.take_message() else {
+            return Err(Failure::sent(
+                ProxyError::Upstream(e.into_error().to_string()),
+                "reset",
+            ));
+        };
+        if !lease.reused {
+            return Err(Failure {
+                error: ProxyError::Upstream(e.into_error().to_string()),
+                kind: Some("connect"),
+                unsent: Some(request),
+            });
+        }
+        // A kept-alive connection the backend had closed: not the backend's fault, and the
+        // request was not sent, so try once more on a fresh connection.
+        match backend.connect(self.spec.connect_timeout).await {
+            Ok(sender) => lease.replace_sender(sender),
+            Err(error) => {
+                return Err(Failure {
+                    error,
+                    kind: Some("connect"),
+                    unsent: Some(request),
+                });
+            }
+        }
+        match tokio::time::timeout(timeout, lease.sender().try_send_request(request)).await {
+            Err(_) => Err(Failure::sent(ProxyError::Timeout, "timeout")),
+            Ok(Ok(response)) => Ok(Answer { response, lease }),
+            Ok(Err(mut e)) => {
+                let unsent = e.take_message();
+                Err(Failure {
+                    error: ProxyError::Upstream(e.into_error().to_string()),
+                    kind: Some("reset"),
+                    unsent,
+                })
+            }
+        }
+    }
+}
+
+struct Failure {
+    error: ProxyError,
+    /// The failure counted against the backend's health, if any.
+    kind: Option<&'static str>,
+    /// The request, when it was never sent and can go elsewhere as is.
+    unsent: Option<Request<ReqBody>>,
+}
+
+impl Failure {
+    fn sent(error: ProxyError, kind: &'static str) -> Self {
+        Failure {
+            error,
+            kind: Some(kind),
+            unsent: None,
+        }
+    }
+}
+
+fn build_request(out: Outgoing) -> Request<ReqBody> {
+    let mut req = Request::new(out.body);
+    *req.method_mut() = out.method;
+    *req.uri_mut() = Uri::from(out.path);
+    *req.headers_mut() = out.headers;
+    *req.version_mut() = Version::HTTP_11;
+    req
+}
+
+fn is_idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}

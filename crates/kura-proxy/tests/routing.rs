@@ -1,0 +1,266 @@
+//! Routing through a real server: hosts, wildcards, path rules with captures and rewrites,
+//! header edits, forwarding headers, the ping host and error pages.
+
+use kura_testkit::{Origin, TestKura};
+
+#[tokio::test]
+async fn hosts_and_wildcards_pick_their_vhost() {
+    let exact = Origin::fixed("exact", 200, "exact").await;
+    let deep = Origin::fixed("deep", 200, "deep").await;
+    let wild = Origin::fixed("wild", 200, "wild").await;
+    let any = Origin::fixed("any", 200, "any").await;
+    let kura = TestKura::start(&format!(
+        r#"
+[[listeners]]
+address = "127.0.0.1:0"
+[pools.exact]
+backends = ["{}"]
+[pools.deep]
+backends = ["{}"]
+[pools.wild]
+backends = ["{}"]
+[pools.any]
+backends = ["{}"]
+[[vhosts]]
+hosts = ["www.example.com"]
+pool = "exact"
+[[vhosts]]
+hosts = ["*.api.example.com"]
+pool = "deep"
+[[vhosts]]
+hosts = ["*.example.com"]
+pool = "wild"
+[[vhosts]]
+hosts = ["*"]
+pool = "any"
+"#,
+        exact.url(),
+        deep.url(),
+        wild.url(),
+        any.url()
+    ))
+    .await;
+    for (host, want) in [
+        ("www.example.com", "exact"),
+        ("WWW.Example.COM:8080", "exact"),
+        ("v1.api.example.com", "deep"),
+        ("a.v1.api.example.com", "deep"),
+        ("api.example.com", "wild"),
+        ("shop.example.com", "wild"),
+        ("example.com", "any"),
+        ("elsewhere.org", "any"),
+    ] {
+        let r = kura.get(host, "/").await;
+        assert_eq!((r.status, r.text().as_str()), (200, want), "host {host}");
+    }
+}
+
+#[tokio::test]
+async fn unknown_host_gets_400_no_application_configured() {
+    let o = Origin::fixed("o", 200, "x").await;
+    let kura = TestKura::start(&format!(
+        "[[listeners]]\naddress = \"127.0.0.1:0\"\n[pools.p]\nbackends = [\"{}\"]\n[[vhosts]]\nhosts = [\"known.com\"]\npool = \"p\"\n",
+        o.url()
+    ))
+    .await;
+    let r = kura.get("unknown.com", "/").await;
+    assert_eq!(r.status, 400);
+    assert!(
+        r.text().contains("no application configured"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+    assert_eq!(o.requests(), 0);
+}
+
+#[tokio::test]
+async fn ping_host_answers_without_a_vhost() {
+    let kura = TestKura::start(
+        "[[listeners]]\naddress = \"127.0.0.1:0\"\n[pools.p]\nbackends = [\"http://127.0.0.1:1\"]\n[[vhosts]]\nhosts = [\"a.com\"]\npool = \"p\"\n",
+    )
+    .await;
+    let r = kura.get("__ping__", "/").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "OK\n");
+}
+
+#[tokio::test]
+async fn path_rules_match_in_order_and_rewrite_with_captures() {
+    let api = Origin::echo("api").await;
+    let web = Origin::echo("web").await;
+    let kura = TestKura::start(&format!(
+        r#"
+[[listeners]]
+address = "127.0.0.1:0"
+[pools.api]
+backends = ["{}"]
+[pools.web]
+backends = ["{}/base/"]
+[[vhosts]]
+hosts = ["site.com"]
+[[vhosts.rules]]
+path = "^/api/v(?P<version>[0-9]+)/(?P<rest>.*)$"
+pool = "api"
+rewrite = "/{{rest}}?v={{version}}"
+[[vhosts.rules]]
+path = "^/api/"
+pool = "web"
+[[vhosts.rules]]
+path = "^/img/(?P<file>[^/]+)$"
+pool = "web"
+rewrite = "/static/images/{{file}}"
+"#,
+        api.url(),
+        web.url()
+    ))
+    .await;
+
+    let r = kura.get("site.com", "/api/v3/users/42?sort=asc").await;
+    assert_eq!(r.header("x-origin"), Some("api"));
+    assert_eq!(r.json()["uri"], "/users/42?v=3&sort=asc");
+
+    // Second rule: no rewrite, but the backend's base path is prepended.
+    let r = kura.get("site.com", "/api/other?q=1").await;
+    assert_eq!(r.header("x-origin"), Some("web"));
+    assert_eq!(r.json()["uri"], "/base/api/other?q=1");
+
+    let r = kura.get("site.com", "/img/cat.jpg?w=2").await;
+    assert_eq!(r.json()["uri"], "/base/static/images/cat.jpg?w=2");
+
+    // No rule matches and the vhost has no fallback pool.
+    let r = kura.get("site.com", "/elsewhere").await;
+    assert_eq!(r.status, 404);
+    assert_eq!(api.requests() + web.requests(), 3);
+}
+
+#[tokio::test]
+async fn forwarding_headers_via_and_hop_by_hop() {
+    let o = Origin::echo("o").await;
+    let kura = TestKura::start(&format!(
+        "[[listeners]]\naddress = \"127.0.0.1:0\"\n[pools.p]\nbackends = [\"{}\"]\n[[vhosts]]\nhosts = [\"*\"]\npool = \"p\"\n",
+        o.url()
+    ))
+    .await;
+    let req = http::Request::get("/x")
+        .header("host", "shop.example.com")
+        .header("x-forwarded-for", "203.0.113.7")
+        .header("connection", "keep-alive, x-private")
+        .header("x-private", "secret")
+        .header("keep-alive", "timeout=5")
+        .header("te", "trailers")
+        .header("x-kept", "1")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let r = kura_testkit::send(kura.addr, req).await;
+    let seen = r.json();
+    let h = &seen["headers"];
+    assert_eq!(h["host"][0], "shop.example.com", "host is preserved");
+    assert_eq!(h["x-forwarded-for"][0], "203.0.113.7, 127.0.0.1");
+    assert_eq!(h["x-forwarded-proto"][0], "http");
+    assert_eq!(h["x-forwarded-host"][0], "shop.example.com");
+    assert_eq!(h["via"][0], "1.1 kura");
+    assert_eq!(h["x-kept"][0], "1");
+    for gone in ["x-private", "keep-alive", "te"] {
+        assert!(h.get(gone).is_none(), "{gone} was forwarded: {h}");
+    }
+    // The response gets a Via too.
+    assert_eq!(r.header("via"), Some("1.1 kura"));
+}
+
+#[tokio::test]
+async fn header_edits_per_rule_and_host_rewrite() {
+    let o = Origin::echo("o").await;
+    let kura = TestKura::start(&format!(
+        r#"
+[[listeners]]
+address = "127.0.0.1:0"
+[pools.p]
+backends = ["{}"]
+preserve_host = false
+[[vhosts]]
+hosts = ["*"]
+[[vhosts.rules]]
+pool = "p"
+[vhosts.rules.request_headers]
+set = {{ "x-team" = "blue" }}
+add = {{ "x-tag" = "added" }}
+remove = ["cookie"]
+[vhosts.rules.response_headers]
+set = {{ "x-served-by" = "kura" }}
+remove = ["x-origin"]
+"#,
+        o.url()
+    ))
+    .await;
+    let req = http::Request::get("/")
+        .header("host", "a.com")
+        .header("cookie", "session=1")
+        .header("x-tag", "client")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let r = kura_testkit::send(kura.addr, req).await;
+    let h = &r.json()["headers"];
+    assert_eq!(h["x-team"][0], "blue");
+    assert_eq!(h["x-tag"], serde_json::json!(["client", "added"]));
+    assert!(h.get("cookie").is_none());
+    assert_eq!(h["host"][0], o.addr.to_string(), "preserve_host = false");
+    assert_eq!(r.header("x-served-by"), Some("kura"));
+    assert!(r.header("x-origin").is_none());
+}
+
+#[tokio::test]
+async fn custom_error_pages_from_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("502.html"), "<h1>we are down</h1>").unwrap();
+    std::fs::write(dir.path().join("default.html"), "<h1>something else</h1>").unwrap();
+    let kura = TestKura::start(&format!(
+        r#"
+[[listeners]]
+address = "127.0.0.1:0"
+[error_pages]
+dir = "{}"
+[pools.dead]
+backends = ["http://{}"]
+[[vhosts]]
+hosts = ["a.com"]
+pool = "dead"
+"#,
+        dir.path().display(),
+        kura_testkit::closed_addr()
+    ))
+    .await;
+    let r = kura.get("a.com", "/").await;
+    assert_eq!((r.status, r.text().as_str()), (502, "<h1>we are down</h1>"));
+    let r = kura.get("b.com", "/").await;
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (400, "<h1>something else</h1>")
+    );
+}
+
+#[tokio::test]
+async fn http10_client_without_host_uses_the_catch_all() {
+    let o = Origin::echo("o").await;
+    let kura = TestKura::start(&format!(
+        "[[listeners]]\naddress = \"127.0.0.1:0\"\n[pools.p]\nbackends = [\"{}\"]\n[[vhosts]]\nhosts = [\"*\"]\npool = \"p\"\n",
+        o.url()
+    ))
+    .await;
+    let out = kura_testkit::raw(
+        kura.addr,
+        b"GET /old HTTP/1.0\r\n\r\n",
+        std::time::Duration::from_secs(5),
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.0 200"), "{out}");
+    assert!(out.contains("\"uri\":\"/old\""), "{out}");
+    // HTTP/1.1 without Host is malformed.
+    let out = kura_testkit::raw(
+        kura.addr,
+        b"GET / HTTP/1.1\r\n\r\n",
+        std::time::Duration::from_secs(5),
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+}

@@ -2,20 +2,23 @@
 //!
 //! - [`ReqBody`] carries a client's request body to the upstream, enforcing the body size limit
 //!   on bodies whose length was not declared up front (declared ones are checked before any
-//!   upstream contact) and recording that the limit was hit so the answer can be 413.
+//!   upstream contact). When the body fails by the client's doing (too large, malformed chunk,
+//!   client gone) it says so in a [`BodyFault`], so the answer is 413/400 and no backend is
+//!   marked dead for it.
 //! - [`ProxyBody`] carries a response to the client: an upstream body (whose keep-alive lease
 //!   is released the moment its last byte is read) or a small generated one. It counts bytes
 //!   and, when dropped, completes the exchange's record (metrics, access log).
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use crate::errors::ProxyError;
 use crate::exchange::Exchange;
 use crate::upstream::Lease;
 
@@ -26,40 +29,70 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[error("request body exceeds the limit of {0} bytes")]
 pub struct BodyTooLarge(pub u64);
 
+/// Why a request body stopped, when the fault was the client's: shared between the body (which
+/// sets it) and the pool (which must not blame a backend for it).
+#[derive(Default)]
+pub struct BodyFault(AtomicU8);
+
+const FAULT_NONE: u8 = 0;
+const FAULT_TOO_LARGE: u8 = 1;
+const FAULT_CLIENT: u8 = 2;
+
+impl BodyFault {
+    /// The client's fault as an error, if the body failed because of the client.
+    pub fn error(&self) -> Option<ProxyError> {
+        match self.0.load(Relaxed) {
+            FAULT_TOO_LARGE => Some(ProxyError::BodyTooLarge),
+            FAULT_CLIENT => Some(ProxyError::BadBody),
+            _ => None,
+        }
+    }
+
+    fn set(&self, fault: u8) {
+        let _ = self.0.compare_exchange(FAULT_NONE, fault, Relaxed, Relaxed);
+    }
+}
+
 /// A request body on its way to an upstream.
 pub struct ReqBody {
     inner: Option<Incoming>,
-    limit: Option<Limit>,
-}
-
-struct Limit {
-    max: u64,
+    /// Byte limit checked while streaming (bodies of undeclared length).
+    max: Option<u64>,
     seen: u64,
-    hit: Arc<AtomicBool>,
+    fault: Option<Arc<BodyFault>>,
 }
 
 impl ReqBody {
     pub fn empty() -> Self {
         ReqBody {
             inner: None,
-            limit: None,
+            max: None,
+            seen: 0,
+            fault: None,
         }
     }
 
-    /// Streams `inner`; if `limit` is set, more than `max` bytes fail the body and set `hit`.
-    pub fn new(inner: Incoming, limit: Option<(u64, Arc<AtomicBool>)>) -> Self {
+    /// Streams `inner`; more than `max` bytes fail the body as too large.
+    pub fn new(inner: Incoming, max: Option<u64>) -> Self {
         if inner.is_end_stream() {
             return Self::empty();
         }
         ReqBody {
             inner: Some(inner),
-            limit: limit.map(|(max, hit)| Limit { max, seen: 0, hit }),
+            max,
+            seen: 0,
+            fault: Some(Arc::new(BodyFault::default())),
         }
     }
 
     /// No body at all (so a request can be rebuilt and retried).
     pub fn is_empty(&self) -> bool {
         self.inner.is_none()
+    }
+
+    /// Where a client-caused failure of this body will be recorded.
+    pub fn fault(&self) -> Option<Arc<BodyFault>> {
+        self.fault.clone()
     }
 }
 
@@ -77,16 +110,23 @@ impl Body for ReqBody {
         };
         match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                if let (Some(limit), Some(data)) = (this.limit.as_mut(), frame.data_ref()) {
-                    limit.seen += data.len() as u64;
-                    if limit.seen > limit.max {
-                        limit.hit.store(true, Relaxed);
-                        return Poll::Ready(Some(Err(Box::new(BodyTooLarge(limit.max)))));
+                if let (Some(max), Some(data)) = (this.max, frame.data_ref()) {
+                    this.seen += data.len() as u64;
+                    if this.seen > max {
+                        if let Some(f) = &this.fault {
+                            f.set(FAULT_TOO_LARGE);
+                        }
+                        return Poll::Ready(Some(Err(Box::new(BodyTooLarge(max)))));
                     }
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+            Poll::Ready(Some(Err(e))) => {
+                if let Some(f) = &this.fault {
+                    f.set(FAULT_CLIENT);
+                }
+                Poll::Ready(Some(Err(Box::new(e))))
+            }
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         }

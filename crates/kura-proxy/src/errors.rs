@@ -25,6 +25,8 @@ pub enum ProxyError {
     BodyTooLarge,
     #[error("bad request target")]
     BadTarget,
+    #[error("malformed or interrupted request body")]
+    BadBody,
     #[error("no backend available (all marked dead)")]
     NoBackend,
     #[error("backend connection limit reached")]
@@ -45,6 +47,7 @@ impl ProxyError {
             ProxyError::MissingHost
                 | ProxyError::BadHost
                 | ProxyError::BadTarget
+                | ProxyError::BadBody
                 | ProxyError::BodyTooLarge
         )
     }
@@ -54,7 +57,8 @@ impl ProxyError {
             ProxyError::MissingHost
             | ProxyError::BadHost
             | ProxyError::UnknownHost
-            | ProxyError::BadTarget => StatusCode::BAD_REQUEST,
+            | ProxyError::BadTarget
+            | ProxyError::BadBody => StatusCode::BAD_REQUEST,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::NoBackend | ProxyError::Connect(_) | ProxyError::Upstream(_) => {

@@ -5,7 +5,6 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Instant;
 
 use http::header::{self, HeaderValue};
@@ -82,12 +81,12 @@ async fn proxy(
     let rule = matched.rule;
 
     // The body limit: a declared length is checked now; an undeclared one while streaming.
-    let mut limit_hit = None;
+    let mut stream_limit = None;
     if let Some(max) = rt.limits.max_body_bytes {
         match declared_length(&req) {
             Some(len) if len > max => return Err(ProxyError::BodyTooLarge),
             Some(_) => {}
-            None => limit_hit = Some(Arc::new(AtomicBool::new(false))),
+            None => stream_limit = Some(max),
         }
     }
 
@@ -95,7 +94,7 @@ async fn proxy(
     let client_version = req.version();
     let original_authority = req.uri().authority().cloned();
     let (parts, body) = req.into_parts();
-    let body = ReqBody::new(body, rt.limits.max_body_bytes.zip(limit_hit.clone()));
+    let body = ReqBody::new(body, stream_limit);
     let mut h = parts.headers;
     headers::strip_hop_by_hop(&mut h);
     if let Some(a) = original_authority
@@ -124,15 +123,7 @@ async fn proxy(
             body,
         })
         .await;
-    let answer = match result {
-        Ok(a) => a,
-        Err(e) => {
-            if limit_hit.is_some_and(|f| f.load(Relaxed)) {
-                return Err(ProxyError::BodyTooLarge);
-            }
-            return Err(e);
-        }
-    };
+    let answer = result?;
     x.upstream_time = Some(sent_at.elapsed());
     x.upstream = Some(answer.lease.backend.spec.authority.as_str().into());
 
@@ -158,9 +149,15 @@ async fn proxy(
 /// The host the request is for, lowercase and without port. The authority of an absolute-form
 /// target wins over `Host` (RFC 9112 §3.2.2). HTTP/1.1 requires a host; HTTP/1.0 may omit it.
 fn request_host(req: &Request<Incoming>) -> Result<String, ProxyError> {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let host_header = hosts.next();
+    if hosts.next().is_some() {
+        // Two Host headers: which one a backend believes is anyone's guess (RFC 9112 §3.2).
+        return Err(ProxyError::BadHost);
+    }
     let raw = if let Some(a) = req.uri().authority() {
         a.host()
-    } else if let Some(h) = req.headers().get(header::HOST) {
+    } else if let Some(h) = host_header {
         h.to_str().map_err(|_| ProxyError::BadHost)?
     } else if req.version() == Version::HTTP_10 {
         ""

@@ -18,7 +18,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-pub use origin::{Origin, Resetting, closed_addr};
+pub use origin::{Blackhole, Origin, Resetting, closed_addr};
 pub use process::KuraProcess;
 
 /// A kura server running inside the test process.

@@ -307,3 +307,40 @@ pub fn closed_addr() -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap()
 }
+
+/// A listener whose accept queue is full and never drained: new connections hang in SYN-SENT,
+/// so a client's connect times out (a backend host that is down or firewalled).
+pub struct Blackhole {
+    pub addr: SocketAddr,
+    _listener: std::net::TcpListener,
+    _held: Vec<std::net::TcpStream>,
+}
+
+impl Blackhole {
+    pub fn start() -> Blackhole {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        socket
+            .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+            .expect("bind");
+        socket.listen(0).expect("listen");
+        let listener: std::net::TcpListener = socket.into();
+        let addr = listener.local_addr().unwrap();
+        // Fill the queue; later SYNs are dropped by the kernel.
+        let held = (0..4)
+            .filter_map(|_| {
+                std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(100))
+                    .ok()
+            })
+            .collect();
+        Blackhole {
+            addr,
+            _listener: listener,
+            _held: held,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}

@@ -87,6 +87,7 @@ impl Pool {
     /// Sends `out` to a backend, retrying as the module doc describes.
     pub async fn send(&self, out: Outgoing) -> Result<Answer, ProxyError> {
         let replayable = is_idempotent(&out.method) && out.body.is_empty();
+        let fault = out.body.fault();
         let path = out.path.clone();
         let template = (replayable && self.spec.retries > 0 && self.backends.len() > 1)
             .then(|| (out.method.clone(), out.headers.clone()));
@@ -130,6 +131,11 @@ impl Pool {
                     kind,
                     unsent,
                 }) => {
+                    // The client's body failed (too large, malformed, cut off): not the
+                    // backend's doing, and nothing to retry.
+                    if let Some(client_error) = fault.as_ref().and_then(|f| f.error()) {
+                        return Err(client_error);
+                    }
                     if let Some(kind) = kind {
                         backend.record_failure(&self.spec, kind);
                     }

@@ -1,0 +1,250 @@
+//! Client-facing limits and malformed input through a real server: each limit answers with its
+//! own status, malformed requests get 400, and slow or idle clients are cut off.
+
+use std::time::{Duration, Instant};
+
+use kura_testkit::{Client, Origin, TestKura, raw};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+async fn kura_with(origin: &Origin, limits: &str) -> TestKura {
+    TestKura::start(&format!(
+        r#"
+[[listeners]]
+address = "127.0.0.1:0"
+[limits]
+{limits}
+[pools.p]
+backends = ["{}"]
+[[vhosts]]
+hosts = ["*"]
+pool = "p"
+"#,
+        origin.url()
+    ))
+    .await
+}
+
+const WAIT: Duration = Duration::from_secs(3);
+
+#[tokio::test]
+async fn oversized_headers_get_431() {
+    let o = Origin::fixed("o", 200, "ok").await;
+    let kura = kura_with(&o, "max_header_bytes = \"4KiB\"\nmax_headers = 20").await;
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: a.com\r\nX-Big: {}\r\n\r\n",
+        "x".repeat(5000)
+    );
+    let out = raw(kura.addr, big.as_bytes(), WAIT).await;
+    assert!(out.starts_with("HTTP/1.1 431"), "{out}");
+
+    let mut many = String::from("GET / HTTP/1.1\r\nHost: a.com\r\n");
+    for i in 0..30 {
+        many.push_str(&format!("X-H{i}: v\r\n"));
+    }
+    many.push_str("\r\n");
+    let out = raw(kura.addr, many.as_bytes(), WAIT).await;
+    assert!(out.starts_with("HTTP/1.1 431"), "{out}");
+
+    // Within the limits, all is well.
+    let out = raw(
+        kura.addr,
+        b"GET / HTTP/1.1\r\nHost: a.com\r\nConnection: close\r\n\r\n",
+        WAIT,
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert_eq!(o.requests(), 1);
+}
+
+#[tokio::test]
+async fn declared_oversized_body_gets_413_without_reaching_the_origin() {
+    let o = Origin::echo("o").await;
+    let kura = kura_with(&o, "max_body_bytes = 1000").await;
+    let out = raw(
+        kura.addr,
+        b"POST /up HTTP/1.1\r\nHost: a.com\r\nContent-Length: 5000\r\n\r\n",
+        WAIT,
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 413"), "{out}");
+    assert!(
+        out.to_ascii_lowercase().contains("connection: close"),
+        "{out}"
+    );
+    assert_eq!(o.requests(), 0);
+
+    let ok = format!(
+        "POST /up HTTP/1.1\r\nHost: a.com\r\nContent-Length: 1000\r\nConnection: close\r\n\r\n{}",
+        "b".repeat(1000)
+    );
+    let out = raw(kura.addr, ok.as_bytes(), WAIT).await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.contains("\"body_len\":1000"), "{out}");
+}
+
+#[tokio::test]
+async fn chunked_body_over_the_limit_gets_413() {
+    let o = Origin::sink("o").await;
+    let kura = kura_with(&o, "max_body_bytes = 10000").await;
+    let mut req =
+        String::from("POST /up HTTP/1.1\r\nHost: a.com\r\nTransfer-Encoding: chunked\r\n\r\n");
+    for _ in 0..5 {
+        req.push_str(&format!("1000\r\n{}\r\n", "c".repeat(4096)));
+    }
+    req.push_str("0\r\n\r\n");
+    let out = raw(kura.addr, req.as_bytes(), WAIT).await;
+    assert!(out.starts_with("HTTP/1.1 413"), "{out}");
+
+    // A chunked body under the limit streams through whole.
+    let mut req = String::from(
+        "POST /up HTTP/1.1\r\nHost: a.com\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+    );
+    for _ in 0..2 {
+        req.push_str(&format!("1000\r\n{}\r\n", "c".repeat(4096)));
+    }
+    req.push_str("0\r\n\r\n");
+    let out = raw(kura.addr, req.as_bytes(), WAIT).await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(
+        out.ends_with("8192"),
+        "origin counted the streamed bytes: {out}"
+    );
+}
+
+#[tokio::test]
+async fn malformed_requests_get_400() {
+    let o = Origin::fixed("o", 200, "ok").await;
+    let kura = kura_with(&o, "").await;
+    for bad in [
+        &b"THIS IS NOT HTTP\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nHost: a.com\r\nBad Header Line\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a.com\r\nContent-Length: abc\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a.com\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+        b"GET / HTTP/1.1\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a.com\r\nHost: b.com\r\n\r\n",
+        b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+    ] {
+        let out = raw(kura.addr, bad, WAIT).await;
+        assert!(
+            out.starts_with("HTTP/1.1 400"),
+            "{:?} got {out:?}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+    // The server is fine afterwards.
+    assert_eq!(kura.get("a.com", "/").await.status, 200);
+}
+
+#[tokio::test]
+async fn malformed_chunked_body_is_400_and_does_not_blame_the_backend() {
+    let o = Origin::sink("o").await;
+    let kura = TestKura::start(&format!(
+        "[[listeners]]\naddress = \"127.0.0.1:0\"\n[admin]\naddress = \"127.0.0.1:0\"\n[pools.p]\nbackends = [\"{}\"]\n[[vhosts]]\nhosts = [\"*\"]\npool = \"p\"\n",
+        o.url()
+    ))
+    .await;
+    let out = raw(
+        kura.addr,
+        b"POST / HTTP/1.1\r\nHost: a.com\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\nzz\r\n",
+        WAIT,
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    let b = kura.admin_json("/backends").await;
+    assert_eq!(b["pools"]["p"]["backends"][0]["alive"], true);
+    assert_eq!(kura.get("a.com", "/").await.status, 200);
+}
+
+#[tokio::test]
+async fn slow_header_is_cut_off_by_the_header_timeout() {
+    let o = Origin::fixed("o", 200, "ok").await;
+    let kura = kura_with(
+        &o,
+        "client_header_timeout = \"300ms\"\nclient_idle_timeout = \"10s\"",
+    )
+    .await;
+    let mut s = TcpStream::connect(kura.addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: a.c").await.unwrap();
+    let t = Instant::now();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut buf)).await;
+    let waited = t.elapsed();
+    assert!(
+        waited >= Duration::from_millis(250) && waited < Duration::from_secs(2),
+        "{waited:?}"
+    );
+    // A connection that sends nothing at all is held to the header timeout too.
+    let mut s = TcpStream::connect(kura.addr).await.unwrap();
+    let t = Instant::now();
+    let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut buf)).await;
+    assert!(t.elapsed() < Duration::from_secs(2));
+    assert_eq!(o.requests(), 0);
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
+    let o = Origin::fixed("o", 200, "ok").await;
+    let kura = kura_with(
+        &o,
+        "client_header_timeout = \"200ms\"\nclient_idle_timeout = \"800ms\"",
+    )
+    .await;
+    let mut s = TcpStream::connect(kura.addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: a.com\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let t = Instant::now();
+    // Idle longer than the header timeout: the idle timeout applies, not the header one.
+    let n = tokio::time::timeout(WAIT, s.read(&mut buf))
+        .await
+        .expect("closed within the wait")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "closed, not answered");
+    let waited = t.elapsed();
+    assert!(
+        waited >= Duration::from_millis(700) && waited < Duration::from_secs(2),
+        "{waited:?}"
+    );
+}
+
+#[tokio::test]
+async fn max_connections_holds_further_clients_until_one_leaves() {
+    let o = Origin::fixed("o", 200, "ok").await;
+    let kura = kura_with(&o, "max_connections = 2").await;
+    let mut c1 = Client::connect(kura.addr).await;
+    let mut c2 = Client::connect(kura.addr).await;
+    assert_eq!(c1.get("a.com", "/").await.unwrap().status, 200);
+    assert_eq!(c2.get("a.com", "/").await.unwrap().status, 200);
+    let addr = kura.addr;
+    let third = tokio::spawn(async move { kura_testkit::get(addr, "a.com", "/").await.status });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !third.is_finished(),
+        "a third connection is not served while two are open"
+    );
+    drop(c1);
+    let status = tokio::time::timeout(WAIT, third)
+        .await
+        .expect("served")
+        .unwrap();
+    assert_eq!(status, 200);
+    drop(c2);
+}
+
+#[tokio::test]
+async fn keep_alive_and_pipelined_requests_on_one_connection() {
+    let o = Origin::echo("o").await;
+    let kura = kura_with(&o, "").await;
+    let out = raw(
+        kura.addr,
+        b"GET /1 HTTP/1.1\r\nHost: a.com\r\n\r\nGET /2 HTTP/1.1\r\nHost: a.com\r\nConnection: close\r\n\r\n",
+        WAIT,
+    )
+    .await;
+    assert_eq!(out.matches("HTTP/1.1 200").count(), 2, "{out}");
+    assert!(out.find("\"uri\":\"/1\"").unwrap() < out.find("\"uri\":\"/2\"").unwrap());
+}

@@ -1,0 +1,301 @@
+//! Upstream pools through a real server: balancing, passive and active health, retries,
+//! timeouts, keep-alive reuse and the per-backend connection cap.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use kura_testkit::{Client, Origin, Resetting, TestKura, closed_addr, eventually};
+
+fn config(backends: &[String], pool_extra: &str) -> String {
+    let list = backends
+        .iter()
+        .map(|b| format!("\"{b}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        r#"
+[[listeners]]
+address = "127.0.0.1:0"
+[admin]
+address = "127.0.0.1:0"
+[pools.p]
+backends = [{list}]
+{pool_extra}
+[[vhosts]]
+hosts = ["*"]
+pool = "p"
+"#
+    )
+}
+
+async fn spread(kura: &TestKura, n: usize) -> HashMap<String, usize> {
+    let mut seen = HashMap::new();
+    for _ in 0..n {
+        let r = kura.get("a.com", "/").await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        *seen
+            .entry(r.header("x-origin").unwrap_or("?").to_string())
+            .or_default() += 1;
+    }
+    seen
+}
+
+#[tokio::test]
+async fn round_robin_spreads_evenly() {
+    let (a, b, c) = (
+        Origin::fixed("a", 200, "a").await,
+        Origin::fixed("b", 200, "b").await,
+        Origin::fixed("c", 200, "c").await,
+    );
+    let kura = TestKura::start(&config(&[a.url(), b.url(), c.url()], "")).await;
+    let seen = spread(&kura, 30).await;
+    assert_eq!(
+        seen.values().copied().collect::<Vec<_>>(),
+        vec![10, 10, 10],
+        "{seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn random_reaches_every_backend() {
+    let (a, b, c) = (
+        Origin::fixed("a", 200, "a").await,
+        Origin::fixed("b", 200, "b").await,
+        Origin::fixed("c", 200, "c").await,
+    );
+    let kura = TestKura::start(&config(
+        &[a.url(), b.url(), c.url()],
+        "balance = \"random\"",
+    ))
+    .await;
+    let seen = spread(&kura, 300).await;
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    // Each expects 100; 50 is far outside any plausible random spread.
+    assert!(seen.values().all(|&n| n > 50), "{seen:?}");
+}
+
+#[tokio::test]
+async fn least_conn_avoids_the_busy_backend() {
+    let slow = Origin::slow("slow", Duration::from_millis(400), "slow").await;
+    let fast = Origin::fixed("fast", 200, "fast").await;
+    let kura = TestKura::start(&config(
+        &[slow.url(), fast.url()],
+        "balance = \"least_conn\"",
+    ))
+    .await;
+    // Occupy the slow backend, then send more while it is busy.
+    let addr = kura.addr;
+    let held = tokio::spawn(async move { kura_testkit::get(addr, "a.com", "/").await });
+    assert!(eventually(Duration::from_secs(2), || async { slow.requests() == 1 }).await);
+    let seen = spread(&kura, 20).await;
+    assert_eq!(seen.get("fast"), Some(&20), "{seen:?}");
+    assert_eq!(held.await.unwrap().text(), "slow");
+}
+
+#[tokio::test]
+async fn dead_backend_is_retried_around_then_skipped_until_ttl() {
+    let broken = Resetting::start().await;
+    let good = Origin::fixed("good", 200, "good").await;
+    let kura = TestKura::start(&config(
+        &[broken.url(), good.url()],
+        "dead_backend_ttl = \"600ms\"",
+    ))
+    .await;
+    let seen = spread(&kura, 10).await;
+    assert_eq!(
+        seen.get("good"),
+        Some(&10),
+        "every request succeeds: {seen:?}"
+    );
+    assert_eq!(
+        broken.connections(),
+        1,
+        "tried once, then skipped while dead"
+    );
+    let b = kura.admin_json("/backends").await;
+    assert_eq!(b["pools"]["p"]["backends"][0]["alive"], false);
+    assert_eq!(b["pools"]["p"]["backends"][1]["alive"], true);
+
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    spread(&kura, 4).await;
+    assert_eq!(broken.connections(), 2, "retried after the TTL");
+    let m = kura.metrics().await;
+    assert!(m.contains("kura_backend_marked_dead_total"), "{m}");
+    assert!(m.contains("kind=\"reset\""), "{m}");
+}
+
+#[tokio::test]
+async fn refused_connection_is_retried_even_for_post() {
+    let good = Origin::echo("good").await;
+    let kura = TestKura::start(&config(
+        &[format!("http://{}", closed_addr()), good.url()],
+        "",
+    ))
+    .await;
+    for _ in 0..4 {
+        let req = http::Request::post("/submit")
+            .header("host", "a.com")
+            .body(Full::new(Bytes::from_static(b"payload")))
+            .unwrap();
+        let r = kura_testkit::send(kura.addr, req).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.json()["body_len"], 7);
+    }
+    assert_eq!(good.requests(), 4);
+}
+
+#[tokio::test]
+async fn all_backends_dead_is_502() {
+    let kura = TestKura::start(&config(
+        &[
+            format!("http://{}", closed_addr()),
+            format!("http://{}", closed_addr()),
+        ],
+        "",
+    ))
+    .await;
+    let r = kura.get("a.com", "/").await;
+    assert_eq!(r.status, 502);
+    // Both are now marked dead: the next request fails without trying anything.
+    let r = kura.get("a.com", "/").await;
+    assert_eq!(r.status, 502);
+    let b = kura.admin_json("/backends").await;
+    for be in b["pools"]["p"]["backends"].as_array().unwrap() {
+        assert_eq!(be["alive"], false);
+    }
+}
+
+#[tokio::test]
+async fn response_timeout_is_504_and_marks_dead() {
+    let slow = Origin::slow("slow", Duration::from_secs(3), "late").await;
+    let kura = TestKura::start(&config(&[slow.url()], "response_timeout = \"200ms\"")).await;
+    let t = Instant::now();
+    let r = kura.get("a.com", "/").await;
+    assert_eq!(r.status, 504);
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    let b = kura.admin_json("/backends").await;
+    assert_eq!(b["pools"]["p"]["backends"][0]["alive"], false);
+}
+
+#[tokio::test]
+async fn connect_timeout_is_504() {
+    let hole = kura_testkit::Blackhole::start();
+    let kura = TestKura::start(&config(&[hole.url()], "connect_timeout = \"200ms\"")).await;
+    let t = Instant::now();
+    let r = kura.get("a.com", "/").await;
+    assert_eq!(r.status, 504);
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    assert!(kura.metrics().await.contains("kind=\"connect_timeout\""));
+}
+
+#[tokio::test]
+async fn configured_5xx_marks_dead_and_retries_idempotent_requests() {
+    let bad = Origin::failing("bad", 503).await;
+    let good = Origin::fixed("good", 200, "good").await;
+    let kura = TestKura::start(&config(&[bad.url(), good.url()], "dead_on_status = [503]")).await;
+    let seen = spread(&kura, 6).await;
+    assert_eq!(seen.get("good"), Some(&6), "{seen:?}");
+    assert_eq!(bad.requests(), 1);
+
+    // Without dead_on_status, a 503 is just an answer, passed to the client.
+    let kura = TestKura::start(&config(&[bad.url()], "")).await;
+    assert_eq!(kura.get("a.com", "/").await.status, 503);
+    assert_eq!(kura.get("a.com", "/").await.status, 503);
+}
+
+#[tokio::test]
+async fn post_is_not_replayed_after_it_was_sent() {
+    let broken = Resetting::start().await;
+    let good = Origin::echo("good").await;
+    let kura = TestKura::start(&config(&[broken.url(), good.url()], "")).await;
+    let req = http::Request::post("/pay")
+        .header("host", "a.com")
+        .body(Full::new(Bytes::from_static(b"once")))
+        .unwrap();
+    let r = kura_testkit::send(kura.addr, req).await;
+    assert_eq!(r.status, 502, "a sent POST is not retried elsewhere");
+    assert_eq!(good.requests(), 0);
+}
+
+#[tokio::test]
+async fn keep_alive_connections_are_reused() {
+    let o = Origin::fixed("o", 200, "hello").await;
+    let kura = TestKura::start(&config(&[o.url()], "")).await;
+    let mut client = Client::connect(kura.addr).await;
+    for _ in 0..50 {
+        let r = client.get("a.com", "/").await.unwrap();
+        assert_eq!(r.text(), "hello");
+    }
+    // Fresh client connections too: the upstream side stays on one connection.
+    for _ in 0..50 {
+        assert_eq!(kura.get("a.com", "/").await.status, 200);
+    }
+    assert_eq!(o.requests(), 100);
+    assert_eq!(
+        o.connections(),
+        1,
+        "one upstream connection for 100 sequential requests"
+    );
+}
+
+#[tokio::test]
+async fn connection_cap_per_backend_holds_under_concurrency() {
+    let o = Origin::slow("o", Duration::from_millis(100), "ok").await;
+    let kura = TestKura::start(&config(&[o.url()], "max_connections_per_backend = 2")).await;
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let addr = kura.addr;
+        tasks.push(tokio::spawn(async move {
+            kura_testkit::get(addr, "a.com", "/").await.status
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    assert_eq!(o.requests(), 10);
+    assert_eq!(o.connections(), 2, "never more than the cap");
+}
+
+#[tokio::test]
+async fn active_health_checks_take_a_backend_out_and_back() {
+    // The backend answers 500 on /health until told otherwise.
+    let healthy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let h = healthy.clone();
+    let flaky = Origin::start(
+        "flaky",
+        std::sync::Arc::new(move |seen: kura_testkit::origin::Seen| {
+            let ok = h.load(std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async move {
+                if seen.uri == "/health" && !ok {
+                    kura_testkit::origin::full(500, "sick")
+                } else {
+                    kura_testkit::origin::full(200, "flaky")
+                }
+            })
+        }),
+    )
+    .await;
+    let steady = Origin::fixed("steady", 200, "steady").await;
+    let kura = TestKura::start(&config(
+        &[flaky.url(), steady.url()],
+        "[pools.p.health_check]\npath = \"/health\"\ninterval = \"50ms\"\nunhealthy_threshold = 2\nhealthy_threshold = 2\n",
+    ))
+    .await;
+    let down = || async {
+        kura.admin_json("/backends").await["pools"]["p"]["backends"][0]["health_check_down"] == true
+    };
+    assert!(eventually(Duration::from_secs(3), down).await);
+    let seen = spread(&kura, 6).await;
+    assert_eq!(seen.get("steady"), Some(&6), "{seen:?}");
+
+    healthy.store(true, std::sync::atomic::Ordering::SeqCst);
+    let up = || async {
+        kura.admin_json("/backends").await["pools"]["p"]["backends"][0]["health_check_down"]
+            == false
+    };
+    assert!(eventually(Duration::from_secs(3), up).await);
+    let seen = spread(&kura, 6).await;
+    assert_eq!(seen.get("flaky"), Some(&3), "{seen:?}");
+}

@@ -10,9 +10,12 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use std::convert::Infallible;
+
 use bytes::Bytes;
-use http::{HeaderMap, Request};
-use http_body_util::{BodyExt, Full};
+use http::{HeaderMap, Request, Response};
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -92,9 +95,12 @@ impl Reply {
     }
 }
 
+/// Request bodies the test clients send: anything that yields `Bytes` and cannot fail.
+pub type ClientBody = BoxBody<Bytes, Infallible>;
+
 /// One keep-alive client connection.
 pub struct Client {
-    sender: SendRequest<Full<Bytes>>,
+    sender: SendRequest<ClientBody>,
 }
 
 impl Client {
@@ -107,9 +113,24 @@ impl Client {
         Client { sender }
     }
 
-    pub async fn send(&mut self, req: Request<Full<Bytes>>) -> Result<Reply, hyper::Error> {
+    /// Sends `req` and returns the response with its body still streaming.
+    pub async fn send_streaming<B>(&mut self, req: Request<B>) -> Response<Incoming>
+    where
+        B: http_body::Body<Data = Bytes, Error = Infallible> + Send + Sync + 'static,
+    {
+        self.sender.ready().await.expect("connection ready");
+        self.sender
+            .send_request(req.map(BodyExt::boxed))
+            .await
+            .expect("response head")
+    }
+
+    pub async fn send<B>(&mut self, req: Request<B>) -> Result<Reply, hyper::Error>
+    where
+        B: http_body::Body<Data = Bytes, Error = Infallible> + Send + Sync + 'static,
+    {
         self.sender.ready().await?;
-        let resp = self.sender.send_request(req).await?;
+        let resp = self.sender.send_request(req.map(BodyExt::boxed)).await?;
         let (parts, body) = resp.into_parts();
         let body = body.collect().await?.to_bytes();
         Ok(Reply {
@@ -132,7 +153,10 @@ pub fn get_request(host: &str, path: &str) -> Request<Full<Bytes>> {
 }
 
 /// Sends `req` on a new connection and reads the whole response.
-pub async fn send(addr: SocketAddr, req: Request<Full<Bytes>>) -> Reply {
+pub async fn send<B>(addr: SocketAddr, req: Request<B>) -> Reply
+where
+    B: http_body::Body<Data = Bytes, Error = Infallible> + Send + Sync + 'static,
+{
     Client::connect(addr)
         .await
         .send(req)

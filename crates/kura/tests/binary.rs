@@ -1,0 +1,343 @@
+//! The real `kura` binary: `check`, quick mode, reload on file change / SIGHUP / admin (good
+//! and bad files), graceful shutdown, SIGUSR1 log reopening, and gigabyte streams with flat
+//! memory.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use kura_testkit::{KuraProcess, Origin, eventually, get};
+
+const BIN: &str = env!("CARGO_BIN_EXE_kura");
+
+fn bin() -> &'static Path {
+    Path::new(BIN)
+}
+
+fn write_config(dir: &Path, backend: &str, extra: &str) -> std::path::PathBuf {
+    let path = dir.join("kura.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[[listeners]]
+address = "127.0.0.1:0"
+[admin]
+address = "127.0.0.1:0"
+{extra}
+[pools.app]
+backends = ["{backend}"]
+[[vhosts]]
+hosts = ["*"]
+pool = "app"
+"#
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn check_accepts_a_good_file_and_names_the_bad_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), "http://127.0.0.1:9", "");
+    let out = std::process::Command::new(BIN)
+        .args(["check", "--config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok"));
+
+    let path = write_config(
+        dir.path(),
+        "tcp://nowhere",
+        "[limits]\nclient_idle_timeout = \"often\"",
+    );
+    let out = std::process::Command::new(BIN)
+        .args(["check", "--config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("pools.app.backends[0]"), "{err}");
+    assert!(err.contains("limits.client_idle_timeout"), "{err}");
+
+    for example in [
+        "../../examples/basic.toml",
+        "../../examples/multi-site.toml",
+    ] {
+        let out = std::process::Command::new(BIN)
+            .args(["check", "--config", example])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{example}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quick_mode_proxies_to_the_upstreams() {
+    let a = Origin::fixed("a", 200, "a").await;
+    let b = Origin::fixed("b", 200, "b").await;
+    let kura = KuraProcess::start(
+        bin(),
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            &a.url(),
+            "--upstream",
+            &b.url(),
+            "--admin",
+            "127.0.0.1:0",
+        ],
+        1,
+    );
+    let mut bodies = Vec::new();
+    for _ in 0..4 {
+        bodies.push(get(kura.addr(), "any.host", "/x").await.text());
+    }
+    bodies.sort();
+    assert_eq!(bodies, ["a", "a", "b", "b"]);
+    assert_eq!(
+        get(kura.admin.unwrap(), "admin", "/healthz").await.status,
+        200
+    );
+
+    // A bad flag value is named, and nothing starts.
+    let out = std::process::Command::new(BIN)
+        .args(["serve", "--upstream", "localhost:80"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--upstream #1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_on_file_change_sighup_and_admin_keeps_old_on_error() {
+    let one = Origin::fixed("one", 200, "one").await;
+    let two = Origin::fixed("two", 200, "two").await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &one.url(), "");
+    let kura = KuraProcess::start(bin(), &["serve", "--config", path.to_str().unwrap()], 1);
+    let addr = kura.addr();
+    assert_eq!(get(addr, "a.com", "/").await.text(), "one");
+
+    // A changed file is picked up by the watcher.
+    write_config(dir.path(), &two.url(), "");
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            get(addr, "a.com", "/").await.text() == "two"
+        })
+        .await,
+        "file change applied; log:\n{}",
+        kura.log_text()
+    );
+
+    // An invalid file keeps the running table and says which field is wrong.
+    std::fs::write(&path, "[[listeners]]\naddress = \"127.0.0.1:0\"\n[pools.app]\nbackends = [\"nope\"]\n[[vhosts]]\nhosts=[\"*\"]\npool=\"app\"\n").unwrap();
+    assert!(
+        kura.wait_for_log("pools.app.backends[0]", Duration::from_secs(5)),
+        "{}",
+        kura.log_text()
+    );
+    assert_eq!(get(addr, "a.com", "/").await.text(), "two");
+
+    // SIGHUP reloads too (write a good file while the watcher is muted by the same content).
+    write_config(dir.path(), &one.url(), "");
+    kura.signal("HUP");
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            get(addr, "a.com", "/").await.text() == "one"
+        })
+        .await
+    );
+    assert!(kura.wait_for_log("SIGHUP", Duration::from_secs(2)));
+
+    // And POST /reload on the admin listener reports the result.
+    std::fs::write(&path, "not toml [").unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let req = http::Request::post("/reload")
+        .header("host", "admin")
+        .body(http_body_util::Full::new(Bytes::new()))
+        .unwrap();
+    let r = kura_testkit::send(kura.admin.unwrap(), req).await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert_eq!(r.json()["reloaded"], false);
+    assert_eq!(get(addr, "a.com", "/").await.text(), "one");
+    let m = get(kura.admin.unwrap(), "admin", "/metrics").await.text();
+    assert!(
+        m.contains("kura_config_reloads_total{result=\"error\"}"),
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_in_flight_requests_then_exits() {
+    let slow = Origin::slow("slow", Duration::from_millis(1500), "done").await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        &slow.url(),
+        "[server]\nshutdown_grace = \"10s\"",
+    );
+    let mut kura = KuraProcess::start(bin(), &["serve", "--config", path.to_str().unwrap()], 1);
+    let addr = kura.addr();
+    let in_flight = tokio::spawn(async move { get(addr, "a.com", "/").await });
+    assert!(eventually(Duration::from_secs(2), || async { slow.requests() == 1 }).await);
+    let t = Instant::now();
+    kura.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // No new connections once draining.
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "listener closed"
+    );
+    let r = in_flight.await.unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "done"));
+    let status = kura.wait_exit(Duration::from_secs(5)).expect("exits");
+    assert!(status.success(), "{status}");
+    assert!(t.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grace_period_bounds_the_shutdown() {
+    let stuck = Origin::slow("stuck", Duration::from_secs(30), "never").await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        &stuck.url(),
+        "[server]\nshutdown_grace = \"500ms\"",
+    );
+    let mut kura = KuraProcess::start(bin(), &["serve", "--config", path.to_str().unwrap()], 1);
+    let addr = kura.addr();
+    let _in_flight = tokio::spawn(async move {
+        let _ = tokio::time::timeout(Duration::from_secs(10), get(addr, "a.com", "/")).await;
+    });
+    assert!(eventually(Duration::from_secs(2), || async { stuck.requests() == 1 }).await);
+    let t = Instant::now();
+    kura.signal("TERM");
+    kura.wait_exit(Duration::from_secs(5))
+        .expect("exits after the grace period");
+    assert!(
+        t.elapsed() >= Duration::from_millis(450),
+        "{:?}",
+        t.elapsed()
+    );
+    assert!(kura.wait_for_log("grace period over", Duration::from_secs(1)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigusr1_reopens_the_access_log() {
+    let o = Origin::fixed("o", 200, "ok").await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &o.url(), "[access_log]\npath = \"access.log\"");
+    let kura = KuraProcess::start(bin(), &["serve", "--config", path.to_str().unwrap()], 1);
+    let log = dir.path().join("access.log");
+    get(kura.addr(), "a.com", "/first").await;
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            std::fs::read_to_string(&log).is_ok_and(|t| t.contains("/first"))
+        })
+        .await
+    );
+    std::fs::rename(&log, dir.path().join("access.log.1")).unwrap();
+    kura.signal("USR1");
+    assert!(kura.wait_for_log("SIGUSR1", Duration::from_secs(2)));
+    get(kura.addr(), "a.com", "/second").await;
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            std::fs::read_to_string(&log).is_ok_and(|t| t.contains("/second"))
+        })
+        .await
+    );
+    let old = std::fs::read_to_string(dir.path().join("access.log.1")).unwrap();
+    assert!(old.contains("/first") && !old.contains("/second"));
+}
+
+const GIB: u64 = 1024 * 1024 * 1024;
+const RSS_BUDGET: u64 = 50 * 1024 * 1024;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_gigabyte_streams_both_ways_with_flat_memory() {
+    let source = Origin::streaming("source", GIB).await;
+    let sink = Origin::sink("sink").await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kura.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[[listeners]]
+address = "127.0.0.1:0"
+[limits]
+max_body_bytes = 0
+[pools.source]
+backends = ["{}"]
+[pools.sink]
+backends = ["{}"]
+[[vhosts]]
+hosts = ["*"]
+pool = "source"
+[[vhosts.rules]]
+path = "^/upload"
+pool = "sink"
+"#,
+            source.url(),
+            sink.url()
+        ),
+    )
+    .unwrap();
+    let kura = KuraProcess::start(bin(), &["serve", "--config", path.to_str().unwrap()], 1);
+    get(kura.addr(), "a.com", "/upload-warmup").await;
+    let (baseline, _) = kura.memory();
+
+    // Download: count bytes as they arrive; nothing is kept.
+    let mut client = kura_testkit::Client::connect(kura.addr()).await;
+    let resp = client
+        .send_streaming(kura_testkit::get_request("a.com", "/big"))
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-length"], GIB.to_string().as_str());
+    let mut body = resp.into_body();
+    let mut got = 0u64;
+    while let Some(frame) = body.frame().await {
+        if let Some(d) = frame.unwrap().data_ref() {
+            got += d.len() as u64;
+        }
+    }
+    assert_eq!(got, GIB);
+
+    // Upload: a generated 1 GiB chunked body.
+    let chunk = Bytes::from(vec![b'u'; 256 * 1024]);
+    let n = GIB / chunk.len() as u64;
+    let stream = futures_util::stream::iter(0..n)
+        .map(move |_| Ok::<_, std::convert::Infallible>(Frame::data(chunk.clone())));
+    let req = http::Request::post("/upload")
+        .header("host", "a.com")
+        .body(BodyExt::boxed(StreamBody::new(stream)))
+        .unwrap();
+    let r = kura_testkit::send(kura.addr(), req).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), GIB.to_string());
+
+    let (_, peak) = kura.memory();
+    eprintln!(
+        "kura RSS baseline {} KiB, peak {} KiB",
+        baseline >> 10,
+        peak >> 10
+    );
+    assert!(
+        peak < baseline + RSS_BUDGET,
+        "kura's peak RSS {} MiB grew more than 50 MiB over its baseline {} MiB",
+        peak >> 20,
+        baseline >> 20
+    );
+}

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use http::StatusCode;
 
-use crate::access_log::{AccessLog, Entry};
-use crate::conn::ConnState;
-use crate::metrics::Metrics;
+use crate::access_log::Entry;
+use crate::router::VHost;
+use crate::service::ConnInfo;
 
 /// Request fields kept for the access log (only when one is configured).
 pub struct LogFields {
@@ -24,10 +24,10 @@ pub struct LogFields {
 
 pub struct Exchange {
     pub start: Instant,
-    pub metrics: Arc<Metrics>,
-    pub access_log: Option<Arc<AccessLog>>,
-    pub conn: Arc<ConnState>,
-    pub vhost: Arc<str>,
+    /// The connection (and through it the server) this exchange belongs to.
+    pub conn: Arc<ConnInfo>,
+    /// The vhost that matched, if any.
+    pub vhost: Option<Arc<VHost>>,
     pub status: StatusCode,
     pub upstream: Option<Arc<str>>,
     pub upstream_time: Option<Duration>,
@@ -36,21 +36,20 @@ pub struct Exchange {
 
 impl Exchange {
     pub fn note_upstream_error(&mut self, e: &hyper::Error) {
-        tracing::debug!(vhost = %self.vhost, error = %e, "upstream body failed mid-stream");
+        let vhost = self.vhost.as_ref().map(|v| &*v.name).unwrap_or("-");
+        tracing::debug!(vhost, error = %e, "upstream body failed mid-stream");
     }
 
     pub fn complete(self: Box<Self>, bytes_sent: u64) {
         let elapsed = self.start.elapsed();
-        let vhost: &str = &self.vhost;
-        self.metrics
-            .requests
-            .with_label_values(&[vhost, self.status.as_str()])
-            .inc();
-        self.metrics
-            .request_duration
-            .with_label_values(&[vhost])
-            .observe(elapsed.as_secs_f64());
-        if let (Some(log), Some(f)) = (&self.access_log, &self.log) {
+        let shared = &self.conn.shared;
+        let counters = match &self.vhost {
+            Some(v) => &v.counters,
+            None => &shared.unmatched,
+        };
+        counters.record(&shared.metrics, self.status, elapsed.as_secs_f64());
+        let vhost: &str = &counters.name;
+        if let (Some(log), Some(f)) = (&shared.access_log, &self.log) {
             log.log(&Entry {
                 client: &f.client,
                 method: &f.method,
@@ -67,6 +66,6 @@ impl Exchange {
                 upstream_time: self.upstream_time,
             });
         }
-        self.conn.idle();
+        self.conn.state.idle();
     }
 }

@@ -2,8 +2,6 @@
 //! directions, including those named in `Connection`; `Via` is appended; the client's address,
 //! scheme and host are passed on in `X-Forwarded-For/-Proto/-Host`.
 
-use std::net::IpAddr;
-
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// Headers that describe one connection and must not be forwarded.
@@ -55,27 +53,31 @@ pub fn append_via(headers: &mut HeaderMap, via: &HeaderValue) {
 }
 
 /// Sets the `X-Forwarded-*` headers: the client address is appended to an existing
-/// `X-Forwarded-For` chain; scheme and host are set from what this proxy saw.
-pub fn set_forwarded(headers: &mut HeaderMap, client: IpAddr, scheme: &'static str, host: &str) {
-    let ip = client.to_string();
-    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.trim().is_empty() => {
-            let mut s = String::with_capacity(prev.len() + 2 + ip.len());
-            s.push_str(prev);
-            s.push_str(", ");
-            s.push_str(&ip);
-            s
+/// `X-Forwarded-For` chain; scheme and host are set from what this proxy saw (the host as the
+/// client sent it, port included).
+pub fn set_forwarded(
+    headers: &mut HeaderMap,
+    client_ip: &HeaderValue,
+    scheme: &'static str,
+    host: Option<HeaderValue>,
+) {
+    match headers.get(&X_FORWARDED_FOR).map(|v| v.as_bytes()) {
+        Some(prev) if !prev.trim_ascii().is_empty() => {
+            let mut s = Vec::with_capacity(prev.len() + 2 + client_ip.len());
+            s.extend_from_slice(prev);
+            s.extend_from_slice(b", ");
+            s.extend_from_slice(client_ip.as_bytes());
+            if let Ok(v) = HeaderValue::from_bytes(&s) {
+                headers.insert(X_FORWARDED_FOR, v);
+            }
         }
-        _ => ip,
-    };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert(X_FORWARDED_FOR, v);
+        _ => {
+            headers.insert(X_FORWARDED_FOR, client_ip.clone());
+        }
     }
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(scheme));
-    if !host.is_empty()
-        && let Ok(v) = HeaderValue::from_str(host)
-    {
-        headers.insert(X_FORWARDED_HOST, v);
+    if let Some(host) = host {
+        headers.insert(X_FORWARDED_HOST, host);
     }
 }
 
@@ -103,13 +105,18 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(X_FORWARDED_FOR, "203.0.113.9".parse().unwrap());
         h.insert(X_FORWARDED_PROTO, "gopher".parse().unwrap());
-        set_forwarded(&mut h, "10.1.2.3".parse().unwrap(), "http", "example.com");
+        set_forwarded(
+            &mut h,
+            &HeaderValue::from_static("10.1.2.3"),
+            "http",
+            Some(HeaderValue::from_static("example.com")),
+        );
         assert_eq!(h[X_FORWARDED_FOR], "203.0.113.9, 10.1.2.3");
         assert_eq!(h[X_FORWARDED_PROTO], "http");
         assert_eq!(h[X_FORWARDED_HOST], "example.com");
 
         let mut h = HeaderMap::new();
-        set_forwarded(&mut h, "::1".parse().unwrap(), "https", "");
+        set_forwarded(&mut h, &HeaderValue::from_static("::1"), "https", None);
         assert_eq!(h[X_FORWARDED_FOR], "::1");
         assert!(h.get(X_FORWARDED_HOST).is_none());
     }

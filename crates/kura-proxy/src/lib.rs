@@ -19,6 +19,7 @@ mod server;
 mod service;
 mod state;
 mod upstream;
+pub mod worker;
 
 pub use admin::ReloadHook;
 pub use errors::ProxyError;

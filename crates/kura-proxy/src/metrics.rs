@@ -2,9 +2,12 @@
 //! that several servers in one test process do not share counters. Label values are bounded:
 //! vhost names come from the route table, never from a client's Host header.
 
+use std::sync::{Arc, OnceLock};
+
+use http::StatusCode;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Names used when a request matched no vhost.
@@ -143,5 +146,44 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// Statuses whose per-vhost counters are kept resolved (others go through the label lookup).
+const COMMON_STATUSES: [u16; 16] = [
+    200, 201, 204, 206, 301, 302, 304, 400, 401, 403, 404, 413, 500, 502, 503, 504,
+];
+
+/// A vhost's request counters and latency histogram, resolved once and then updated without
+/// hashing label values on every request.
+pub struct VHostCounters {
+    pub name: Arc<str>,
+    duration: OnceLock<Histogram>,
+    statuses: [OnceLock<IntCounter>; COMMON_STATUSES.len()],
+}
+
+impl VHostCounters {
+    pub fn new(name: Arc<str>) -> Self {
+        VHostCounters {
+            name,
+            duration: OnceLock::new(),
+            statuses: std::array::from_fn(|_| OnceLock::new()),
+        }
+    }
+
+    pub fn record(&self, metrics: &Metrics, status: StatusCode, seconds: f64) {
+        let name: &str = &self.name;
+        match COMMON_STATUSES.iter().position(|s| *s == status.as_u16()) {
+            Some(i) => self.statuses[i]
+                .get_or_init(|| metrics.requests.with_label_values(&[name, status.as_str()]))
+                .inc(),
+            None => metrics
+                .requests
+                .with_label_values(&[name, status.as_str()])
+                .inc(),
+        }
+        self.duration
+            .get_or_init(|| metrics.request_duration.with_label_values(&[name]))
+            .observe(seconds);
     }
 }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use kura_config::{Action, HeaderEdits, HostPattern, Routes, Template};
 use regex::Regex;
 
+use crate::metrics::VHostCounters;
 use crate::upstream::Pool;
 
 pub struct Rule {
@@ -25,6 +26,7 @@ pub struct Rule {
 pub struct VHost {
     /// Label for logs and metrics.
     pub name: Arc<str>,
+    pub counters: VHostCounters,
     pub hosts: Vec<HostPattern>,
     pub rules: Vec<Rule>,
 }
@@ -93,8 +95,10 @@ impl RouteTable {
                     response_headers: r.response_headers.clone(),
                 });
             }
+            let name: Arc<str> = v.name.as_str().into();
             let vhost = Arc::new(VHost {
-                name: v.name.as_str().into(),
+                counters: VHostCounters::new(name.clone()),
+                name,
                 hosts: v.hosts.clone(),
                 rules,
             });
@@ -146,7 +150,7 @@ mod tests {
             .routes
             .pools
             .iter()
-            .map(|(k, v)| (k.clone(), Pool::new(v.clone(), metrics.clone())))
+            .map(|(k, v)| (k.clone(), Pool::new(v.clone(), metrics.clone(), 1)))
             .collect();
         RouteTable::build(&cfg.routes, &pools).unwrap()
     }

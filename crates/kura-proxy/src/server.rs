@@ -23,7 +23,8 @@ use crate::metrics::Metrics;
 use crate::service::{self, ConnInfo};
 use crate::state::Shared;
 
-/// A running server. Dropping it does not stop it; call [`ServerHandle::shutdown`].
+/// A running server. Call [`ServerHandle::shutdown`] to drain it; dropping the handle stops
+/// it at once.
 pub struct ServerHandle {
     shared: Arc<Shared>,
     addrs: Vec<SocketAddr>,
@@ -32,10 +33,18 @@ pub struct ServerHandle {
     max_connections: usize,
     grace: Duration,
     tracker: TaskTracker,
+    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
-/// Binds every listener (and the admin listener) and starts serving.
+/// Binds every listener (and the admin listener) and starts serving: `server.workers` worker
+/// threads (default: one per core) accept and serve; the admin listener and health checks run
+/// on the caller's runtime.
 pub async fn start(config: Config) -> io::Result<ServerHandle> {
+    let workers = config.server.workers.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
     let metrics = Arc::new(Metrics::new());
     let access_log = match &config.access_log {
         Some(cfg) => Some(Arc::new(AccessLog::start(
@@ -44,24 +53,40 @@ pub async fn start(config: Config) -> io::Result<ServerHandle> {
         )?)),
         None => None,
     };
-    let shared = Arc::new(Shared::new(&config, metrics, access_log));
-    let limit = Arc::new(Semaphore::new(config.limits.max_connections));
+    let shared = Arc::new(Shared::new(&config, metrics, access_log, workers));
+    // `max_connections` is split evenly among workers (as nginx's worker_connections): a
+    // worker stops accepting when its share is in use, and its clients wait in the backlog.
+    let share = config.limits.max_connections.div_ceil(workers).max(1);
     let tracker = TaskTracker::new();
+
+    // One socket per listener per worker, all on the same port (SO_REUSEPORT): the kernel
+    // spreads new connections across workers. Port 0 is resolved by the first bind.
     let mut addrs = Vec::new();
+    let mut per_worker: Vec<Vec<std::net::TcpListener>> =
+        (0..workers).map(|_| Vec::new()).collect();
     for l in &config.listeners {
-        let listener = bind(l.address)?;
-        addrs.push(listener.local_addr()?);
-        tracker.spawn(accept_loop(
-            listener,
-            shared.clone(),
-            limit.clone(),
-            tracker.clone(),
-        ));
-        tracing::info!(address = %addrs.last().expect("just pushed"), "kura listening");
+        let first = bind(l.address)?;
+        let addr = first.local_addr()?;
+        per_worker[0].push(first);
+        for sockets in per_worker.iter_mut().skip(1) {
+            sockets.push(bind(addr)?);
+        }
+        addrs.push(addr);
+        tracing::info!(address = %addr, workers, "kura listening");
+    }
+    let mut threads = Vec::with_capacity(workers);
+    for (i, sockets) in per_worker.into_iter().enumerate() {
+        let shared = shared.clone();
+        let limit = Arc::new(Semaphore::new(share));
+        let tracker = tracker.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("kura-worker-{}", i + 1))
+            .spawn(move || run_worker(i + 1, sockets, shared, limit, tracker))?;
+        threads.push(thread);
     }
     let admin_addr = match &config.admin {
         Some(a) => {
-            let listener = bind(a.address)?;
+            let listener = TcpListener::from_std(bind(a.address)?)?;
             let addr = listener.local_addr()?;
             tracker.spawn(admin::serve(listener, shared.clone(), tracker.clone()));
             tracing::info!(address = %addr, "admin listening");
@@ -77,22 +102,62 @@ pub async fn start(config: Config) -> io::Result<ServerHandle> {
         max_connections: config.limits.max_connections,
         grace: config.server.shutdown_grace,
         tracker,
+        threads,
     })
 }
 
-fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(addr),
         socket2::Type::STREAM,
         Some(socket2::Protocol::TCP),
     )?;
     socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
     socket.set_nonblocking(true)?;
     socket
         .bind(&addr.into())
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
     socket.listen(4096)?;
-    TcpListener::from_std(socket.into())
+    Ok(socket.into())
+}
+
+/// A worker thread: its own single-threaded runtime, accepting on its own sockets until the
+/// server is stopped.
+fn run_worker(
+    slot: usize,
+    sockets: Vec<std::net::TcpListener>,
+    shared: Arc<Shared>,
+    limit: Arc<Semaphore>,
+    tracker: TaskTracker,
+) {
+    crate::worker::set_slot(slot);
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, slot, "worker runtime not started");
+            return;
+        }
+    };
+    rt.block_on(async move {
+        for socket in sockets {
+            match TcpListener::from_std(socket) {
+                Ok(listener) => {
+                    tracker.spawn(accept_loop(
+                        listener,
+                        shared.clone(),
+                        limit.clone(),
+                        tracker.clone(),
+                    ));
+                }
+                Err(e) => tracing::error!(error = %e, slot, "listener not registered"),
+            }
+        }
+        shared.stopped.cancelled().await;
+    });
 }
 
 impl ServerHandle {
@@ -138,7 +203,7 @@ impl ServerHandle {
 
     /// Stops accepting, waits up to the grace period for in-flight requests, then drops the
     /// remaining connections.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
         tracing::info!(grace = ?self.grace, "shutting down: draining connections");
         self.shared.shutdown.cancel();
         self.tracker.close();
@@ -153,7 +218,24 @@ impl ServerHandle {
         if let Some(log) = &self.shared.access_log {
             log.flush(Duration::from_secs(5));
         }
+        self.shared.stopped.cancel();
+        let threads = std::mem::take(&mut self.threads);
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
         tracing::info!("shutdown complete");
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        // Without a graceful shutdown, stop everything now (worker threads included).
+        self.shared.shutdown.cancel();
+        self.shared.force.cancel();
+        self.shared.stopped.cancel();
     }
 }
 
@@ -253,14 +335,9 @@ async fn serve_connection(
     metrics.connections_total.inc();
     let limits = shared.runtime.load().limits.clone();
     let state = Arc::new(ConnState::new());
-    let info = Arc::new(ConnInfo {
-        client: peer,
-        scheme: "http",
-        state: state.clone(),
-    });
+    let info = Arc::new(ConnInfo::new(shared.clone(), peer, "http", state.clone()));
     let io = TokioIo::new(WatchedIo::new(stream, state.clone()));
-    let svc_shared = shared.clone();
-    let svc = service_fn(move |req| service::handle(svc_shared.clone(), info.clone(), req));
+    let svc = service_fn(move |req| service::handle(info.clone(), req));
     let mut builder = http1::Builder::new();
     builder
         .keep_alive(true)

@@ -2,6 +2,7 @@
 //! request filter, upstream selection, response filter, logging). Every failure becomes a
 //! [`ProxyError`] and leaves through one place that picks its status and page.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,41 +18,59 @@ use crate::conn::ConnState;
 use crate::errors::ProxyError;
 use crate::exchange::{Exchange, LogFields};
 use crate::headers;
-use crate::metrics::UNMATCHED_VHOST;
 use crate::state::{Runtime, Shared};
 use crate::upstream::Outgoing;
 
 /// The health endpoint Hipache answered on `Host: __ping__`.
 const PING_HOST: &str = "__ping__";
 
-/// What the service knows about the connection a request came on.
+/// One client connection: what its requests need to know, shared by them through one `Arc`
+/// per connection (so requests do not touch reference counts shared with other threads).
 pub struct ConnInfo {
-    pub client: SocketAddr,
+    pub shared: Arc<Shared>,
+    /// The client's address as a header value, made once per connection.
+    pub client_ip: HeaderValue,
     pub scheme: &'static str,
     pub state: Arc<ConnState>,
 }
 
+impl ConnInfo {
+    pub fn new(
+        shared: Arc<Shared>,
+        client: SocketAddr,
+        scheme: &'static str,
+        state: Arc<ConnState>,
+    ) -> Self {
+        let ip = client.ip().to_canonical().to_string();
+        ConnInfo {
+            shared,
+            client_ip: HeaderValue::from_str(&ip).unwrap_or(HeaderValue::from_static("unknown")),
+            scheme,
+            state,
+        }
+    }
+}
+
 pub async fn handle(
-    shared: Arc<Shared>,
     conn: Arc<ConnInfo>,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     conn.state.busy();
-    let rt = shared.runtime.load_full();
+    let rt = conn.shared.runtime.load_full();
+    let log = conn
+        .shared
+        .access_log
+        .is_some()
+        .then(|| log_fields(&conn, &req));
     let mut x = Box::new(Exchange {
         start: Instant::now(),
-        metrics: shared.metrics.clone(),
-        access_log: shared.access_log.clone(),
-        conn: conn.state.clone(),
-        vhost: Arc::from(UNMATCHED_VHOST),
+        conn: conn.clone(),
+        vhost: None,
         status: StatusCode::OK,
         upstream: None,
         upstream_time: None,
-        log: None,
+        log,
     });
-    if shared.access_log.is_some() {
-        x.log = Some(log_fields(&conn, &req));
-    }
     let is_head = req.method() == Method::HEAD;
     let resp = match proxy(&rt, &conn, req, &mut x).await {
         Ok(r) => r,
@@ -70,12 +89,14 @@ async fn proxy(
     if req.method() == Method::CONNECT {
         return Err(ProxyError::BadTarget);
     }
-    let host = request_host(&req)?;
-    if host == PING_HOST {
-        return Ok(Response::new(ProxyBody::full("OK\n")));
-    }
-    let vhost = rt.table.lookup(&host).ok_or(ProxyError::UnknownHost)?;
-    x.vhost = vhost.name.clone();
+    let vhost = {
+        let host = request_host(&req)?;
+        if host == PING_HOST {
+            return Ok(Response::new(ProxyBody::full("OK\n")));
+        }
+        rt.table.lookup(&host).ok_or(ProxyError::UnknownHost)?
+    };
+    x.vhost = Some(vhost.clone());
     let path = req.uri().path();
     let matched = vhost.route(path).ok_or(ProxyError::NoRoute)?;
     let rule = matched.rule;
@@ -93,6 +114,10 @@ async fn proxy(
     let path_and_query = upstream_path(&req, matched.rewritten.as_deref())?;
     let client_version = req.version();
     let original_authority = req.uri().authority().cloned();
+    let forwarded_host = match &original_authority {
+        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        None => req.headers().get(header::HOST).cloned(),
+    };
     let (parts, body) = req.into_parts();
     let body = ReqBody::new(body, stream_limit);
     let mut h = parts.headers;
@@ -102,7 +127,7 @@ async fn proxy(
     {
         h.insert(header::HOST, v);
     }
-    headers::set_forwarded(&mut h, conn.client.ip().to_canonical(), conn.scheme, &host);
+    headers::set_forwarded(&mut h, &conn.client_ip, conn.scheme, forwarded_host);
     headers::append_via(
         &mut h,
         if client_version == Version::HTTP_10 {
@@ -148,7 +173,7 @@ async fn proxy(
 
 /// The host the request is for, lowercase and without port. The authority of an absolute-form
 /// target wins over `Host` (RFC 9112 §3.2.2). HTTP/1.1 requires a host; HTTP/1.0 may omit it.
-fn request_host(req: &Request<Incoming>) -> Result<String, ProxyError> {
+fn request_host(req: &Request<Incoming>) -> Result<Cow<'_, str>, ProxyError> {
     let mut hosts = req.headers().get_all(header::HOST).iter();
     let host_header = hosts.next();
     if hosts.next().is_some() {
@@ -164,7 +189,12 @@ fn request_host(req: &Request<Incoming>) -> Result<String, ProxyError> {
     } else {
         return Err(ProxyError::MissingHost);
     };
-    Ok(strip_port(raw).to_ascii_lowercase())
+    let host = strip_port(raw);
+    Ok(if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    })
 }
 
 fn strip_port(host: &str) -> &str {
@@ -222,7 +252,7 @@ fn log_fields(conn: &ConnInfo, req: &Request<Incoming>) -> LogFields {
             .unwrap_or_default()
     };
     LogFields {
-        client: conn.client.ip().to_canonical().to_string(),
+        client: String::from_utf8_lossy(conn.client_ip.as_bytes()).into_owned(),
         method: req.method().as_str().to_string(),
         target: req.uri().to_string(),
         version: match req.version() {

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::access_log::AccessLog;
 use crate::admin::ReloadHook;
 use crate::errors::ErrorPages;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, UNMATCHED_VHOST, VHostCounters};
 use crate::router::RouteTable;
 use crate::upstream::Pool;
 
@@ -42,10 +42,21 @@ pub struct Shared {
     pub force: CancellationToken,
     /// What `POST /reload` on the admin listener runs.
     pub reload_hook: OnceLock<ReloadHook>,
+    /// Cancelled once shutdown is complete: worker runtimes stop.
+    pub stopped: CancellationToken,
+    /// Worker threads + 1 (the control runtime): idle-connection slots per backend.
+    pub slots: usize,
+    /// Counters for requests that matched no vhost.
+    pub unmatched: VHostCounters,
 }
 
 impl Shared {
-    pub fn new(config: &Config, metrics: Arc<Metrics>, access_log: Option<Arc<AccessLog>>) -> Self {
+    pub fn new(
+        config: &Config,
+        metrics: Arc<Metrics>,
+        access_log: Option<Arc<AccessLog>>,
+        workers: usize,
+    ) -> Self {
         let shared = Shared {
             runtime: ArcSwap::from_pointee(Runtime {
                 table: RouteTable::default(),
@@ -61,6 +72,9 @@ impl Shared {
             shutdown: CancellationToken::new(),
             force: CancellationToken::new(),
             reload_hook: OnceLock::new(),
+            stopped: CancellationToken::new(),
+            slots: workers + 1,
+            unmatched: VHostCounters::new(UNMATCHED_VHOST.into()),
         };
         shared.apply(config);
         shared
@@ -102,7 +116,7 @@ impl Shared {
         for (name, spec) in &routes.pools {
             let pool = match registry.get(name) {
                 Some(p) if p.spec == *spec => p.clone(),
-                _ => Pool::new(spec.clone(), self.metrics.clone()),
+                _ => Pool::new(spec.clone(), self.metrics.clone(), self.slots),
             };
             next.insert(name.clone(), pool);
         }

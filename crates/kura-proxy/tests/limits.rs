@@ -214,7 +214,12 @@ async fn idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
 #[tokio::test]
 async fn max_connections_holds_further_clients_until_one_leaves() {
     let o = Origin::fixed("o", 200, "ok").await;
-    let kura = kura_with(&o, "max_connections = 2").await;
+    // One worker, so that the whole limit is one worker's share (it is split among workers).
+    let kura = TestKura::start(&format!(
+        "[[listeners]]\naddress = \"127.0.0.1:0\"\n[server]\nworkers = 1\n[limits]\nmax_connections = 2\n[pools.p]\nbackends = [\"{}\"]\n[[vhosts]]\nhosts = [\"*\"]\npool = \"p\"\n",
+        o.url()
+    ))
+    .await;
     let mut c1 = Client::connect(kura.addr).await;
     let mut c2 = Client::connect(kura.addr).await;
     assert_eq!(c1.get("a.com", "/").await.unwrap().status, 200);

@@ -222,28 +222,33 @@ async fn post_is_not_replayed_after_it_was_sent() {
 #[tokio::test]
 async fn keep_alive_connections_are_reused() {
     let o = Origin::fixed("o", 200, "hello").await;
-    let kura = TestKura::start(&config(&[o.url()], "")).await;
+    // Idle upstream connections are kept per worker thread: at most one each here.
+    let kura = TestKura::start(&config(&[o.url()], "[server]\nworkers = 2")).await;
     let mut client = Client::connect(kura.addr).await;
     for _ in 0..50 {
         let r = client.get("a.com", "/").await.unwrap();
         assert_eq!(r.text(), "hello");
     }
-    // Fresh client connections too: the upstream side stays on one connection.
+    // Fresh client connections too: the upstream side stays on kept-alive connections.
     for _ in 0..50 {
         assert_eq!(kura.get("a.com", "/").await.status, 200);
     }
     assert_eq!(o.requests(), 100);
-    assert_eq!(
-        o.connections(),
-        1,
-        "one upstream connection for 100 sequential requests"
+    assert!(
+        o.connections() <= 2,
+        "100 sequential requests used {} upstream connections",
+        o.connections()
     );
 }
 
 #[tokio::test]
 async fn connection_cap_per_backend_holds_under_concurrency() {
     let o = Origin::slow("o", Duration::from_millis(100), "ok").await;
-    let kura = TestKura::start(&config(&[o.url()], "max_connections_per_backend = 2")).await;
+    let kura = TestKura::start(&config(
+        &[o.url()],
+        "max_connections_per_backend = 2\n[server]\nworkers = 1",
+    ))
+    .await;
     let mut tasks = Vec::new();
     for _ in 0..10 {
         let addr = kura.addr;
@@ -255,7 +260,12 @@ async fn connection_cap_per_backend_holds_under_concurrency() {
         assert_eq!(t.await.unwrap(), 200);
     }
     assert_eq!(o.requests(), 10);
-    assert_eq!(o.connections(), 2, "never more than the cap");
+    assert_eq!(o.max_in_flight(), 2, "never more than the cap at once");
+    assert_eq!(
+        o.connections(),
+        2,
+        "one worker: its connections are the cap"
+    );
 }
 
 #[tokio::test]

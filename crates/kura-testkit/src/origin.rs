@@ -41,6 +41,9 @@ pub struct Seen {
 pub struct Stats {
     pub connections: AtomicUsize,
     pub requests: AtomicUsize,
+    /// Requests being handled now, and the most ever handled at once.
+    pub in_flight: AtomicUsize,
+    pub max_in_flight: AtomicUsize,
     pub body_bytes: AtomicU64,
     pub last: Mutex<Option<Seen>>,
 }
@@ -78,6 +81,11 @@ impl Origin {
         self.stats.requests.load(SeqCst)
     }
 
+    /// The most requests this origin ever handled at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.stats.max_in_flight.load(SeqCst)
+    }
+
     /// The last request that reached this origin.
     pub fn last(&self) -> Option<Seen> {
         self.stats.last.lock().unwrap().clone()
@@ -110,6 +118,8 @@ impl Origin {
                         let name = name.clone();
                         async move {
                             st.requests.fetch_add(1, SeqCst);
+                            let now = st.in_flight.fetch_add(1, SeqCst) + 1;
+                            st.max_in_flight.fetch_max(now, SeqCst);
                             let (parts, body) = req.into_parts();
                             let body = if sink {
                                 drain(body, &st).await
@@ -131,6 +141,7 @@ impl Origin {
                             };
                             *st.last.lock().unwrap() = Some(seen.clone());
                             let mut resp = handler(seen).await;
+                            st.in_flight.fetch_sub(1, SeqCst);
                             resp.headers_mut()
                                 .insert("x-origin", name.parse().expect("ascii name"));
                             Ok::<_, Infallible>(resp)

@@ -83,16 +83,19 @@ fn serve(args: ServeArgs) -> ExitCode {
             }
         }),
     };
-    let Ok(config) = config else {
+    let Ok(mut config) = config else {
         return ExitCode::from(1);
     };
-    let log = logging::init(&config.logging);
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    rt.enable_all().thread_name("kura-worker");
-    if let Some(n) = args.workers.or(config.server.workers) {
-        rt.worker_threads(n);
+    if args.workers.is_some() {
+        config.server.workers = args.workers;
     }
-    let rt = match rt.build() {
+    let log = logging::init(&config.logging);
+    // The control runtime: signals, reloads, the admin listener and health checks. Requests are
+    // served by the worker threads `kura_proxy::start` spawns, each with its own runtime.
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("kura: cannot start the runtime: {e}");

@@ -35,7 +35,8 @@ pub struct Backend {
     pool_name: Arc<str>,
     /// Set when the host is an IP literal: no resolver call per connection.
     addr: Option<SocketAddr>,
-    idle: Mutex<Vec<IdleConn>>,
+    /// Idle connections per worker slot (see `crate::worker`).
+    idle: Box<[Mutex<Vec<IdleConn>>]>,
     permits: Arc<Semaphore>,
     /// Exchanges in progress (least-connections balancing reads this).
     pub in_flight: AtomicUsize,
@@ -51,7 +52,7 @@ pub struct Backend {
 }
 
 impl Backend {
-    pub fn new(spec: BackendSpec, pool: &PoolSpec, metrics: Arc<Metrics>) -> Self {
+    pub fn new(spec: BackendSpec, pool: &PoolSpec, metrics: Arc<Metrics>, slots: usize) -> Self {
         let addr = spec
             .host
             .parse::<std::net::IpAddr>()
@@ -63,7 +64,7 @@ impl Backend {
         Backend {
             pool_name: pool.name.as_str().into(),
             addr,
-            idle: Mutex::new(Vec::new()),
+            idle: (0..slots.max(1)).map(|_| Mutex::new(Vec::new())).collect(),
             permits: Arc::new(Semaphore::new(pool.max_connections_per_backend)),
             in_flight: AtomicUsize::new(0),
             dead_until: AtomicU64::new(0),
@@ -87,7 +88,15 @@ impl Backend {
     }
 
     pub fn idle_count(&self) -> usize {
-        self.idle.lock().map(|v| v.len()).unwrap_or(0)
+        self.idle
+            .iter()
+            .map(|s| s.lock().map(|v| v.len()).unwrap_or(0))
+            .sum()
+    }
+
+    /// This worker's idle stack.
+    fn idle_here(&self) -> &Mutex<Vec<IdleConn>> {
+        &self.idle[crate::worker::slot() % self.idle.len()]
     }
 
     /// Records a failed exchange; after `max_fails` in a row the backend is dead for the TTL.
@@ -118,8 +127,10 @@ impl Backend {
             .with_label_values(&[&self.pool_name, self.spec.url.as_str()])
             .inc();
         // Idle connections to a dead backend are not worth keeping.
-        if let Ok(mut idle) = self.idle.lock() {
-            idle.clear();
+        for slot in self.idle.iter() {
+            if let Ok(mut idle) = slot.lock() {
+                idle.clear();
+            }
         }
     }
 
@@ -168,7 +179,7 @@ impl Backend {
         let oldest_ok = now_ms().saturating_sub(ms(pool.idle_timeout));
         loop {
             let conn = {
-                let mut idle = self.idle.lock().ok()?;
+                let mut idle = self.idle_here().lock().ok()?;
                 let conn = idle.pop()?;
                 if conn.since_ms < oldest_ok {
                     // LIFO: everything below is older still.
@@ -222,7 +233,7 @@ impl Backend {
         if sender.is_closed() {
             return;
         }
-        if let Ok(mut idle) = self.idle.lock()
+        if let Ok(mut idle) = self.idle_here().lock()
             && idle.len() < max_idle
         {
             idle.push(IdleConn {

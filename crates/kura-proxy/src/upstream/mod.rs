@@ -47,11 +47,12 @@ pub struct Answer {
 }
 
 impl Pool {
-    pub fn new(spec: PoolSpec, metrics: Arc<Metrics>) -> Arc<Self> {
+    /// A pool whose backends keep `slots` idle stacks (worker threads + 1).
+    pub fn new(spec: PoolSpec, metrics: Arc<Metrics>, slots: usize) -> Arc<Self> {
         let backends = spec
             .backends
             .iter()
-            .map(|b| Arc::new(Backend::new(b.clone(), &spec, metrics.clone())))
+            .map(|b| Arc::new(Backend::new(b.clone(), &spec, metrics.clone(), slots)))
             .collect();
         let pool = Arc::new(Pool {
             spec,

@@ -23,12 +23,20 @@ mkdir -p "$OUT"
 
 "$ANCHORS" stop >/dev/null 2>&1 || true
 "$ANCHORS" start
-trap '"$ANCHORS" stop >/dev/null 2>&1 || true; [ -n "${KPID:-}" ] && kill "$KPID" 2>/dev/null || true' EXIT
+trap '"$ANCHORS" stop >/dev/null 2>&1 || true; kill ${KPID:-} ${K1PID:-} 2>/dev/null || true' EXIT
 
+# Two kura instances: one worker per core (the default, as nginx's two workers), and one
+# worker (on this shared 2-core machine fewer threads batch more per wakeup; see README).
+KURA1_PORT=8091
 target/release/kura serve --listen 127.0.0.1:$KURA_PORT --upstream http://127.0.0.1:9000 \
-  --workers "${KURA_WORKERS:-2}" 2>"$OUT/kura.log" &
+  --workers 2 2>"$OUT/kura.log" &
 KPID=$!
-for _ in $(seq 50); do curl -fs -o /dev/null http://127.0.0.1:$KURA_PORT/1k.txt && break; sleep 0.1; done
+target/release/kura serve --listen 127.0.0.1:$KURA1_PORT --upstream http://127.0.0.1:9000 \
+  --workers 1 2>"$OUT/kura1.log" &
+K1PID=$!
+for port in $KURA_PORT $KURA1_PORT; do
+  for _ in $(seq 50); do curl -fs -o /dev/null http://127.0.0.1:$port/1k.txt && break; sleep 0.1; done
+done
 
 # wrk → "req/s p99_ms"
 run_wrk() {
@@ -45,20 +53,21 @@ run_wrk() {
 
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
+NAMES="origin nginx kura kura1"
 declare -A RPS P99
-for name in origin nginx kura; do RPS[$name]=""; P99[$name]=""; done
-url_of() { case $1 in origin) echo http://127.0.0.1:9000/1k.txt;; nginx) echo http://127.0.0.1:8083/1k.txt;; kura) echo http://127.0.0.1:$KURA_PORT/1k.txt;; esac; }
+for name in $NAMES; do RPS[$name]=""; P99[$name]=""; done
+url_of() { case $1 in origin) echo http://127.0.0.1:9000/1k.txt;; nginx) echo http://127.0.0.1:8083/1k.txt;; kura) echo http://127.0.0.1:$KURA_PORT/1k.txt;; kura1) echo http://127.0.0.1:$KURA1_PORT/1k.txt;; esac; }
 
 # Warm-up, then interleaved rounds so that drift on a shared machine hits all alike.
-for name in origin nginx kura; do wrk -t1 -c10 -d2s "$(url_of $name)" >/dev/null 2>&1; done
+for name in $NAMES; do wrk -t1 -c10 -d2s "$(url_of $name)" >/dev/null 2>&1; done
 for r in $(seq "$ROUNDS"); do
-  for name in origin nginx kura; do
+  for name in $NAMES; do
     read -r rps p99 < <(run_wrk "$(url_of $name)")
     echo "round $r $name: $rps req/s, p99 $p99 ms"
     RPS[$name]+="$rps"$'\n'; P99[$name]+="$p99"$'\n'
   done
 done
-for name in origin nginx kura; do
+for name in $NAMES; do
   RPS[$name]=$(printf '%s' "${RPS[$name]}" | median)
   P99[$name]=$(printf '%s' "${P99[$name]}" | median)
 done
@@ -81,13 +90,14 @@ CPU=$(awk -F: '/model name/ {gsub(/^ +/, "", $2); print $2; exit}' /proc/cpuinfo
   echo
   echo "Machine: $(nproc) cores ($CPU), $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -r)."
   echo "wrk -t$THREADS -c$CONNS -d${DURATION}s, median of $ROUNDS interleaved rounds, 1 KiB object;"
-  echo "wrk, the origin (nginx, 2 workers), nginx (2 workers) and kura (${KURA_WORKERS:-2} workers) share the cores."
+  echo "wrk, the origin and nginx (one nginx, 2 workers, serving both) and kura share the cores."
   echo
   echo "| path | req/s | p99 ms | req/s vs nginx |"
   echo "|---|---|---|---|"
   echo "| origin directly | ${RPS[origin]} | ${P99[origin]} | $(ratio "${RPS[origin]}" "${RPS[nginx]}") |"
   echo "| nginx proxy_pass | ${RPS[nginx]} | ${P99[nginx]} | 1.00 |"
-  echo "| kura | ${RPS[kura]} | ${P99[kura]} | $(ratio "${RPS[kura]}" "${RPS[nginx]}") |"
+  echo "| kura, 2 workers (default) | ${RPS[kura]} | ${P99[kura]} | $(ratio "${RPS[kura]}" "${RPS[nginx]}") |"
+  echo "| kura, 1 worker | ${RPS[kura1]} | ${P99[kura1]} | $(ratio "${RPS[kura1]}" "${RPS[nginx]}") |"
   echo
   echo "1 GiB download (curl, seconds): origin $T_ORIGIN, nginx $T_NGINX, kura $T_KURA"
   echo "(kura/nginx time $(ratio "$T_KURA" "$T_NGINX")). kura RSS before ${RSS_BEFORE} KiB, peak after $HWM_AFTER KiB."

@@ -5,6 +5,9 @@ use std::time::Duration;
 
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 pub const DEFAULT_VIA: &str = "kura";
+/// Work stealing keeps tail latency low when the cores are shared with other busy processes;
+/// thread-per-core (false) is cheaper per request on cores kura has to itself.
+pub const DEFAULT_WORK_STEALING: bool = true;
 
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;

@@ -47,6 +47,8 @@ pub struct FileAdmin {
 pub struct FileServer {
     /// Worker threads of the runtime; default: one per core.
     pub workers: Option<usize>,
+    /// true: one work-stealing runtime for all workers; false: one runtime per worker thread.
+    pub work_stealing: Option<bool>,
     /// Time allowed to in-flight requests after SIGTERM/SIGINT.
     pub shutdown_grace: Option<String>,
     /// Token added to `Via` headers.

@@ -56,6 +56,9 @@ pub struct AdminConfig {
 pub struct ServerConfig {
     /// Runtime worker threads; `None` means one per core.
     pub workers: Option<usize>,
+    /// One work-stealing runtime shared by the workers (true), or one single-threaded runtime
+    /// per worker with its own listening socket (false: thread-per-core, for dedicated cores).
+    pub work_stealing: bool,
     /// How long in-flight requests may run after a shutdown signal.
     pub shutdown_grace: Duration,
     /// The pseudonym in `Via` headers (`1.1 kura`).

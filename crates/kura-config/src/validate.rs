@@ -115,6 +115,7 @@ fn validate_server(s: &FileServer, errs: &mut Errors) -> ServerConfig {
     }
     ServerConfig {
         workers: s.workers,
+        work_stealing: s.work_stealing.unwrap_or(DEFAULT_WORK_STEALING),
         shutdown_grace: errs.duration(
             "server.shutdown_grace",
             &s.shutdown_grace,

@@ -120,27 +120,30 @@ impl Sink {
 }
 
 fn writer(rx: Receiver<Msg>, mut sink: Sink, reopen: Arc<AtomicBool>) {
-    let handle = |msg: Msg, sink: &mut Sink| match msg {
-        Msg::Line(line) => {
-            let _ = sink.out().write_all(line.as_bytes());
-        }
-        Msg::Flush(done) => {
-            let _ = sink.out().flush();
-            let _ = done.send(());
-        }
-    };
-    while let Ok(first) = rx.recv() {
-        if reopen.swap(false, Relaxed)
-            && let Sink::File(path, w) = &mut sink
-        {
-            let _ = w.flush();
-            match Sink::open(&AccessLogTarget::File(path.clone())) {
-                Ok(s) => sink = s,
-                Err(e) => {
-                    tracing::error!(path = %path.display(), error = %e, "cannot reopen access log")
+    let handle = |msg: Msg, sink: &mut Sink| {
+        // Checked per message: a line logged after SIGUSR1 goes to the new file.
+        if reopen.load(Relaxed) && reopen.swap(false, Relaxed) {
+            if let Sink::File(path, w) = sink {
+                let _ = w.flush();
+                match Sink::open(&AccessLogTarget::File(path.clone())) {
+                    Ok(s) => *sink = s,
+                    Err(e) => {
+                        tracing::error!(path = %path.display(), error = %e, "cannot reopen access log")
+                    }
                 }
             }
         }
+        match msg {
+            Msg::Line(line) => {
+                let _ = sink.out().write_all(line.as_bytes());
+            }
+            Msg::Flush(done) => {
+                let _ = sink.out().flush();
+                let _ = done.send(());
+            }
+        }
+    };
+    while let Ok(first) = rx.recv() {
         handle(first, &mut sink);
         // Write everything already queued, then flush once.
         while let Ok(next) = rx.try_recv() {

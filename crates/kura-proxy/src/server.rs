@@ -54,35 +54,64 @@ pub async fn start(config: Config) -> io::Result<ServerHandle> {
         None => None,
     };
     let shared = Arc::new(Shared::new(&config, metrics, access_log, workers));
-    // `max_connections` is split evenly among workers (as nginx's worker_connections): a
-    // worker stops accepting when its share is in use, and its clients wait in the backlog.
-    let share = config.limits.max_connections.div_ceil(workers).max(1);
     let tracker = TaskTracker::new();
-
-    // One socket per listener per worker, all on the same port (SO_REUSEPORT): the kernel
-    // spreads new connections across workers. Port 0 is resolved by the first bind.
+    let per_core = !config.server.work_stealing;
+    // Thread-per-core: one socket per listener per worker, all on the same port
+    // (SO_REUSEPORT), the kernel spreading new connections; port 0 is resolved by the first
+    // bind. Work stealing: one socket per listener, accepted on the shared runtime.
+    let socket_sets = if per_core { workers } else { 1 };
+    let mut sets: Vec<Vec<std::net::TcpListener>> = (0..socket_sets).map(|_| Vec::new()).collect();
     let mut addrs = Vec::new();
-    let mut per_worker: Vec<Vec<std::net::TcpListener>> =
-        (0..workers).map(|_| Vec::new()).collect();
     for l in &config.listeners {
         let first = bind(l.address)?;
         let addr = first.local_addr()?;
-        per_worker[0].push(first);
-        for sockets in per_worker.iter_mut().skip(1) {
+        sets[0].push(first);
+        for sockets in sets.iter_mut().skip(1) {
             sockets.push(bind(addr)?);
         }
         addrs.push(addr);
-        tracing::info!(address = %addr, workers, "kura listening");
+        tracing::info!(address = %addr, workers, work_stealing = !per_core, "kura listening");
     }
-    let mut threads = Vec::with_capacity(workers);
-    for (i, sockets) in per_worker.into_iter().enumerate() {
+    let mut threads = Vec::new();
+    if per_core {
+        // `max_connections` is split evenly among workers (as nginx's worker_connections): a
+        // worker stops accepting when its share is in use, and its clients wait in the backlog.
+        let share = config.limits.max_connections.div_ceil(workers).max(1);
+        for (i, sockets) in sets.into_iter().enumerate() {
+            let shared = shared.clone();
+            let limit = Arc::new(Semaphore::new(share));
+            let tracker = tracker.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("kura-worker-{}", i + 1))
+                    .spawn(move || {
+                        crate::worker::set_slot(i + 1);
+                        let rt = tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build();
+                        run_runtime(rt, sockets, shared, limit, tracker)
+                    })?,
+            );
+        }
+    } else {
         let shared = shared.clone();
-        let limit = Arc::new(Semaphore::new(share));
+        let limit = Arc::new(Semaphore::new(config.limits.max_connections));
         let tracker = tracker.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("kura-worker-{}", i + 1))
-            .spawn(move || run_worker(i + 1, sockets, shared, limit, tracker))?;
-        threads.push(thread);
+        let sockets = sets.pop().unwrap_or_default();
+        threads.push(
+            std::thread::Builder::new()
+                .name("kura-workers".into())
+                .spawn(move || {
+                    let rt = tokio::runtime::Builder::new_multi_thread()
+                        .worker_threads(workers)
+                        .thread_name("kura-worker")
+                        // Every worker shares one idle-connection slot.
+                        .on_thread_start(|| crate::worker::set_slot(1))
+                        .enable_all()
+                        .build();
+                    run_runtime(rt, sockets, shared, limit, tracker)
+                })?,
+        );
     }
     let admin_addr = match &config.admin {
         Some(a) => {
@@ -122,23 +151,18 @@ fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
-/// A worker thread: its own single-threaded runtime, accepting on its own sockets until the
-/// server is stopped.
-fn run_worker(
-    slot: usize,
+/// Runs accept loops for `sockets` on `rt` until the server is stopped.
+fn run_runtime(
+    rt: io::Result<tokio::runtime::Runtime>,
     sockets: Vec<std::net::TcpListener>,
     shared: Arc<Shared>,
     limit: Arc<Semaphore>,
     tracker: TaskTracker,
 ) {
-    crate::worker::set_slot(slot);
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match rt {
         Ok(rt) => rt,
         Err(e) => {
-            tracing::error!(error = %e, slot, "worker runtime not started");
+            tracing::error!(error = %e, "worker runtime not started");
             return;
         }
     };
@@ -153,7 +177,7 @@ fn run_worker(
                         tracker.clone(),
                     ));
                 }
-                Err(e) => tracing::error!(error = %e, slot, "listener not registered"),
+                Err(e) => tracing::error!(error = %e, "listener not registered"),
             }
         }
         shared.stopped.cancelled().await;

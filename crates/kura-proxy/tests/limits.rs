@@ -211,13 +211,11 @@ async fn idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
     );
 }
 
-#[tokio::test]
-async fn max_connections_holds_further_clients_until_one_leaves() {
+async fn max_connections_hold(server: &str) {
     let o = Origin::fixed("o", 200, "ok").await;
-    // One worker, so that the whole limit is one worker's share (it is split among workers).
     let kura = TestKura::start(&format!(
-        "[[listeners]]\naddress = \"127.0.0.1:0\"\n[server]\nworkers = 1\n[limits]\nmax_connections = 2\n[pools.p]\nbackends = [\"{}\"]\n[[vhosts]]\nhosts = [\"*\"]\npool = \"p\"\n",
-        o.url()
+        "[[listeners]]\naddress = \"127.0.0.1:0\"\n[server]\n{server}\n[limits]\nmax_connections = 2\n[pools.p]\nbackends = [\"{}\"]\n[[vhosts]]\nhosts = [\"*\"]\npool = \"p\"\n",
+        o.url(),
     ))
     .await;
     let mut c1 = Client::connect(kura.addr).await;
@@ -238,6 +236,17 @@ async fn max_connections_holds_further_clients_until_one_leaves() {
         .unwrap();
     assert_eq!(status, 200);
     drop(c2);
+}
+
+#[tokio::test]
+async fn max_connections_holds_further_clients_until_one_leaves() {
+    max_connections_hold("workers = 2").await;
+}
+
+#[tokio::test]
+async fn max_connections_holds_per_core_too() {
+    // Per core, the limit is split among workers: one worker holds all of it.
+    max_connections_hold("workers = 1\nwork_stealing = false").await;
 }
 
 #[tokio::test]

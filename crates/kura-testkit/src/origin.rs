@@ -280,15 +280,40 @@ pub struct Resetting {
 }
 
 impl Resetting {
+    /// Closes each connection as soon as it is accepted.
     pub async fn start() -> Resetting {
+        Self::start_inner(false).await
+    }
+
+    /// Reads the request head first, then closes: the request was sent, no answer came.
+    pub async fn after_request() -> Resetting {
+        Self::start_inner(true).await
+    }
+
+    async fn start_inner(read_first: bool) -> Resetting {
+        use tokio::io::AsyncReadExt;
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let connections = Arc::new(AtomicUsize::new(0));
         let c = connections.clone();
         let task = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
+            while let Ok((mut stream, _)) = listener.accept().await {
                 c.fetch_add(1, SeqCst);
-                drop(stream);
+                if read_first {
+                    tokio::spawn(async move {
+                        let mut seen = Vec::new();
+                        let mut buf = [0u8; 4096];
+                        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match stream.read(&mut buf).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => seen.extend_from_slice(&buf[..n]),
+                            }
+                        }
+                        drop(stream);
+                    });
+                } else {
+                    drop(stream);
+                }
             }
         });
         Resetting {

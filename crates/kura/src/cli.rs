@@ -54,6 +54,10 @@ pub struct ServeArgs {
     /// Runtime worker threads (default: one per core).
     #[arg(long)]
     pub workers: Option<usize>,
+
+    /// Thread-per-core runtimes instead of one work-stealing runtime (for dedicated cores).
+    #[arg(long)]
+    pub per_core: bool,
 }
 
 /// Default listen address of quick mode.

@@ -89,6 +89,9 @@ fn serve(args: ServeArgs) -> ExitCode {
     if args.workers.is_some() {
         config.server.workers = args.workers;
     }
+    if args.per_core {
+        config.server.work_stealing = false;
+    }
     let log = logging::init(&config.logging);
     // The control runtime: signals, reloads, the admin listener and health checks. Requests are
     // served by the worker threads `kura_proxy::start` spawns, each with its own runtime.

@@ -122,14 +122,15 @@ impl Sink {
 fn writer(rx: Receiver<Msg>, mut sink: Sink, reopen: Arc<AtomicBool>) {
     let handle = |msg: Msg, sink: &mut Sink| {
         // Checked per message: a line logged after SIGUSR1 goes to the new file.
-        if reopen.load(Relaxed) && reopen.swap(false, Relaxed) {
-            if let Sink::File(path, w) = sink {
-                let _ = w.flush();
-                match Sink::open(&AccessLogTarget::File(path.clone())) {
-                    Ok(s) => *sink = s,
-                    Err(e) => {
-                        tracing::error!(path = %path.display(), error = %e, "cannot reopen access log")
-                    }
+        if reopen.load(Relaxed)
+            && reopen.swap(false, Relaxed)
+            && let Sink::File(path, w) = sink
+        {
+            let _ = w.flush();
+            match Sink::open(&AccessLogTarget::File(path.clone())) {
+                Ok(s) => *sink = s,
+                Err(e) => {
+                    tracing::error!(path = %path.display(), error = %e, "cannot reopen access log")
                 }
             }
         }

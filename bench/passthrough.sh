@@ -14,7 +14,6 @@ ROUNDS=${2:-3}
 CONNS=${CONNS:-50}
 THREADS=${THREADS:-2}
 ANCHORS=${ANCHORS:-../shared/tools/anchors.sh}
-KURA_PORT=8090
 OUT=bench/results
 mkdir -p "$OUT"
 
@@ -23,19 +22,38 @@ mkdir -p "$OUT"
 
 "$ANCHORS" stop >/dev/null 2>&1 || true
 "$ANCHORS" start
-trap '"$ANCHORS" stop >/dev/null 2>&1 || true; kill ${KPID:-} ${K1PID:-} 2>/dev/null || true' EXIT
+trap '"$ANCHORS" stop >/dev/null 2>&1 || true; kill ${KPIDS:-} 2>/dev/null || true; [ -f /tmp/kura-bench-nginx/nginx.pid ] && kill "$(cat /tmp/kura-bench-nginx/nginx.pid)" 2>/dev/null || true' EXIT
 
-# Two kura instances: one worker per core (the default, as nginx's two workers), and one
-# worker (on this shared 2-core machine fewer threads batch more per wakeup; see README).
-KURA1_PORT=8091
-target/release/kura serve --listen 127.0.0.1:$KURA_PORT --upstream http://127.0.0.1:9000 \
-  --workers 2 2>"$OUT/kura.log" &
-KPID=$!
-target/release/kura serve --listen 127.0.0.1:$KURA1_PORT --upstream http://127.0.0.1:9000 \
-  --workers 1 2>"$OUT/kura1.log" &
-K1PID=$!
-for port in $KURA_PORT $KURA1_PORT; do
-  for _ in $(seq 50); do curl -fs -o /dev/null http://127.0.0.1:$port/1k.txt && break; sleep 0.1; done
+# A second nginx pass-through in its own processes (the anchors' nginx serves the origin and
+# the proxy from the same two workers), same proxy configuration as the anchor's :8083.
+SEP=/tmp/kura-bench-nginx
+mkdir -p $SEP
+cat > $SEP/nginx.conf <<CONF
+worker_processes 2;
+pid $SEP/nginx.pid;
+error_log $SEP/error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  upstream up { server 127.0.0.1:9000; keepalive 64; }
+  server { listen 127.0.0.1:8093; location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; } }
+}
+CONF
+nginx -c $SEP/nginx.conf
+
+# kura variants: the default (one work-stealing runtime, a worker per core), thread-per-core
+# with a worker per core, and thread-per-core with one worker (see README for why all three).
+declare -A KARGS=( [kura]="--workers 2" [kura_pc2]="--workers 2 --per-core" [kura_pc1]="--workers 1 --per-core" )
+declare -A KPORT=( [kura]=8090 [kura_pc2]=8091 [kura_pc1]=8092 )
+KPIDS=""
+for k in kura kura_pc2 kura_pc1; do
+  # shellcheck disable=SC2086
+  target/release/kura serve --listen 127.0.0.1:${KPORT[$k]} --upstream http://127.0.0.1:9000 ${KARGS[$k]} 2>"$OUT/$k.log" &
+  KPIDS="$KPIDS $!"
+  [ "$k" = kura ] && KPID=$!
+done
+for k in kura kura_pc2 kura_pc1; do
+  for _ in $(seq 50); do curl -fs -o /dev/null http://127.0.0.1:${KPORT[$k]}/1k.txt && break; sleep 0.1; done
 done
 
 # wrk → "req/s p99_ms"
@@ -53,10 +71,10 @@ run_wrk() {
 
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-NAMES="origin nginx kura kura1"
+NAMES="origin nginx nginx_sep kura kura_pc2 kura_pc1"
 declare -A RPS P99
 for name in $NAMES; do RPS[$name]=""; P99[$name]=""; done
-url_of() { case $1 in origin) echo http://127.0.0.1:9000/1k.txt;; nginx) echo http://127.0.0.1:8083/1k.txt;; kura) echo http://127.0.0.1:$KURA_PORT/1k.txt;; kura1) echo http://127.0.0.1:$KURA1_PORT/1k.txt;; esac; }
+url_of() { case $1 in origin) echo http://127.0.0.1:9000/1k.txt;; nginx) echo http://127.0.0.1:8083/1k.txt;; nginx_sep) echo http://127.0.0.1:8093/1k.txt;; *) echo "http://127.0.0.1:${KPORT[$1]}/1k.txt";; esac; }
 
 # Warm-up, then interleaved rounds so that drift on a shared machine hits all alike.
 for name in $NAMES; do wrk -t1 -c10 -d2s "$(url_of $name)" >/dev/null 2>&1; done
@@ -79,7 +97,7 @@ big() { curl -s -o /dev/null -w '%{time_total}' "$1"; }
 RSS_BEFORE=$(rss)
 T_ORIGIN=$(big http://127.0.0.1:9000/1g.bin)
 T_NGINX=$(big http://127.0.0.1:8083/1g.bin)
-T_KURA=$(big http://127.0.0.1:$KURA_PORT/1g.bin)
+T_KURA=$(big http://127.0.0.1:${KPORT[kura]}/1g.bin)
 HWM_AFTER=$(hwm)
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
@@ -95,10 +113,12 @@ CPU=$(awk -F: '/model name/ {gsub(/^ +/, "", $2); print $2; exit}' /proc/cpuinfo
   echo "| path | req/s | p99 ms | req/s vs nginx |"
   echo "|---|---|---|---|"
   echo "| origin directly | ${RPS[origin]} | ${P99[origin]} | $(ratio "${RPS[origin]}" "${RPS[nginx]}") |"
-  echo "| nginx proxy_pass | ${RPS[nginx]} | ${P99[nginx]} | 1.00 |"
-  echo "| kura, 2 workers (default) | ${RPS[kura]} | ${P99[kura]} | $(ratio "${RPS[kura]}" "${RPS[nginx]}") |"
-  echo "| kura, 1 worker | ${RPS[kura1]} | ${P99[kura1]} | $(ratio "${RPS[kura1]}" "${RPS[nginx]}") |"
+  echo "| nginx proxy_pass (anchor :8083, shares workers with the origin) | ${RPS[nginx]} | ${P99[nginx]} | 1.00 |"
+  echo "| nginx proxy_pass, own 2 workers | ${RPS[nginx_sep]} | ${P99[nginx_sep]} | $(ratio "${RPS[nginx_sep]}" "${RPS[nginx]}") |"
+  echo "| kura default (work stealing, 2 workers) | ${RPS[kura]} | ${P99[kura]} | $(ratio "${RPS[kura]}" "${RPS[nginx]}") |"
+  echo "| kura thread-per-core, 2 workers | ${RPS[kura_pc2]} | ${P99[kura_pc2]} | $(ratio "${RPS[kura_pc2]}" "${RPS[nginx]}") |"
+  echo "| kura thread-per-core, 1 worker | ${RPS[kura_pc1]} | ${P99[kura_pc1]} | $(ratio "${RPS[kura_pc1]}" "${RPS[nginx]}") |"
   echo
   echo "1 GiB download (curl, seconds): origin $T_ORIGIN, nginx $T_NGINX, kura $T_KURA"
-  echo "(kura/nginx time $(ratio "$T_KURA" "$T_NGINX")). kura RSS before ${RSS_BEFORE} KiB, peak after $HWM_AFTER KiB."
+  echo "(kura default; kura/nginx time $(ratio "$T_KURA" "$T_NGINX")). kura RSS before ${RSS_BEFORE} KiB, peak after $HWM_AFTER KiB."
 } | tee -a bench/README.md

@@ -238,3 +238,111 @@ fn header_edits_apply_in_order() {
     assert_eq!(h.get("x-a").unwrap(), "1");
     assert_eq!(h.get_all("x-b").iter().count(), 2);
 }
+
+/// The defaults written in docs/configuration.md are the ones the code uses.
+#[test]
+fn documented_defaults_match_the_code() {
+    let doc = include_str!("../../../docs/configuration.md");
+    let mut rows = std::collections::HashMap::new();
+    for line in doc.lines() {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        if cells.len() >= 5 && cells[1].starts_with('`') {
+            let field = cells[1].trim_matches('`');
+            rows.insert(field.to_string(), cells[3].trim_matches('`').to_string());
+        }
+    }
+    let dur = |f: &str| parse_duration(&rows[f]).unwrap_or_else(|e| panic!("{f}: {e}"));
+    let size = |f: &str| parse_size(&rows[f]).unwrap_or_else(|e| panic!("{f}: {e}"));
+    let int = |f: &str| {
+        rows[f]
+            .parse::<u64>()
+            .unwrap_or_else(|e| panic!("{f}: {e}"))
+    };
+
+    assert_eq!(dur("server.shutdown_grace"), DEFAULT_SHUTDOWN_GRACE);
+    assert_eq!(rows["server.via"], DEFAULT_VIA);
+    assert_eq!(
+        rows["server.work_stealing"],
+        DEFAULT_WORK_STEALING.to_string()
+    );
+    assert_eq!(
+        int("limits.max_connections"),
+        DEFAULT_MAX_CONNECTIONS as u64
+    );
+    assert_eq!(
+        size("limits.max_header_bytes"),
+        DEFAULT_MAX_HEADER_BYTES as u64
+    );
+    assert_eq!(int("limits.max_headers"), DEFAULT_MAX_HEADERS as u64);
+    assert_eq!(size("limits.max_body_bytes"), DEFAULT_MAX_BODY_BYTES);
+    assert_eq!(
+        dur("limits.client_header_timeout"),
+        DEFAULT_CLIENT_HEADER_TIMEOUT
+    );
+    assert_eq!(
+        dur("limits.client_idle_timeout"),
+        DEFAULT_CLIENT_IDLE_TIMEOUT
+    );
+    assert_eq!(rows["logging.level"], DEFAULT_LOG_LEVEL);
+    assert_eq!(
+        int("access_log.buffer_lines"),
+        DEFAULT_ACCESS_LOG_BUFFER_LINES as u64
+    );
+    let p = |k: &str| format!("pools.<name>.{k}");
+    assert_eq!(
+        int(&p("max_connections_per_backend")),
+        DEFAULT_MAX_CONNECTIONS_PER_BACKEND as u64
+    );
+    assert_eq!(
+        int(&p("max_idle_per_backend")),
+        DEFAULT_MAX_IDLE_PER_BACKEND as u64
+    );
+    assert_eq!(dur(&p("idle_timeout")), DEFAULT_UPSTREAM_IDLE_TIMEOUT);
+    assert_eq!(dur(&p("connect_timeout")), DEFAULT_CONNECT_TIMEOUT);
+    assert_eq!(dur(&p("response_timeout")), DEFAULT_RESPONSE_TIMEOUT);
+    assert_eq!(dur(&p("dead_backend_ttl")), DEFAULT_DEAD_BACKEND_TTL);
+    assert_eq!(int(&p("max_fails")), DEFAULT_MAX_FAILS as u64);
+    assert_eq!(int(&p("retries")), DEFAULT_RETRIES as u64);
+    assert_eq!(rows[&p("health_check.path")], DEFAULT_HEALTH_PATH);
+    assert_eq!(dur(&p("health_check.interval")), DEFAULT_HEALTH_INTERVAL);
+    assert_eq!(dur(&p("health_check.timeout")), DEFAULT_HEALTH_TIMEOUT);
+    assert_eq!(
+        int(&p("health_check.healthy_threshold")),
+        DEFAULT_HEALTHY_THRESHOLD as u64
+    );
+    assert_eq!(
+        int(&p("health_check.unhealthy_threshold")),
+        DEFAULT_UNHEALTHY_THRESHOLD as u64
+    );
+
+    // Every field of the file format is documented (those without a checked default here).
+    for field in [
+        "listeners.address",
+        "admin.address",
+        "server.workers",
+        "logging.format",
+        "access_log.path",
+        "access_log.format",
+        "error_pages.dir",
+        "pools.<name>.backends",
+        "pools.<name>.balance",
+        "pools.<name>.dead_on_status",
+        "pools.<name>.preserve_host",
+        "pools.<name>.health_check.host",
+        "vhosts.name",
+        "vhosts.hosts",
+        "vhosts.pool",
+        "vhosts.rules.path",
+        "vhosts.rules.action",
+        "vhosts.rules.pool",
+        "vhosts.rules.rewrite",
+        "vhosts.rules.request_headers.set",
+        "vhosts.rules.request_headers.add",
+        "vhosts.rules.request_headers.remove",
+        "vhosts.rules.response_headers.set",
+        "vhosts.rules.response_headers.add",
+        "vhosts.rules.response_headers.remove",
+    ] {
+        assert!(rows.contains_key(field), "{field} is not documented");
+    }
+}

@@ -17,10 +17,10 @@ use http::{HeaderMap, Request, Response};
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+pub use hyper_util::rt::TokioIo;
 pub use origin::{Blackhole, Origin, Resetting, closed_addr};
 pub use process::KuraProcess;
 

@@ -208,6 +208,66 @@ async fn sigterm_finishes_in_flight_requests_then_exits() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_drains_and_exits() {
+    let o = Origin::slow("o", Duration::from_millis(20), "ok").await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &o.url(), "[server]\nshutdown_grace = \"5s\"");
+    let mut kura = KuraProcess::start(bin(), &["serve", "--config", path.to_str().unwrap()], 1);
+    let addr = kura.addr();
+    // 20 keep-alive clients sending requests back to back.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for _ in 0..20 {
+        let stop = stop.clone();
+        clients.push(tokio::spawn(async move {
+            let (mut ok, mut bad) = (0u32, 0u32);
+            let Ok(stream) = tokio::net::TcpStream::connect(addr).await else {
+                return (ok, bad);
+            };
+            let Ok((mut sender, conn)) = hyper::client::conn::http1::handshake::<
+                _,
+                http_body_util::Empty<Bytes>,
+            >(kura_testkit::TokioIo::new(stream))
+            .await
+            else {
+                return (ok, bad);
+            };
+            tokio::spawn(conn);
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                if sender.ready().await.is_err() {
+                    break; // the server closed this keep-alive connection: expected
+                }
+                let req = http::Request::get("/")
+                    .header("host", "a.com")
+                    .body(http_body_util::Empty::new())
+                    .unwrap();
+                match sender.send_request(req).await {
+                    Ok(r) if r.status() == 200 => ok += 1,
+                    Ok(_) => bad += 1,
+                    Err(_) => break,
+                }
+            }
+            (ok, bad)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    kura.signal("TERM");
+    let status = kura
+        .wait_exit(Duration::from_secs(6))
+        .expect("exits under load");
+    assert!(status.success(), "{status}\n{}", kura.log_text());
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (mut ok, mut bad) = (0, 0);
+    for c in clients {
+        let (o, b) = c.await.unwrap();
+        ok += o;
+        bad += b;
+    }
+    assert!(ok > 100, "{ok} requests answered");
+    assert_eq!(bad, 0, "no request got an error status during the drain");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grace_period_bounds_the_shutdown() {
     let stuck = Origin::slow("stuck", Duration::from_secs(30), "never").await;
     let dir = tempfile::tempdir().unwrap();

@@ -70,6 +70,9 @@ impl Pool {
         let n = self.backends.len();
         let now = now_ms();
         let ok = |i: &usize| !tried.contains(i) && self.backends[*i].is_available(now);
+        if n == 0 {
+            return None;
+        }
         if n == 1 {
             return Some(0).filter(ok);
         }
@@ -262,6 +265,35 @@ fn build_request(out: Outgoing) -> Request<ReqBody> {
     *req.headers_mut() = out.headers;
     *req.version_mut() = Version::HTTP_11;
     req
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_pool_selects_nothing_in_every_mode() {
+        for balance in [Balance::RoundRobin, Balance::Random, Balance::LeastConn] {
+            let spec = PoolSpec {
+                name: "empty".into(),
+                backends: Vec::new(),
+                balance,
+                max_connections_per_backend: 1,
+                max_idle_per_backend: 1,
+                idle_timeout: std::time::Duration::from_secs(1),
+                connect_timeout: std::time::Duration::from_secs(1),
+                response_timeout: std::time::Duration::from_secs(1),
+                dead_backend_ttl: std::time::Duration::from_secs(1),
+                max_fails: 1,
+                dead_on_status: Vec::new(),
+                retries: 2,
+                preserve_host: true,
+                health_check: None,
+            };
+            let pool = Pool::new(spec, Arc::new(Metrics::new()), 1);
+            assert_eq!(pool.select(&[]), None);
+        }
+    }
 }
 
 fn is_idempotent(m: &Method) -> bool {

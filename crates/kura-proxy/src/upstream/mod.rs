@@ -267,6 +267,13 @@ fn build_request(out: Outgoing) -> Request<ReqBody> {
     req
 }
 
+fn is_idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,11 +301,4 @@ mod tests {
             assert_eq!(pool.select(&[]), None);
         }
     }
-}
-
-fn is_idempotent(m: &Method) -> bool {
-    matches!(
-        *m,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
-    )
 }

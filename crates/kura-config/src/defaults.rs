@@ -37,3 +37,14 @@ pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_HEALTHY_THRESHOLD: u32 = 2;
 pub const DEFAULT_UNHEALTHY_THRESHOLD: u32 = 3;
+
+pub const DEFAULT_CACHE_MEMORY: u64 = 256 * 1024 * 1024;
+pub const DEFAULT_MAX_DISK: u64 = 1024 * 1024 * 1024;
+/// Default cleaned-to mark, as a fraction of `max_disk` (Casserole: 800M of 1G).
+pub const DEFAULT_CLEANED_DISK_RATIO: f64 = 0.8;
+pub const DEFAULT_SEGMENT_SIZE: u64 = 2 * 1024 * 1024;
+pub const MIN_SEGMENT_SIZE: u64 = 64 * 1024;
+pub const MAX_SEGMENT_SIZE: u64 = 64 * 1024 * 1024;
+pub const DEFAULT_PREFETCH_SEGMENTS: u32 = 2;
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_CACHE_KEY: &str = "{host}{path}?{query}";

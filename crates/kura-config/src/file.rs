@@ -23,6 +23,7 @@ pub struct FileConfig {
     pub logging: FileLogging,
     pub access_log: Option<FileAccessLog>,
     pub error_pages: Option<FileErrorPages>,
+    pub cache: Option<FileCache>,
     #[serde(default)]
     pub pools: BTreeMap<String, FilePool>,
     #[serde(default)]
@@ -93,6 +94,43 @@ pub struct FileErrorPages {
     pub dir: String,
 }
 
+/// Storage shared by every `cache` rule.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileCache {
+    /// Memory tier size; 0 disables it.
+    pub memory: Option<SizeValue>,
+    /// Disk tier directory; without it the cache is memory only.
+    pub dir: Option<String>,
+    /// Disk usage that starts a cleaning (Casserole's max-disk-usage).
+    pub max_disk: Option<SizeValue>,
+    /// Disk usage a cleaning goes down to (Casserole's cleaned-disk-usage).
+    pub cleaned_disk: Option<SizeValue>,
+    /// Objects are fetched from origins and stored in segments of this size.
+    pub segment_size: Option<SizeValue>,
+    /// Segments fetched ahead of a reader of a large object.
+    pub prefetch_segments: Option<u32>,
+    /// Client addresses (CIDR or IP) allowed to send PURGE.
+    pub purge_allow: Option<Vec<String>>,
+    /// How long a request waits for another request's fetch of the same object.
+    pub lock_timeout: Option<String>,
+}
+
+/// Caching policy of one rule (`action = "cache"`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileRuleCache {
+    /// Cache-key template; default `{host}{path}?{query}`.
+    pub key: Option<String>,
+    pub min_ttl: Option<String>,
+    pub default_ttl: Option<String>,
+    pub force_ttl: Option<String>,
+    pub client_max_age: Option<String>,
+    pub stale_while_revalidate: Option<String>,
+    pub stale_if_error: Option<String>,
+    pub accel_redirect: Option<String>,
+}
+
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FilePool {
@@ -132,6 +170,10 @@ pub struct FileVHost {
     pub hosts: Vec<String>,
     /// Shortcut: a pool for every path no rule matched.
     pub pool: Option<String>,
+    /// With `pool`: the action of that fallback rule (`proxy` or `cache`).
+    pub action: Option<String>,
+    /// With `pool` and `action = "cache"`: its caching policy.
+    pub cache: Option<FileRuleCache>,
     #[serde(default)]
     pub rules: Vec<FileRule>,
 }
@@ -141,7 +183,7 @@ pub struct FileVHost {
 pub struct FileRule {
     /// Regex matched against the request path (no query); default matches every path.
     pub path: Option<String>,
-    /// `proxy` (default).
+    /// `proxy` (default) or `cache`.
     pub action: Option<String>,
     pub pool: String,
     /// Template for the upstream path: `{name}` or `{1}` insert captures, `{{` is a brace.
@@ -150,6 +192,8 @@ pub struct FileRule {
     pub request_headers: FileHeaderEdits,
     #[serde(default)]
     pub response_headers: FileHeaderEdits,
+    /// Caching policy (for `action = "cache"`).
+    pub cache: Option<FileRuleCache>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]

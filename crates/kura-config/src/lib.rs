@@ -7,6 +7,7 @@
 //! produces the same [`Routes`] data. Errors name the field (`pools.api.backends[1]`) so that
 //! `kura check` and a failed reload can say exactly what is wrong.
 
+mod cache_config;
 mod defaults;
 mod file;
 mod template;
@@ -24,7 +25,7 @@ use regex::Regex;
 
 pub use defaults::*;
 pub use file::*;
-pub use template::{Template, TemplateError};
+pub use template::{Template, TemplateError, Vars};
 pub use units::{parse_duration, parse_size};
 pub use validate::{parse_backend, parse_host_pattern, validate};
 
@@ -39,7 +40,49 @@ pub struct Config {
     pub logging: LoggingConfig,
     pub access_log: Option<AccessLogConfig>,
     pub error_pages: ErrorPagesConfig,
+    pub cache: CacheConfig,
     pub routes: Routes,
+}
+
+/// The cache's storage, shared by every `cache` rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheConfig {
+    /// Memory tier bytes (0: no memory tier).
+    pub memory_bytes: u64,
+    pub disk: Option<DiskConfig>,
+    pub segment_size: u64,
+    pub prefetch_segments: u32,
+    pub purge_allow: Vec<ipnet::IpNet>,
+    pub lock_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskConfig {
+    pub dir: PathBuf,
+    /// Cleaning starts above this many bytes.
+    pub max_bytes: u64,
+    /// Cleaning stops at this many bytes.
+    pub cleaned_bytes: u64,
+}
+
+/// How one rule caches (Katana's and Casserole's knobs).
+#[derive(Debug, Clone)]
+pub struct RuleCache {
+    /// Key template; `None` is the default `{host}{path}?{query}`.
+    pub key: Option<Template>,
+    /// Responses fresh for less than this are not stored.
+    pub min_ttl: Duration,
+    /// Freshness for responses that carry none.
+    pub default_ttl: Option<Duration>,
+    /// Freshness used whatever the response says.
+    pub force_ttl: Option<Duration>,
+    /// `Cache-Control: max-age` sent to clients instead of the origin's (Katana's external_expires).
+    pub client_max_age: Option<Duration>,
+    /// Defaults for responses without the directive.
+    pub stale_while_revalidate: Duration,
+    pub stale_if_error: Duration,
+    /// X-Accel-Redirect prefix: hits on disk answer with the file's internal path.
+    pub accel_redirect: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -222,12 +265,14 @@ pub struct VHostSpec {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     Proxy,
+    Cache,
 }
 
 impl Action {
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Proxy => "proxy",
+            Action::Cache => "cache",
         }
     }
 }
@@ -240,6 +285,8 @@ pub struct RuleSpec {
     pub rewrite: Option<Template>,
     pub request_headers: HeaderEdits,
     pub response_headers: HeaderEdits,
+    /// Set when `action = "cache"`.
+    pub cache: Option<RuleCache>,
 }
 
 /// Header edits applied in the order remove, set, add.

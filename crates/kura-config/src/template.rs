@@ -1,8 +1,10 @@
-//! Rewrite templates (Katana's `origin_tmpl`): `/v2/{rest}` filled from a rule regex's captures.
+//! Templates filled from a rule regex's captures and the request: rewrites (Katana's
+//! `origin_tmpl`, `/v2/{rest}`) and cache keys (Katana's `cache_path`, `{host}/img/{file}`).
 //!
-//! Compiled once against the rule's regex so that a reference to a capture the regex does not
-//! have is a config error, and expansion on the request path is a walk over pre-split parts
-//! with no parsing. `regex::Captures::expand` would accept unknown names silently, hence this.
+//! Compiled once against the rule's regex so that a reference to a name that is neither a
+//! capture nor a built-in (`host`, `path`, `query`) is a config error, and expansion on the
+//! request path is a walk over pre-split parts with no parsing. `regex::Captures::expand` would
+//! accept unknown names silently, hence this.
 
 use std::fmt;
 
@@ -12,6 +14,25 @@ use regex::{Captures, Regex};
 enum Part {
     Literal(String),
     Group(usize),
+    Var(Var),
+}
+
+/// Built-in template variables, taken from the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Var {
+    Host,
+    Path,
+    Query,
+}
+
+/// The request values built-in names expand to.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Vars<'a> {
+    /// Lowercase host without port.
+    pub host: &'a str,
+    pub path: &'a str,
+    /// The query string without `?` (empty when absent).
+    pub query: &'a str,
 }
 
 /// A template validated against one regex.
@@ -60,15 +81,23 @@ impl Template {
                             }
                         }
                     }
-                    let index = group_index(re, &name).ok_or_else(|| {
-                        TemplateError(format!(
-                            "template {source:?} uses capture `{name}`, which the path regex does not define"
-                        ))
-                    })?;
+                    let part = match group_index(re, &name) {
+                        Some(index) => Part::Group(index),
+                        None => match name.as_str() {
+                            "host" => Part::Var(Var::Host),
+                            "path" => Part::Var(Var::Path),
+                            "query" => Part::Var(Var::Query),
+                            _ => {
+                                return Err(TemplateError(format!(
+                                    "template {source:?} uses `{name}`, which is neither a capture of the path regex nor one of host, path, query"
+                                )));
+                            }
+                        },
+                    };
                     if !lit.is_empty() {
                         parts.push(Part::Literal(std::mem::take(&mut lit)));
                     }
-                    parts.push(Part::Group(index));
+                    parts.push(part);
                 }
                 '}' => {
                     return Err(TemplateError(format!(
@@ -92,24 +121,32 @@ impl Template {
         &self.source
     }
 
+    /// True when the template uses a capture group (the regex must then be run with captures).
+    pub fn uses_captures(&self) -> bool {
+        self.parts.iter().any(|p| matches!(p, Part::Group(_)))
+    }
+
     /// Appends the expansion to `out`; a group that did not participate expands to nothing.
-    pub fn expand_into(&self, caps: &Captures<'_>, out: &mut String) {
+    pub fn expand_into(&self, caps: Option<&Captures<'_>>, vars: &Vars<'_>, out: &mut String) {
         for part in &self.parts {
             match part {
                 Part::Literal(s) => out.push_str(s),
                 Part::Group(i) => {
-                    if let Some(m) = caps.get(*i) {
+                    if let Some(m) = caps.and_then(|c| c.get(*i)) {
                         out.push_str(m.as_str());
                     }
                 }
+                Part::Var(Var::Host) => out.push_str(vars.host),
+                Part::Var(Var::Path) => out.push_str(vars.path),
+                Part::Var(Var::Query) => out.push_str(vars.query),
             }
         }
     }
 
     /// The expansion as a new string.
-    pub fn expand(&self, caps: &Captures<'_>) -> String {
+    pub fn expand(&self, caps: Option<&Captures<'_>>, vars: &Vars<'_>) -> String {
         let mut out = String::with_capacity(self.source.len() + 32);
-        self.expand_into(caps, &mut out);
+        self.expand_into(caps, vars, &mut out);
         out
     }
 }
@@ -131,7 +168,10 @@ mod tests {
         let re = Regex::new(r"^/img/(?P<size>\d+)/(.*)$").unwrap();
         let t = Template::compile("/resized/{2}?w={size}&x={{y}}", &re).unwrap();
         let caps = re.captures("/img/300/a/b.jpg").unwrap();
-        assert_eq!(t.expand(&caps), "/resized/a/b.jpg?w=300&x={y}");
+        assert_eq!(
+            t.expand(Some(&caps), &Vars::default()),
+            "/resized/a/b.jpg?w=300&x={y}"
+        );
     }
 
     #[test]
@@ -139,7 +179,32 @@ mod tests {
         let re = Regex::new(r"^/(?P<a>.*)$").unwrap();
         let err = Template::compile("/{b}", &re).unwrap_err();
         assert!(err.0.contains("`b`"), "{err}");
+        assert!(Template::compile("/{hostname}", &re).is_err());
         assert!(Template::compile("/{3}", &re).is_err());
+    }
+
+    #[test]
+    fn builtins_expand_from_the_request_and_captures_win() {
+        let re = Regex::new(r"^/i/(?P<file>.*)$").unwrap();
+        let t = Template::compile("{host}/img/{file}?{query}", &re).unwrap();
+        assert!(t.uses_captures());
+        let vars = Vars {
+            host: "a.com",
+            path: "/i/x.png",
+            query: "w=1",
+        };
+        let caps = re.captures("/i/x.png").unwrap();
+        assert_eq!(t.expand(Some(&caps), &vars), "a.com/img/x.png?w=1");
+        let plain = Template::compile("{host}{path}", &re).unwrap();
+        assert!(!plain.uses_captures());
+        assert_eq!(plain.expand(None, &vars), "a.com/i/x.png");
+        // A capture named like a built-in is the capture.
+        let re = Regex::new(r"^/(?P<host>[^/]+)/").unwrap();
+        let t = Template::compile("{host}", &re).unwrap();
+        assert_eq!(
+            t.expand(Some(&re.captures("/mine/").unwrap()), &vars),
+            "mine"
+        );
     }
 
     #[test]
@@ -153,7 +218,8 @@ mod tests {
     fn optional_group_absent_expands_to_nothing() {
         let re = Regex::new(r"^/a(?P<x>/b)?$").unwrap();
         let t = Template::compile("/z{x}", &re).unwrap();
-        assert_eq!(t.expand(&re.captures("/a").unwrap()), "/z");
-        assert_eq!(t.expand(&re.captures("/a/b").unwrap()), "/z/b");
+        let v = Vars::default();
+        assert_eq!(t.expand(Some(&re.captures("/a").unwrap()), &v), "/z");
+        assert_eq!(t.expand(Some(&re.captures("/a/b").unwrap()), &v), "/z/b");
     }
 }

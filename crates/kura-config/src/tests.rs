@@ -346,3 +346,61 @@ fn documented_defaults_match_the_code() {
         assert!(rows.contains_key(field), "{field} is not documented");
     }
 }
+
+#[test]
+fn cache_sections_validate_and_default() {
+    let c = load(&format!(
+        "{MINIMAL}action = \"cache\"\n[vhosts.cache]\nmin_ttl = \"60s\"\nkey = \"{{host}}{{path}}\"\n[cache]\nmemory = \"64MiB\"\ndir = \"data\"\nmax_disk = \"1G\"\npurge_allow = [\"127.0.0.1\", \"10.0.0.0/8\"]\n"
+    ))
+    .unwrap();
+    assert_eq!(c.cache.memory_bytes, 64 * 1024 * 1024);
+    let disk = c.cache.disk.as_ref().unwrap();
+    assert_eq!(disk.max_bytes, 1_000_000_000);
+    assert_eq!(
+        disk.cleaned_bytes, 800_000_000,
+        "cleaned defaults to 80% of max"
+    );
+    assert_eq!(c.cache.segment_size, DEFAULT_SEGMENT_SIZE);
+    assert_eq!(c.cache.purge_allow.len(), 2);
+    let rule = &c.routes.vhosts[0].rules[0];
+    assert_eq!(rule.action, Action::Cache);
+    let rc = rule.cache.as_ref().unwrap();
+    assert_eq!(rc.min_ttl, std::time::Duration::from_secs(60));
+    assert_eq!(rc.key.as_ref().unwrap().source(), "{host}{path}");
+
+    // Without a [cache] section, a cache rule uses the memory defaults.
+    let c = load(&format!("{MINIMAL}action = \"cache\"\n")).unwrap();
+    assert_eq!(c.cache.memory_bytes, DEFAULT_CACHE_MEMORY);
+    assert!(c.cache.disk.is_none());
+    assert!(c.routes.vhosts[0].rules[0].cache.is_some());
+}
+
+#[test]
+fn cache_mistakes_are_named() {
+    let err = load(&format!(
+        "{MINIMAL}action = \"cache\"\n[vhosts.cache]\nkey = \"{{nope}}\"\naccel_redirect = \"internal\"\ndefault_ttl = \"a while\"\n[cache]\nmax_disk = \"1G\"\nsegment_size = 100\npurge_allow = [\"somewhere\"]\n"
+    ))
+    .unwrap_err();
+    let f = fields(&err);
+    for expected in [
+        "vhosts[0].cache.key",
+        "vhosts[0].cache.accel_redirect",
+        "vhosts[0].cache.default_ttl",
+        "cache.max_disk",
+        "cache.segment_size",
+        "cache.purge_allow[0]",
+    ] {
+        assert!(f.contains(&expected), "missing {expected} in {f:?}");
+    }
+    let err = load(&format!(
+        "{MINIMAL}\n[cache]\ndir = \"d\"\nmax_disk = \"1G\"\ncleaned_disk = \"2G\"\n"
+    ))
+    .unwrap_err();
+    assert_eq!(fields(&err), vec!["cache.cleaned_disk"]);
+    // A cache table on a proxy rule is a mistake, not a silent no-op.
+    let err = load(&format!(
+        "{MINIMAL}\n[[vhosts.rules]]\npool = \"app\"\n[vhosts.rules.cache]\nmin_ttl = \"1s\"\n"
+    ))
+    .unwrap_err();
+    assert_eq!(fields(&err), vec!["vhosts[0].rules[0].cache"]);
+}

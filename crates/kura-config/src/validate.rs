@@ -10,22 +10,28 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue};
 use regex::Regex;
 
+use crate::cache_config::{validate_cache, validate_rule_cache};
 use crate::defaults::*;
 use crate::file::*;
 use crate::units::{parse_duration, size_value};
 use crate::*;
 
-struct Errors(Vec<FieldError>);
+pub(crate) struct Errors(pub(crate) Vec<FieldError>);
 
 impl Errors {
-    fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
+    pub(crate) fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
         self.0.push(FieldError {
             field: field.into(),
             message: message.into(),
         });
     }
 
-    fn duration(&mut self, field: &str, v: &Option<String>, default: Duration) -> Duration {
+    pub(crate) fn duration(
+        &mut self,
+        field: &str,
+        v: &Option<String>,
+        default: Duration,
+    ) -> Duration {
         match v {
             None => default,
             Some(text) => parse_duration(text).unwrap_or_else(|e| {
@@ -58,7 +64,8 @@ pub fn validate(file: &FileConfig, base_dir: &Path) -> Result<Config, ConfigErro
         None => ErrorPagesConfig::default(),
         Some(p) => load_error_pages(&base_dir.join(&p.dir), &mut errs),
     };
-    let routes = validate_routes(&file.pools, &file.vhosts, &mut errs);
+    let cache = validate_cache(file.cache.as_ref(), base_dir, &mut errs);
+    let routes = validate_routes(&file.pools, &file.vhosts, cache.disk.is_some(), &mut errs);
 
     if errs.0.is_empty() {
         Ok(Config {
@@ -69,6 +76,7 @@ pub fn validate(file: &FileConfig, base_dir: &Path) -> Result<Config, ConfigErro
             logging,
             access_log,
             error_pages,
+            cache,
             routes,
         })
     } else {
@@ -516,6 +524,7 @@ fn validate_rule(
     field: &str,
     r: &FileRule,
     pools: &BTreeMap<String, FilePool>,
+    has_disk: bool,
     errs: &mut Errors,
 ) -> Option<RuleSpec> {
     let source = r.path.as_deref().unwrap_or("");
@@ -528,14 +537,30 @@ fn validate_rule(
     };
     let action = match r.action.as_deref() {
         None | Some("proxy") => Action::Proxy,
+        Some("cache") => Action::Cache,
         Some(other) => {
             errs.push(
                 format!("{field}.action"),
-                format!("{other:?} is not a known action (\"proxy\")"),
+                format!("{other:?} is not a known action (\"proxy\", \"cache\")"),
             );
             Action::Proxy
         }
     };
+    if r.cache.is_some() && action != Action::Cache {
+        errs.push(
+            format!("{field}.cache"),
+            "only applies to rules with action = \"cache\"",
+        );
+    }
+    let cache = (action == Action::Cache).then(|| {
+        validate_rule_cache(
+            &format!("{field}.cache"),
+            r.cache.as_ref().unwrap_or(&FileRuleCache::default()),
+            path.as_ref(),
+            has_disk,
+            errs,
+        )
+    });
     if !pools.contains_key(&r.pool) {
         errs.push(
             format!("{field}.pool"),
@@ -574,12 +599,14 @@ fn validate_rule(
         rewrite,
         request_headers,
         response_headers,
+        cache,
     })
 }
 
 fn validate_routes(
     pools: &BTreeMap<String, FilePool>,
     vhosts: &[FileVHost],
+    has_disk: bool,
     errs: &mut Errors,
 ) -> Routes {
     let mut out = Routes::default();
@@ -624,16 +651,26 @@ fn validate_routes(
         }
         let mut rules = Vec::new();
         for (j, r) in v.rules.iter().enumerate() {
-            if let Some(rule) = validate_rule(&format!("{field}.rules[{j}]"), r, pools, errs) {
+            if let Some(rule) =
+                validate_rule(&format!("{field}.rules[{j}]"), r, pools, has_disk, errs)
+            {
                 rules.push(rule);
             }
+        }
+        if v.pool.is_none() && (v.action.is_some() || v.cache.is_some()) {
+            errs.push(
+                format!("{field}.action"),
+                "applies to the vhost's `pool` fallback: set `pool`",
+            );
         }
         if let Some(pool) = &v.pool {
             let fallback = FileRule {
                 pool: pool.clone(),
+                action: v.action.clone(),
+                cache: v.cache.clone(),
                 ..Default::default()
             };
-            if let Some(rule) = validate_rule(&field, &fallback, pools, errs) {
+            if let Some(rule) = validate_rule(&field, &fallback, pools, has_disk, errs) {
                 rules.push(rule);
             }
         }

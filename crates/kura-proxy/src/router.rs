@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use kura_config::{Action, HeaderEdits, HostPattern, Routes, Template};
+use kura_config::{Action, HeaderEdits, HostPattern, Routes, Template, Vars};
 use regex::Regex;
 
 use crate::metrics::VHostCounters;
@@ -38,8 +38,8 @@ pub struct Matched<'a> {
 }
 
 impl VHost {
-    /// The first rule whose regex matches `path`.
-    pub fn route(&self, path: &str) -> Option<Matched<'_>> {
+    /// The first rule whose regex matches `path`; `vars` fill built-in template names.
+    pub fn route(&self, path: &str, vars: &Vars<'_>) -> Option<Matched<'_>> {
         for rule in &self.rules {
             match &rule.rewrite {
                 None => {
@@ -54,7 +54,7 @@ impl VHost {
                     if let Some(caps) = rule.path.captures(path) {
                         return Some(Matched {
                             rule,
-                            rewritten: Some(t.expand(&caps)),
+                            rewritten: Some(t.expand(Some(&caps), vars)),
                         });
                     }
                 }
@@ -214,14 +214,15 @@ pool = "web"
 "#,
         );
         let v = t.lookup("x.com").unwrap();
-        let m = v.route("/api/v2/users/7").unwrap();
+        let vars = Vars::default();
+        let m = v.route("/api/v2/users/7", &vars).unwrap();
         assert_eq!(m.rule.pool.spec.name, "api");
         assert_eq!(m.rewritten.as_deref(), Some("/users/7?version=2"));
-        let m = v.route("/api/other").unwrap();
+        let m = v.route("/api/other", &vars).unwrap();
         assert_eq!(m.rule.pool.spec.name, "web");
         assert!(m.rewritten.is_none());
         // The vhost's pool is the fallback after its rules.
-        assert_eq!(v.route("/").unwrap().rule.pool.spec.name, "web");
+        assert_eq!(v.route("/", &vars).unwrap().rule.pool.spec.name, "web");
         assert!(t.lookup("y.com").is_none());
     }
 }

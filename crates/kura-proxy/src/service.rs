@@ -12,6 +12,7 @@ use http::header::{self, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
+use kura_config::Vars;
 
 use crate::body::{ProxyBody, ReqBody};
 use crate::conn::ConnState;
@@ -89,16 +90,18 @@ async fn proxy(
     if req.method() == Method::CONNECT {
         return Err(ProxyError::BadTarget);
     }
-    let vhost = {
-        let host = request_host(&req)?;
-        if host == PING_HOST {
-            return Ok(Response::new(ProxyBody::full("OK\n")));
-        }
-        rt.table.lookup(&host).ok_or(ProxyError::UnknownHost)?
-    };
+    let host = request_host(&req)?;
+    if host == PING_HOST {
+        return Ok(Response::new(ProxyBody::full("OK\n")));
+    }
+    let vhost = rt.table.lookup(&host).ok_or(ProxyError::UnknownHost)?;
     x.vhost = Some(vhost.clone());
-    let path = req.uri().path();
-    let matched = vhost.route(path).ok_or(ProxyError::NoRoute)?;
+    let vars = Vars {
+        host: &host,
+        path: req.uri().path(),
+        query: req.uri().query().unwrap_or(""),
+    };
+    let matched = vhost.route(vars.path, &vars).ok_or(ProxyError::NoRoute)?;
     let rule = matched.rule;
 
     // The body limit: a declared length is checked now; an undeclared one while streaming.

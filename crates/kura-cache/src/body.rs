@@ -1,0 +1,327 @@
+//! Response bodies from the cache.
+//!
+//! A [`CacheBody`] is a small stored body, an origin body passed through, or a segment reader:
+//! it walks the segments covering the requested bytes and takes each from memory, a lower
+//! tier, or the flight that is receiving it (streaming its bytes as they arrive), or starts
+//! that flight. For objects the origin serves in ranges it also starts fetching the next
+//! segments ahead of the reader. At most one segment is held per reader; corrupt or missing
+//! data ends the body with an error, so the client sees a truncated response rather than
+//! wrong bytes.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::request;
+use http_body::{Body, Frame, SizeHint};
+
+use crate::engine::Cache;
+use crate::flight::{Chunk, FlightReader, SegmentFlight};
+use crate::object::{Entry, Object};
+use crate::origin::{BoxError, Origin, OriginBody};
+use crate::tier::BoxFuture;
+
+pub enum CacheBody {
+    Empty,
+    Full(Option<Bytes>),
+    Origin(OriginBody),
+    Segments(Box<SegmentReader>),
+}
+
+impl CacheBody {
+    pub(crate) fn segments(
+        cache: Arc<Cache>,
+        obj: Arc<Object>,
+        origin: Arc<dyn Origin>,
+        template: Arc<request::Parts>,
+        start: u64,
+        end: Option<u64>,
+    ) -> CacheBody {
+        CacheBody::Segments(Box::new(SegmentReader {
+            cache,
+            obj,
+            origin,
+            template,
+            pos: start,
+            end,
+            state: State::Next,
+        }))
+    }
+}
+
+/// Why a cached body stopped early.
+#[derive(Debug, thiserror::Error)]
+#[error("cached body unavailable: {0}")]
+pub struct BodyError(&'static str);
+
+enum Acquired {
+    Data(Bytes),
+    Flight(Arc<SegmentFlight>),
+    End,
+    Lost(&'static str),
+}
+
+enum State {
+    Next,
+    Acquiring(u32, BoxFuture<'static, Acquired>),
+    Reading {
+        reader: FlightReader,
+        seg_start: u64,
+        seg_pos: u64,
+    },
+    Done,
+}
+
+pub struct SegmentReader {
+    cache: Arc<Cache>,
+    obj: Arc<Object>,
+    origin: Arc<dyn Origin>,
+    template: Arc<request::Parts>,
+    /// Absolute offset of the next byte to send.
+    pos: u64,
+    /// Offset after the last byte to send, when known.
+    end: Option<u64>,
+    state: State,
+}
+
+impl SegmentReader {
+    /// The part of `data` (which starts at `at`) this reader still has to send.
+    fn take(&mut self, data: &Bytes, at: u64) -> Option<Bytes> {
+        let data_end = at + data.len() as u64;
+        let until = self.end.map_or(data_end, |e| e.min(data_end));
+        if self.pos >= until || self.pos < at {
+            return None;
+        }
+        let s = (self.pos - at) as usize;
+        let e = (until - at) as usize;
+        self.pos = until;
+        Some(data.slice(s..e))
+    }
+}
+
+/// Finds segment `index`: stored, in flight, or fetched now.
+async fn acquire(
+    cache: Arc<Cache>,
+    obj: Arc<Object>,
+    index: u32,
+    template: Arc<request::Parts>,
+    origin: Arc<dyn Origin>,
+) -> Acquired {
+    let mut obj = obj;
+    for _ in 0..3 {
+        if let Some(len) = obj.length
+            && obj.segment_start(index) >= len
+        {
+            return Acquired::End;
+        }
+        if let Some(f) = cache.flights.segment(obj.version, index) {
+            return Acquired::Flight(f);
+        }
+        if obj.ranged {
+            prefetch(&cache, &obj, index, &template, &origin);
+        }
+        if let Some((b, _)) = cache.storage.segment(&obj, index).await {
+            return Acquired::Data(b);
+        }
+        if let Some(f) = cache.flights.segment(obj.version, index) {
+            return Acquired::Flight(f);
+        }
+        if obj.ranged && obj.length.is_some() {
+            return Acquired::Flight(cache.fetch_segment(&obj, index, &template, &origin));
+        }
+        if let Some(stream) = cache.flights.stream(obj.version) {
+            // A whole-body fill is still producing segments: wait for this one.
+            stream.wait_for(index).await;
+            continue;
+        }
+        // The fill is over: its final head may tell where the body ends.
+        match cache.storage.entry(&obj.key).await {
+            Some((Entry::Object(o), _)) if o.version == obj.version && o.length.is_some() => {
+                obj = o;
+            }
+            _ => break,
+        }
+    }
+    // The segment is gone and cannot be fetched alone: drop the entry so the next request
+    // fetches the object again.
+    cache.storage.remove(&obj.key);
+    Acquired::Lost("segment no longer stored")
+}
+
+/// Starts fetching the segments after `index` that are neither stored nor in flight.
+fn prefetch(
+    cache: &Arc<Cache>,
+    obj: &Arc<Object>,
+    index: u32,
+    template: &Arc<request::Parts>,
+    origin: &Arc<dyn Origin>,
+) {
+    let Some(count) = obj.segment_count() else {
+        return;
+    };
+    for j in index + 1..=index.saturating_add(cache.prefetch) {
+        if j >= count {
+            break;
+        }
+        if cache.flights.segment(obj.version, j).is_none() && !cache.storage.has_segment(obj, j) {
+            cache.fetch_segment(obj, j, template, origin);
+        }
+    }
+}
+
+impl Body for SegmentReader {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        loop {
+            match &mut this.state {
+                State::Done => return Poll::Ready(None),
+                State::Next => {
+                    if this.end.is_some_and(|e| this.pos >= e) {
+                        this.state = State::Done;
+                        continue;
+                    }
+                    let index = (this.pos / this.obj.segment_size) as u32;
+                    // Fast path: the segment is in memory.
+                    if let Some(b) = this.cache.storage.segment_hot(&this.obj, index) {
+                        if this.obj.ranged {
+                            prefetch(&this.cache, &this.obj, index, &this.template, &this.origin);
+                        }
+                        this.state = State::Next;
+                        let at = this.obj.segment_start(index);
+                        if let Some(out) = this.finish_segment(&b, at) {
+                            return Poll::Ready(Some(Ok(Frame::data(out))));
+                        }
+                        continue;
+                    }
+                    let fut = acquire(
+                        this.cache.clone(),
+                        this.obj.clone(),
+                        index,
+                        this.template.clone(),
+                        this.origin.clone(),
+                    );
+                    this.state = State::Acquiring(index, Box::pin(fut));
+                }
+                State::Acquiring(index, fut) => {
+                    let index = *index;
+                    let acquired = match fut.as_mut().poll(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(a) => a,
+                    };
+                    let at = this.obj.segment_start(index);
+                    match acquired {
+                        Acquired::Data(b) => {
+                            this.state = State::Next;
+                            if let Some(out) = this.finish_segment(&b, at) {
+                                return Poll::Ready(Some(Ok(Frame::data(out))));
+                            }
+                        }
+                        Acquired::Flight(f) => {
+                            this.state = State::Reading {
+                                reader: f.reader(),
+                                seg_start: at,
+                                seg_pos: at,
+                            };
+                        }
+                        Acquired::End => {
+                            this.state = State::Done;
+                        }
+                        Acquired::Lost(why) => {
+                            this.state = State::Done;
+                            return Poll::Ready(Some(Err(Box::new(BodyError(why)))));
+                        }
+                    }
+                }
+                State::Reading {
+                    reader,
+                    seg_start,
+                    seg_pos,
+                } => match reader.poll_chunk(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Chunk::Data(c)) => {
+                        let at = *seg_pos;
+                        *seg_pos += c.len() as u64;
+                        if let Some(out) = this.take(&c, at) {
+                            return Poll::Ready(Some(Ok(Frame::data(out))));
+                        }
+                    }
+                    Poll::Ready(Chunk::End) => {
+                        let got = *seg_pos - *seg_start;
+                        let end_of_object = got < this.obj.segment_size;
+                        if end_of_object && this.end.is_none() {
+                            this.end = Some(*seg_pos);
+                        }
+                        this.state = if end_of_object && this.pos >= *seg_pos {
+                            State::Done
+                        } else {
+                            State::Next
+                        };
+                    }
+                    Poll::Ready(Chunk::Failed) => {
+                        this.state = State::Done;
+                        return Poll::Ready(Some(Err(Box::new(BodyError("origin fetch failed")))));
+                    }
+                },
+            }
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.end {
+            Some(e) => SizeHint::with_exact(e.saturating_sub(self.pos)),
+            None => SizeHint::default(),
+        }
+    }
+}
+
+impl SegmentReader {
+    /// Sends the wanted part of a whole segment `b` at `at`; a short segment ends the object.
+    fn finish_segment(&mut self, b: &Bytes, at: u64) -> Option<Bytes> {
+        if (b.len() as u64) < self.obj.segment_size && self.end.is_none() {
+            self.end = Some(at + b.len() as u64);
+        }
+        self.take(b, at)
+    }
+}
+
+impl Body for CacheBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            CacheBody::Empty => Poll::Ready(None),
+            CacheBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            CacheBody::Origin(b) => Pin::new(b).poll_frame(cx),
+            CacheBody::Segments(r) => Pin::new(r.as_mut()).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            CacheBody::Empty => true,
+            CacheBody::Full(b) => b.is_none(),
+            CacheBody::Origin(b) => b.is_end_stream(),
+            CacheBody::Segments(r) => matches!(r.state, State::Done),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            CacheBody::Empty => SizeHint::with_exact(0),
+            CacheBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            CacheBody::Origin(b) => b.size_hint(),
+            CacheBody::Segments(r) => r.size_hint(),
+        }
+    }
+}

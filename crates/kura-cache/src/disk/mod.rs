@@ -1,0 +1,347 @@
+//! The disk tier: one directory of files, bounded by Casserole's two marks (cleaning starts
+//! above `max_bytes` and removes the least recently used objects down to `cleaned_bytes`),
+//! persistent across restarts, and crash-safe.
+//!
+//! Written by hand rather than with foyer's disk engine because kura needs what it does not
+//! offer: body files that an nginx in front can serve directly (X-Accel-Redirect, Katana), the
+//! Casserole watermark semantics, and a per-segment checksum verified before any byte is
+//! served. Layout, under `dir/ab/cd/` (the first hex digits of the key's hash):
+//!
+//! - `<hash>.head`: the entry and its segment table (length and CRC32C of each segment on
+//!   disk), see [`record`];
+//! - `<hash>-<version>-<n>.seg`: segment `n`'s raw bytes.
+//!
+//! Every file is written to a temporary name and renamed into place, so a reader sees a
+//! whole file or none; without fsync, a crash can still leave a short or zeroed file, which
+//! the checksum catches (the entry is dropped and refetched, never served). Writes go through
+//! one writer thread fed by a bounded queue (a full queue drops the write, not the request);
+//! reads run on tokio's blocking pool.
+
+mod record;
+mod writer;
+
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use kura_config::DiskConfig;
+
+pub use record::{Record, SegMeta};
+use writer::Job;
+
+use crate::key::hash_hex;
+use crate::object::{Entry, Object};
+use crate::stats::Stats;
+use crate::tier::{BoxFuture, Tier};
+
+/// Pending writes before new ones are dropped (each at most one segment).
+const QUEUE: usize = 64;
+
+/// What the index knows of one object (or Vary record) on disk.
+#[derive(Debug, Clone)]
+struct ObjInfo {
+    key: String,
+    version: u64,
+    head_bytes: u64,
+    segs: Vec<Option<SegMeta>>,
+    /// Milliseconds since the epoch of the last read or write.
+    atime: u64,
+    /// Its single segment was verified since startup (for X-Accel-Redirect).
+    verified: bool,
+}
+
+impl ObjInfo {
+    fn bytes(&self) -> u64 {
+        self.head_bytes + self.segs.iter().flatten().map(|s| s.len).sum::<u64>()
+    }
+}
+
+#[derive(Default)]
+struct Index {
+    objects: HashMap<String, ObjInfo>,
+    total: u64,
+}
+
+struct Inner {
+    root: PathBuf,
+    max_bytes: u64,
+    cleaned_bytes: u64,
+    index: Mutex<Index>,
+    stats: Arc<Stats>,
+}
+
+pub struct DiskTier {
+    inner: Arc<Inner>,
+    jobs: SyncSender<Job>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Inner {
+    fn dir(&self, hash: &str) -> PathBuf {
+        self.root.join(&hash[0..2]).join(&hash[2..4])
+    }
+
+    fn head_path(&self, hash: &str) -> PathBuf {
+        self.dir(hash).join(format!("{hash}.head"))
+    }
+
+    fn seg_path(&self, hash: &str, version: u64, index: u32) -> PathBuf {
+        self.dir(hash).join(seg_name(hash, version, index))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Index> {
+        self.index.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reads and checks the head file of `key`.
+    fn read_head(&self, key: &str) -> Option<Record> {
+        let hash = hash_hex(key);
+        let bytes = std::fs::read(self.head_path(&hash)).ok()?;
+        match Record::decode(&bytes) {
+            Some(r) if r.key == key => {
+                let mut idx = self.lock();
+                let t = now_ms();
+                if let Some(info) = idx.objects.get_mut(&hash) {
+                    info.atime = t;
+                }
+                Some(r)
+            }
+            Some(_) => None, // another key with the same hash: a miss
+            None => {
+                Stats::inc(&self.stats.corrupt);
+                tracing::warn!(key, "corrupt cache head on disk: dropped");
+                None
+            }
+        }
+    }
+
+    /// The segment's metadata, if this version of the object has it on disk.
+    fn seg_meta(&self, obj: &Object, index: u32) -> Option<SegMeta> {
+        let hash = hash_hex(&obj.key);
+        let idx = self.lock();
+        let info = idx.objects.get(&hash)?;
+        if info.version != obj.version || info.key != obj.key {
+            return None;
+        }
+        info.segs.get(index as usize).copied().flatten()
+    }
+
+    /// Reads segment `index` and checks its length and checksum.
+    fn read_segment(&self, obj: &Object, index: u32) -> Result<Option<Bytes>, ()> {
+        let Some(meta) = self.seg_meta(obj, index) else {
+            return Ok(None);
+        };
+        let hash = hash_hex(&obj.key);
+        let data = match std::fs::read(self.seg_path(&hash, obj.version, index)) {
+            Ok(d) => d,
+            Err(_) => return Err(()),
+        };
+        if data.len() as u64 != meta.len || crc32c::crc32c(&data) != meta.crc {
+            return Err(());
+        }
+        Ok(Some(Bytes::from(data)))
+    }
+}
+
+fn seg_name(hash: &str, version: u64, index: u32) -> String {
+    format!("{hash}-{version:016x}-{index}.seg")
+}
+
+impl DiskTier {
+    /// Opens (creating it if needed) the cache directory and indexes what it holds. Blocking:
+    /// call from a blocking context. Leftover temporary files and orphan segments are removed.
+    pub fn open(cfg: &DiskConfig, stats: Arc<Stats>) -> io::Result<DiskTier> {
+        std::fs::create_dir_all(&cfg.dir).map_err(|e| {
+            io::Error::new(e.kind(), format!("cache dir {}: {e}", cfg.dir.display()))
+        })?;
+        let inner = Arc::new(Inner {
+            root: cfg.dir.clone(),
+            max_bytes: cfg.max_bytes,
+            cleaned_bytes: cfg.cleaned_bytes,
+            index: Mutex::new(Index::default()),
+            stats,
+        });
+        let scanned = writer::scan(&inner)?;
+        tracing::info!(
+            dir = %cfg.dir.display(),
+            objects = scanned.0,
+            bytes = scanned.1,
+            "disk cache loaded"
+        );
+        let jobs = writer::spawn(inner.clone())?;
+        let tier = DiskTier { inner, jobs };
+        // A cache already above its mark (e.g. the limits were lowered) is cleaned at once.
+        tier.enqueue(Job::Evict);
+        Ok(tier)
+    }
+
+    fn enqueue(&self, job: Job) {
+        match self.jobs.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => Stats::inc(&self.inner.stats.disk_write_drops),
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+
+    /// Waits until every queued write is done (tests, shutdown).
+    pub async fn flush(&self) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.jobs.send(Job::Flush(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.inner.lock().total
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    /// For X-Accel-Redirect: the path, relative to the cache directory, of the file holding
+    /// the whole body of `obj` (single-segment objects only), verified once per process.
+    pub async fn accel_path(&self, obj: &Arc<Object>) -> Option<String> {
+        if obj.segment_count()? > 1 {
+            return None;
+        }
+        let hash = hash_hex(&obj.key);
+        let verified = {
+            let idx = self.inner.lock();
+            let info = idx.objects.get(&hash)?;
+            if info.version != obj.version || info.segs.first().copied().flatten().is_none() {
+                return None;
+            }
+            info.verified
+        };
+        if !verified {
+            let inner = self.inner.clone();
+            let o = obj.clone();
+            let ok = tokio::task::spawn_blocking(move || inner.read_segment(&o, 0))
+                .await
+                .ok()?;
+            match ok {
+                Ok(Some(_)) => {
+                    if let Some(info) = self.inner.lock().objects.get_mut(&hash) {
+                        info.verified = true;
+                    }
+                }
+                Ok(None) => return None,
+                Err(()) => {
+                    Stats::inc(&self.inner.stats.corrupt);
+                    self.enqueue(Job::DropSegment {
+                        key: obj.key.clone(),
+                        version: obj.version,
+                        index: 0,
+                    });
+                    return None;
+                }
+            }
+        }
+        Some(format!(
+            "{}/{}/{}",
+            &hash[0..2],
+            &hash[2..4],
+            seg_name(&hash, obj.version, 0)
+        ))
+    }
+}
+
+impl Tier for DiskTier {
+    fn name(&self) -> &'static str {
+        "disk"
+    }
+
+    fn get_entry(&self, key: &str) -> BoxFuture<'static, Option<Entry>> {
+        let inner = self.inner.clone();
+        let key = key.to_string();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || inner.read_head(&key).and_then(|r| r.to_entry()))
+                .await
+                .ok()
+                .flatten()
+        })
+    }
+
+    fn get_segment(&self, obj: &Arc<Object>, index: u32) -> BoxFuture<'static, Option<Bytes>> {
+        let inner = self.inner.clone();
+        let obj = obj.clone();
+        let jobs = self.jobs.clone();
+        Box::pin(async move {
+            let o = obj.clone();
+            let i2 = inner.clone();
+            match tokio::task::spawn_blocking(move || i2.read_segment(&o, index)).await {
+                Ok(Ok(found)) => found,
+                Ok(Err(())) => {
+                    Stats::inc(&inner.stats.corrupt);
+                    tracing::warn!(key = %obj.key, index, "corrupt cache segment on disk: dropped");
+                    let _ = jobs.try_send(Job::DropSegment {
+                        key: obj.key.clone(),
+                        version: obj.version,
+                        index,
+                    });
+                    None
+                }
+                Err(_) => None,
+            }
+        })
+    }
+
+    fn has_segment(&self, obj: &Object, index: u32) -> bool {
+        self.inner.seg_meta(obj, index).is_some()
+    }
+
+    fn put_entry(&self, entry: &Entry) {
+        if let Some(record) = Record::from_entry(entry, Vec::new()) {
+            self.enqueue(Job::PutEntry(Box::new(record)));
+        }
+    }
+
+    fn put_segment(&self, obj: &Arc<Object>, index: u32, data: &Bytes) {
+        self.enqueue(Job::PutSegment {
+            key: obj.key.clone(),
+            version: obj.version,
+            index,
+            data: data.clone(),
+        });
+    }
+
+    fn remove(&self, key: &str) {
+        self.enqueue(Job::Remove(key.to_string()));
+    }
+
+    fn purge_prefix(&self, prefix: &str) -> BoxFuture<'static, usize> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let sent = self
+            .jobs
+            .send(Job::PurgePrefix(prefix.to_string(), tx))
+            .is_ok();
+        Box::pin(async move { if sent { rx.await.unwrap_or(0) } else { 0 } })
+    }
+
+    fn purge_all(&self) -> BoxFuture<'static, usize> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let sent = self.jobs.send(Job::PurgeAll(tx)).is_ok();
+        Box::pin(async move { if sent { rx.await.unwrap_or(0) } else { 0 } })
+    }
+}
+
+impl Inner {
+    fn set_disk_bytes(&self, total: u64) {
+        self.stats.disk_bytes.store(total, Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,185 @@
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode};
+use http_cache_semantics::CachePolicy;
+use kura_config::DiskConfig;
+
+use super::*;
+use crate::object::{Entry, Object};
+
+fn object(key: &str, len: u64, seg: u64) -> Arc<Object> {
+    let req = Request::get("http://a/x").body(()).unwrap();
+    let mut h = HeaderMap::new();
+    h.insert("cache-control", "max-age=60".parse().unwrap());
+    h.insert("content-type", "text/plain".parse().unwrap());
+    let res = http::Response::builder()
+        .status(200)
+        .header("cache-control", "max-age=60")
+        .body(())
+        .unwrap();
+    let now = SystemTime::now();
+    Arc::new(Object {
+        key: key.into(),
+        version: fastrand::u64(1..),
+        status: StatusCode::OK,
+        headers: h,
+        policy: CachePolicy::new(&req, &res),
+        length: Some(len),
+        segment_size: seg,
+        ranged: true,
+        stored_at: now,
+        fresh_until: now + Duration::from_secs(60),
+        age_at_store: Duration::ZERO,
+        stale_while_revalidate: Duration::ZERO,
+        stale_if_error: Duration::ZERO,
+        must_revalidate: false,
+        allows_auth: false,
+    })
+}
+
+fn cfg(dir: &std::path::Path, max: u64, cleaned: u64) -> DiskConfig {
+    DiskConfig {
+        dir: dir.to_path_buf(),
+        max_bytes: max,
+        cleaned_bytes: cleaned,
+    }
+}
+
+async fn open(c: &DiskConfig) -> DiskTier {
+    let c = c.clone();
+    tokio::task::spawn_blocking(move || DiskTier::open(&c, Arc::new(Stats::default())))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn entries_and_segments_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = cfg(dir.path(), 1 << 30, 1 << 29);
+    let disk = open(&c).await;
+    let obj = object("a.com/x", 10, 6);
+    disk.put_entry(&Entry::Object(obj.clone()));
+    disk.put_segment(&obj, 0, &Bytes::from_static(b"012345"));
+    disk.put_segment(&obj, 1, &Bytes::from_static(b"6789"));
+    disk.flush().await;
+    assert!(disk.bytes() > 10);
+    drop(disk);
+
+    let disk = open(&c).await;
+    let Some(Entry::Object(back)) = disk.get_entry("a.com/x").await else {
+        panic!("entry persisted")
+    };
+    assert_eq!(back.version, obj.version);
+    assert_eq!(back.headers["content-type"], "text/plain");
+    assert_eq!(&disk.get_segment(&back, 0).await.unwrap()[..], b"012345");
+    assert_eq!(&disk.get_segment(&back, 1).await.unwrap()[..], b"6789");
+    assert!(disk.get_entry("a.com/other").await.is_none());
+}
+
+#[tokio::test]
+async fn corrupt_segments_and_heads_are_never_returned() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = cfg(dir.path(), 1 << 30, 1 << 29);
+    let disk = open(&c).await;
+    let obj = object("a.com/c", 6, 6);
+    disk.put_entry(&Entry::Object(obj.clone()));
+    disk.put_segment(&obj, 0, &Bytes::from_static(b"abcdef"));
+    disk.flush().await;
+    // Flip a byte in the segment file (same length: only the checksum can tell).
+    let hash = hash_hex("a.com/c");
+    let seg = disk.inner.seg_path(&hash, obj.version, 0);
+    std::fs::write(&seg, b"abcdeX").unwrap();
+    assert!(disk.get_segment(&obj, 0).await.is_none());
+    disk.flush().await;
+    assert!(!disk.has_segment(&obj, 0), "a corrupt segment is forgotten");
+    assert_eq!(disk.inner.stats.corrupt.load(Relaxed), 1);
+
+    // A torn head file is a miss, and is dropped at the next start.
+    let head = disk.inner.head_path(&hash);
+    let bytes = std::fs::read(&head).unwrap();
+    std::fs::write(&head, &bytes[..bytes.len() / 2]).unwrap();
+    assert!(disk.get_entry("a.com/c").await.is_none());
+    drop(disk);
+    let disk = open(&c).await;
+    assert!(!head.exists());
+    assert!(disk.get_entry("a.com/c").await.is_none());
+}
+
+#[tokio::test]
+async fn cleaning_starts_above_the_high_mark_and_stops_at_the_low_one() {
+    let dir = tempfile::tempdir().unwrap();
+    // Each object: ~1 KiB head + 10 KiB body.
+    let c = cfg(dir.path(), 60 * 1024, 30 * 1024);
+    let disk = open(&c).await;
+    let body = Bytes::from(vec![7u8; 10 * 1024]);
+    let mut objs = Vec::new();
+    for i in 0..5 {
+        let o = object(&format!("a.com/{i}"), body.len() as u64, 16 * 1024);
+        disk.put_entry(&Entry::Object(o.clone()));
+        disk.put_segment(&o, 0, &body);
+        disk.flush().await;
+        objs.push(o);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(disk.bytes() <= 60 * 1024, "{}", disk.bytes());
+    // Touch the oldest so that it is the most recently used.
+    assert!(disk.get_entry("a.com/0").await.is_some());
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    for i in 5..7 {
+        let o = object(&format!("a.com/{i}"), body.len() as u64, 16 * 1024);
+        disk.put_entry(&Entry::Object(o.clone()));
+        disk.put_segment(&o, 0, &body);
+        disk.flush().await;
+    }
+    let total = disk.bytes();
+    assert!(total <= 60 * 1024, "{total}");
+    assert!(disk.inner.stats.disk_evictions.load(Relaxed) > 0);
+    assert!(
+        disk.get_entry("a.com/0").await.is_some(),
+        "recently used survives"
+    );
+    assert!(
+        disk.get_entry("a.com/1").await.is_none(),
+        "least recently used goes"
+    );
+    assert!(disk.get_entry("a.com/6").await.is_some());
+}
+
+#[tokio::test]
+async fn orphans_and_temporary_files_are_removed_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = cfg(dir.path(), 1 << 30, 1 << 29);
+    let disk = open(&c).await;
+    let obj = object("a.com/o", 3, 6);
+    disk.put_entry(&Entry::Object(obj.clone()));
+    disk.flush().await;
+    let hash = hash_hex("a.com/o");
+    let orphan = disk.inner.seg_path(&hash, obj.version, 0);
+    std::fs::write(&orphan, b"abc").unwrap(); // written, but the head never listed it
+    let tmp = disk.inner.dir(&hash).join("x.head.tmp");
+    std::fs::write(&tmp, b"partial").unwrap();
+    drop(disk);
+    let disk = open(&c).await;
+    assert!(!orphan.exists());
+    assert!(!tmp.exists());
+    assert!(disk.get_entry("a.com/o").await.is_some());
+}
+
+#[tokio::test]
+async fn purge_by_prefix_and_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = cfg(dir.path(), 1 << 30, 1 << 29);
+    let disk = open(&c).await;
+    for k in ["a.com/img/1", "a.com/img/2", "a.com/css/1"] {
+        disk.put_entry(&Entry::Object(object(k, 0, 6)));
+    }
+    disk.flush().await;
+    assert_eq!(disk.purge_prefix("a.com/img/").await, 2);
+    assert!(disk.get_entry("a.com/img/1").await.is_none());
+    assert!(disk.get_entry("a.com/css/1").await.is_some());
+    assert_eq!(disk.purge_all().await, 1);
+    assert_eq!(disk.bytes(), 0);
+}

@@ -1,0 +1,388 @@
+//! The disk tier's single writer: applies queued writes, removals and purges in order, keeps
+//! the index and the byte total, and cleans down to the low mark when the high mark is
+//! passed. Also the startup scan that rebuilds the index from the files.
+
+use std::io::{self, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+use super::record::{Record, SegMeta};
+use super::{Inner, ObjInfo, QUEUE, now_ms, seg_name};
+use crate::key::hash_hex;
+use crate::stats::Stats;
+
+pub enum Job {
+    PutEntry(Box<Record>),
+    PutSegment {
+        key: String,
+        version: u64,
+        index: u32,
+        data: Bytes,
+    },
+    /// A segment found corrupt: forget it so it is fetched again.
+    DropSegment {
+        key: String,
+        version: u64,
+        index: u32,
+    },
+    Remove(String),
+    PurgePrefix(String, oneshot::Sender<usize>),
+    PurgeAll(oneshot::Sender<usize>),
+    Evict,
+    Flush(oneshot::Sender<()>),
+}
+
+pub fn spawn(inner: Arc<Inner>) -> io::Result<SyncSender<Job>> {
+    let (tx, rx) = sync_channel(QUEUE);
+    std::thread::Builder::new()
+        .name("kura-disk-writer".into())
+        .spawn(move || run(inner, rx))?;
+    Ok(tx)
+}
+
+fn run(inner: Arc<Inner>, rx: Receiver<Job>) {
+    while let Ok(job) = rx.recv() {
+        match job {
+            Job::PutEntry(r) => put_entry(&inner, *r),
+            Job::PutSegment {
+                key,
+                version,
+                index,
+                data,
+            } => put_segment(&inner, &key, version, index, &data),
+            Job::DropSegment {
+                key,
+                version,
+                index,
+            } => drop_segment(&inner, &key, version, index),
+            Job::Remove(key) => {
+                let hash = hash_hex(&key);
+                let matches = inner
+                    .lock()
+                    .objects
+                    .get(&hash)
+                    .is_some_and(|i| i.key == key);
+                if matches {
+                    delete_object(&inner, &hash);
+                } else {
+                    // Not indexed (or indexed under another key): remove the head if it is ours.
+                    if let Ok(bytes) = std::fs::read(inner.head_path(&hash))
+                        && Record::decode(&bytes).is_some_and(|r| r.key == key)
+                    {
+                        let _ = std::fs::remove_file(inner.head_path(&hash));
+                    }
+                }
+            }
+            Job::PurgePrefix(prefix, reply) => {
+                let hashes: Vec<String> = inner
+                    .lock()
+                    .objects
+                    .iter()
+                    .filter(|(_, i)| i.key.starts_with(&prefix))
+                    .map(|(h, _)| h.clone())
+                    .collect();
+                for h in &hashes {
+                    delete_object(&inner, h);
+                }
+                let _ = reply.send(hashes.len());
+            }
+            Job::PurgeAll(reply) => {
+                let hashes: Vec<String> = inner.lock().objects.keys().cloned().collect();
+                for h in &hashes {
+                    delete_object(&inner, h);
+                }
+                let _ = reply.send(hashes.len());
+            }
+            Job::Evict => {}
+            Job::Flush(reply) => {
+                let _ = reply.send(());
+            }
+        }
+        evict(&inner);
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename.
+fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+fn put_entry(inner: &Inner, mut record: Record) {
+    let hash = hash_hex(&record.key);
+    let version = record.version();
+    // The same object version keeps its segments; anything else replaces the old files.
+    let keep = {
+        let idx = inner.lock();
+        idx.objects
+            .get(&hash)
+            .filter(|i| i.key == record.key && i.version == version && version != 0)
+            .map(|i| i.segs.clone())
+    };
+    if keep.is_none() && inner.lock().objects.contains_key(&hash) {
+        delete_object(inner, &hash);
+    }
+    let segs = keep.unwrap_or_default();
+    if let Some(o) = record.object.as_mut() {
+        o.segments = segs.clone();
+    }
+    let bytes = record.encode();
+    if let Err(e) = write_atomic(&inner.head_path(&hash), &bytes) {
+        tracing::warn!(error = %e, "cache head not written to disk");
+        return;
+    }
+    let mut idx = inner.lock();
+    let info = ObjInfo {
+        key: record.key.clone(),
+        version,
+        head_bytes: bytes.len() as u64,
+        segs,
+        atime: now_ms(),
+        verified: false,
+    };
+    let added = info.bytes();
+    if let Some(old) = idx.objects.insert(hash, info) {
+        idx.total = idx.total.saturating_sub(old.bytes());
+    }
+    idx.total += added;
+    inner.set_disk_bytes(idx.total);
+}
+
+fn put_segment(inner: &Inner, key: &str, version: u64, index: u32, data: &Bytes) {
+    let hash = hash_hex(key);
+    let known = inner
+        .lock()
+        .objects
+        .get(&hash)
+        .is_some_and(|i| i.key == key && i.version == version && version != 0);
+    if !known {
+        // The object was replaced, evicted or never written: the segment has no home.
+        return;
+    }
+    let path = inner.seg_path(&hash, version, index);
+    if let Err(e) = write_atomic(&path, data) {
+        tracing::warn!(error = %e, "cache segment not written to disk");
+        return;
+    }
+    let meta = SegMeta {
+        len: data.len() as u64,
+        crc: crc32c::crc32c(data),
+    };
+    if !rewrite_head(inner, &hash, |segs| {
+        if segs.len() <= index as usize {
+            segs.resize(index as usize + 1, None);
+        }
+        segs[index as usize] = Some(meta);
+    }) {
+        let _ = std::fs::remove_file(&path);
+    }
+}
+
+fn drop_segment(inner: &Inner, key: &str, version: u64, index: u32) {
+    let hash = hash_hex(key);
+    let known = inner
+        .lock()
+        .objects
+        .get(&hash)
+        .is_some_and(|i| i.key == key && i.version == version);
+    if !known {
+        return;
+    }
+    let _ = std::fs::remove_file(inner.seg_path(&hash, version, index));
+    rewrite_head(inner, &hash, |segs| {
+        if let Some(s) = segs.get_mut(index as usize) {
+            *s = None;
+        }
+    });
+}
+
+/// Applies `edit` to the segment table in the head file and the index. False when the head
+/// is gone or unreadable (the object is then removed).
+fn rewrite_head(inner: &Inner, hash: &str, edit: impl FnOnce(&mut Vec<Option<SegMeta>>)) -> bool {
+    let path = inner.head_path(hash);
+    let record = std::fs::read(&path).ok().and_then(|b| Record::decode(&b));
+    let Some(mut record) = record else {
+        delete_object(inner, hash);
+        return false;
+    };
+    let Some(obj) = record.object.as_mut() else {
+        return false;
+    };
+    edit(&mut obj.segments);
+    let segs = obj.segments.clone();
+    let bytes = record.encode();
+    if write_atomic(&path, &bytes).is_err() {
+        return false;
+    }
+    let mut idx = inner.lock();
+    let total = idx.total;
+    let Some(info) = idx.objects.get_mut(hash) else {
+        return false;
+    };
+    let before = info.bytes();
+    info.segs = segs;
+    info.head_bytes = bytes.len() as u64;
+    info.atime = now_ms();
+    let after = info.bytes();
+    idx.total = total.saturating_sub(before) + after;
+    inner.set_disk_bytes(idx.total);
+    true
+}
+
+fn delete_object(inner: &Inner, hash: &str) {
+    let info = {
+        let mut idx = inner.lock();
+        let info = idx.objects.remove(hash);
+        if let Some(i) = &info {
+            idx.total = idx.total.saturating_sub(i.bytes());
+        }
+        inner.set_disk_bytes(idx.total);
+        info
+    };
+    let _ = std::fs::remove_file(inner.head_path(hash));
+    if let Some(info) = info {
+        for (i, s) in info.segs.iter().enumerate() {
+            if s.is_some() {
+                let _ = std::fs::remove_file(inner.seg_path(hash, info.version, i as u32));
+            }
+        }
+    }
+}
+
+/// Above the high mark, removes least recently used objects down to the low mark.
+fn evict(inner: &Inner) {
+    let victims: Vec<String> = {
+        let idx = inner.lock();
+        if idx.total <= inner.max_bytes {
+            return;
+        }
+        let mut by_age: Vec<(&String, &ObjInfo)> = idx.objects.iter().collect();
+        by_age.sort_by_key(|(_, i)| i.atime);
+        let mut total = idx.total;
+        let mut out = Vec::new();
+        for (h, i) in by_age {
+            if total <= inner.cleaned_bytes {
+                break;
+            }
+            total = total.saturating_sub(i.bytes());
+            out.push(h.clone());
+        }
+        out
+    };
+    let n = victims.len() as u64;
+    for h in &victims {
+        delete_object(inner, h);
+    }
+    inner
+        .stats
+        .disk_evictions
+        .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    tracing::debug!(evicted = n, "disk cache cleaned to its low mark");
+}
+
+/// Rebuilds the index from the files; returns (objects, bytes).
+pub fn scan(inner: &Inner) -> io::Result<(usize, u64)> {
+    let mut segs_seen = Vec::new();
+    for a in read_dir(&inner.root)? {
+        for b in read_dir(&a)? {
+            for f in read_dir(&b)? {
+                let name = f
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or("")
+                    .to_string();
+                if name.ends_with(".tmp") {
+                    let _ = std::fs::remove_file(&f);
+                } else if let Some(hash) = name.strip_suffix(".head") {
+                    index_head(inner, hash, &f);
+                } else if name.ends_with(".seg") {
+                    segs_seen.push(f);
+                }
+            }
+        }
+    }
+    // Segments whose head does not list them (a crash between the two writes) are orphans.
+    for f in segs_seen {
+        let name = f.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let listed = parse_seg_name(name).is_some_and(|(hash, version, index)| {
+            inner.lock().objects.get(hash).is_some_and(|i| {
+                i.version == version
+                    && i.segs
+                        .get(index as usize)
+                        .copied()
+                        .flatten()
+                        .is_some_and(|m| {
+                            std::fs::metadata(&f)
+                                .map(|md| md.len() == m.len)
+                                .unwrap_or(false)
+                        })
+            })
+        });
+        if !listed {
+            let _ = std::fs::remove_file(&f);
+        }
+    }
+    let idx = inner.lock();
+    inner.set_disk_bytes(idx.total);
+    Ok((idx.objects.len(), idx.total))
+}
+
+fn index_head(inner: &Inner, hash: &str, path: &Path) {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    let Some(record) = Record::decode(&bytes).filter(|r| hash_hex(&r.key) == hash) else {
+        Stats::inc(&inner.stats.corrupt);
+        let _ = std::fs::remove_file(path);
+        return;
+    };
+    let version = record.version();
+    // Keep only segments whose files are there with the right size; content is checked on read.
+    let segs: Vec<Option<SegMeta>> = record
+        .segments()
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            m.filter(|m| {
+                std::fs::metadata(inner.seg_path(hash, version, i as u32))
+                    .map(|md| md.len() == m.len)
+                    .unwrap_or(false)
+            })
+        })
+        .collect();
+    let info = ObjInfo {
+        key: record.key.clone(),
+        version,
+        head_bytes: bytes.len() as u64,
+        segs,
+        atime: now_ms(),
+        verified: false,
+    };
+    let mut idx = inner.lock();
+    idx.total += info.bytes();
+    idx.objects.insert(hash.to_string(), info);
+}
+
+fn parse_seg_name(name: &str) -> Option<(&str, u64, u32)> {
+    let stem = name.strip_suffix(".seg")?;
+    let mut parts = stem.splitn(3, '-');
+    let hash = parts.next()?;
+    let version = u64::from_str_radix(parts.next()?, 16).ok()?;
+    let index = parts.next()?.parse().ok()?;
+    (seg_name(hash, version, index) == name).then_some((hash, version, index))
+}
+
+fn read_dir(dir: &Path) -> io::Result<Vec<std::path::PathBuf>> {
+    Ok(std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect())
+}

@@ -1,0 +1,487 @@
+//! The cache's request state machine.
+//!
+//! For a GET or HEAD on a `cache` rule: look the key up (memory, then lower tiers; a Vary
+//! record leads to the request's variant), then
+//! - fresh → answer from the cache (304 if the client's conditional matches, 206/416 for
+//!   ranges, X-Accel-Redirect if configured);
+//! - stale within `stale-while-revalidate` → answer stale and revalidate in the background;
+//! - stale otherwise → revalidate (coalesced); a 304 refreshes the stored head, a failure
+//!   within `stale-if-error` answers stale;
+//! - missing → fetch (coalesced) and store, or pass the response through when it may not be
+//!   stored.
+//!
+//! Requests that must not touch the cache (`Cache-Control: no-store`, HEAD misses) are
+//! passed through. Unsafe methods never reach this module: the proxy forwards them and then
+//! calls [`Cache::invalidate`].
+
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Response, StatusCode, request};
+use http_cache_semantics::BeforeRequest;
+use kura_config::{CacheConfig, RuleCache};
+
+use crate::body::CacheBody;
+use crate::disk::DiskTier;
+use crate::flight::Flights;
+use crate::key;
+use crate::memory::MemoryTier;
+use crate::object::{Entry, Object};
+use crate::origin::{Origin, OriginError};
+use crate::policy::{self, CacheStatus, PolicyRequest, RequestDirectives};
+use crate::range::{self, Wanted};
+use crate::stats::{Stats, StatsSnapshot};
+use crate::tier::{Source, Storage, Tier};
+
+/// One request for a `cache` rule.
+pub struct CacheRequest {
+    /// Method, origin-form URI and headers as they would be sent upstream (forwarding headers
+    /// and rule edits applied); the client's conditional and Range headers are still in them.
+    pub parts: request::Parts,
+    /// The primary cache key.
+    pub key: String,
+    pub rule: Arc<RuleCache>,
+}
+
+/// The result of a purge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Purged(pub usize);
+
+pub struct Cache {
+    pub(crate) storage: Storage,
+    pub(crate) disk: Option<Arc<DiskTier>>,
+    pub(crate) flights: Flights,
+    pub(crate) stats: Arc<Stats>,
+    pub(crate) segment_size: u64,
+    pub(crate) prefetch: u32,
+    pub(crate) lock_timeout: Duration,
+}
+
+/// How a stored object can be used for a request.
+enum Use {
+    Fresh,
+    StaleWhileRevalidate(request::Parts),
+    Revalidate(request::Parts),
+    /// The stored response does not answer this request (e.g. a different variant).
+    Mismatch,
+}
+
+impl Cache {
+    /// Opens the tiers `cfg` describes (the disk tier's index is loaded before this returns).
+    pub async fn open(cfg: &CacheConfig) -> io::Result<Arc<Cache>> {
+        Self::open_with(cfg, Vec::new()).await
+    }
+
+    /// As [`Cache::open`], with extra tiers placed between memory and disk (the cluster's).
+    pub async fn open_with(
+        cfg: &CacheConfig,
+        middle: Vec<Arc<dyn Tier>>,
+    ) -> io::Result<Arc<Cache>> {
+        let stats = Arc::new(Stats::default());
+        let disk = match &cfg.disk {
+            Some(d) => {
+                let d = d.clone();
+                let s = stats.clone();
+                let tier = tokio::task::spawn_blocking(move || DiskTier::open(&d, s))
+                    .await
+                    .map_err(io::Error::other)??;
+                Some(Arc::new(tier))
+            }
+            None => None,
+        };
+        let mut lower = middle;
+        if let Some(d) = &disk {
+            lower.push(d.clone() as Arc<dyn Tier>);
+        }
+        Ok(Arc::new(Cache {
+            storage: Storage {
+                memory: (cfg.memory_bytes > 0).then(|| MemoryTier::new(cfg.memory_bytes)),
+                lower,
+                stats: stats.clone(),
+            },
+            disk,
+            flights: Flights::default(),
+            stats,
+            segment_size: cfg.segment_size,
+            prefetch: cfg.prefetch_segments,
+            lock_timeout: cfg.lock_timeout,
+        }))
+    }
+
+    pub fn stats(&self) -> StatsSnapshot {
+        self.stats.snapshot(self.storage.memory_bytes())
+    }
+
+    /// Waits for queued disk writes (tests and shutdown).
+    pub async fn flush(&self) {
+        if let Some(m) = &self.storage.memory {
+            m.sync();
+        }
+        if let Some(d) = &self.disk {
+            d.flush().await;
+        }
+    }
+
+    pub fn segments_in_flight(&self) -> usize {
+        self.flights.segments_in_flight()
+    }
+
+    /// Answers a GET or HEAD for a `cache` rule.
+    pub async fn serve(
+        self: &Arc<Self>,
+        req: CacheRequest,
+        origin: Arc<dyn Origin>,
+    ) -> Result<Response<CacheBody>, OriginError> {
+        let dirs = policy::request_directives(&req.parts.headers);
+        if dirs.no_store {
+            return self.pass(&req, origin, "bypass").await;
+        }
+        let now = SystemTime::now();
+        if let Some((obj, source)) = self.lookup(&req).await {
+            let auth_ok = obj.allows_auth || !req.parts.headers.contains_key(header::AUTHORIZATION);
+            if auth_ok {
+                match self.usable(&obj, &req, &dirs, now) {
+                    Use::Fresh => {
+                        self.count_hit(source);
+                        let status = CacheStatus {
+                            hit: true,
+                            ttl: Some(obj.ttl_secs(now)),
+                            ..Default::default()
+                        };
+                        return Ok(self.respond(&obj, &req, origin, status, now).await);
+                    }
+                    Use::StaleWhileRevalidate(reval) => {
+                        self.count_hit(source);
+                        Stats::inc(&self.stats.stale_served);
+                        self.spawn_revalidation(&obj, &req, origin.clone(), reval);
+                        let status = CacheStatus {
+                            hit: true,
+                            ttl: Some(obj.ttl_secs(now)),
+                            detail: Some("stale-while-revalidate"),
+                            ..Default::default()
+                        };
+                        return Ok(self.respond(&obj, &req, origin, status, now).await);
+                    }
+                    Use::Revalidate(reval) => {
+                        return self.revalidate(obj, &req, origin, reval, &dirs).await;
+                    }
+                    Use::Mismatch => {}
+                }
+            }
+        }
+        if dirs.only_if_cached {
+            return Ok(generated(
+                StatusCode::GATEWAY_TIMEOUT,
+                "only-if-cached: not cached",
+            ));
+        }
+        Stats::inc(&self.stats.misses);
+        if req.parts.method == Method::HEAD {
+            return self.pass(&req, origin, "miss").await;
+        }
+        self.fill(&req, origin, None).await
+    }
+
+    /// The stored object for the request's key (following a Vary record).
+    async fn lookup(&self, req: &CacheRequest) -> Option<(Arc<Object>, Source)> {
+        let (entry, source) = match self.storage.entry_hot(&req.key) {
+            Some(e) => (e, Source::Memory),
+            None => self.storage.entry(&req.key).await?,
+        };
+        match entry {
+            Entry::Object(o) => Some((o, source)),
+            Entry::Vary(v) => {
+                let vk = key::variant_key(&req.key, &v.names, &req.parts.headers);
+                let (entry, source) = match self.storage.entry_hot(&vk) {
+                    Some(e) => (e, Source::Memory),
+                    None => self.storage.entry(&vk).await?,
+                };
+                match entry {
+                    Entry::Object(o) => Some((o, source)),
+                    Entry::Vary(_) => None,
+                }
+            }
+        }
+    }
+
+    fn count_hit(&self, source: Source) {
+        let c = match source {
+            Source::Memory => &self.stats.hits_memory,
+            Source::Lower("disk") => &self.stats.hits_disk,
+            Source::Lower(_) => &self.stats.hits_other,
+        };
+        Stats::inc(c);
+    }
+
+    fn usable(
+        &self,
+        obj: &Object,
+        req: &CacheRequest,
+        dirs: &RequestDirectives,
+        now: SystemTime,
+    ) -> Use {
+        // The common case needs no policy evaluation: a plain request, a fresh object.
+        if !dirs.has_directives && obj.is_fresh(now) {
+            return Use::Fresh;
+        }
+        // HEAD is answered from a stored GET; the policy sees the GET it was stored for.
+        let method = if req.parts.method == Method::HEAD {
+            &Method::GET
+        } else {
+            &req.parts.method
+        };
+        let preq = PolicyRequest {
+            method,
+            uri: &req.parts.uri,
+            headers: &req.parts.headers,
+        };
+        match obj.policy.before_request(&preq, now) {
+            BeforeRequest::Fresh(_) => Use::Fresh,
+            BeforeRequest::Stale { request, matches } => {
+                if !matches {
+                    return Use::Mismatch;
+                }
+                let swr_ok = !obj.must_revalidate
+                    && !dirs.no_cache
+                    && !obj.is_fresh(now)
+                    && obj.staleness(now) <= obj.stale_while_revalidate
+                    && !obj.stale_while_revalidate.is_zero();
+                if swr_ok {
+                    Use::StaleWhileRevalidate(request)
+                } else {
+                    Use::Revalidate(request)
+                }
+            }
+        }
+    }
+
+    /// Forwards the request as is and streams the answer back, storing nothing.
+    pub(crate) async fn pass(
+        &self,
+        req: &CacheRequest,
+        origin: Arc<dyn Origin>,
+        fwd: &'static str,
+    ) -> Result<Response<CacheBody>, OriginError> {
+        Stats::inc(&self.stats.passes);
+        Stats::inc(&self.stats.origin_fetches);
+        let resp = origin.fetch(clone_parts(&req.parts)).await?;
+        let (mut parts, body) = resp.into_parts();
+        let status = CacheStatus {
+            fwd: Some(fwd),
+            fwd_status: Some(parts.status.as_u16()),
+            ..Default::default()
+        };
+        parts.headers.insert("cache-status", status.value());
+        Ok(Response::from_parts(parts, CacheBody::Origin(body)))
+    }
+
+    /// Builds the answer from a stored object.
+    pub(crate) async fn respond(
+        self: &Arc<Self>,
+        obj: &Arc<Object>,
+        req: &CacheRequest,
+        origin: Arc<dyn Origin>,
+        status: CacheStatus,
+        now: SystemTime,
+    ) -> Response<CacheBody> {
+        let h = &req.parts.headers;
+        let age = HeaderValue::from(obj.age(now).as_secs());
+        let conditional =
+            h.contains_key(header::IF_NONE_MATCH) || h.contains_key(header::IF_MODIFIED_SINCE);
+        if conditional && obj.status == StatusCode::OK && policy::not_modified(h, &obj.headers) {
+            let mut r = Response::new(CacheBody::Empty);
+            *r.status_mut() = StatusCode::NOT_MODIFIED;
+            *r.headers_mut() = policy::not_modified_headers(&obj.headers);
+            r.headers_mut().insert(header::AGE, age);
+            r.headers_mut().insert("cache-status", status.value());
+            self.client_max_age(&mut r, &req.rule, now);
+            return r;
+        }
+        let mut headers = obj.headers.clone();
+        headers.insert(header::AGE, age);
+        headers.insert("cache-status", status.value());
+        let mut code = obj.status;
+        let mut span = obj.length.map(|len| (0, len));
+        if obj.status == StatusCode::OK
+            && let Some(len) = obj.length
+            && let Some(spec) = h
+                .get(header::RANGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(range::parse)
+            && if_range_holds(h, obj)
+        {
+            match spec.resolve(len) {
+                Wanted::Part { start, end } => {
+                    code = StatusCode::PARTIAL_CONTENT;
+                    span = Some((start, end + 1));
+                    headers.insert(
+                        header::CONTENT_RANGE,
+                        HeaderValue::from_str(&format!("bytes {start}-{end}/{len}"))
+                            .expect("ascii"),
+                    );
+                }
+                Wanted::Unsatisfiable => {
+                    let mut r = Response::new(CacheBody::Empty);
+                    *r.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+                    r.headers_mut().insert(
+                        header::CONTENT_RANGE,
+                        HeaderValue::from_str(&format!("bytes */{len}")).expect("ascii"),
+                    );
+                    r.headers_mut().insert("cache-status", status.value());
+                    return r;
+                }
+                Wanted::Full => {}
+            }
+        }
+        if let Some((start, end)) = span {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
+        }
+        let mut r = Response::new(CacheBody::Empty);
+        *r.status_mut() = code;
+        *r.headers_mut() = headers;
+        self.client_max_age(&mut r, &req.rule, now);
+        if req.parts.method == Method::HEAD {
+            return r;
+        }
+        if code == StatusCode::OK
+            && let (Some(prefix), Some(disk)) = (&req.rule.accel_redirect, &self.disk)
+            && let Some(path) = disk.accel_path(obj).await
+        {
+            let h = r.headers_mut();
+            h.remove(header::CONTENT_LENGTH);
+            if let Ok(v) = HeaderValue::from_str(&format!("{prefix}/{path}")) {
+                h.insert("x-accel-redirect", v);
+            }
+            return r;
+        }
+        *r.body_mut() = match span {
+            Some((start, end)) if start == end => CacheBody::Empty,
+            Some((start, end)) => {
+                match (obj.segment_count(), self.storage.segment_hot(obj, 0)) {
+                    // A single segment in memory: no reader machinery.
+                    (Some(1), Some(b)) => {
+                        CacheBody::Full(Some(b.slice(start as usize..end as usize)))
+                    }
+                    _ => CacheBody::segments(
+                        self.clone(),
+                        obj.clone(),
+                        origin,
+                        template(&req.parts),
+                        start,
+                        Some(end),
+                    ),
+                }
+            }
+            None => CacheBody::segments(
+                self.clone(),
+                obj.clone(),
+                origin,
+                template(&req.parts),
+                0,
+                None,
+            ),
+        };
+        r
+    }
+
+    /// Applies the rule's client max-age (Katana's external_expires).
+    fn client_max_age(&self, r: &mut Response<CacheBody>, rule: &RuleCache, now: SystemTime) {
+        if let Some(age) = rule.client_max_age {
+            let h = r.headers_mut();
+            if let Ok(v) = HeaderValue::from_str(&format!("max-age={}", age.as_secs())) {
+                h.insert(header::CACHE_CONTROL, v);
+            }
+            if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(now + age)) {
+                h.insert(header::EXPIRES, v);
+            }
+        }
+    }
+
+    /// Removes what is stored for `primary` and its variants (after an unsafe method).
+    pub async fn invalidate(&self, primary: &str) {
+        Stats::inc(&self.stats.invalidations);
+        if let Some((Entry::Vary(_), _)) = self.storage.entry(primary).await {
+            self.storage
+                .purge_prefix(&format!("{primary}{}", key::VARIANT_SEP))
+                .await;
+        }
+        self.storage.remove(primary);
+    }
+
+    /// Purges one key (with its variants).
+    pub async fn purge_key(&self, primary: &str) -> Purged {
+        let found = self.storage.entry(primary).await.is_some();
+        self.invalidate(primary).await;
+        Purged(usize::from(found))
+    }
+
+    /// Purges every key starting with `prefix`.
+    pub async fn purge_prefix(&self, prefix: &str) -> Purged {
+        Purged(self.storage.purge_prefix(prefix).await)
+    }
+
+    pub async fn purge_all(&self) -> Purged {
+        Purged(self.storage.purge_all().await)
+    }
+
+    /// Builds a generated answer (errors the cache itself decides).
+    pub fn error_response(status: StatusCode, message: &str) -> Response<CacheBody> {
+        generated(status, message)
+    }
+}
+
+/// The request sent to origins for this request's fills: no client conditionals, no Range.
+pub(crate) fn template(parts: &request::Parts) -> Arc<request::Parts> {
+    let mut t = clone_parts(parts);
+    for h in [
+        header::RANGE,
+        header::IF_RANGE,
+        header::IF_MATCH,
+        header::IF_NONE_MATCH,
+        header::IF_MODIFIED_SINCE,
+        header::IF_UNMODIFIED_SINCE,
+    ] {
+        t.headers.remove(h);
+    }
+    t.method = Method::GET;
+    Arc::new(t)
+}
+
+pub(crate) fn clone_parts(p: &request::Parts) -> request::Parts {
+    let mut b = http::Request::builder()
+        .method(p.method.clone())
+        .uri(p.uri.clone())
+        .version(p.version);
+    if let Some(h) = b.headers_mut() {
+        *h = p.headers.clone();
+    }
+    b.body(()).expect("valid parts").into_parts().0
+}
+
+/// `If-Range` absent, or matching the stored validator exactly (a strong ETag or the date).
+fn if_range_holds(h: &http::HeaderMap, obj: &Object) -> bool {
+    match h.get(header::IF_RANGE) {
+        None => true,
+        Some(v) => {
+            let v = v.as_bytes();
+            if v.starts_with(b"\"") {
+                obj.etag().is_some_and(|e| e.as_bytes() == v)
+            } else if v.starts_with(b"W/") {
+                false
+            } else {
+                obj.last_modified().is_some_and(|lm| lm.as_bytes() == v)
+            }
+        }
+    }
+}
+
+fn generated(status: StatusCode, message: &str) -> Response<CacheBody> {
+    let mut r = Response::new(CacheBody::Full(Some(Bytes::from(format!("{message}\n")))));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    r
+}

@@ -1,0 +1,337 @@
+//! Coalescing: one origin fetch per object and per segment, however many requests want it.
+//!
+//! An [`ObjectFlight`] is a fetch of an object's head (a miss or a revalidation); requests that
+//! arrive meanwhile wait for its outcome instead of fetching. A [`SegmentFlight`] is a segment
+//! being received: its bytes are kept as they arrive (at most one segment, so memory stays
+//! bounded) and every reader streams them at once, without waiting for the segment to
+//! complete. A [`StreamFill`] tracks a whole-body origin response being cut into segments,
+//! for origins that do not serve ranges.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use tokio::sync::{Notify, futures::OwnedNotified, watch};
+
+use crate::object::Object;
+
+/// The outcome of an object fetch, for the requests that waited on it.
+#[derive(Clone)]
+pub enum Outcome {
+    /// Stored (or revalidated): read it from the cache.
+    Stored(Arc<Object>),
+    /// Not stored: each waiting request goes to the origin itself.
+    Pass,
+    /// The fetch failed: the error status to answer with (502/504).
+    Failed(u16),
+}
+
+pub struct ObjectFlight {
+    tx: watch::Sender<Option<Outcome>>,
+}
+
+impl ObjectFlight {
+    pub fn finish(&self, outcome: Outcome) {
+        let _ = self.tx.send(Some(outcome));
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Option<Outcome>> {
+        self.tx.subscribe()
+    }
+}
+
+struct SegState {
+    chunks: Vec<Bytes>,
+    bytes: u64,
+    /// `Some(true)` complete, `Some(false)` failed.
+    done: Option<bool>,
+}
+
+pub struct SegmentFlight {
+    state: Mutex<SegState>,
+    notify: Arc<Notify>,
+}
+
+impl SegmentFlight {
+    fn new() -> Self {
+        SegmentFlight {
+            state: Mutex::new(SegState {
+                chunks: Vec::new(),
+                bytes: 0,
+                done: None,
+            }),
+            notify: Arc::new(Notify::new()),
+        }
+    }
+
+    pub fn push(&self, chunk: Bytes) {
+        if let Ok(mut s) = self.state.lock() {
+            s.bytes += chunk.len() as u64;
+            s.chunks.push(chunk);
+        }
+        self.notify.notify_waiters();
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.state.lock().map(|s| s.bytes).unwrap_or(0)
+    }
+
+    /// Marks the segment complete (or failed) and returns its bytes joined, when complete.
+    pub fn finish(&self, ok: bool) -> Option<Bytes> {
+        let joined = match self.state.lock() {
+            Ok(mut s) => {
+                s.done = Some(ok);
+                ok.then(|| join(&s.chunks, s.bytes))
+            }
+            Err(_) => None,
+        };
+        self.notify.notify_waiters();
+        joined
+    }
+
+    pub fn reader(self: &Arc<Self>) -> FlightReader {
+        FlightReader {
+            flight: self.clone(),
+            next: 0,
+            waiter: None,
+        }
+    }
+}
+
+fn join(chunks: &[Bytes], total: u64) -> Bytes {
+    if chunks.len() == 1 {
+        return chunks[0].clone();
+    }
+    let mut out = Vec::with_capacity(total as usize);
+    for c in chunks {
+        out.extend_from_slice(c);
+    }
+    Bytes::from(out)
+}
+
+/// Streams a segment flight's bytes from the beginning as they arrive.
+pub struct FlightReader {
+    flight: Arc<SegmentFlight>,
+    next: usize,
+    waiter: Option<Pin<Box<OwnedNotified>>>,
+}
+
+/// What a reader gets next.
+pub enum Chunk {
+    Data(Bytes),
+    End,
+    Failed,
+}
+
+impl FlightReader {
+    pub fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Chunk> {
+        loop {
+            // Register interest before looking, so a push between the look and the wait is
+            // not missed.
+            if self.waiter.is_none() {
+                let mut w = Box::pin(self.flight.notify.clone().notified_owned());
+                w.as_mut().enable();
+                self.waiter = Some(w);
+            }
+            {
+                let Ok(s) = self.flight.state.lock() else {
+                    return Poll::Ready(Chunk::Failed);
+                };
+                if self.next < s.chunks.len() {
+                    let c = s.chunks[self.next].clone();
+                    self.next += 1;
+                    return Poll::Ready(Chunk::Data(c));
+                }
+                match s.done {
+                    Some(true) => return Poll::Ready(Chunk::End),
+                    Some(false) => return Poll::Ready(Chunk::Failed),
+                    None => {}
+                }
+            }
+            let w = self.waiter.as_mut().expect("set above");
+            match w.as_mut().poll(cx) {
+                Poll::Ready(()) => self.waiter = None,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+use std::future::Future as _;
+
+/// Progress of a whole-body fill (origin without range support).
+pub struct StreamFill {
+    state: Mutex<(u32, bool)>,
+    notify: Arc<Notify>,
+}
+
+impl StreamFill {
+    fn new() -> Self {
+        StreamFill {
+            state: Mutex::new((0, false)),
+            notify: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Segment `index` is now in flight (so earlier ones are stored).
+    pub fn started(&self, index: u32) {
+        if let Ok(mut s) = self.state.lock() {
+            s.0 = index;
+        }
+        self.notify.notify_waiters();
+    }
+
+    pub fn finish(&self) {
+        if let Ok(mut s) = self.state.lock() {
+            s.1 = true;
+        }
+        self.notify.notify_waiters();
+    }
+
+    /// Waits until segment `index` is in flight or stored, or the fill has ended.
+    pub async fn wait_for(&self, index: u32) {
+        loop {
+            let mut w = Box::pin(self.notify.clone().notified_owned());
+            w.as_mut().enable();
+            match self.state.lock() {
+                Ok(s) if s.0 >= index || s.1 => return,
+                Err(_) => return,
+                _ => {}
+            }
+            w.await;
+        }
+    }
+}
+
+/// Every flight in progress.
+#[derive(Default)]
+pub struct Flights {
+    objects: Mutex<HashMap<String, Arc<ObjectFlight>>>,
+    segments: Mutex<HashMap<(u64, u32), Arc<SegmentFlight>>>,
+    streams: Mutex<HashMap<u64, Arc<StreamFill>>>,
+}
+
+/// Either the caller now leads the fetch, or it follows one.
+pub enum Joined<T> {
+    Lead(Arc<T>),
+    Follow(Arc<T>),
+}
+
+impl Flights {
+    pub fn join_object(&self, key: &str) -> Joined<ObjectFlight> {
+        let mut m = self.objects.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = m.get(key) {
+            return Joined::Follow(f.clone());
+        }
+        let (tx, _) = watch::channel(None);
+        let f = Arc::new(ObjectFlight { tx });
+        m.insert(key.to_string(), f.clone());
+        Joined::Lead(f)
+    }
+
+    pub fn end_object(&self, key: &str, flight: &Arc<ObjectFlight>) {
+        let mut m = self.objects.lock().unwrap_or_else(|p| p.into_inner());
+        if m.get(key).is_some_and(|f| Arc::ptr_eq(f, flight)) {
+            m.remove(key);
+        }
+    }
+
+    pub fn segment(&self, version: u64, index: u32) -> Option<Arc<SegmentFlight>> {
+        let m = self.segments.lock().unwrap_or_else(|p| p.into_inner());
+        m.get(&(version, index)).cloned()
+    }
+
+    pub fn join_segment(&self, version: u64, index: u32) -> Joined<SegmentFlight> {
+        let mut m = self.segments.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = m.get(&(version, index)) {
+            return Joined::Follow(f.clone());
+        }
+        let f = Arc::new(SegmentFlight::new());
+        m.insert((version, index), f.clone());
+        Joined::Lead(f)
+    }
+
+    pub fn end_segment(&self, version: u64, index: u32) {
+        let mut m = self.segments.lock().unwrap_or_else(|p| p.into_inner());
+        m.remove(&(version, index));
+    }
+
+    pub fn start_stream(&self, version: u64) -> Arc<StreamFill> {
+        let f = Arc::new(StreamFill::new());
+        let mut m = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        m.insert(version, f.clone());
+        f
+    }
+
+    pub fn stream(&self, version: u64) -> Option<Arc<StreamFill>> {
+        let m = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        m.get(&version).cloned()
+    }
+
+    pub fn end_stream(&self, version: u64) {
+        let mut m = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        m.remove(&version);
+    }
+
+    /// Segment flights in progress (for tests and reports).
+    pub fn segments_in_flight(&self) -> usize {
+        self.segments.lock().map(|m| m.len()).unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn readers_stream_chunks_as_they_arrive_and_see_the_end() {
+        let flights = Flights::default();
+        let Joined::Lead(f) = flights.join_segment(1, 0) else {
+            panic!("first join leads")
+        };
+        assert!(matches!(flights.join_segment(1, 0), Joined::Follow(_)));
+        let mut r = f.reader();
+        f.push(Bytes::from_static(b"ab"));
+        let first = std::future::poll_fn(|cx| r.poll_chunk(cx)).await;
+        assert!(matches!(first, Chunk::Data(b) if &b[..] == b"ab"));
+        let f2 = f.clone();
+        let waiter = tokio::spawn(async move {
+            let mut r = f2.reader();
+            let mut got = Vec::new();
+            loop {
+                match std::future::poll_fn(|cx| r.poll_chunk(cx)).await {
+                    Chunk::Data(b) => got.extend_from_slice(&b),
+                    Chunk::End => return got,
+                    Chunk::Failed => panic!("failed"),
+                }
+            }
+        });
+        tokio::task::yield_now().await;
+        f.push(Bytes::from_static(b"cd"));
+        let joined = f.finish(true).unwrap();
+        assert_eq!(&joined[..], b"abcd");
+        assert_eq!(waiter.await.unwrap(), b"abcd");
+        let second = std::future::poll_fn(|cx| r.poll_chunk(cx)).await;
+        assert!(matches!(second, Chunk::Data(b) if &b[..] == b"cd"));
+        assert!(matches!(
+            std::future::poll_fn(|cx| r.poll_chunk(cx)).await,
+            Chunk::End
+        ));
+    }
+
+    #[tokio::test]
+    async fn failed_flights_fail_their_readers() {
+        let flights = Flights::default();
+        let Joined::Lead(f) = flights.join_segment(2, 3) else {
+            panic!()
+        };
+        let mut r = f.reader();
+        assert!(f.finish(false).is_none());
+        assert!(matches!(
+            std::future::poll_fn(|cx| r.poll_chunk(cx)).await,
+            Chunk::Failed
+        ));
+    }
+}

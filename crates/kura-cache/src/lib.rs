@@ -1,0 +1,50 @@
+//! kura's HTTP cache: a shared cache by RFC 9111, with memory and disk tiers, large objects in
+//! segments, and one origin fetch per object or segment however many clients ask at once.
+//!
+//! - [`policy`]: what may be stored and reused, for how long (with `http-cache-semantics`).
+//! - [`object`]: a stored response version; bodies live in segments keyed by version.
+//! - [`tier`]: the storage trait and the tier stack (memory → lower tiers: disk, and the
+//!   cluster's peer tier later); [`memory`] (moka) and [`disk`] (files).
+//! - [`flight`]: coalescing of object and segment fetches, streaming to every waiter.
+//! - [`engine`]: the request state machine (hit, miss, revalidation, stale, pass) and purge.
+//! - `fill`: origin fetches and the pumps that store what they receive.
+//! - [`body`]: response bodies assembled from segments as they become available.
+//!
+//! The proxy gives each `cache` rule's requests to [`Cache::serve`] with an [`Origin`].
+
+pub mod body;
+pub mod disk;
+pub mod engine;
+mod fill;
+pub mod flight;
+pub mod key;
+pub mod memory;
+pub mod object;
+pub mod origin;
+pub mod policy;
+pub mod range;
+pub mod stats;
+pub mod tier;
+
+pub use body::CacheBody;
+pub use engine::{Cache, CacheRequest, Purged};
+pub use origin::{BoxError, Origin, OriginBody, OriginError};
+pub use stats::StatsSnapshot;
+
+use http::HeaderName;
+
+/// Hop-by-hop headers, never stored (RFC 9110 §7.6.1).
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+    )
+}

@@ -1,0 +1,398 @@
+//! RFC 9111 decisions for a shared cache.
+//!
+//! `http-cache-semantics` decides storability (methods, statuses, `no-store`, `private`,
+//! `Authorization`), freshness lifetime and age (max-age, s-maxage, Expires, the 10 %
+//! Last-Modified heuristic, `no-cache`), request directives (max-age, min-fresh, max-stale,
+//! no-cache), Vary matching and the revalidation request. Written here, because it lacks them:
+//! the rule's TTL policy (min, default, forced), `stale-while-revalidate` / `stale-if-error`
+//! (RFC 5861), client conditional requests answered from the cache, the merge of a 304 into
+//! stored headers (RFC 9111 §4.3.4, done on the client-facing headers so the crate's own
+//! rewriting of `Date` never reaches clients), and `Cache-Status` (RFC 9211).
+
+use std::time::{Duration, SystemTime};
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode, request};
+use http_cache_semantics::{CacheOptions, CachePolicy, RequestLike, ResponseLike};
+use kura_config::RuleCache;
+
+/// Cache-Control directives as (lowercase name, value) pairs.
+pub fn directives(headers: &HeaderMap) -> Vec<(String, Option<String>)> {
+    let mut out = Vec::new();
+    for v in headers.get_all(header::CACHE_CONTROL) {
+        let Ok(s) = v.to_str() else { continue };
+        for part in split_directives(s) {
+            let part = part.trim();
+            if part.is_empty() {
+                continue;
+            }
+            let (name, value) = match part.split_once('=') {
+                Some((n, v)) => (n.trim(), Some(v.trim().trim_matches('"').to_string())),
+                None => (part, None),
+            };
+            out.push((name.to_ascii_lowercase(), value));
+        }
+    }
+    out
+}
+
+/// Splits on commas outside quoted strings (`no-cache="a, b"` is one directive).
+fn split_directives(s: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut start, mut quoted) = (0, false);
+    for (i, c) in s.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                out.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(&s[start..]);
+    out
+}
+
+fn has(d: &[(String, Option<String>)], name: &str) -> bool {
+    d.iter().any(|(n, _)| n == name)
+}
+
+fn seconds(d: &[(String, Option<String>)], name: &str) -> Option<Duration> {
+    d.iter()
+        .find(|(n, _)| n == name)
+        .and_then(|(_, v)| v.as_ref())
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
+/// The request as the policy crate sees it. The URI and host are those the object was stored
+/// with: a rule's key template may deliberately map several URLs to one entry.
+pub struct PolicyRequest<'a> {
+    pub method: &'a Method,
+    pub uri: &'a http::Uri,
+    pub headers: &'a HeaderMap,
+}
+
+impl RequestLike for PolicyRequest<'_> {
+    fn uri(&self) -> http::Uri {
+        self.uri.clone()
+    }
+    fn is_same_uri(&self, _other: &http::Uri) -> bool {
+        // The cache key already decided this is the same resource.
+        true
+    }
+    fn method(&self) -> &Method {
+        self.method
+    }
+    fn headers(&self) -> &HeaderMap {
+        self.headers
+    }
+}
+
+struct PolicyResponse<'a> {
+    status: StatusCode,
+    headers: &'a HeaderMap,
+}
+
+impl ResponseLike for PolicyResponse<'_> {
+    fn status(&self) -> StatusCode {
+        self.status
+    }
+    fn headers(&self) -> &HeaderMap {
+        self.headers
+    }
+}
+
+/// The outcome of evaluating a response for storage.
+pub struct Verdict {
+    pub policy: CachePolicy,
+    pub fresh_until: SystemTime,
+    pub age_at_store: Duration,
+    pub stale_while_revalidate: Duration,
+    pub stale_if_error: Duration,
+    pub must_revalidate: bool,
+    pub allows_auth: bool,
+}
+
+/// Why a response is not stored (for logs and `Cache-Status: detail`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoStore {
+    /// RFC 9111 forbids it (no-store, private, status, method...).
+    NotStorable,
+    /// `Vary: *`.
+    VaryStar,
+    /// Fresh for less than the rule's `min_ttl`.
+    BelowMinTtl,
+    /// Carries `Set-Cookie` without `public` or `s-maxage`: a session, not a shared document.
+    SetCookie,
+}
+
+/// Evaluates `status`/`headers` (a response to `req`) under the rule's policy.
+pub fn evaluate(
+    req: &request::Parts,
+    status: StatusCode,
+    headers: &HeaderMap,
+    rule: &RuleCache,
+    now: SystemTime,
+) -> Result<Verdict, NoStore> {
+    let d = directives(headers);
+    if crate::key::vary_names(headers).is_none() {
+        return Err(NoStore::VaryStar);
+    }
+    if headers.contains_key(header::SET_COOKIE) && !has(&d, "public") && !has(&d, "s-maxage") {
+        return Err(NoStore::SetCookie);
+    }
+    let adjusted;
+    let policy_headers = if rule.force_ttl.is_some() || rule.default_ttl.is_some() {
+        adjusted = adjust_for_rule(headers, &d, rule);
+        &adjusted
+    } else {
+        headers
+    };
+    let policy = CachePolicy::new_options(
+        &PolicyRequest {
+            method: &req.method,
+            uri: &req.uri,
+            headers: &req.headers,
+        },
+        &PolicyResponse {
+            status,
+            headers: policy_headers,
+        },
+        now,
+        CacheOptions {
+            shared: true,
+            ..Default::default()
+        },
+    );
+    if !policy.is_storable() {
+        return Err(NoStore::NotStorable);
+    }
+    let ttl = policy.time_to_live(now);
+    if ttl < rule.min_ttl {
+        return Err(NoStore::BelowMinTtl);
+    }
+    let must_revalidate = has(&d, "must-revalidate")
+        || has(&d, "proxy-revalidate")
+        || has(&d, "no-cache")
+        || (!headers.contains_key(header::CACHE_CONTROL)
+            && headers
+                .get(header::PRAGMA)
+                .is_some_and(|p| p.as_bytes().windows(8).any(|w| w == b"no-cache")));
+    Ok(Verdict {
+        age_at_store: policy.age(now),
+        fresh_until: now + ttl,
+        stale_while_revalidate: seconds(&d, "stale-while-revalidate")
+            .unwrap_or(rule.stale_while_revalidate),
+        stale_if_error: seconds(&d, "stale-if-error").unwrap_or(rule.stale_if_error),
+        must_revalidate,
+        allows_auth: has(&d, "public") || has(&d, "s-maxage") || has(&d, "must-revalidate"),
+        policy,
+    })
+}
+
+/// The headers the policy is built from: the rule's forced TTL replaces the response's
+/// freshness; its default TTL fills in when the response has none.
+fn adjust_for_rule(
+    headers: &HeaderMap,
+    d: &[(String, Option<String>)],
+    rule: &RuleCache,
+) -> HeaderMap {
+    let explicit = has(d, "max-age") || has(d, "s-maxage") || headers.contains_key(header::EXPIRES);
+    let ttl = match (rule.force_ttl, rule.default_ttl) {
+        (Some(force), _) => force,
+        (None, Some(default)) if !explicit => default,
+        _ => return headers.clone(),
+    };
+    let mut h = headers.clone();
+    let kept: Vec<String> = d
+        .iter()
+        .filter(|(n, _)| {
+            !matches!(
+                n.as_str(),
+                "max-age" | "s-maxage" | "no-cache" | "must-revalidate"
+            )
+        })
+        .map(|(n, v)| match v {
+            Some(v) => format!("{n}={v}"),
+            None => n.clone(),
+        })
+        .collect();
+    let mut cc = format!("s-maxage={}", ttl.as_secs());
+    for k in kept {
+        cc.push_str(", ");
+        cc.push_str(&k);
+    }
+    h.remove(header::EXPIRES);
+    h.remove(header::PRAGMA);
+    if let Ok(v) = HeaderValue::from_str(&cc) {
+        h.insert(header::CACHE_CONTROL, v);
+    }
+    h
+}
+
+/// Whether the client's conditional headers are satisfied by the stored response, so the
+/// answer is 304 (RFC 9110 §13.2.2: If-None-Match first, If-Modified-Since only without it).
+pub fn not_modified(req: &HeaderMap, stored: &HeaderMap) -> bool {
+    if let Some(inm) = req.get(header::IF_NONE_MATCH) {
+        let Ok(inm) = inm.to_str() else { return false };
+        if inm.trim() == "*" {
+            return true;
+        }
+        let Some(etag) = stored.get(header::ETAG).and_then(|e| e.to_str().ok()) else {
+            return false;
+        };
+        let weak = |t: &str| t.trim().trim_start_matches("W/").to_string();
+        let ours = weak(etag);
+        return inm.split(',').any(|t| weak(t) == ours);
+    }
+    if let Some(ims) = req.get(header::IF_MODIFIED_SINCE) {
+        let since = ims
+            .to_str()
+            .ok()
+            .and_then(|s| httpdate::parse_http_date(s).ok());
+        let modified = stored
+            .get(header::LAST_MODIFIED)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| httpdate::parse_http_date(s).ok());
+        if let (Some(since), Some(modified)) = (since, modified) {
+            return modified <= since;
+        }
+    }
+    false
+}
+
+/// Headers a 304 carries (RFC 9110 §15.4.5), taken from the stored response.
+pub fn not_modified_headers(stored: &HeaderMap) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for name in [
+        header::CACHE_CONTROL,
+        header::CONTENT_LOCATION,
+        header::DATE,
+        header::ETAG,
+        header::EXPIRES,
+        header::LAST_MODIFIED,
+        header::VARY,
+    ] {
+        for v in stored.get_all(&name) {
+            h.append(name.clone(), v.clone());
+        }
+    }
+    h
+}
+
+/// Headers a 304 must not change in the stored response (RFC 9111 §3.2).
+const NOT_UPDATED_BY_304: [&str; 5] = [
+    "content-length",
+    "content-encoding",
+    "transfer-encoding",
+    "content-range",
+    "age",
+];
+
+/// The stored headers updated with a 304's: each header present in the 304 replaces all stored
+/// instances of it.
+pub fn merge_304(stored: &HeaderMap, fresh: &HeaderMap) -> HeaderMap {
+    let mut out = stored.clone();
+    let mut replaced: Vec<&HeaderName> = Vec::new();
+    for (name, value) in fresh {
+        if NOT_UPDATED_BY_304.contains(&name.as_str()) || crate::is_hop_by_hop(name) {
+            continue;
+        }
+        if !replaced.contains(&name) {
+            out.remove(name);
+            replaced.push(name);
+        }
+        out.append(name.clone(), value.clone());
+    }
+    out
+}
+
+/// Whether the 304 belongs to the stored response (RFC 9111 §4.3.4 selection).
+pub fn validator_matches(stored: &HeaderMap, fresh: &HeaderMap) -> bool {
+    fn get(h: &HeaderMap, n: HeaderName) -> Option<&str> {
+        h.get(n).and_then(|v| v.to_str().ok()).map(str::trim)
+    }
+    match (get(stored, header::ETAG), get(fresh, header::ETAG)) {
+        (Some(a), Some(b)) => a.trim_start_matches("W/") == b.trim_start_matches("W/"),
+        (None, Some(_)) => false,
+        _ => match (
+            get(stored, header::LAST_MODIFIED),
+            get(fresh, header::LAST_MODIFIED),
+        ) {
+            (Some(a), Some(b)) => a == b,
+            (Some(_), None) | (None, None) => true,
+            (None, Some(_)) => false,
+        },
+    }
+}
+
+/// What the request asks of the cache.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RequestDirectives {
+    pub no_store: bool,
+    pub no_cache: bool,
+    pub only_if_cached: bool,
+    pub has_directives: bool,
+}
+
+pub fn request_directives(headers: &HeaderMap) -> RequestDirectives {
+    let d = directives(headers);
+    let pragma_no_cache = !headers.contains_key(header::CACHE_CONTROL)
+        && headers
+            .get(header::PRAGMA)
+            .is_some_and(|p| p.as_bytes().windows(8).any(|w| w == b"no-cache"));
+    RequestDirectives {
+        no_store: has(&d, "no-store"),
+        no_cache: has(&d, "no-cache") || pragma_no_cache,
+        only_if_cached: has(&d, "only-if-cached"),
+        has_directives: !d.is_empty() || headers.contains_key(header::PRAGMA),
+    }
+}
+
+/// `Cache-Status` (RFC 9211) parameters for one answer.
+#[derive(Debug, Clone, Default)]
+pub struct CacheStatus {
+    pub hit: bool,
+    /// `uri-miss`, `vary-miss`, `miss`, `request`, `stale`, `bypass`.
+    pub fwd: Option<&'static str>,
+    pub fwd_status: Option<u16>,
+    pub ttl: Option<i64>,
+    pub stored: bool,
+    pub collapsed: bool,
+    pub detail: Option<&'static str>,
+}
+
+impl CacheStatus {
+    pub fn value(&self) -> HeaderValue {
+        let mut s = String::from("kura");
+        if self.hit {
+            s.push_str("; hit");
+        }
+        if let Some(f) = self.fwd {
+            s.push_str("; fwd=");
+            s.push_str(f);
+        }
+        if let Some(st) = self.fwd_status {
+            s.push_str(&format!("; fwd-status={st}"));
+        }
+        if let Some(t) = self.ttl {
+            s.push_str(&format!("; ttl={t}"));
+        }
+        if self.stored {
+            s.push_str("; stored");
+        }
+        if self.collapsed {
+            s.push_str("; collapsed");
+        }
+        if let Some(d) = self.detail {
+            s.push_str("; detail=");
+            s.push_str(d);
+        }
+        HeaderValue::from_str(&s).unwrap_or(HeaderValue::from_static("kura"))
+    }
+}
+
+#[cfg(test)]
+mod tests;

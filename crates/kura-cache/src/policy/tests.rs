@@ -1,0 +1,266 @@
+use std::time::{Duration, SystemTime};
+
+use http::{HeaderMap, Request, StatusCode};
+use kura_config::RuleCache;
+
+use super::*;
+
+fn rule() -> RuleCache {
+    RuleCache {
+        key: None,
+        min_ttl: Duration::ZERO,
+        default_ttl: None,
+        force_ttl: None,
+        client_max_age: None,
+        stale_while_revalidate: Duration::ZERO,
+        stale_if_error: Duration::ZERO,
+        accel_redirect: None,
+    }
+}
+
+fn req() -> http::request::Parts {
+    Request::get("http://a.com/x")
+        .body(())
+        .unwrap()
+        .into_parts()
+        .0
+}
+
+fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in pairs {
+        h.append(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    h
+}
+
+fn ttl(v: &Verdict, now: SystemTime) -> u64 {
+    v.fresh_until.duration_since(now).unwrap().as_secs()
+}
+
+#[test]
+fn freshness_sources() {
+    let now = SystemTime::now();
+    let date = httpdate::fmt_http_date(now);
+    let v = evaluate(
+        &req(),
+        StatusCode::OK,
+        &headers(&[("cache-control", "max-age=100")]),
+        &rule(),
+        now,
+    )
+    .unwrap();
+    assert_eq!(ttl(&v, now), 100);
+    let v = evaluate(
+        &req(),
+        StatusCode::OK,
+        &headers(&[("cache-control", "max-age=100, s-maxage=300")]),
+        &rule(),
+        now,
+    )
+    .unwrap();
+    assert_eq!(ttl(&v, now), 300, "s-maxage wins in a shared cache");
+    let expires = httpdate::fmt_http_date(now + Duration::from_secs(50));
+    let v = evaluate(
+        &req(),
+        StatusCode::OK,
+        &headers(&[("date", &date), ("expires", &expires)]),
+        &rule(),
+        now,
+    )
+    .unwrap();
+    assert!((49..=50).contains(&ttl(&v, now)));
+}
+
+#[test]
+fn not_storable_responses() {
+    let now = SystemTime::now();
+    for h in [
+        headers(&[("cache-control", "no-store, max-age=100")]),
+        headers(&[("cache-control", "private, max-age=100")]),
+        headers(&[("cache-control", "max-age=100"), ("vary", "*")]),
+        headers(&[("cache-control", "max-age=100"), ("set-cookie", "a=b")]),
+    ] {
+        assert!(
+            evaluate(&req(), StatusCode::OK, &h, &rule(), now).is_err(),
+            "{h:?}"
+        );
+    }
+    // Set-Cookie with public is a deliberate shared document.
+    let h = headers(&[
+        ("cache-control", "public, max-age=100"),
+        ("set-cookie", "a=b"),
+    ]);
+    assert!(evaluate(&req(), StatusCode::OK, &h, &rule(), now).is_ok());
+    // Authorization requests need an explicit permission.
+    let mut r = req();
+    r.headers
+        .insert("authorization", "Basic eA==".parse().unwrap());
+    let h = headers(&[("cache-control", "max-age=100")]);
+    assert_eq!(
+        evaluate(&r, StatusCode::OK, &h, &rule(), now).err(),
+        Some(NoStore::NotStorable)
+    );
+    let h = headers(&[("cache-control", "public, max-age=100")]);
+    assert!(
+        evaluate(&r, StatusCode::OK, &h, &rule(), now)
+            .unwrap()
+            .allows_auth
+    );
+}
+
+#[test]
+fn rule_ttls() {
+    let now = SystemTime::now();
+    let short = headers(&[("cache-control", "max-age=10")]);
+    let mut r = rule();
+    r.min_ttl = Duration::from_secs(60);
+    assert_eq!(
+        evaluate(&req(), StatusCode::OK, &short, &r, now).err(),
+        Some(NoStore::BelowMinTtl)
+    );
+
+    let mut r = rule();
+    r.default_ttl = Some(Duration::from_secs(300));
+    let none = headers(&[("content-type", "text/plain")]);
+    assert_eq!(
+        ttl(
+            &evaluate(&req(), StatusCode::OK, &none, &r, now).unwrap(),
+            now
+        ),
+        300
+    );
+    // A default does not override the origin's own freshness.
+    assert_eq!(
+        ttl(
+            &evaluate(&req(), StatusCode::OK, &short, &r, now).unwrap(),
+            now
+        ),
+        10
+    );
+
+    let mut r = rule();
+    r.force_ttl = Some(Duration::from_secs(900));
+    assert_eq!(
+        ttl(
+            &evaluate(&req(), StatusCode::OK, &short, &r, now).unwrap(),
+            now
+        ),
+        900
+    );
+    // Forcing a TTL still respects no-store.
+    let nostore = headers(&[("cache-control", "no-store")]);
+    assert!(evaluate(&req(), StatusCode::OK, &nostore, &r, now).is_err());
+}
+
+#[test]
+fn stale_windows_and_revalidation_flags() {
+    let now = SystemTime::now();
+    let h = headers(&[(
+        "cache-control",
+        "max-age=1, stale-while-revalidate=30, stale-if-error=60",
+    )]);
+    let v = evaluate(&req(), StatusCode::OK, &h, &rule(), now).unwrap();
+    assert_eq!(v.stale_while_revalidate, Duration::from_secs(30));
+    assert_eq!(v.stale_if_error, Duration::from_secs(60));
+    assert!(!v.must_revalidate);
+    let mut r = rule();
+    r.stale_if_error = Duration::from_secs(5);
+    let h = headers(&[("cache-control", "max-age=1, must-revalidate")]);
+    let v = evaluate(&req(), StatusCode::OK, &h, &r, now).unwrap();
+    assert!(v.must_revalidate);
+    assert_eq!(v.stale_if_error, Duration::from_secs(5), "rule default");
+}
+
+#[test]
+fn directive_parsing_handles_quotes() {
+    let d = directives(&headers(&[
+        ("cache-control", "no-cache=\"set-cookie, foo\", max-age=5"),
+        ("cache-control", "Public"),
+    ]));
+    assert_eq!(d.len(), 3);
+    assert_eq!(d[0].0, "no-cache");
+    assert_eq!(d[1], ("max-age".to_string(), Some("5".to_string())));
+    assert_eq!(d[2].0, "public");
+}
+
+#[test]
+fn client_conditionals() {
+    let stored = headers(&[
+        ("etag", "\"v1\""),
+        ("last-modified", "Sun, 01 Nov 2026 00:00:00 GMT"),
+    ]);
+    assert!(not_modified(
+        &headers(&[("if-none-match", "\"v0\", W/\"v1\"")]),
+        &stored
+    ));
+    assert!(!not_modified(
+        &headers(&[("if-none-match", "\"v2\"")]),
+        &stored
+    ));
+    assert!(not_modified(&headers(&[("if-none-match", "*")]), &stored));
+    assert!(not_modified(
+        &headers(&[("if-modified-since", "Mon, 02 Nov 2026 00:00:00 GMT")]),
+        &stored
+    ));
+    assert!(!not_modified(
+        &headers(&[("if-modified-since", "Sat, 31 Oct 2026 00:00:00 GMT")]),
+        &stored
+    ));
+    // If-None-Match wins over If-Modified-Since.
+    assert!(!not_modified(
+        &headers(&[
+            ("if-none-match", "\"v2\""),
+            ("if-modified-since", "Mon, 02 Nov 2026 00:00:00 GMT")
+        ]),
+        &stored
+    ));
+    assert!(!not_modified(&HeaderMap::new(), &stored));
+}
+
+#[test]
+fn merging_a_304() {
+    let stored = headers(&[
+        ("etag", "\"v1\""),
+        ("cache-control", "max-age=1"),
+        ("x-a", "1"),
+        ("content-length", "10"),
+    ]);
+    let fresh = headers(&[
+        ("etag", "\"v1\""),
+        ("cache-control", "max-age=100"),
+        ("x-b", "2"),
+        ("content-length", "0"),
+    ]);
+    assert!(validator_matches(&stored, &fresh));
+    let m = merge_304(&stored, &fresh);
+    assert_eq!(m["cache-control"], "max-age=100");
+    assert_eq!(m["x-a"], "1");
+    assert_eq!(m["x-b"], "2");
+    assert_eq!(m["content-length"], "10", "a 304 cannot change the length");
+    assert!(!validator_matches(&stored, &headers(&[("etag", "\"v2\"")])));
+}
+
+#[test]
+fn cache_status_values() {
+    let s = CacheStatus {
+        hit: true,
+        ttl: Some(42),
+        ..Default::default()
+    };
+    assert_eq!(s.value(), "kura; hit; ttl=42");
+    let s = CacheStatus {
+        fwd: Some("miss"),
+        fwd_status: Some(200),
+        stored: true,
+        collapsed: true,
+        ..Default::default()
+    };
+    assert_eq!(
+        s.value(),
+        "kura; fwd=miss; fwd-status=200; stored; collapsed"
+    );
+}

@@ -1,0 +1,155 @@
+//! The storage trait and the stack of tiers: memory first, then the lower tiers in order
+//! (today the disk; the cluster's peer tier goes between memory and disk). Lookups walk down
+//! and promote what they find into memory; writes go to every tier (lower tiers queue them and
+//! never block the request path).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::memory::MemoryTier;
+use crate::object::{Entry, Object};
+use crate::stats::Stats;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A storage tier below memory.
+pub trait Tier: Send + Sync + 'static {
+    /// Label for hit counters and `Cache-Status` details.
+    fn name(&self) -> &'static str;
+    /// The entry stored under exactly `key`.
+    fn get_entry(&self, key: &str) -> BoxFuture<'static, Option<Entry>>;
+    /// Segment `index` of `obj`, verified (a corrupt one is dropped and `None` returned).
+    fn get_segment(&self, obj: &Arc<Object>, index: u32) -> BoxFuture<'static, Option<Bytes>>;
+    /// Cheap, best-effort: whether `get_segment` would likely find it.
+    fn has_segment(&self, obj: &Object, index: u32) -> bool;
+    fn put_entry(&self, entry: &Entry);
+    fn put_segment(&self, obj: &Arc<Object>, index: u32, data: &Bytes);
+    fn remove(&self, key: &str);
+    /// Removes entries whose key starts with `prefix`; returns how many.
+    fn purge_prefix(&self, prefix: &str) -> BoxFuture<'static, usize>;
+    fn purge_all(&self) -> BoxFuture<'static, usize>;
+}
+
+/// Where a hit came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Memory,
+    Lower(&'static str),
+}
+
+pub struct Storage {
+    pub memory: Option<MemoryTier>,
+    pub lower: Vec<Arc<dyn Tier>>,
+    pub stats: Arc<Stats>,
+}
+
+impl Storage {
+    /// The memory tier only: no await, for the hit fast path.
+    pub fn entry_hot(&self, key: &str) -> Option<Entry> {
+        self.memory.as_ref()?.entry(key)
+    }
+
+    pub async fn entry(&self, key: &str) -> Option<(Entry, Source)> {
+        if let Some(e) = self.entry_hot(key) {
+            return Some((e, Source::Memory));
+        }
+        for tier in &self.lower {
+            if let Some(e) = tier.get_entry(key).await {
+                if let Some(m) = &self.memory {
+                    m.put_entry(&e);
+                }
+                return Some((e, Source::Lower(tier.name())));
+            }
+        }
+        None
+    }
+
+    pub fn segment_hot(&self, obj: &Object, index: u32) -> Option<Bytes> {
+        self.memory.as_ref()?.segment(obj, index)
+    }
+
+    pub async fn segment(&self, obj: &Arc<Object>, index: u32) -> Option<(Bytes, Source)> {
+        if let Some(b) = self.segment_hot(obj, index) {
+            return Some((b, Source::Memory));
+        }
+        for tier in &self.lower {
+            if let Some(b) = tier.get_segment(obj, index).await {
+                if let Some(m) = &self.memory {
+                    m.put_segment(obj, index, &b);
+                }
+                return Some((b, Source::Lower(tier.name())));
+            }
+        }
+        None
+    }
+
+    /// Whether some tier holds the segment (best effort).
+    pub fn has_segment(&self, obj: &Object, index: u32) -> bool {
+        self.memory
+            .as_ref()
+            .is_some_and(|m| m.has_segment(obj, index))
+            || self.lower.iter().any(|t| t.has_segment(obj, index))
+    }
+
+    pub fn put_entry(&self, entry: &Entry) {
+        if let Some(m) = &self.memory {
+            m.put_entry(entry);
+        }
+        for tier in &self.lower {
+            tier.put_entry(entry);
+        }
+    }
+
+    pub fn put_segment(&self, obj: &Arc<Object>, index: u32, data: &Bytes) {
+        Stats::inc(&self.stats.segments_stored);
+        if let Some(m) = &self.memory {
+            m.put_segment(obj, index, data);
+        }
+        for tier in &self.lower {
+            tier.put_segment(obj, index, data);
+        }
+    }
+
+    pub fn remove(&self, key: &str) {
+        if let Some(m) = &self.memory {
+            m.remove(key);
+        }
+        for tier in &self.lower {
+            tier.remove(key);
+        }
+    }
+
+    /// Removes everything under `prefix`; returns the count from the lowest tier that answered
+    /// (the most complete), or from memory when it is the only tier.
+    pub async fn purge_prefix(&self, prefix: &str) -> usize {
+        let mut n = 0;
+        if let Some(m) = &self.memory {
+            n = usize::from(m.entry(prefix).is_some());
+            m.purge_prefix(prefix);
+        }
+        for tier in &self.lower {
+            n = n.max(tier.purge_prefix(prefix).await);
+        }
+        n
+    }
+
+    pub async fn purge_all(&self) -> usize {
+        let mut n = 0;
+        if let Some(m) = &self.memory {
+            m.sync();
+            n = m.bytes().min(1) as usize;
+            m.purge_all();
+        }
+        for tier in &self.lower {
+            n = n.max(tier.purge_all().await);
+        }
+        n
+    }
+
+    pub fn memory_bytes(&self) -> u64 {
+        self.memory.as_ref().map_or(0, |m| m.bytes())
+    }
+}

@@ -109,7 +109,8 @@ async fn acquire(
     origin: Arc<dyn Origin>,
 ) -> Acquired {
     let mut obj = obj;
-    for _ in 0..3 {
+    let mut refreshed = false;
+    loop {
         if let Some(len) = obj.length
             && obj.segment_start(index) >= len
         {
@@ -131,17 +132,23 @@ async fn acquire(
             return Acquired::Flight(cache.fetch_segment(&obj, index, &template, &origin));
         }
         if let Some(stream) = cache.flights.stream(obj.version) {
-            // A whole-body fill is still producing segments: wait for this one.
-            stream.wait_for(index).await;
-            continue;
-        }
-        // The fill is over: its final head may tell where the body ends.
-        match cache.storage.entry(&obj.key).await {
-            Some((Entry::Object(o), _)) if o.version == obj.version && o.length.is_some() => {
-                obj = o;
+            if !stream.is_past(index) {
+                // A whole-body fill is still producing segments: wait for this one.
+                stream.wait_for(index).await;
+                continue;
             }
-            _ => break,
+        } else if !refreshed {
+            // The fill is over: its final head may tell where the body ends.
+            refreshed = true;
+            if let Some((Entry::Object(o), _)) = cache.storage.entry(&obj.key).await
+                && o.version == obj.version
+                && o.length.is_some()
+            {
+                obj = o;
+                continue;
+            }
         }
+        break;
     }
     // The segment is gone and cannot be fetched alone: drop the entry so the next request
     // fetches the object again.

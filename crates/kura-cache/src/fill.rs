@@ -298,11 +298,14 @@ impl Cache {
         match policy::evaluate(&req.parts, head.status, &head.headers, &req.rule, now) {
             Ok(v) => {
                 let obj = self.store_head(req, head.status, head.headers, v, length, false, now);
+                // The first segment's flight exists before anyone can look for it.
                 let stream = self.flights.start_stream(obj.version);
+                let first = self.lead_segment(&obj, 0);
+                stream.started(0);
                 let cache = self.clone();
                 let o = obj.clone();
                 tokio::spawn(async move {
-                    cache.pump_stream(&o, body).await;
+                    cache.pump_stream(&o, body, first).await;
                     stream.finish();
                     cache.flights.end_stream(o.version);
                 });
@@ -419,15 +422,17 @@ impl Cache {
     }
 
     /// Cuts a whole-body response into segments as it streams, storing each.
-    async fn pump_stream(&self, obj: &Arc<Object>, mut body: OriginBody) {
+    async fn pump_stream(
+        &self,
+        obj: &Arc<Object>,
+        mut body: OriginBody,
+        first: Arc<SegmentFlight>,
+    ) {
         let size = self.segment_size as usize;
         let stream = self.flights.stream(obj.version);
         let mut index = 0u32;
         let mut total = 0u64;
-        let mut current = self.lead_segment(obj, index);
-        if let Some(s) = &stream {
-            s.started(index);
-        }
+        let mut current = first;
         let mut filled = 0usize;
         let mut failed = false;
         while let Some(frame) = body.frame().await {

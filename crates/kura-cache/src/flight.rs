@@ -163,14 +163,15 @@ use std::future::Future as _;
 
 /// Progress of a whole-body fill (origin without range support).
 pub struct StreamFill {
-    state: Mutex<(u32, bool)>,
+    /// The segment in flight (earlier ones are stored), and whether the fill has ended.
+    state: Mutex<(Option<u32>, bool)>,
     notify: Arc<Notify>,
 }
 
 impl StreamFill {
     fn new() -> Self {
         StreamFill {
-            state: Mutex::new((0, false)),
+            state: Mutex::new((None, false)),
             notify: Arc::new(Notify::new()),
         }
     }
@@ -178,7 +179,7 @@ impl StreamFill {
     /// Segment `index` is now in flight (so earlier ones are stored).
     pub fn started(&self, index: u32) {
         if let Ok(mut s) = self.state.lock() {
-            s.0 = index;
+            s.0 = Some(index);
         }
         self.notify.notify_waiters();
     }
@@ -190,13 +191,21 @@ impl StreamFill {
         self.notify.notify_waiters();
     }
 
+    /// Segment `index` has been produced already (or the fill ended without it).
+    pub fn is_past(&self, index: u32) -> bool {
+        match self.state.lock() {
+            Ok(s) => s.1 || s.0.is_some_and(|i| i > index),
+            Err(_) => true,
+        }
+    }
+
     /// Waits until segment `index` is in flight or stored, or the fill has ended.
     pub async fn wait_for(&self, index: u32) {
         loop {
             let mut w = Box::pin(self.notify.clone().notified_owned());
             w.as_mut().enable();
             match self.state.lock() {
-                Ok(s) if s.0 >= index || s.1 => return,
+                Ok(s) if s.0.is_some_and(|i| i >= index) || s.1 => return,
                 Err(_) => return,
                 _ => {}
             }

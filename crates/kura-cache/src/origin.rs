@@ -4,14 +4,14 @@
 
 use bytes::Bytes;
 use http::{Response, StatusCode, request};
-use http_body_util::combinators::BoxBody;
+use http_body_util::combinators::UnsyncBoxBody;
 
 use crate::tier::BoxFuture;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A streaming response body from an origin.
-pub type OriginBody = BoxBody<Bytes, BoxError>;
+pub type OriginBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// An origin could not answer: the status the client should get (502, 503, 504) and why.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -56,6 +56,12 @@ pub(crate) fn validate_cache(c: Option<&FileCache>, base: &Path, errs: &mut Erro
             }
         }
     }
+    if memory_bytes == 0 && disk.is_none() {
+        errs.push(
+            "cache.memory",
+            "0 disables the memory tier; the cache then needs a disk tier (cache.dir)",
+        );
+    }
     let segment_size = size_field(
         errs,
         "cache.segment_size",

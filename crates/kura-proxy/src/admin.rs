@@ -9,6 +9,10 @@
 //! | GET    | `/routes`   | JSON: vhosts, their hosts and rules                      |
 //! | GET    | `/backends` | JSON: every pool's backends, alive or dead, connections  |
 //! | POST   | `/reload`   | reloads the configuration file (as SIGHUP)               |
+//! | GET    | `/cache`    | JSON: cache counters and sizes                           |
+//! | POST   | `/purge?url=URL` | purges the entry (and variants) URL maps to         |
+//! | POST   | `/purge?prefix=P` | purges every cache key starting with P             |
+//! | POST   | `/purge?all=true` | empties the cache                                  |
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -46,7 +50,7 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, tracker: T
             let svc_shared = shared.clone();
             let svc = service_fn(move |req| {
                 let shared = svc_shared.clone();
-                async move { Ok::<_, Infallible>(route(&shared, req)) }
+                async move { Ok::<_, Infallible>(route(&shared, req).await) }
             });
             let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
             tokio::pin!(conn);
@@ -58,8 +62,13 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, tracker: T
     }
 }
 
-fn route(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn route(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
     match (req.method(), req.uri().path()) {
+        (&Method::GET, "/cache") => match &shared.cache {
+            Some(c) => json_reply(StatusCode::OK, json!(c.stats())),
+            None => json_reply(StatusCode::NOT_FOUND, json!({"error": "no cache"})),
+        },
+        (&Method::POST, "/purge") => purge(shared, req.uri().query().unwrap_or("")).await,
         (&Method::GET, "/metrics") => {
             refresh_gauges(shared);
             reply(
@@ -92,6 +101,69 @@ fn route(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
             json!({"error": "no such admin endpoint"}),
         ),
     }
+}
+
+/// `POST /purge?url=…`, `?prefix=…` or `?all=true`.
+async fn purge(shared: &Shared, query: &str) -> Response<Full<Bytes>> {
+    let Some(cache) = &shared.cache else {
+        return json_reply(StatusCode::NOT_FOUND, json!({"error": "no cache"}));
+    };
+    let param = |name: &str| {
+        query
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| percent_decode(v))
+    };
+    if let Some(url) = param("url") {
+        let rt = shared.runtime.load();
+        let Some(key) = crate::cache_action::key_for_url(&rt, &url) else {
+            return json_reply(
+                StatusCode::NOT_FOUND,
+                json!({"error": "no cache rule matches this URL", "url": url}),
+            );
+        };
+        let n = cache.purge_key(&key).await.0;
+        return json_reply(StatusCode::OK, json!({"purged": n, "key": key}));
+    }
+    if let Some(prefix) = param("prefix") {
+        let n = cache.purge_prefix(&prefix).await.0;
+        return json_reply(StatusCode::OK, json!({"purged": n, "prefix": prefix}));
+    }
+    if param("all").as_deref() == Some("true") {
+        let n = cache.purge_all().await.0;
+        return json_reply(StatusCode::OK, json!({"purged": n, "all": true}));
+    }
+    json_reply(
+        StatusCode::BAD_REQUEST,
+        json!({"error": "give url=URL, prefix=KEY_PREFIX or all=true"}),
+    )
+}
+
+/// Decodes `%XX` escapes and `+` in a query value.
+fn percent_decode(v: &str) -> String {
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(x) => {
+                        out.push(x);
+                        i += 3;
+                        continue;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn refresh_gauges(shared: &Shared) {
@@ -177,4 +249,17 @@ fn json_reply(status: StatusCode, v: serde_json::Value) -> Response<Full<Bytes>>
     let mut body = serde_json::to_vec_pretty(&v).unwrap_or_default();
     body.push(b'\n');
     reply(status, "application/json", body)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(
+            super::percent_decode("http%3A%2F%2Fa.com%2Fx%20y+z"),
+            "http://a.com/x y z"
+        );
+        assert_eq!(super::percent_decode("100%"), "100%");
+        assert_eq!(super::percent_decode("%zz"), "%zz");
+    }
 }

@@ -146,6 +146,7 @@ impl Body for ReqBody {
 
 enum Kind {
     Full(Option<Bytes>),
+    Cache(kura_cache::CacheBody),
     Upstream {
         inner: Incoming,
         lease: Option<Lease>,
@@ -171,6 +172,15 @@ impl ProxyBody {
 
     pub fn empty() -> Self {
         Self::full(Bytes::new())
+    }
+
+    /// A body served by the cache.
+    pub fn cache(body: kura_cache::CacheBody) -> Self {
+        ProxyBody {
+            kind: Kind::Cache(body),
+            exchange: None,
+            sent: 0,
+        }
     }
 
     pub fn upstream(inner: Incoming, lease: Lease) -> Self {
@@ -213,6 +223,7 @@ impl Body for ProxyBody {
         let this = self.get_mut();
         let polled = match &mut this.kind {
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Cache(b) => Pin::new(b).poll_frame(cx),
             Kind::Upstream { inner, lease } => match Pin::new(inner).poll_frame(cx) {
                 Poll::Ready(None) => {
                     if let Some(lease) = lease.take() {
@@ -243,6 +254,7 @@ impl Body for ProxyBody {
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Full(b) => b.is_none(),
+            Kind::Cache(b) => b.is_end_stream(),
             Kind::Upstream { inner, .. } => inner.is_end_stream(),
         }
     }
@@ -250,6 +262,7 @@ impl Body for ProxyBody {
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            Kind::Cache(b) => b.size_hint(),
             Kind::Upstream { inner, .. } => inner.size_hint(),
         }
     }

@@ -8,12 +8,14 @@
 mod access_log;
 pub mod admin;
 mod body;
+mod cache_action;
 mod clock;
 mod conn;
 mod errors;
 mod exchange;
 mod headers;
 pub mod metrics;
+mod origin;
 mod router;
 mod server;
 mod service;

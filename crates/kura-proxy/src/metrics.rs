@@ -143,6 +143,133 @@ impl Metrics {
     }
 }
 
+impl Metrics {
+    /// Exposes the cache's counters (read at scrape time).
+    pub fn register_cache(&self, cache: Arc<kura_cache::Cache>) {
+        if let Err(e) = self.registry.register(Box::new(CacheCollector::new(cache))) {
+            tracing::warn!(error = %e, "cache metrics not registered");
+        }
+    }
+}
+
+/// Prometheus view of [`kura_cache::StatsSnapshot`].
+struct CacheCollector {
+    cache: Arc<kura_cache::Cache>,
+    descs: Vec<prometheus::core::Desc>,
+}
+
+/// (name, help) of each cache counter, in the order `cache_values` returns them.
+const CACHE_COUNTERS: [(&str, &str); 12] = [
+    ("cache_misses_total", "Requests the cache did not have"),
+    ("cache_stored_total", "Responses stored"),
+    ("cache_passes_total", "Responses forwarded without storing"),
+    (
+        "cache_revalidations_total",
+        "Stored responses revalidated with a 304",
+    ),
+    (
+        "cache_stale_served_total",
+        "Stale responses served (while revalidating or on error)",
+    ),
+    (
+        "cache_coalesced_total",
+        "Requests that waited for another request's fetch",
+    ),
+    (
+        "cache_origin_fetches_total",
+        "Requests and segment fetches sent to origins",
+    ),
+    (
+        "cache_origin_bytes_total",
+        "Body bytes received from origins by cache fills",
+    ),
+    ("cache_segments_stored_total", "Segments stored"),
+    (
+        "cache_corrupt_total",
+        "Corrupt or torn entries found on disk and dropped",
+    ),
+    (
+        "cache_disk_evictions_total",
+        "Objects removed from disk by cleaning",
+    ),
+    (
+        "cache_invalidations_total",
+        "Invalidations after unsafe methods and purges",
+    ),
+];
+
+fn cache_values(s: &kura_cache::StatsSnapshot) -> [u64; 12] {
+    [
+        s.misses,
+        s.stored,
+        s.passes,
+        s.revalidated,
+        s.stale_served,
+        s.coalesced,
+        s.origin_fetches,
+        s.origin_bytes,
+        s.segments_stored,
+        s.corrupt,
+        s.disk_evictions,
+        s.invalidations,
+    ]
+}
+
+impl CacheCollector {
+    fn new(cache: Arc<kura_cache::Cache>) -> Self {
+        let mut descs = Vec::new();
+        for m in Self::build(&kura_cache::StatsSnapshot::default()) {
+            descs.extend(m.desc().into_iter().cloned());
+        }
+        CacheCollector { cache, descs }
+    }
+
+    fn build(s: &kura_cache::StatsSnapshot) -> Vec<Box<dyn prometheus::core::Collector>> {
+        let mut out: Vec<Box<dyn prometheus::core::Collector>> = Vec::new();
+        let hits = IntCounterVec::new(
+            Opts::new(
+                "cache_hits_total",
+                "Requests answered from the cache, by tier",
+            ),
+            &["tier"],
+        )
+        .expect("static metric");
+        hits.with_label_values(&["memory"]).inc_by(s.hits_memory);
+        hits.with_label_values(&["disk"]).inc_by(s.hits_disk);
+        hits.with_label_values(&["other"]).inc_by(s.hits_other);
+        out.push(Box::new(hits));
+        for ((name, help), v) in CACHE_COUNTERS.iter().zip(cache_values(s)) {
+            let c = IntCounter::new(*name, *help).expect("static metric");
+            c.inc_by(v);
+            out.push(Box::new(c));
+        }
+        for (name, help, v) in [
+            (
+                "cache_memory_bytes",
+                "Bytes in the memory tier",
+                s.memory_bytes,
+            ),
+            ("cache_disk_bytes", "Bytes in the disk tier", s.disk_bytes),
+        ] {
+            let g = IntGauge::new(name, help).expect("static metric");
+            g.set(v as i64);
+            out.push(Box::new(g));
+        }
+        out
+    }
+}
+
+impl prometheus::core::Collector for CacheCollector {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        let s = self.cache.stats();
+        Self::build(&s).iter().flat_map(|m| m.collect()).collect()
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()

@@ -8,10 +8,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use kura_config::{Action, HeaderEdits, HostPattern, Routes, Template, Vars};
+use kura_cache::Origin;
+use kura_config::{Action, HeaderEdits, HostPattern, Routes, RuleCache, Template, Vars};
 use regex::Regex;
 
 use crate::metrics::VHostCounters;
+use crate::origin::PoolOrigin;
 use crate::upstream::Pool;
 
 pub struct Rule {
@@ -21,6 +23,12 @@ pub struct Rule {
     pub rewrite: Option<Template>,
     pub request_headers: HeaderEdits,
     pub response_headers: HeaderEdits,
+    /// The caching policy, for `cache` rules.
+    pub cache: Option<Arc<RuleCache>>,
+    /// The pool as the cache's origin (made once per table, not per request).
+    pub origin: Arc<dyn Origin>,
+    /// The regex must run with captures (a rewrite or a key template uses them).
+    needs_captures: bool,
 }
 
 pub struct VHost {
@@ -31,36 +39,45 @@ pub struct VHost {
     pub rules: Vec<Rule>,
 }
 
-/// A matched rule and, when the rule rewrites, the new path (query not included).
+/// A matched rule, the rewritten path (when the rule rewrites; query not included) and the
+/// cache key (for `cache` rules).
 pub struct Matched<'a> {
     pub rule: &'a Rule,
     pub rewritten: Option<String>,
+    pub cache_key: Option<String>,
 }
 
 impl VHost {
     /// The first rule whose regex matches `path`; `vars` fill built-in template names.
     pub fn route(&self, path: &str, vars: &Vars<'_>) -> Option<Matched<'_>> {
         for rule in &self.rules {
-            match &rule.rewrite {
-                None => {
-                    if rule.path.is_match(path) {
-                        return Some(Matched {
-                            rule,
-                            rewritten: None,
-                        });
-                    }
+            if !rule.needs_captures {
+                if rule.path.is_match(path) {
+                    return Some(Matched {
+                        rule,
+                        rewritten: None,
+                        cache_key: rule.cache.as_ref().map(|c| cache_key(c, None, vars)),
+                    });
                 }
-                Some(t) => {
-                    if let Some(caps) = rule.path.captures(path) {
-                        return Some(Matched {
-                            rule,
-                            rewritten: Some(t.expand(Some(&caps), vars)),
-                        });
-                    }
-                }
+                continue;
+            }
+            if let Some(caps) = rule.path.captures(path) {
+                return Some(Matched {
+                    rule,
+                    rewritten: rule.rewrite.as_ref().map(|t| t.expand(Some(&caps), vars)),
+                    cache_key: rule.cache.as_ref().map(|c| cache_key(c, Some(&caps), vars)),
+                });
             }
         }
         None
+    }
+}
+
+/// The primary cache key: the rule's template (normalised), or host + path + query.
+fn cache_key(c: &RuleCache, caps: Option<&regex::Captures<'_>>, vars: &Vars<'_>) -> String {
+    match &c.key {
+        Some(t) => kura_cache::key::normalize_key(&t.expand(caps, vars)),
+        None => kura_cache::key::default_key(vars.host, vars.path, Some(vars.query)),
     }
 }
 
@@ -86,6 +103,11 @@ impl RouteTable {
                 let pool = pools
                     .get(&r.pool)
                     .ok_or_else(|| format!("vhost {:?}: unknown pool {:?}", v.name, r.pool))?;
+                let key_captures = r
+                    .cache
+                    .as_ref()
+                    .and_then(|c| c.key.as_ref())
+                    .is_some_and(|t| t.uses_captures());
                 rules.push(Rule {
                     path: r.path.clone(),
                     action: r.action,
@@ -93,6 +115,9 @@ impl RouteTable {
                     rewrite: r.rewrite.clone(),
                     request_headers: r.request_headers.clone(),
                     response_headers: r.response_headers.clone(),
+                    cache: r.cache.clone().map(Arc::new),
+                    origin: Arc::new(PoolOrigin(pool.clone())),
+                    needs_captures: r.rewrite.is_some() || key_captures,
                 });
             }
             let name: Arc<str> = v.name.as_str().into();

@@ -53,7 +53,15 @@ pub async fn start(config: Config) -> io::Result<ServerHandle> {
         )?)),
         None => None,
     };
-    let shared = Arc::new(Shared::new(&config, metrics, access_log, workers));
+    let cache = kura_cache::Cache::open(&config.cache).await?;
+    metrics.register_cache(cache.clone());
+    let shared = Arc::new(Shared::new(
+        &config,
+        metrics,
+        access_log,
+        workers,
+        Some(cache),
+    ));
     let tracker = TaskTracker::new();
     let per_core = !config.server.work_stealing;
     // Thread-per-core: one socket per listener per worker, all on the same port

@@ -12,13 +12,15 @@ use http::header::{self, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
-use kura_config::Vars;
+use kura_config::{Action, Vars};
 
 use crate::body::{ProxyBody, ReqBody};
+use crate::cache_action;
 use crate::conn::ConnState;
 use crate::errors::ProxyError;
 use crate::exchange::{Exchange, LogFields};
 use crate::headers;
+use crate::router::Rule;
 use crate::state::{Runtime, Shared};
 use crate::upstream::Outgoing;
 
@@ -29,6 +31,7 @@ const PING_HOST: &str = "__ping__";
 /// per connection (so requests do not touch reference counts shared with other threads).
 pub struct ConnInfo {
     pub shared: Arc<Shared>,
+    pub client_addr: std::net::IpAddr,
     /// The client's address as a header value, made once per connection.
     pub client_ip: HeaderValue,
     pub scheme: &'static str,
@@ -45,6 +48,7 @@ impl ConnInfo {
         let ip = client.ip().to_canonical().to_string();
         ConnInfo {
             shared,
+            client_addr: client.ip().to_canonical(),
             client_ip: HeaderValue::from_str(&ip).unwrap_or(HeaderValue::from_static("unknown")),
             scheme,
             state,
@@ -103,6 +107,9 @@ async fn proxy(
     };
     let matched = vhost.route(vars.path, &vars).ok_or(ProxyError::NoRoute)?;
     let rule = matched.rule;
+    // Invalidation after an unsafe method needs the host once the request is consumed.
+    let host_owned = (rule.action == Action::Cache && cache_action::is_unsafe(req.method()))
+        .then(|| host.to_string());
 
     // The body limit: a declared length is checked now; an undeclared one while streaming.
     let mut stream_limit = None;
@@ -141,17 +148,53 @@ async fn proxy(
     );
     rule.request_headers.apply(&mut h);
 
+    if rule.action == Action::Cache
+        && let (Some(cache), Some(key)) = (&conn.shared.cache, matched.cache_key)
+    {
+        if parts.method.as_str() == "PURGE" {
+            return Ok(cache_action::purge(rt, conn.client_addr, cache, &key).await);
+        }
+        if matches!(parts.method, Method::GET | Method::HEAD) && body.is_empty() {
+            return cache_action::serve(rt, rule, cache, key, parts.method, path_and_query, h)
+                .await;
+        }
+        if cache_action::is_unsafe(&parts.method) {
+            let out = Outgoing {
+                method: parts.method,
+                path: path_and_query,
+                headers: h,
+                body,
+            };
+            let resp = forward(rt, rule, out, x).await?;
+            if resp.status().as_u16() < 400 {
+                cache.invalidate(&key).await;
+                if let Some(host) = &host_owned {
+                    for k in cache_action::related_keys(vhost, host, resp.headers()) {
+                        cache.invalidate(&k).await;
+                    }
+                }
+            }
+            return Ok(resp);
+        }
+    }
+    let out = Outgoing {
+        method: parts.method,
+        path: path_and_query,
+        headers: h,
+        body,
+    };
+    forward(rt, rule, out, x).await
+}
+
+/// Sends the request to the rule's pool and streams the answer back.
+async fn forward(
+    rt: &Runtime,
+    rule: &Rule,
+    out: Outgoing,
+    x: &mut Exchange,
+) -> Result<Response<ProxyBody>, ProxyError> {
     let sent_at = Instant::now();
-    let result = rule
-        .pool
-        .send(Outgoing {
-            method: parts.method,
-            path: path_and_query,
-            headers: h,
-            body,
-        })
-        .await;
-    let answer = result?;
+    let answer = rule.pool.send(out).await?;
     x.upstream_time = Some(sent_at.elapsed());
     x.upstream = Some(answer.lease.backend.spec.authority.as_str().into());
 

@@ -28,6 +28,8 @@ pub struct Runtime {
     pub via_11: HeaderValue,
     /// Counts reloads; 1 for the first table.
     pub generation: u64,
+    /// Client networks allowed to send PURGE.
+    pub purge_allow: Vec<ipnet::IpNet>,
 }
 
 pub struct Shared {
@@ -48,6 +50,8 @@ pub struct Shared {
     pub slots: usize,
     /// Counters for requests that matched no vhost.
     pub unmatched: VHostCounters,
+    /// The cache shared by every `cache` rule (its storage settings need a restart).
+    pub cache: Option<Arc<kura_cache::Cache>>,
 }
 
 impl Shared {
@@ -56,6 +60,7 @@ impl Shared {
         metrics: Arc<Metrics>,
         access_log: Option<Arc<AccessLog>>,
         workers: usize,
+        cache: Option<Arc<kura_cache::Cache>>,
     ) -> Self {
         let shared = Shared {
             runtime: ArcSwap::from_pointee(Runtime {
@@ -65,6 +70,7 @@ impl Shared {
                 via_10: HeaderValue::from_static("1.0 kura"),
                 via_11: HeaderValue::from_static("1.1 kura"),
                 generation: 0,
+                purge_allow: Vec::new(),
             }),
             metrics,
             access_log,
@@ -75,6 +81,7 @@ impl Shared {
             stopped: CancellationToken::new(),
             slots: workers + 1,
             unmatched: VHostCounters::new(UNMATCHED_VHOST.into()),
+            cache,
         };
         shared.apply(config);
         shared
@@ -103,6 +110,7 @@ impl Shared {
             via_10: via("1.0"),
             via_11: via("1.1"),
             generation,
+            purge_allow: config.cache.purge_allow.clone(),
         }));
     }
 

@@ -5,7 +5,10 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use kura_config::{FileAccessLog, FileAdmin, FileConfig, FileListener, FilePool, FileVHost};
+use kura_config::{
+    FileAccessLog, FileAdmin, FileCache, FileConfig, FileListener, FilePool, FileRuleCache,
+    FileVHost, SizeValue,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -58,13 +61,38 @@ pub struct ServeArgs {
     /// Thread-per-core runtimes instead of one work-stealing runtime (for dedicated cores).
     #[arg(long)]
     pub per_core: bool,
+
+    /// Quick mode: proxy only, no caching (quick mode caches by default).
+    #[arg(long, requires = "upstream", conflicts_with_all = ["cache_dir", "max_memory", "max_disk", "cleaned_disk", "min_ttl"])]
+    pub no_cache: bool,
+
+    /// Quick mode: disk cache directory (without it the cache is memory only).
+    #[arg(long, value_name = "DIR", requires = "upstream")]
+    pub cache_dir: Option<String>,
+
+    /// Quick mode: memory cache size (e.g. 100M, 1GiB).
+    #[arg(long, value_name = "SIZE", requires = "upstream")]
+    pub max_memory: Option<String>,
+
+    /// Quick mode: disk usage that starts a cleaning (default 1GiB).
+    #[arg(long, value_name = "SIZE", requires = "cache_dir")]
+    pub max_disk: Option<String>,
+
+    /// Quick mode: disk usage a cleaning goes down to (default 80% of --max-disk).
+    #[arg(long, value_name = "SIZE", requires = "cache_dir")]
+    pub cleaned_disk: Option<String>,
+
+    /// Quick mode: responses fresh for less than this are not stored (e.g. 60s).
+    #[arg(long, value_name = "DURATION", requires = "upstream")]
+    pub min_ttl: Option<String>,
 }
 
 /// Default listen address of quick mode.
 pub const QUICK_LISTEN: &str = "127.0.0.1:8080";
 
 impl ServeArgs {
-    /// The configuration quick mode stands for: one pool of the upstreams, every host and path.
+    /// The configuration quick mode stands for: one pool of the upstreams, every host and
+    /// path, cached unless `--no-cache` (a caching mirror, as Casserole).
     pub fn quick_config(&self) -> FileConfig {
         let listen = if self.listen.is_empty() {
             vec![QUICK_LISTEN.to_string()]
@@ -90,12 +118,28 @@ impl ServeArgs {
                 ..Default::default()
             },
         );
+        let cache = !self.no_cache;
         file.vhosts.push(FileVHost {
             name: Some("default".into()),
             hosts: vec!["*".into()],
             pool: Some("default".into()),
+            action: cache.then(|| "cache".to_string()),
+            cache: (cache && self.min_ttl.is_some()).then(|| FileRuleCache {
+                min_ttl: self.min_ttl.clone(),
+                ..Default::default()
+            }),
             ..Default::default()
         });
+        if cache {
+            let size = |v: &Option<String>| v.clone().map(SizeValue::Text);
+            file.cache = Some(FileCache {
+                memory: size(&self.max_memory),
+                dir: self.cache_dir.clone(),
+                max_disk: size(&self.max_disk),
+                cleaned_disk: size(&self.cleaned_disk),
+                ..Default::default()
+            });
+        }
         file
     }
 }
@@ -127,6 +171,67 @@ mod tests {
         assert_eq!(
             cfg.routes.vhosts[0].hosts,
             vec![kura_config::HostPattern::Any]
+        );
+        assert_eq!(
+            cfg.routes.vhosts[0].rules[0].action,
+            kura_config::Action::Cache
+        );
+    }
+
+    #[test]
+    fn cache_flags_become_cache_fields() {
+        let cli = Cli::parse_from([
+            "kura",
+            "serve",
+            "--upstream",
+            "http://127.0.0.1:9000",
+            "--cache-dir",
+            "/tmp/kc",
+            "--max-memory",
+            "100M",
+            "--max-disk",
+            "2G",
+            "--cleaned-disk",
+            "1G",
+            "--min-ttl",
+            "60s",
+        ]);
+        let Command::Serve(args) = cli.command else {
+            panic!("serve expected")
+        };
+        let cfg = kura_config::validate(&args.quick_config(), std::path::Path::new(".")).unwrap();
+        assert_eq!(cfg.cache.memory_bytes, 100_000_000);
+        let disk = cfg.cache.disk.unwrap();
+        assert_eq!(
+            (disk.max_bytes, disk.cleaned_bytes),
+            (2_000_000_000, 1_000_000_000)
+        );
+        let rule = &cfg.routes.vhosts[0].rules[0];
+        assert_eq!(
+            rule.cache.as_ref().unwrap().min_ttl,
+            std::time::Duration::from_secs(60)
+        );
+
+        let cli = Cli::parse_from(["kura", "serve", "--upstream", "http://x:1", "--no-cache"]);
+        let Command::Serve(args) = cli.command else {
+            panic!("serve expected")
+        };
+        let cfg = kura_config::validate(&args.quick_config(), std::path::Path::new(".")).unwrap();
+        assert_eq!(
+            cfg.routes.vhosts[0].rules[0].action,
+            kura_config::Action::Proxy
+        );
+        assert!(
+            Cli::try_parse_from([
+                "kura",
+                "serve",
+                "--upstream",
+                "http://x:1",
+                "--no-cache",
+                "--cache-dir",
+                "d"
+            ])
+            .is_err()
         );
     }
 

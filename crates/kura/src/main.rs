@@ -62,6 +62,11 @@ fn quick_field(field: &str) -> String {
     match field {
         f if f.starts_with("listeners[") => "--listen".into(),
         "admin.address" => "--admin".into(),
+        "cache.memory" => "--max-memory".into(),
+        "cache.max_disk" => "--max-disk".into(),
+        "cache.cleaned_disk" => "--cleaned-disk".into(),
+        "cache.dir" => "--cache-dir".into(),
+        "vhosts[0].cache.min_ttl" => "--min-ttl".into(),
         f if f.starts_with("access_log") => "--access-log".into(),
         "pools.default.backends" => "--upstream".into(),
         other => other.into(),

@@ -41,7 +41,6 @@ impl MemoryTier {
                 MemVal::Entry(e) => e.weight(),
                 MemVal::Segment(b) => (b.len() + 64).min(u32::MAX as usize) as u32,
             })
-            .support_invalidation_closures()
             .build();
         MemoryTier { cache }
     }
@@ -81,18 +80,30 @@ impl MemoryTier {
         self.cache.invalidate(&entry_key(key));
     }
 
-    /// Removes entries whose key starts with `prefix` (segments of removed objects are left
-    /// to eviction: no key reaches them any more).
-    pub fn purge_prefix(&self, prefix: &str) {
-        let prefix = prefix.to_string();
-        let _ = self.cache.invalidate_entries_if(move |_, v| match v {
-            MemVal::Entry(e) => e.key().starts_with(&prefix),
-            MemVal::Segment(_) => false,
-        });
+    /// Removes entries whose key starts with `prefix` and returns how many (segments of
+    /// removed objects are left to eviction: no key reaches them any more).
+    pub fn purge_prefix(&self, prefix: &str) -> usize {
+        let victims: Vec<MemKey> = self
+            .cache
+            .iter()
+            .filter(|(_, v)| matches!(v, MemVal::Entry(e) if e.key().starts_with(prefix)))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in &victims {
+            self.cache.invalidate(k);
+        }
+        victims.len()
     }
 
-    pub fn purge_all(&self) {
+    /// Empties the tier; returns how many entries (not segments) it held.
+    pub fn purge_all(&self) -> usize {
+        let n = self
+            .cache
+            .iter()
+            .filter(|(_, v)| matches!(v, MemVal::Entry(_)))
+            .count();
         self.cache.invalidate_all();
+        n
     }
 
     /// Bytes held (approximate: moka applies pending work lazily).

@@ -122,14 +122,10 @@ impl Storage {
         }
     }
 
-    /// Removes everything under `prefix`; returns the count from the lowest tier that answered
-    /// (the most complete), or from memory when it is the only tier.
+    /// Removes everything under `prefix`; returns the largest count any tier reported
+    /// (each tier counts the entries it held).
     pub async fn purge_prefix(&self, prefix: &str) -> usize {
-        let mut n = 0;
-        if let Some(m) = &self.memory {
-            n = usize::from(m.entry(prefix).is_some());
-            m.purge_prefix(prefix);
-        }
+        let mut n = self.memory.as_ref().map_or(0, |m| m.purge_prefix(prefix));
         for tier in &self.lower {
             n = n.max(tier.purge_prefix(prefix).await);
         }
@@ -137,12 +133,7 @@ impl Storage {
     }
 
     pub async fn purge_all(&self) -> usize {
-        let mut n = 0;
-        if let Some(m) = &self.memory {
-            m.sync();
-            n = m.bytes().min(1) as usize;
-            m.purge_all();
-        }
+        let mut n = self.memory.as_ref().map_or(0, |m| m.purge_all());
         for tier in &self.lower {
             n = n.max(tier.purge_all().await);
         }

@@ -25,4 +25,5 @@ pub mod worker;
 
 pub use admin::ReloadHook;
 pub use errors::ProxyError;
+pub use kura_cache;
 pub use server::{Reloader, ServerHandle, start};

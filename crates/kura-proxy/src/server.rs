@@ -206,6 +206,11 @@ impl ServerHandle {
         &self.shared.metrics
     }
 
+    /// The cache shared by `cache` rules.
+    pub fn cache(&self) -> Option<Arc<kura_cache::Cache>> {
+        self.shared.cache.clone()
+    }
+
     /// Swaps in the routes, pools, limits and error pages of `config`; see [`Reloader::apply`].
     pub fn reload(&self, config: &Config) -> Vec<String> {
         self.reloader().apply(config)

@@ -48,17 +48,19 @@ pub struct Stats {
     pub last: Mutex<Option<Seen>>,
 }
 
-/// A running mock origin; stops when dropped.
+/// A running mock origin; when dropped it stops listening and closes its connections.
 pub struct Origin {
     pub addr: SocketAddr,
     pub name: String,
     pub stats: Arc<Stats>,
     task: JoinHandle<()>,
+    stop: tokio_util::sync::CancellationToken,
 }
 
 impl Drop for Origin {
     fn drop(&mut self) {
         self.task.abort();
+        self.stop.cancel();
     }
 }
 
@@ -102,6 +104,8 @@ impl Origin {
         let stats = Arc::new(Stats::default());
         let st = stats.clone();
         let origin_name = name.to_string();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let stopped = stop.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -111,6 +115,7 @@ impl Origin {
                 let st = st.clone();
                 let handler = handler.clone();
                 let name = origin_name.clone();
+                let stopped = stopped.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: Request<Incoming>| {
                         let st = st.clone();
@@ -147,9 +152,11 @@ impl Origin {
                             Ok::<_, Infallible>(resp)
                         }
                     });
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
+                    let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
+                    tokio::select! {
+                        _ = conn => {}
+                        _ = stopped.cancelled() => {}
+                    }
                 });
             }
         });
@@ -158,6 +165,7 @@ impl Origin {
             name: name.to_string(),
             stats,
             task,
+            stop,
         }
     }
 
@@ -379,4 +387,147 @@ impl Blackhole {
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
+}
+
+/// State of a [`ranged`] origin, shared with the test.
+pub struct RangedState {
+    /// Object version: changes the bytes and the ETag.
+    pub version: AtomicU64,
+    /// Whether Range requests are honoured (false: always 200, whole body).
+    pub honor_range: std::sync::atomic::AtomicBool,
+    /// The `Range` header of every GET (None for whole-object requests), in order.
+    pub ranges: Mutex<Vec<Option<String>>>,
+    /// Extra response headers.
+    pub headers: Mutex<Vec<(String, String)>>,
+    pub size: u64,
+}
+
+impl RangedState {
+    /// Bytes served for ranges (whole requests count their full size).
+    pub fn range_requests(&self) -> Vec<Option<String>> {
+        self.ranges.lock().unwrap().clone()
+    }
+}
+
+/// The byte at `offset` of version `version` of a ranged origin's object.
+pub fn pattern_byte(version: u64, offset: u64) -> u8 {
+    ((offset.wrapping_mul(7).wrapping_add(version)) % 251) as u8
+}
+
+/// An origin serving one generated object of `size` bytes on every path, with an ETag, the
+/// given Cache-Control, and real Range / If-Range support (206, Content-Range, 416).
+pub async fn ranged(
+    name: &str,
+    size: u64,
+    cache_control: &'static str,
+) -> (Origin, Arc<RangedState>) {
+    let state = Arc::new(RangedState {
+        version: AtomicU64::new(1),
+        honor_range: std::sync::atomic::AtomicBool::new(true),
+        ranges: Mutex::new(Vec::new()),
+        headers: Mutex::new(Vec::new()),
+        size,
+    });
+    let st = state.clone();
+    let origin = Origin::start(
+        name,
+        Arc::new(move |seen: Seen| {
+            let st = st.clone();
+            Box::pin(async move { ranged_response(&st, &seen, cache_control) })
+        }),
+    )
+    .await;
+    (origin, state)
+}
+
+fn ranged_response(st: &RangedState, seen: &Seen, cache_control: &'static str) -> Response<Body> {
+    let version = st.version.load(SeqCst);
+    let etag = format!("\"v{version}\"");
+    let range = seen
+        .headers
+        .get("range")
+        .and_then(|v| v.to_str().ok())
+        .map(String::from);
+    if seen.method == "GET" {
+        st.ranges.lock().unwrap().push(range.clone());
+    }
+    if seen
+        .headers
+        .get("if-none-match")
+        .and_then(|v| v.to_str().ok())
+        == Some(etag.as_str())
+    {
+        let mut r = full(304, "");
+        r.headers_mut().insert("etag", etag.parse().unwrap());
+        r.headers_mut()
+            .insert("cache-control", cache_control.parse().unwrap());
+        return r;
+    }
+    let if_range_ok = seen
+        .headers
+        .get("if-range")
+        .is_none_or(|v| v.to_str().ok() == Some(etag.as_str()));
+    let parsed = range
+        .as_deref()
+        .filter(|_| st.honor_range.load(SeqCst) && if_range_ok)
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.split_once('-'))
+        .and_then(|(a, b)| {
+            let a: u64 = a.parse().ok()?;
+            let b: u64 = if b.is_empty() {
+                st.size.saturating_sub(1)
+            } else {
+                b.parse().ok()?
+            };
+            Some((a, b.min(st.size.saturating_sub(1))))
+        });
+    let (status, start, end) = match parsed {
+        Some((a, _)) if a >= st.size => {
+            let mut r = full(416, "");
+            r.headers_mut().insert(
+                "content-range",
+                format!("bytes */{}", st.size).parse().unwrap(),
+            );
+            return r;
+        }
+        Some((a, b)) => (206, a, b + 1),
+        None => (200, 0, st.size),
+    };
+    let mut r = generated_body(version, start, end);
+    *r.status_mut() = StatusCode::from_u16(status).unwrap();
+    let h = r.headers_mut();
+    h.insert("etag", etag.parse().unwrap());
+    h.insert("cache-control", cache_control.parse().unwrap());
+    h.insert("accept-ranges", "bytes".parse().unwrap());
+    if status == 206 {
+        h.insert(
+            "content-range",
+            format!("bytes {}-{}/{}", start, end - 1, st.size)
+                .parse()
+                .unwrap(),
+        );
+    }
+    for (k, v) in st.headers.lock().unwrap().iter() {
+        h.insert(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    r
+}
+
+/// A response streaming bytes `start..end` of version `version` of the pattern.
+fn generated_body(version: u64, start: u64, end: u64) -> Response<Body> {
+    const CHUNK: u64 = 64 * 1024;
+    let n = (end - start).div_ceil(CHUNK);
+    let stream = futures_util::stream::iter(0..n).map(move |i| {
+        let s = start + i * CHUNK;
+        let e = (s + CHUNK).min(end);
+        let data: Vec<u8> = (s..e).map(|o| pattern_byte(version, o)).collect();
+        Ok::<_, Infallible>(Frame::data(Bytes::from(data)))
+    });
+    let mut r = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+    r.headers_mut()
+        .insert("content-length", (end - start).to_string().parse().unwrap());
+    r
 }

@@ -24,7 +24,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the proxy, from a config file or from flags (quick mode).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Validate a config file and say what is wrong, field by field.
     Check {
         #[arg(long, short)]

@@ -1,0 +1,505 @@
+//! RFC 9111 behaviour of `cache` rules through a real server: fresh hits, revalidation with
+//! 304 updates, Vary, conditional requests, no-store, invalidation, HEAD, stale-if-error,
+//! stale-while-revalidate, the rule's TTL policy, coalescing, ranges, purge and key templates.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use kura_testkit::origin::{Seen, full};
+use kura_testkit::{Origin, TestKura, eventually};
+
+fn config(origin: &str, cache: &str, rule: &str) -> String {
+    format!(
+        r#"
+[[listeners]]
+address = "127.0.0.1:0"
+[admin]
+address = "127.0.0.1:0"
+[cache]
+purge_allow = ["127.0.0.1"]
+{cache}
+[pools.o]
+backends = ["{origin}"]
+[[vhosts]]
+hosts = ["*"]
+pool = "o"
+action = "cache"
+[vhosts.cache]
+{rule}
+"#
+    )
+}
+
+/// An origin answering every request with `cc` as Cache-Control and a counter in the body.
+async fn counting(cc: &'static str) -> (Origin, Arc<AtomicUsize>) {
+    let n = Arc::new(AtomicUsize::new(0));
+    let c = n.clone();
+    let o = Origin::start(
+        "o",
+        Arc::new(move |_s: Seen| {
+            let i = c.fetch_add(1, SeqCst) + 1;
+            Box::pin(async move {
+                let mut r = full(200, format!("body {i}"));
+                if !cc.is_empty() {
+                    r.headers_mut().insert("cache-control", cc.parse().unwrap());
+                }
+                r
+            })
+        }),
+    )
+    .await;
+    (o, n)
+}
+
+fn req(method: &str, path: &str, headers: &[(&str, &str)]) -> http::Request<Full<Bytes>> {
+    let mut b = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "a.com");
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    b.body(Full::new(Bytes::new())).unwrap()
+}
+
+#[tokio::test]
+async fn fresh_responses_are_served_from_the_cache() {
+    let (o, n) = counting("max-age=100").await;
+    let kura = TestKura::start(&config(&o.url(), "", "")).await;
+    let first = kura.get("a.com", "/x").await;
+    assert_eq!(first.text(), "body 1");
+    assert!(
+        first.header("cache-status").unwrap().contains("fwd=miss"),
+        "{first:?}"
+    );
+    let second = kura.get("a.com", "/x").await;
+    assert_eq!(second.text(), "body 1");
+    let cs = second.header("cache-status").unwrap();
+    assert!(cs.contains("hit") && cs.contains("ttl="), "{cs}");
+    assert!(second.header("age").is_some());
+    assert_eq!(n.load(SeqCst), 1);
+    // Another path is another entry.
+    assert_eq!(kura.get("a.com", "/y").await.text(), "body 2");
+    let m = kura.metrics().await;
+    assert!(
+        m.contains("kura_cache_hits_total{tier=\"memory\"} 1"),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn stale_responses_are_revalidated_and_a_304_updates_the_stored_headers() {
+    let seen_inm = Arc::new(AtomicUsize::new(0));
+    let s2 = seen_inm.clone();
+    let o = Origin::start(
+        "o",
+        Arc::new(move |seen: Seen| {
+            let s2 = s2.clone();
+            Box::pin(async move {
+                if seen
+                    .headers
+                    .get("if-none-match")
+                    .is_some_and(|v| v == "\"e1\"")
+                {
+                    s2.fetch_add(1, SeqCst);
+                    let mut r = full(304, "");
+                    r.headers_mut()
+                        .insert("cache-control", "max-age=100".parse().unwrap());
+                    r.headers_mut().insert("x-fresh", "yes".parse().unwrap());
+                    r.headers_mut().insert("etag", "\"e1\"".parse().unwrap());
+                    return r;
+                }
+                let mut r = full(200, "v1");
+                r.headers_mut()
+                    .insert("cache-control", "max-age=1".parse().unwrap());
+                r.headers_mut().insert("etag", "\"e1\"".parse().unwrap());
+                r.headers_mut().insert("x-fresh", "no".parse().unwrap());
+                r
+            })
+        }),
+    )
+    .await;
+    let kura = TestKura::start(&config(&o.url(), "", "")).await;
+    assert_eq!(kura.get("a.com", "/r").await.header("x-fresh"), Some("no"));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let r = kura.get("a.com", "/r").await;
+    assert_eq!(r.text(), "v1", "the stored body is kept");
+    assert_eq!(
+        r.header("x-fresh"),
+        Some("yes"),
+        "headers updated by the 304"
+    );
+    assert!(r.header("cache-status").unwrap().contains("fwd-status=304"));
+    assert_eq!(seen_inm.load(SeqCst), 1);
+    // Fresh again for 100 s: no origin contact.
+    let r = kura.get("a.com", "/r").await;
+    assert!(r.header("cache-status").unwrap().contains("hit"));
+    assert_eq!(o.requests(), 2);
+}
+
+#[tokio::test]
+async fn vary_keeps_one_variant_per_header_value() {
+    let o = Origin::start(
+        "o",
+        Arc::new(|seen: Seen| {
+            Box::pin(async move {
+                let ae = seen
+                    .headers
+                    .get("accept-encoding")
+                    .map(|v| v.to_str().unwrap().to_string())
+                    .unwrap_or_default();
+                let mut r = full(200, format!("enc={ae}"));
+                r.headers_mut()
+                    .insert("cache-control", "max-age=100".parse().unwrap());
+                r.headers_mut()
+                    .insert("vary", "Accept-Encoding".parse().unwrap());
+                r
+            })
+        }),
+    )
+    .await;
+    let kura = TestKura::start(&config(&o.url(), "", "")).await;
+    let get = |ae: &'static str| {
+        kura_testkit::send(kura.addr, req("GET", "/v", &[("accept-encoding", ae)]))
+    };
+    assert_eq!(get("gzip").await.text(), "enc=gzip");
+    assert_eq!(get("br").await.text(), "enc=br");
+    let again = get("gzip").await;
+    assert_eq!(again.text(), "enc=gzip");
+    assert!(again.header("cache-status").unwrap().contains("hit"));
+    assert_eq!(get("br").await.text(), "enc=br");
+    assert_eq!(o.requests(), 2);
+}
+
+#[tokio::test]
+async fn vary_star_is_never_stored() {
+    let o = Origin::start(
+        "o",
+        Arc::new(|_s: Seen| {
+            Box::pin(async move {
+                let mut r = full(200, "x");
+                r.headers_mut()
+                    .insert("cache-control", "max-age=100".parse().unwrap());
+                r.headers_mut().insert("vary", "*".parse().unwrap());
+                r
+            })
+        }),
+    )
+    .await;
+    let kura = TestKura::start(&config(&o.url(), "", "")).await;
+    kura.get("a.com", "/s").await;
+    kura.get("a.com", "/s").await;
+    assert_eq!(o.requests(), 2);
+}
+
+#[tokio::test]
+async fn conditional_client_requests_get_304_from_the_cache() {
+    let o = Origin::start(
+        "o",
+        Arc::new(|_s: Seen| {
+            Box::pin(async move {
+                let mut r = full(200, "content");
+                let h = r.headers_mut();
+                h.insert("cache-control", "max-age=100".parse().unwrap());
+                h.insert("etag", "\"abc\"".parse().unwrap());
+                h.insert(
+                    "last-modified",
+                    "Sun, 01 Nov 2026 00:00:00 GMT".parse().unwrap(),
+                );
+                r
+            })
+        }),
+    )
+    .await;
+    let kura = TestKura::start(&config(&o.url(), "", "")).await;
+    assert_eq!(kura.get("a.com", "/c").await.text(), "content");
+    let r = kura_testkit::send(kura.addr, req("GET", "/c", &[("if-none-match", "\"abc\"")])).await;
+    assert_eq!(r.status, 304);
+    assert!(r.body.is_empty());
+    assert_eq!(r.header("etag"), Some("\"abc\""));
+    let r = kura_testkit::send(kura.addr, req("GET", "/c", &[("if-none-match", "\"zzz\"")])).await;
+    assert_eq!((r.status, r.text().as_str()), (200, "content"));
+    let r = kura_testkit::send(
+        kura.addr,
+        req(
+            "GET",
+            "/c",
+            &[("if-modified-since", "Mon, 02 Nov 2026 00:00:00 GMT")],
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 304);
+    assert_eq!(o.requests(), 1);
+}
+
+#[tokio::test]
+async fn no_store_and_private_responses_are_not_stored() {
+    for cc in ["no-store", "private, max-age=100"] {
+        let (o, n) = counting(cc).await;
+        let kura = TestKura::start(&config(&o.url(), "", "")).await;
+        assert_eq!(kura.get("a.com", "/p").await.text(), "body 1");
+        let r = kura.get("a.com", "/p").await;
+        assert_eq!(r.text(), "body 2", "{cc}");
+        assert!(!r.header("cache-status").unwrap().contains("stored"));
+        assert_eq!(n.load(SeqCst), 2);
+    }
+    // A request with no-store bypasses the cache.
+    let (o, n) = counting("max-age=100").await;
+    let kura = TestKura::start(&config(&o.url(), "", "")).await;
+    kura.get("a.com", "/q").await;
+    let r = kura_testkit::send(
+        kura.addr,
+        req("GET", "/q", &[("cache-control", "no-store")]),
+    )
+    .await;
+    assert_eq!(r.text(), "body 2");
+    assert_eq!(n.load(SeqCst), 2);
+}
+
+#[tokio::test]
+async fn unsafe_methods_invalidate_the_url_and_its_location() {
+    let o = Origin::start(
+        "o",
+        Arc::new(|seen: Seen| {
+            Box::pin(async move {
+                if seen.method == "POST" {
+                    let mut r = full(201, "created");
+                    r.headers_mut()
+                        .insert("location", "/items/2".parse().unwrap());
+                    return r;
+                }
+                let mut r = full(200, format!("get {}", seen.uri));
+                r.headers_mut()
+                    .insert("cache-control", "max-age=100".parse().unwrap());
+                r
+            })
+        }),
+    )
+    .await;
+    let kura = TestKura::start(&config(&o.url(), "", "")).await;
+    kura.get("a.com", "/items").await;
+    kura.get("a.com", "/items/2").await;
+    assert_eq!(o.requests(), 2);
+    kura.get("a.com", "/items").await;
+    assert_eq!(o.requests(), 2, "cached");
+    let r = kura_testkit::send(kura.addr, req("POST", "/items", &[])).await;
+    assert_eq!(r.status, 201);
+    assert_eq!(o.requests(), 3);
+    kura.get("a.com", "/items").await;
+    kura.get("a.com", "/items/2").await;
+    assert_eq!(
+        o.requests(),
+        5,
+        "both the URL and the Location were invalidated"
+    );
+}
+
+#[tokio::test]
+async fn head_is_answered_from_a_cached_get() {
+    let (o, n) = counting("max-age=100").await;
+    let kura = TestKura::start(&config(&o.url(), "", "")).await;
+    kura.get("a.com", "/h").await;
+    let r = kura_testkit::send(kura.addr, req("HEAD", "/h", &[])).await;
+    assert_eq!(r.status, 200);
+    assert!(r.body.is_empty());
+    assert_eq!(r.header("content-length"), Some("6"));
+    assert!(r.header("cache-status").unwrap().contains("hit"));
+    assert_eq!(n.load(SeqCst), 1);
+}
+
+#[tokio::test]
+async fn stale_if_error_serves_stale_when_the_origin_is_down() {
+    let (o, _) = counting("max-age=1").await;
+    let url = o.url();
+    let kura = TestKura::start(&config(&url, "", "stale_if_error = \"60s\"")).await;
+    let strict = TestKura::start(&config(&url, "", "")).await;
+    assert_eq!(kura.get("a.com", "/e").await.text(), "body 1");
+    assert_eq!(strict.get("a.com", "/e").await.text(), "body 2");
+    drop(o); // the origin goes away
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let r = kura.get("a.com", "/e").await;
+    assert_eq!((r.status, r.text().as_str()), (200, "body 1"));
+    assert!(
+        r.header("cache-status").unwrap().contains("stale-if-error"),
+        "{r:?}"
+    );
+    // Without stale-if-error, the failure shows.
+    assert_eq!(strict.get("a.com", "/e").await.status, 502);
+}
+
+#[tokio::test]
+async fn stale_while_revalidate_answers_at_once_and_refreshes_in_the_background() {
+    let (o, n) = counting("max-age=1, stale-while-revalidate=30").await;
+    let kura = TestKura::start(&config(&o.url(), "", "")).await;
+    assert_eq!(kura.get("a.com", "/w").await.text(), "body 1");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let r = kura.get("a.com", "/w").await;
+    assert_eq!(r.text(), "body 1", "stale, at once");
+    assert!(
+        r.header("cache-status")
+            .unwrap()
+            .contains("stale-while-revalidate")
+    );
+    assert!(eventually(Duration::from_secs(3), || async { n.load(SeqCst) == 2 }).await);
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            kura.get("a.com", "/w").await.text() == "body 2"
+        })
+        .await
+    );
+}
+
+#[tokio::test]
+async fn rule_ttl_policy() {
+    // min_ttl: fresh for less is not stored.
+    let (o, n) = counting("max-age=10").await;
+    let kura = TestKura::start(&config(&o.url(), "", "min_ttl = \"60s\"")).await;
+    kura.get("a.com", "/m").await;
+    kura.get("a.com", "/m").await;
+    assert_eq!(n.load(SeqCst), 2);
+    // default_ttl: applies when the origin says nothing.
+    let (o, n) = counting("").await;
+    let kura = TestKura::start(&config(&o.url(), "", "default_ttl = \"100s\"")).await;
+    kura.get("a.com", "/d").await;
+    assert!(
+        kura.get("a.com", "/d")
+            .await
+            .header("cache-status")
+            .unwrap()
+            .contains("hit")
+    );
+    assert_eq!(n.load(SeqCst), 1);
+    // force_ttl: overrides the origin's freshness.
+    let (o, n) = counting("max-age=0").await;
+    let kura = TestKura::start(&config(&o.url(), "", "force_ttl = \"100s\"")).await;
+    kura.get("a.com", "/f").await;
+    kura.get("a.com", "/f").await;
+    assert_eq!(n.load(SeqCst), 1);
+    // client_max_age: what clients are told.
+    let (o, _) = counting("max-age=1000").await;
+    let kura = TestKura::start(&config(&o.url(), "", "client_max_age = \"30s\"")).await;
+    let r = kura.get("a.com", "/c").await;
+    assert_eq!(r.header("cache-control"), Some("max-age=30"));
+    assert!(r.header("expires").is_some());
+}
+
+#[tokio::test]
+async fn concurrent_misses_make_one_origin_request() {
+    let o = Origin::slow("o", Duration::from_millis(300), "shared").await;
+    let kura = TestKura::start(&config(&o.url(), "", "default_ttl = \"100s\"")).await;
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let addr = kura.addr;
+        tasks.push(tokio::spawn(async move {
+            kura_testkit::get(addr, "a.com", "/slow").await
+        }));
+    }
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert_eq!((r.status, r.text().as_str()), (200, "shared"));
+    }
+    assert_eq!(o.requests(), 1);
+    let stats = kura.admin_json("/cache").await;
+    assert_eq!(stats["coalesced"], 49);
+}
+
+#[tokio::test]
+async fn ranges_from_the_cache() {
+    let (o, n) = counting("max-age=100").await; // body "body 1" (6 bytes)
+    let kura = TestKura::start(&config(&o.url(), "", "")).await;
+    kura.get("a.com", "/g").await;
+    let range = |v: &'static str| kura_testkit::send(kura.addr, req("GET", "/g", &[("range", v)]));
+    let r = range("bytes=1-3").await;
+    assert_eq!((r.status, r.text().as_str()), (206, "ody"));
+    assert_eq!(r.header("content-range"), Some("bytes 1-3/6"));
+    let r = range("bytes=-2").await;
+    assert_eq!((r.status, r.text().as_str()), (206, " 1"));
+    let r = range("bytes=10-").await;
+    assert_eq!(r.status, 416);
+    assert_eq!(r.header("content-range"), Some("bytes */6"));
+    let r = range("bytes=nonsense").await;
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "body 1"),
+        "malformed Range is ignored"
+    );
+    assert_eq!(n.load(SeqCst), 1);
+}
+
+#[tokio::test]
+async fn purge_by_admin_and_by_method() {
+    let (o, n) = counting("max-age=100").await;
+    let kura = TestKura::start(&config(&o.url(), "", "")).await;
+    for p in ["/a/1", "/a/2", "/b/1"] {
+        kura.get("a.com", p).await;
+    }
+    assert_eq!(n.load(SeqCst), 3);
+    let admin = kura.admin.unwrap();
+    let post = |q: String| {
+        kura_testkit::send(
+            admin,
+            http::Request::post(q)
+                .header("host", "admin")
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+    };
+    let r = post("/purge?url=http%3A%2F%2Fa.com%2Fa%2F1".into()).await;
+    assert_eq!(r.json()["purged"], 1, "{}", r.text());
+    kura.get("a.com", "/a/1").await;
+    kura.get("a.com", "/a/2").await;
+    assert_eq!(n.load(SeqCst), 4, "only /a/1 was refetched");
+    let r = post("/purge?prefix=a.com/a/".into()).await;
+    assert!(r.json()["purged"].as_u64().unwrap() >= 1);
+    kura.get("a.com", "/a/2").await;
+    kura.get("a.com", "/b/1").await;
+    assert_eq!(n.load(SeqCst), 5);
+    post("/purge?all=true".into()).await;
+    kura.get("a.com", "/b/1").await;
+    assert_eq!(n.load(SeqCst), 6);
+
+    // PURGE from an allowed address.
+    let r = kura_testkit::send(kura.addr, req("PURGE", "/b/1", &[])).await;
+    assert_eq!(r.status, 200);
+    let r = kura_testkit::send(kura.addr, req("PURGE", "/b/1", &[])).await;
+    assert_eq!(r.status, 404);
+    // And refused elsewhere.
+    let (o2, _) = counting("max-age=100").await;
+    let closed = TestKura::start(&config(&o2.url(), "", "").replace(
+        "purge_allow = [\"127.0.0.1\"]",
+        "purge_allow = [\"10.0.0.0/8\"]",
+    ))
+    .await;
+    let r = kura_testkit::send(closed.addr, req("PURGE", "/x", &[])).await;
+    assert_eq!(r.status, 403);
+}
+
+#[tokio::test]
+async fn key_templates_share_entries_between_urls() {
+    let (o, n) = counting("max-age=100").await;
+    let kura = TestKura::start(&format!(
+        r#"
+[[listeners]]
+address = "127.0.0.1:0"
+[pools.o]
+backends = ["{}"]
+[[vhosts]]
+hosts = ["*"]
+[[vhosts.rules]]
+path = "^/(v1|v2)/img/(?P<file>[^/]+)$"
+pool = "o"
+action = "cache"
+[vhosts.rules.cache]
+key = "img/{{file}}"
+"#,
+        o.url()
+    ))
+    .await;
+    assert_eq!(kura.get("a.com", "/v1/img/cat.png").await.text(), "body 1");
+    assert_eq!(kura.get("b.com", "/v2/img/cat.png").await.text(), "body 1");
+    assert_eq!(kura.get("a.com", "/v1/img/dog.png").await.text(), "body 2");
+    assert_eq!(n.load(SeqCst), 2);
+}

@@ -17,7 +17,7 @@ use http::request;
 use http_body::{Body, Frame, SizeHint};
 
 use crate::engine::Cache;
-use crate::flight::{Chunk, FlightReader, SegmentFlight};
+use crate::flight::{Chunk, FlightReader, Seat, SegmentFlight};
 use crate::object::{Entry, Object};
 use crate::origin::{BoxError, Origin, OriginBody};
 use crate::tier::BoxFuture;
@@ -35,9 +35,25 @@ impl CacheBody {
         obj: Arc<Object>,
         origin: Arc<dyn Origin>,
         template: Arc<request::Parts>,
-        start: u64,
-        end: Option<u64>,
+        (start, end): (u64, Option<u64>),
+        seat: Option<Seat>,
     ) -> CacheBody {
+        let first = (start / obj.segment_size) as u32;
+        // Take hold of what is being fetched now, so it cannot vanish before it is read.
+        let mut ahead = Vec::new();
+        if let Some(f) = cache.flights.segment(obj.version, first) {
+            ahead.push((first, f));
+        }
+        let stream = match seat {
+            Some(s) => {
+                s.moved(first);
+                Some(s)
+            }
+            None => cache
+                .flights
+                .stream(obj.version)
+                .map(|s| Seat::new(&s, first)),
+        };
         CacheBody::Segments(Box::new(SegmentReader {
             cache,
             obj,
@@ -46,6 +62,8 @@ impl CacheBody {
             pos: start,
             end,
             state: State::Next,
+            ahead,
+            stream,
         }))
     }
 }
@@ -58,6 +76,8 @@ pub struct BodyError(&'static str);
 enum Acquired {
     Data(Bytes),
     Flight(Arc<SegmentFlight>),
+    /// The object fetched again whole (origins without ranges): its body from offset 0.
+    Refetched(OriginBody),
     End,
     Lost(&'static str),
 }
@@ -69,6 +89,11 @@ enum State {
         reader: FlightReader,
         seg_start: u64,
         seg_pos: u64,
+    },
+    /// Reading a refetched whole body; `at` is the offset of its next byte.
+    Passing {
+        body: OriginBody,
+        at: u64,
     },
     Done,
 }
@@ -83,6 +108,10 @@ pub struct SegmentReader {
     /// Offset after the last byte to send, when known.
     end: Option<u64>,
     state: State,
+    /// Flights of segments this reader fetched ahead (ranged objects), held until read.
+    ahead: Vec<(u32, Arc<SegmentFlight>)>,
+    /// Its place in the whole-body fill it follows.
+    stream: Option<Seat>,
 }
 
 impl SegmentReader {
@@ -107,9 +136,14 @@ async fn acquire(
     index: u32,
     template: Arc<request::Parts>,
     origin: Arc<dyn Origin>,
+    seated: Option<Arc<crate::flight::StreamFill>>,
 ) -> Acquired {
     let mut obj = obj;
+    // The fill this reader is seated in, even once it has left the flights map: it still holds
+    // the segments the reader has not read.
+    let stream_of = |cache: &Cache, v: u64| seated.clone().or_else(|| cache.flights.stream(v));
     let mut refreshed = false;
+    let mut rechecked = false;
     loop {
         if let Some(len) = obj.length
             && obj.segment_start(index) >= len
@@ -119,8 +153,8 @@ async fn acquire(
         if let Some(f) = cache.flights.segment(obj.version, index) {
             return Acquired::Flight(f);
         }
-        if obj.ranged {
-            prefetch(&cache, &obj, index, &template, &origin);
+        if let Some(f) = stream_of(&cache, obj.version).and_then(|s| s.segment(index)) {
+            return Acquired::Flight(f);
         }
         if let Some((b, _)) = cache.storage.segment(&obj, index).await {
             return Acquired::Data(b);
@@ -131,13 +165,19 @@ async fn acquire(
         if obj.ranged && obj.length.is_some() {
             return Acquired::Flight(cache.fetch_segment(&obj, index, &template, &origin));
         }
-        if let Some(stream) = cache.flights.stream(obj.version) {
+        if let Some(stream) = stream_of(&cache, obj.version) {
             if !stream.is_past(index) {
                 // A whole-body fill is still producing segments: wait for this one.
                 stream.wait_for(index).await;
                 continue;
             }
-        } else if !refreshed {
+            if !rechecked {
+                // The fill moved past it while this looked elsewhere: look once more.
+                rechecked = true;
+                continue;
+            }
+        }
+        if !refreshed {
             // The fill is over: its final head may tell where the body ends.
             refreshed = true;
             if let Some((Entry::Object(o), _)) = cache.storage.entry(&obj.key).await
@@ -151,29 +191,67 @@ async fn acquire(
         break;
     }
     // The segment is gone and cannot be fetched alone: drop the entry so the next request
-    // fetches the object again.
+    // stores the object again, and read this one from a fresh whole-body fetch (the same
+    // version only: its validators and length must match).
     cache.storage.remove(&obj.key);
-    Acquired::Lost("segment no longer stored")
+    if obj.ranged {
+        return Acquired::Lost("segment no longer stored");
+    }
+    crate::stats::Stats::inc(&cache.stats.origin_fetches);
+    match origin.fetch(crate::engine::clone_parts(&template)).await {
+        Ok(resp) if resp.status() == obj.status && same_version(&obj, resp.headers()) => {
+            Acquired::Refetched(resp.into_body())
+        }
+        _ => Acquired::Lost("segment no longer stored and the object changed"),
+    }
 }
 
-/// Starts fetching the segments after `index` that are neither stored nor in flight.
-fn prefetch(
-    cache: &Arc<Cache>,
-    obj: &Arc<Object>,
-    index: u32,
-    template: &Arc<request::Parts>,
-    origin: &Arc<dyn Origin>,
-) {
-    let Some(count) = obj.segment_count() else {
-        return;
-    };
-    for j in index + 1..=index.saturating_add(cache.prefetch) {
-        if j >= count {
-            break;
+/// Whether a fresh response is the same version as `obj` (validators and length agree).
+fn same_version(obj: &Object, h: &http::HeaderMap) -> bool {
+    let same = |n: http::header::HeaderName| obj.headers.get(&n) == h.get(&n);
+    let len = h
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    same(http::header::ETAG)
+        && same(http::header::LAST_MODIFIED)
+        && (obj.length.is_none() || len == obj.length)
+}
+
+impl SegmentReader {
+    /// Keeps the next segments of a ranged object coming: fetches (or joins) those that are
+    /// neither stored nor held, and forgets the ones already passed.
+    fn prefetch(&mut self, index: u32) {
+        self.ahead.retain(|(i, _)| *i >= index);
+        let Some(count) = self.obj.segment_count() else {
+            return;
+        };
+        for j in index + 1..=index.saturating_add(self.cache.prefetch) {
+            if j >= count {
+                break;
+            }
+            if self.ahead.iter().any(|(i, _)| *i == j) {
+                continue;
+            }
+            let flight = match self.cache.flights.segment(self.obj.version, j) {
+                Some(f) => f,
+                None if self.cache.storage.has_segment(&self.obj, j) => continue,
+                None => self
+                    .cache
+                    .fetch_segment(&self.obj, j, &self.template, &self.origin),
+            };
+            self.ahead.push((j, flight));
         }
-        if cache.flights.segment(obj.version, j).is_none() && !cache.storage.has_segment(obj, j) {
-            cache.fetch_segment(obj, j, template, origin);
+    }
+
+    /// A flight this reader already holds for segment `index`.
+    fn held(&mut self, index: u32) -> Option<Arc<SegmentFlight>> {
+        if let Some(p) = self.ahead.iter().position(|(i, _)| *i == index) {
+            return Some(self.ahead.swap_remove(p).1);
         }
+        let seat = self.stream.as_ref()?;
+        seat.moved(index);
+        seat.stream().segment(index)
     }
 }
 
@@ -195,13 +273,20 @@ impl Body for SegmentReader {
                         continue;
                     }
                     let index = (this.pos / this.obj.segment_size) as u32;
+                    if this.obj.ranged {
+                        this.prefetch(index);
+                    }
+                    let at = this.obj.segment_start(index);
+                    if let Some(f) = this.held(index) {
+                        this.state = State::Reading {
+                            reader: f.reader(),
+                            seg_start: at,
+                            seg_pos: at,
+                        };
+                        continue;
+                    }
                     // Fast path: the segment is in memory.
                     if let Some(b) = this.cache.storage.segment_hot(&this.obj, index) {
-                        if this.obj.ranged {
-                            prefetch(&this.cache, &this.obj, index, &this.template, &this.origin);
-                        }
-                        this.state = State::Next;
-                        let at = this.obj.segment_start(index);
                         if let Some(out) = this.finish_segment(&b, at) {
                             return Poll::Ready(Some(Ok(Frame::data(out))));
                         }
@@ -213,6 +298,7 @@ impl Body for SegmentReader {
                         index,
                         this.template.clone(),
                         this.origin.clone(),
+                        this.stream.as_ref().map(|seat| seat.stream().clone()),
                     );
                     this.state = State::Acquiring(index, Box::pin(fut));
                 }
@@ -236,6 +322,11 @@ impl Body for SegmentReader {
                                 seg_start: at,
                                 seg_pos: at,
                             };
+                        }
+                        Acquired::Refetched(body) => {
+                            // No longer following the fill: do not hold it back.
+                            this.stream = None;
+                            this.state = State::Passing { body, at: 0 };
                         }
                         Acquired::End => {
                             this.state = State::Done;
@@ -274,6 +365,31 @@ impl Body for SegmentReader {
                     Poll::Ready(Chunk::Failed) => {
                         this.state = State::Done;
                         return Poll::Ready(Some(Err(Box::new(BodyError("origin fetch failed")))));
+                    }
+                },
+                State::Passing { body, at } => match Pin::new(body).poll_frame(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Some(Ok(frame))) => {
+                        if let Ok(data) = frame.into_data() {
+                            let start = *at;
+                            *at += data.len() as u64;
+                            if let Some(out) = this.take(&data, start) {
+                                return Poll::Ready(Some(Ok(Frame::data(out))));
+                            }
+                        }
+                    }
+                    Poll::Ready(Some(Err(e))) => {
+                        this.state = State::Done;
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                    Poll::Ready(None) => {
+                        let short = this.end.is_some_and(|e| this.pos < e);
+                        this.state = State::Done;
+                        if short {
+                            return Poll::Ready(Some(Err(Box::new(BodyError(
+                                "refetched body ended early",
+                            )))));
+                        }
                     }
                 },
             }

@@ -287,6 +287,20 @@ impl Cache {
         status: CacheStatus,
         now: SystemTime,
     ) -> Response<CacheBody> {
+        self.respond_seated(obj, req, origin, status, now, None)
+            .await
+    }
+
+    /// As [`Cache::respond`], with the reader's seat in a whole-body fill, if it has one.
+    pub(crate) async fn respond_seated(
+        self: &Arc<Self>,
+        obj: &Arc<Object>,
+        req: &CacheRequest,
+        origin: Arc<dyn Origin>,
+        status: CacheStatus,
+        now: SystemTime,
+        seat: Option<crate::flight::Seat>,
+    ) -> Response<CacheBody> {
         let h = &req.parts.headers;
         let age = HeaderValue::from(obj.age(now).as_secs());
         let conditional =
@@ -370,8 +384,8 @@ impl Cache {
                         obj.clone(),
                         origin,
                         template(&req.parts),
-                        start,
-                        Some(end),
+                        (start, Some(end)),
+                        seat,
                     ),
                 }
             }
@@ -380,8 +394,8 @@ impl Cache {
                 obj.clone(),
                 origin,
                 template(&req.parts),
-                0,
-                None,
+                (0, None),
+                seat,
             ),
         };
         r

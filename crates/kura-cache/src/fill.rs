@@ -18,7 +18,7 @@ use http_body_util::BodyExt;
 
 use crate::body::CacheBody;
 use crate::engine::{Cache, CacheRequest, clone_parts, template};
-use crate::flight::{Joined, Outcome, SegmentFlight};
+use crate::flight::{Joined, Outcome, Seat, SegmentFlight};
 use crate::key;
 use crate::object::{Entry, Object, VaryRecord};
 use crate::origin::{Origin, OriginBody, OriginError};
@@ -28,7 +28,8 @@ use crate::stats::Stats;
 
 /// What the task that led a fill hands to the request that started it.
 enum Led {
-    Stored(Arc<Object>, Option<u16>),
+    /// Stored; for a whole-body fill, the leading request's seat (taken before the fill ran).
+    Stored(Arc<Object>, Option<u16>, Option<Seat>),
     Pass(Response<CacheBody>),
     Failed(OriginError),
 }
@@ -89,7 +90,7 @@ impl Cache {
                 tokio::spawn(async move {
                     let led = cache.lead(&task_req, task_origin, reval).await;
                     let outcome = match &led {
-                        Led::Stored(o, _) => Outcome::Stored(o.clone()),
+                        Led::Stored(o, _, _) => Outcome::Stored(o.clone()),
                         Led::Pass(_) => Outcome::Pass,
                         Led::Failed(e) => Outcome::Failed(e.status.as_u16()),
                     };
@@ -98,7 +99,7 @@ impl Cache {
                     let _ = tx.send(led);
                 });
                 match rx.await {
-                    Ok(Led::Stored(obj, fwd_status)) => {
+                    Ok(Led::Stored(obj, fwd_status, seat)) => {
                         let status = CacheStatus {
                             fwd: Some(if revalidating { "stale" } else { "miss" }),
                             fwd_status,
@@ -106,7 +107,7 @@ impl Cache {
                             ..Default::default()
                         };
                         Ok(self
-                            .respond(&obj, req, origin, status, SystemTime::now())
+                            .respond_seated(&obj, req, origin, status, SystemTime::now(), seat)
                             .await)
                     }
                     Ok(Led::Pass(resp)) => Ok(resp),
@@ -198,7 +199,7 @@ impl Cache {
                     ..(**obj).clone()
                 });
                 self.storage.put_entry(&Entry::Object(refreshed.clone()));
-                Led::Stored(refreshed, Some(304))
+                Led::Stored(refreshed, Some(304), None)
             }
             Err(_) => {
                 // No longer storable: answer from the old body this once, then forget it.
@@ -208,7 +209,7 @@ impl Cache {
                     fresh_until: now,
                     ..(**obj).clone()
                 });
-                Led::Stored(once, Some(304))
+                Led::Stored(once, Some(304), None)
             }
         }
     }
@@ -246,12 +247,12 @@ impl Cache {
                 let obj = self.store_head(req, StatusCode::OK, headers, v, Some(total), true, now);
                 let segment = match self.flights.join_segment(obj.version, 0) {
                     Joined::Lead(f) => f,
-                    Joined::Follow(_) => return Led::Stored(obj, Some(206)),
+                    Joined::Follow(_) => return Led::Stored(obj, Some(206), None),
                 };
                 let cache = self.clone();
                 let o = obj.clone();
                 tokio::spawn(async move { cache.pump_segment(&o, 0, body, segment).await });
-                Led::Stored(obj, Some(206))
+                Led::Stored(obj, Some(206), None)
             }
             Err(reason) if total <= self.segment_size => {
                 // The whole (small) body came: hand it over as a 200.
@@ -301,7 +302,9 @@ impl Cache {
                 // The first segment's flight exists before anyone can look for it.
                 let stream = self.flights.start_stream(obj.version);
                 let first = self.lead_segment(&obj, 0);
-                stream.started(0);
+                stream.started(0, first.clone());
+                // The request that led the fill reads it: seated before the fill can run ahead.
+                let seat = Seat::new(&stream, 0);
                 let cache = self.clone();
                 let o = obj.clone();
                 tokio::spawn(async move {
@@ -309,7 +312,7 @@ impl Cache {
                     stream.finish();
                     cache.flights.end_stream(o.version);
                 });
-                Led::Stored(obj, Some(head.status.as_u16()))
+                Led::Stored(obj, Some(head.status.as_u16()), Some(seat))
             }
             Err(reason) => {
                 self.count_pass(reason);
@@ -456,9 +459,13 @@ impl Cache {
                     self.complete_segment(obj, index, &current, true);
                     index += 1;
                     filled = 0;
+                    if let Some(s) = &stream {
+                        // Do not run too far ahead of slow readers: they need these bytes.
+                        s.wait_room(index).await;
+                    }
                     current = self.lead_segment(obj, index);
                     if let Some(s) = &stream {
-                        s.started(index);
+                        s.started(index, current.clone());
                     }
                 }
             }

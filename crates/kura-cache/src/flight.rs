@@ -7,7 +7,7 @@
 //! complete. A [`StreamFill`] tracks a whole-body origin response being cut into segments,
 //! for origins that do not serve ranges.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -161,57 +161,172 @@ impl FlightReader {
 
 use std::future::Future as _;
 
-/// Progress of a whole-body fill (origin without range support).
+/// Segments a whole-body fill may complete ahead of its slowest reader.
+pub const STREAM_WINDOW: u32 = 4;
+
+struct StreamState {
+    /// The segment in flight (earlier ones are complete).
+    started: Option<u32>,
+    finished: bool,
+    /// Segment flights readers may still need (bounded by the window).
+    retained: BTreeMap<u32, Arc<SegmentFlight>>,
+    /// Reader id → the segment it is at.
+    readers: HashMap<u64, u32>,
+    next_id: u64,
+}
+
+/// A whole-body fill (origin without range support): its segments can only come from this one
+/// response, so it keeps them until its readers have passed them, and waits for slow readers
+/// instead of running ahead (the origin connection is then back-pressured).
 pub struct StreamFill {
-    /// The segment in flight (earlier ones are stored), and whether the fill has ended.
-    state: Mutex<(Option<u32>, bool)>,
+    state: Mutex<StreamState>,
     notify: Arc<Notify>,
 }
 
 impl StreamFill {
     fn new() -> Self {
         StreamFill {
-            state: Mutex::new((None, false)),
+            state: Mutex::new(StreamState {
+                started: None,
+                finished: false,
+                retained: BTreeMap::new(),
+                readers: HashMap::new(),
+                next_id: 0,
+            }),
             notify: Arc::new(Notify::new()),
         }
     }
 
-    /// Segment `index` is now in flight (so earlier ones are stored).
-    pub fn started(&self, index: u32) {
-        if let Ok(mut s) = self.state.lock() {
-            s.0 = Some(index);
+    fn lock(&self) -> std::sync::MutexGuard<'_, StreamState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Segment `index` is now in flight.
+    pub fn started(&self, index: u32, flight: Arc<SegmentFlight>) {
+        {
+            let mut s = self.lock();
+            s.started = Some(index);
+            s.retained.insert(index, flight);
+            prune(&mut s);
         }
         self.notify.notify_waiters();
     }
 
     pub fn finish(&self) {
-        if let Ok(mut s) = self.state.lock() {
-            s.1 = true;
-        }
+        self.lock().finished = true;
         self.notify.notify_waiters();
+    }
+
+    /// The flight of segment `index`, if it is still kept.
+    pub fn segment(&self, index: u32) -> Option<Arc<SegmentFlight>> {
+        self.lock().retained.get(&index).cloned()
     }
 
     /// Segment `index` has been produced already (or the fill ended without it).
     pub fn is_past(&self, index: u32) -> bool {
-        match self.state.lock() {
-            Ok(s) => s.1 || s.0.is_some_and(|i| i > index),
-            Err(_) => true,
-        }
+        let s = self.lock();
+        s.finished || s.started.is_some_and(|i| i > index)
     }
 
-    /// Waits until segment `index` is in flight or stored, or the fill has ended.
-    pub async fn wait_for(&self, index: u32) {
+    /// Registers a reader at segment `at`; returns its id.
+    pub fn register(&self, at: u32) -> u64 {
+        let mut s = self.lock();
+        s.next_id += 1;
+        let id = s.next_id;
+        s.readers.insert(id, at);
+        id
+    }
+
+    /// The reader moved to segment `at`.
+    pub fn moved(&self, id: u64, at: u32) {
+        {
+            let mut s = self.lock();
+            s.readers.insert(id, at);
+            prune(&mut s);
+        }
+        self.notify.notify_waiters();
+    }
+
+    pub fn unregister(&self, id: u64) {
+        {
+            let mut s = self.lock();
+            s.readers.remove(&id);
+            prune(&mut s);
+        }
+        self.notify.notify_waiters();
+    }
+
+    /// The producer waits before starting segment `next` while it would be more than
+    /// [`STREAM_WINDOW`] segments ahead of its slowest reader.
+    pub async fn wait_room(&self, next: u32) {
         loop {
             let mut w = Box::pin(self.notify.clone().notified_owned());
             w.as_mut().enable();
-            match self.state.lock() {
-                Ok(s) if s.0.is_some_and(|i| i >= index) || s.1 => return,
-                Err(_) => return,
-                _ => {}
+            {
+                let s = self.lock();
+                match s.readers.values().min() {
+                    None => return,
+                    Some(&slowest) if next <= slowest + STREAM_WINDOW => return,
+                    _ => {}
+                }
             }
             w.await;
         }
     }
+
+    /// Waits until segment `index` is in flight or complete, or the fill has ended.
+    pub async fn wait_for(&self, index: u32) {
+        loop {
+            let mut w = Box::pin(self.notify.clone().notified_owned());
+            w.as_mut().enable();
+            {
+                let s = self.lock();
+                if s.started.is_some_and(|i| i >= index) || s.finished {
+                    return;
+                }
+            }
+            w.await;
+        }
+    }
+}
+
+/// A reader's place in a whole-body fill; leaving (drop) lets the fill run on.
+pub struct Seat {
+    stream: Arc<StreamFill>,
+    id: u64,
+}
+
+impl Seat {
+    pub fn new(stream: &Arc<StreamFill>, at: u32) -> Seat {
+        Seat {
+            id: stream.register(at),
+            stream: stream.clone(),
+        }
+    }
+
+    pub fn moved(&self, at: u32) {
+        self.stream.moved(self.id, at);
+    }
+
+    pub fn stream(&self) -> &Arc<StreamFill> {
+        &self.stream
+    }
+}
+
+impl Drop for Seat {
+    fn drop(&mut self) {
+        self.stream.unregister(self.id);
+    }
+}
+
+/// Drops retained flights no reader can still need (all but the one in flight when no
+/// reader is left).
+fn prune(s: &mut StreamState) {
+    let keep_from = match s.readers.values().min() {
+        Some(&slowest) => slowest,
+        None => s.started.unwrap_or(0),
+    };
+    s.retained.retain(|&i, _| i >= keep_from);
 }
 
 /// Every flight in progress.

@@ -74,6 +74,9 @@ impl MemoryTier {
             MemKey::Segment(obj.version, index),
             MemVal::Segment(data.clone()),
         );
+        // moka evicts in deferred housekeeping; a burst of large segments would otherwise sit
+        // in its write log beyond the byte limit. A segment is big enough to pay for it.
+        self.cache.run_pending_tasks();
     }
 
     pub fn remove(&self, key: &str) {

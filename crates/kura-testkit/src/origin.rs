@@ -516,15 +516,26 @@ fn ranged_response(st: &RangedState, seen: &Seen, cache_control: &'static str) -
     r
 }
 
+/// A buffer from which any run of up to `len` pattern bytes is a slice: the pattern repeats
+/// every 251 bytes, so the bytes at `offset` start at index `offset % 251`.
+pub fn pattern_buffer(version: u64, len: usize) -> Bytes {
+    Bytes::from(
+        (0..len as u64 + 251)
+            .map(|i| pattern_byte(version, i))
+            .collect::<Vec<u8>>(),
+    )
+}
+
 /// A response streaming bytes `start..end` of version `version` of the pattern.
 fn generated_body(version: u64, start: u64, end: u64) -> Response<Body> {
     const CHUNK: u64 = 64 * 1024;
+    let buf = pattern_buffer(version, CHUNK as usize);
     let n = (end - start).div_ceil(CHUNK);
     let stream = futures_util::stream::iter(0..n).map(move |i| {
         let s = start + i * CHUNK;
         let e = (s + CHUNK).min(end);
-        let data: Vec<u8> = (s..e).map(|o| pattern_byte(version, o)).collect();
-        Ok::<_, Infallible>(Frame::data(Bytes::from(data)))
+        let at = (s % 251) as usize;
+        Ok::<_, Infallible>(Frame::data(buf.slice(at..at + (e - s) as usize)))
     });
     let mut r = Response::new(BodyExt::boxed(StreamBody::new(stream)));
     r.headers_mut()

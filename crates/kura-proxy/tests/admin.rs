@@ -15,7 +15,7 @@ address = "127.0.0.1:0"
 [pools.web]
 backends = ["{}"]
 [pools.dead]
-backends = ["http://{}"]
+backends = ["http://{}", "http://{}"]
 [[vhosts]]
 name = "site"
 hosts = ["site.com", "*.site.com"]
@@ -25,6 +25,7 @@ path = "^/broken"
 pool = "dead"
 "#,
         o.url(),
+        closed_addr(),
         closed_addr()
     ))
     .await;

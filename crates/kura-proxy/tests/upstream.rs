@@ -2,6 +2,8 @@
 //! timeouts, keep-alive reuse and the per-backend connection cap.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -176,13 +178,146 @@ async fn all_backends_dead_is_502() {
 #[tokio::test]
 async fn response_timeout_is_504_and_marks_dead() {
     let slow = Origin::slow("slow", Duration::from_secs(3), "late").await;
-    let kura = TestKura::start(&config(&[slow.url()], "response_timeout = \"200ms\"")).await;
+    let slower = Origin::slow("slower", Duration::from_secs(3), "later").await;
+    let kura = TestKura::start(&config(
+        &[slow.url(), slower.url()],
+        "response_timeout = \"200ms\"\nretries = 0",
+    ))
+    .await;
     let t = Instant::now();
     let r = kura.get("a.com", "/").await;
     assert_eq!(r.status, 504);
     assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
     let b = kura.admin_json("/backends").await;
-    assert_eq!(b["pools"]["p"]["backends"][0]["alive"], false);
+    let dead = b["pools"]["p"]["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["alive"] == false)
+        .count();
+    assert_eq!(dead, 1, "{b}");
+}
+
+#[tokio::test]
+async fn the_only_backend_is_never_marked_dead() {
+    // As nginx: with nowhere else to go, a failure must not become an outage.
+    let addr = closed_addr();
+    let kura = TestKura::start(&config(&[format!("http://{addr}")], "")).await;
+    assert_eq!(kura.get("a.com", "/").await.status, 502);
+    let b = kura.admin_json("/backends").await;
+    assert_eq!(b["pools"]["p"]["backends"][0]["alive"], true);
+    // The backend comes up on that address: served at once, no TTL to wait out.
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|_r| async {
+                    Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from(
+                        "up",
+                    ))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    assert_eq!(kura.get("a.com", "/").await.text(), "up");
+}
+
+/// An origin that, like a server closing an idle keep-alive connection at the moment a request
+/// arrives, drops (unanswered) any request that comes on a connection idle for more than
+/// 400 ms. It announces `Keep-Alive: timeout=1` when `announce`. Returns its address and a
+/// count of the connections it accepted.
+async fn racy_origin(announce: bool) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let conns = Arc::new(AtomicUsize::new(0));
+    let c = conns.clone();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            c.fetch_add(1, SeqCst);
+            tokio::spawn(async move {
+                let last = Arc::new(std::sync::Mutex::new(None::<Instant>));
+                let svc =
+                    hyper::service::service_fn(move |r: http::Request<hyper::body::Incoming>| {
+                        let last = last.clone();
+                        async move {
+                            use http_body_util::BodyExt;
+                            let idle = last.lock().unwrap().map(|t| t.elapsed());
+                            if idle.is_some_and(|d| d > Duration::from_millis(400)) {
+                                return Err("closed while idle");
+                            }
+                            let n = r
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes().len())
+                                .unwrap_or(0);
+                            let mut resp =
+                                http::Response::new(Full::new(Bytes::from(format!("got {n}"))));
+                            if announce {
+                                resp.headers_mut()
+                                    .insert("keep-alive", "timeout=1".parse().unwrap());
+                            }
+                            *last.lock().unwrap() = Some(Instant::now());
+                            Ok(resp)
+                        }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, conns)
+}
+
+#[tokio::test]
+async fn an_announced_keep_alive_timeout_is_honoured() {
+    let (addr, conns) = racy_origin(true).await;
+    let kura = TestKura::start(&config(&[format!("http://{addr}")], "")).await;
+    for i in 0..3 {
+        // A PUT with a body cannot be replayed: it must not go out on a connection the origin
+        // is closing.
+        let req = http::Request::put("/doc")
+            .header("host", "a.com")
+            .body(Full::new(Bytes::from("payload")))
+            .unwrap();
+        let r = kura_testkit::send(kura.addr, req).await;
+        assert_eq!((r.status, r.text().as_str()), (200, "got 7"), "request {i}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(
+        conns.load(SeqCst),
+        3,
+        "no connection reused past the announced timeout"
+    );
+}
+
+#[tokio::test]
+async fn a_stale_kept_alive_connection_is_retried_without_blame() {
+    // The origin drops requests on connections idle for 400 ms without saying so: each GET
+    // below goes out on such a connection, fails, and is retried on a fresh one.
+    let (addr, conns) = racy_origin(false).await;
+    let kura = TestKura::start(&config(
+        &[
+            format!("http://{addr}"),
+            format!("http://{}", closed_addr()),
+        ],
+        "balance = \"least_conn\"",
+    ))
+    .await;
+    kura.get("a.com", "/").await;
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let r = kura.get("a.com", "/").await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.text(), "got 0");
+    }
+    let b = kura.admin_json("/backends").await;
+    assert_eq!(b["pools"]["p"]["backends"][0]["alive"], true, "{b}");
+    assert!(conns.load(SeqCst) >= 4);
 }
 
 #[tokio::test]

@@ -26,8 +26,14 @@ use crate::metrics::Metrics;
 
 struct IdleConn {
     sender: SendRequest<ReqBody>,
-    since_ms: u64,
+    /// Not reused after this (clock ms): the pool's idle timeout, or the upstream's own
+    /// `Keep-Alive: timeout` less a margin, whichever comes first.
+    expires_ms: u64,
 }
+
+/// Margin under an upstream's announced keep-alive timeout: a request sent on a connection the
+/// upstream is about to close fails and, with a streamed body, cannot be replayed.
+const KEEP_ALIVE_MARGIN: Duration = Duration::from_secs(1);
 
 /// A backend of a pool, with its runtime state.
 pub struct Backend {
@@ -100,11 +106,16 @@ impl Backend {
     }
 
     /// Records a failed exchange; after `max_fails` in a row the backend is dead for the TTL.
+    /// The only backend of a pool is never taken out (as nginx): there is nowhere else to go,
+    /// and a transient error would become an outage for the whole TTL.
     pub fn record_failure(&self, pool: &PoolSpec, kind: &'static str) {
         self.metrics
             .upstream_errors
             .with_label_values(&[&self.pool_name, self.spec.url.as_str(), kind])
             .inc();
+        if pool.backends.len() <= 1 {
+            return;
+        }
         let fails = self.fails.fetch_add(1, Relaxed) + 1;
         if fails >= pool.max_fails {
             self.fails.store(0, Relaxed);
@@ -119,6 +130,15 @@ impl Backend {
         }
     }
 
+    /// Forgets every idle connection (the backend closed them, e.g. it restarted).
+    pub fn clear_idle(&self) {
+        for slot in self.idle.iter() {
+            if let Ok(mut idle) = slot.lock() {
+                idle.clear();
+            }
+        }
+    }
+
     /// Takes the backend out of rotation for `ttl`.
     pub fn mark_dead(&self, ttl: Duration) {
         self.dead_until.store(now_ms() + ms(ttl), Relaxed);
@@ -127,11 +147,7 @@ impl Backend {
             .with_label_values(&[&self.pool_name, self.spec.url.as_str()])
             .inc();
         // Idle connections to a dead backend are not worth keeping.
-        for slot in self.idle.iter() {
-            if let Ok(mut idle) = slot.lock() {
-                idle.clear();
-            }
-        }
+        self.clear_idle();
     }
 
     pub fn record_success(&self) {
@@ -150,6 +166,7 @@ impl Backend {
             permit: None,
             reused: false,
             max_idle: pool.max_idle_per_backend,
+            idle_for: pool.idle_timeout,
         };
         let permit = match self.permits.clone().try_acquire_owned() {
             Ok(p) => p,
@@ -166,7 +183,7 @@ impl Backend {
             }
         };
         lease.permit = Some(permit);
-        if let Some(sender) = self.take_idle(pool).await {
+        if let Some(sender) = self.take_idle().await {
             lease.sender = Some(sender);
             lease.reused = true;
             return Ok(lease);
@@ -175,16 +192,14 @@ impl Backend {
         Ok(lease)
     }
 
-    async fn take_idle(&self, pool: &PoolSpec) -> Option<SendRequest<ReqBody>> {
-        let oldest_ok = now_ms().saturating_sub(ms(pool.idle_timeout));
+    async fn take_idle(&self) -> Option<SendRequest<ReqBody>> {
+        let now = now_ms();
         loop {
             let conn = {
                 let mut idle = self.idle_here().lock().ok()?;
                 let conn = idle.pop()?;
-                if conn.since_ms < oldest_ok {
-                    // LIFO: everything below is older still.
-                    idle.clear();
-                    return None;
+                if conn.expires_ms <= now {
+                    continue;
                 }
                 conn
             };
@@ -229,8 +244,8 @@ impl Backend {
         self.requests.inc();
     }
 
-    fn put_idle(&self, sender: SendRequest<ReqBody>, max_idle: usize) {
-        if sender.is_closed() {
+    fn put_idle(&self, sender: SendRequest<ReqBody>, max_idle: usize, idle_for: Duration) {
+        if sender.is_closed() || idle_for.is_zero() {
             return;
         }
         if let Ok(mut idle) = self.idle_here().lock()
@@ -238,7 +253,7 @@ impl Backend {
         {
             idle.push(IdleConn {
                 sender,
-                since_ms: now_ms(),
+                expires_ms: now_ms() + ms(idle_for),
             });
         }
     }
@@ -252,6 +267,8 @@ pub struct Lease {
     /// The connection came from the idle stack (it may have been closed by the peer meanwhile).
     pub reused: bool,
     max_idle: usize,
+    /// How long the connection may wait idle once released.
+    idle_for: Duration,
 }
 
 impl Lease {
@@ -266,10 +283,26 @@ impl Lease {
         self.reused = false;
     }
 
+    /// Applies the upstream's `Keep-Alive: timeout=N` (seconds) from a response.
+    pub fn note_keep_alive(&mut self, headers: &http::HeaderMap) {
+        let timeout = headers
+            .get("keep-alive")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.split(',')
+                    .filter_map(|p| p.trim().strip_prefix("timeout="))
+                    .find_map(|t| t.trim().parse::<u64>().ok())
+            });
+        if let Some(secs) = timeout {
+            let announced = Duration::from_secs(secs).saturating_sub(KEEP_ALIVE_MARGIN);
+            self.idle_for = self.idle_for.min(announced);
+        }
+    }
+
     /// The response body was read to its end: the connection can serve another exchange.
     pub fn release(mut self) {
         if let Some(sender) = self.sender.take() {
-            self.backend.put_idle(sender, self.max_idle);
+            self.backend.put_idle(sender, self.max_idle, self.idle_for);
         }
     }
 }

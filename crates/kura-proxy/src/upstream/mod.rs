@@ -93,7 +93,7 @@ impl Pool {
         let replayable = is_idempotent(&out.method) && out.body.is_empty();
         let fault = out.body.fault();
         let path = out.path.clone();
-        let template = (replayable && self.spec.retries > 0 && self.backends.len() > 1)
+        let template = (replayable && self.spec.retries > 0)
             .then(|| (out.method.clone(), out.headers.clone()));
         let mut req = Some(build_request(out));
         let mut tried: Vec<usize> = Vec::new();
@@ -134,6 +134,7 @@ impl Pool {
                     error,
                     kind,
                     unsent,
+                    stale,
                 }) => {
                     // The client's body failed (too large, malformed, cut off): not the
                     // backend's doing, and nothing to retry.
@@ -144,6 +145,10 @@ impl Pool {
                         backend.record_failure(&self.spec, kind);
                     }
                     tracing::debug!(pool = %self.spec.name, backend = %backend.spec.url, %error, "upstream attempt failed");
+                    if stale {
+                        // The same backend may take the retry, on a fresh connection.
+                        tried.pop();
+                    }
                     last_err = error;
                     req = unsent;
                 }
@@ -188,6 +193,7 @@ impl Pool {
                     error,
                     kind,
                     unsent: Some(request),
+                    stale: false,
                 });
             }
         };
@@ -196,11 +202,25 @@ impl Pool {
         let result = tokio::time::timeout(timeout, lease.sender().try_send_request(request)).await;
         let result = match result {
             Err(_) => return Err(Failure::sent(ProxyError::Timeout, "timeout")),
-            Ok(Ok(response)) => return Ok(Answer { response, lease }),
+            Ok(Ok(response)) => {
+                lease.note_keep_alive(response.headers());
+                return Ok(Answer { response, lease });
+            }
             Ok(Err(e)) => e,
         };
         let mut e = result;
         let Some(request) = e.take_message() else {
+            if lease.reused {
+                // Sent on a kept-alive connection that the backend closed meanwhile: a stale
+                // connection, not a failing backend.
+                backend.clear_idle();
+                return Err(Failure {
+                    error: ProxyError::Upstream(e.into_error().to_string()),
+                    kind: None,
+                    unsent: None,
+                    stale: true,
+                });
+            }
             return Err(Failure::sent(
                 ProxyError::Upstream(e.into_error().to_string()),
                 "reset",
@@ -211,6 +231,7 @@ impl Pool {
                 error: ProxyError::Upstream(e.into_error().to_string()),
                 kind: Some("connect"),
                 unsent: Some(request),
+                stale: false,
             });
         }
         // A kept-alive connection the backend had closed: not the backend's fault, and the
@@ -222,18 +243,23 @@ impl Pool {
                     error,
                     kind: Some("connect"),
                     unsent: Some(request),
+                    stale: false,
                 });
             }
         }
         match tokio::time::timeout(timeout, lease.sender().try_send_request(request)).await {
             Err(_) => Err(Failure::sent(ProxyError::Timeout, "timeout")),
-            Ok(Ok(response)) => Ok(Answer { response, lease }),
+            Ok(Ok(response)) => {
+                lease.note_keep_alive(response.headers());
+                Ok(Answer { response, lease })
+            }
             Ok(Err(mut e)) => {
                 let unsent = e.take_message();
                 Err(Failure {
                     error: ProxyError::Upstream(e.into_error().to_string()),
                     kind: Some("reset"),
                     unsent,
+                    stale: false,
                 })
             }
         }
@@ -246,6 +272,8 @@ struct Failure {
     kind: Option<&'static str>,
     /// The request, when it was never sent and can go elsewhere as is.
     unsent: Option<Request<ReqBody>>,
+    /// A reused connection turned out closed: the same backend may be tried again.
+    stale: bool,
 }
 
 impl Failure {
@@ -254,6 +282,7 @@ impl Failure {
             error,
             kind: Some(kind),
             unsent: None,
+            stale: false,
         }
     }
 }

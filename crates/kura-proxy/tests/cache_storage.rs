@@ -283,7 +283,8 @@ async fn x_accel_redirect_names_the_cached_file() {
     ))
     .await;
     let first = kura.get("a.com", "/img.jpg").await;
-    assert_eq!(first.body.len(), 5000);
+    // Normally the body; a redirect already if the file reached the disk first.
+    assert!(first.body.len() == 5000 || first.header("x-accel-redirect").is_some());
     // The segment reaches the disk a moment after the client has its bytes.
     let cache = kura.handle.cache().unwrap();
     let mut r = kura.get("a.com", "/img.jpg").await;

@@ -186,7 +186,7 @@ impl Cache {
     }
 
     /// The stored object for the request's key (following a Vary record).
-    async fn lookup(&self, req: &CacheRequest) -> Option<(Arc<Object>, Source)> {
+    pub(crate) async fn lookup(&self, req: &CacheRequest) -> Option<(Arc<Object>, Source)> {
         let (entry, source) = match self.storage.entry_hot(&req.key) {
             Some(e) => (e, Source::Memory),
             None => self.storage.entry(&req.key).await?,

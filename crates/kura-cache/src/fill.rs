@@ -79,6 +79,23 @@ impl Cache {
                 }
             }
             Joined::Lead(f) => {
+                // A fill that ended between this request's lookup and now has stored the
+                // object: use it rather than fetching again.
+                if !revalidating
+                    && let Some((obj, _)) = self.lookup(req).await
+                    && obj.is_fresh(SystemTime::now())
+                {
+                    f.finish(Outcome::Stored(obj.clone()));
+                    self.flights.end_object(&flight_key, &f);
+                    let status = CacheStatus {
+                        hit: true,
+                        ttl: Some(obj.ttl_secs(SystemTime::now())),
+                        ..Default::default()
+                    };
+                    return Ok(self
+                        .respond(&obj, req, origin, status, SystemTime::now())
+                        .await);
+                }
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 let cache = self.clone();
                 let task_req = CacheRequest {

@@ -199,10 +199,13 @@ impl Cache {
     /// A 304 to a revalidation: the stored body is still good; refresh its head.
     fn refresh(&self, req: &CacheRequest, obj: &Arc<Object>, fresh: &HeaderMap) -> Led {
         Stats::inc(&self.stats.revalidated);
-        let merged = policy::merge_304(&obj.headers, fresh);
+        let mut merged = policy::merge_304(&obj.headers, fresh);
         let now = SystemTime::now();
         match policy::evaluate(&req.parts, obj.status, &merged, &req.rule, now) {
             Ok(v) => {
+                for f in &v.strip {
+                    merged.remove(f);
+                }
                 let refreshed = Arc::new(Object {
                     headers: merged,
                     policy: v.policy,
@@ -368,6 +371,9 @@ impl Cache {
             headers.remove(n);
         }
         headers.remove(header::AGE);
+        for f in &v.strip {
+            headers.remove(f);
+        }
         let vary = key::vary_names(&headers).unwrap_or_default();
         let obj_key = if vary.is_empty() {
             req.key.clone()

@@ -106,6 +106,8 @@ impl ResponseLike for PolicyResponse<'_> {
 
 /// The outcome of evaluating a response for storage.
 pub struct Verdict {
+    /// Fields not to store (named by qualified `no-cache="…"` or `private="…"`).
+    pub strip: Vec<HeaderName>,
     pub policy: CachePolicy,
     pub fresh_until: SystemTime,
     pub age_at_store: Duration,
@@ -143,13 +145,8 @@ pub fn evaluate(
     if headers.contains_key(header::SET_COOKIE) && !has(&d, "public") && !has(&d, "s-maxage") {
         return Err(NoStore::SetCookie);
     }
-    let adjusted;
-    let policy_headers = if rule.force_ttl.is_some() || rule.default_ttl.is_some() {
-        adjusted = adjust_for_rule(headers, &d, rule);
-        &adjusted
-    } else {
-        headers
-    };
+    let (view, strip) = policy_view(headers, &d, rule);
+    let policy_headers = view.as_ref().unwrap_or(headers);
     let policy = CachePolicy::new_options(
         &PolicyRequest {
             method: &req.method,
@@ -173,14 +170,16 @@ pub fn evaluate(
     if ttl < rule.min_ttl {
         return Err(NoStore::BelowMinTtl);
     }
+    let unqualified_no_cache = d.iter().any(|(n, v)| n == "no-cache" && v.is_none());
     let must_revalidate = has(&d, "must-revalidate")
         || has(&d, "proxy-revalidate")
-        || has(&d, "no-cache")
+        || unqualified_no_cache
         || (!headers.contains_key(header::CACHE_CONTROL)
             && headers
                 .get(header::PRAGMA)
                 .is_some_and(|p| p.as_bytes().windows(8).any(|w| w == b"no-cache")));
     Ok(Verdict {
+        strip,
         age_at_store: policy.age(now),
         fresh_until: now + ttl,
         stale_while_revalidate: seconds(&d, "stale-while-revalidate")
@@ -192,44 +191,83 @@ pub fn evaluate(
     })
 }
 
-/// The headers the policy is built from: the rule's forced TTL replaces the response's
+/// The headers the policy crate should judge, when they differ from the response's, and the
+/// fields not to store. The crate matches directive names case-sensitively, treats a qualified
+/// `no-cache="f"` / `private="f"` like the plain directive, and reads the first number of an
+/// invalid `Age`; RFC 9111 says names are case-insensitive (§5.2), the qualified forms only
+/// forbid storing (or reusing without revalidation) the listed fields (§5.2.2.4, §5.2.2.7), and
+/// an invalid `Age` makes the response stale. The rule's forced TTL replaces the response's
 /// freshness; its default TTL fills in when the response has none.
-fn adjust_for_rule(
+fn policy_view(
     headers: &HeaderMap,
     d: &[(String, Option<String>)],
     rule: &RuleCache,
-) -> HeaderMap {
+) -> (Option<HeaderMap>, Vec<HeaderName>) {
+    let qualified =
+        |n: &str, v: &Option<String>| matches!(n, "no-cache" | "private") && v.is_some();
+    let mut strip = Vec::new();
+    for (n, v) in d {
+        if qualified(n, v) {
+            for f in v.as_deref().unwrap_or("").split(',') {
+                if let Ok(h) = HeaderName::from_bytes(f.trim().to_ascii_lowercase().as_bytes()) {
+                    strip.push(h);
+                }
+            }
+        }
+    }
+    let cc_raw: Vec<&[u8]> = headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
+    let mixed_case = cc_raw.iter().any(|v| v.iter().any(u8::is_ascii_uppercase));
+    let ages: Vec<&HeaderValue> = headers.get_all(header::AGE).iter().collect();
+    let bad_age = match ages.as_slice() {
+        [] => false,
+        [one] => one.is_empty() || !one.as_bytes().iter().all(u8::is_ascii_digit),
+        _ => true,
+    };
     let explicit = has(d, "max-age") || has(d, "s-maxage") || headers.contains_key(header::EXPIRES);
     let ttl = match (rule.force_ttl, rule.default_ttl) {
-        (Some(force), _) => force,
-        (None, Some(default)) if !explicit => default,
-        _ => return headers.clone(),
+        (Some(force), _) => Some(force),
+        (None, Some(default)) if !explicit => Some(default),
+        _ => None,
     };
+    if !mixed_case && strip.is_empty() && !bad_age && ttl.is_none() {
+        return (None, strip);
+    }
     let mut h = headers.clone();
-    let kept: Vec<String> = d
-        .iter()
-        .filter(|(n, _)| {
-            !matches!(
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(ttl) = ttl {
+        parts.push(format!("s-maxage={}", ttl.as_secs()));
+        h.remove(header::EXPIRES);
+        h.remove(header::PRAGMA);
+    }
+    for (n, v) in d {
+        let replaced = ttl.is_some()
+            && matches!(
                 n.as_str(),
                 "max-age" | "s-maxage" | "no-cache" | "must-revalidate"
-            )
-        })
-        .map(|(n, v)| match v {
+            );
+        if replaced || qualified(n, v) {
+            continue;
+        }
+        parts.push(match v {
             Some(v) => format!("{n}={v}"),
             None => n.clone(),
-        })
-        .collect();
-    let mut cc = format!("s-maxage={}", ttl.as_secs());
-    for k in kept {
-        cc.push_str(", ");
-        cc.push_str(&k);
+        });
     }
-    h.remove(header::EXPIRES);
-    h.remove(header::PRAGMA);
-    if let Ok(v) = HeaderValue::from_str(&cc) {
+    h.remove(header::CACHE_CONTROL);
+    if !parts.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&parts.join(", "))
+    {
         h.insert(header::CACHE_CONTROL, v);
     }
-    h
+    if bad_age {
+        // Older than any freshness lifetime: stale from the start.
+        h.insert(header::AGE, HeaderValue::from_static("2147483648"));
+    }
+    (Some(h), strip)
 }
 
 /// Whether the client's conditional headers are satisfied by the stored response, so the
@@ -282,12 +320,15 @@ pub fn not_modified_headers(stored: &HeaderMap) -> HeaderMap {
     h
 }
 
-/// Headers a 304 must not change in the stored response (RFC 9111 §3.2).
-const NOT_UPDATED_BY_304: [&str; 5] = [
+/// Headers a 304 must not change in the stored response (RFC 9111 §3.2: they describe the
+/// stored body, which a 304 does not carry).
+const NOT_UPDATED_BY_304: [&str; 7] = [
     "content-length",
     "content-encoding",
     "transfer-encoding",
     "content-range",
+    "content-md5",
+    "etag",
     "age",
 ];
 

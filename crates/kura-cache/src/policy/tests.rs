@@ -264,3 +264,65 @@ fn cache_status_values() {
         "kura; fwd=miss; fwd-status=200; stored; collapsed"
     );
 }
+
+#[test]
+fn directive_names_are_case_insensitive() {
+    let now = SystemTime::now();
+    let h = headers(&[("cache-control", "MaX-AgE=100")]);
+    assert_eq!(
+        ttl(
+            &evaluate(&req(), StatusCode::OK, &h, &rule(), now).unwrap(),
+            now
+        ),
+        100
+    );
+    let h = headers(&[("cache-control", "No-CaChE, max-age=100")]);
+    let v = evaluate(&req(), StatusCode::OK, &h, &rule(), now).unwrap();
+    assert!(v.must_revalidate);
+    assert!(v.fresh_until <= now, "no-cache: stale at once");
+}
+
+#[test]
+fn qualified_no_cache_and_private_drop_only_the_named_fields() {
+    let now = SystemTime::now();
+    let h = headers(&[
+        ("cache-control", "max-age=100, no-cache=\"x-a, x-b\""),
+        ("x-a", "1"),
+    ]);
+    let v = evaluate(&req(), StatusCode::OK, &h, &rule(), now).unwrap();
+    assert!(!v.must_revalidate);
+    assert_eq!(ttl(&v, now), 100);
+    assert_eq!(
+        v.strip,
+        vec![
+            http::HeaderName::from_static("x-a"),
+            http::HeaderName::from_static("x-b")
+        ]
+    );
+    let h = headers(&[("cache-control", "max-age=100, private=\"set-me\"")]);
+    let v = evaluate(&req(), StatusCode::OK, &h, &rule(), now).unwrap();
+    assert_eq!(v.strip, vec![http::HeaderName::from_static("set-me")]);
+}
+
+#[test]
+fn an_invalid_age_makes_the_response_stale() {
+    let now = SystemTime::now();
+    for age in ["abc", "-1", "1.5", "0, 0", "7200;x=1"] {
+        let h = headers(&[("cache-control", "max-age=3600"), ("age", age)]);
+        let v = evaluate(&req(), StatusCode::OK, &h, &rule(), now).unwrap();
+        assert!(v.fresh_until <= now, "Age: {age}");
+    }
+    let h = headers(&[("cache-control", "max-age=3600"), ("age", "100")]);
+    let v = evaluate(&req(), StatusCode::OK, &h, &rule(), now).unwrap();
+    assert!((3499..=3500).contains(&ttl(&v, now)));
+}
+
+#[test]
+fn a_304_does_not_replace_validators_or_body_fields() {
+    let stored = headers(&[("etag", "\"abcdef\""), ("content-md5", "A"), ("x-c", "1")]);
+    let fresh = headers(&[("etag", "\"ghijkl\""), ("content-md5", "B"), ("x-c", "2")]);
+    let m = merge_304(&stored, &fresh);
+    assert_eq!(m["etag"], "\"abcdef\"");
+    assert_eq!(m["content-md5"], "A");
+    assert_eq!(m["x-c"], "2");
+}

@@ -43,7 +43,7 @@ nginx -c $SEP/nginx.conf
 
 # kura variants: the default (one work-stealing runtime, a worker per core), thread-per-core
 # with a worker per core, and thread-per-core with one worker (see README for why all three).
-declare -A KARGS=( [kura]="--workers 2" [kura_pc2]="--workers 2 --per-core" [kura_pc1]="--workers 1 --per-core" )
+declare -A KARGS=( [kura]="--workers 2 --no-cache" [kura_pc2]="--workers 2 --per-core --no-cache" [kura_pc1]="--workers 1 --per-core --no-cache" )
 declare -A KPORT=( [kura]=8090 [kura_pc2]=8091 [kura_pc1]=8092 )
 KPIDS=""
 for k in kura kura_pc2 kura_pc1; do

@@ -64,6 +64,7 @@ impl CacheBody {
             state: State::Next,
             ahead,
             stream,
+            loading: Vec::new(),
         }))
     }
 }
@@ -112,6 +113,8 @@ pub struct SegmentReader {
     ahead: Vec<(u32, Arc<SegmentFlight>)>,
     /// Its place in the whole-body fill it follows.
     stream: Option<Seat>,
+    /// Segments being read ahead from lower tiers (disk), held until read.
+    loading: Vec<(u32, tokio::task::JoinHandle<Option<Bytes>>)>,
 }
 
 impl SegmentReader {
@@ -219,10 +222,12 @@ fn same_version(obj: &Object, h: &http::HeaderMap) -> bool {
 }
 
 impl SegmentReader {
-    /// Keeps the next segments of a ranged object coming: fetches (or joins) those that are
-    /// neither stored nor held, and forgets the ones already passed.
+    /// Keeps the next segments coming while this one is sent: reads ahead those a lower tier
+    /// (disk) holds, and for ranged objects fetches (or joins) those no tier holds. Forgets
+    /// the ones already passed.
     fn prefetch(&mut self, index: u32) {
         self.ahead.retain(|(i, _)| *i >= index);
+        self.loading.retain(|(i, _)| *i >= index);
         let Some(count) = self.obj.segment_count() else {
             return;
         };
@@ -230,17 +235,34 @@ impl SegmentReader {
             if j >= count {
                 break;
             }
-            if self.ahead.iter().any(|(i, _)| *i == j) {
+            if self.ahead.iter().any(|(i, _)| *i == j) || self.loading.iter().any(|(i, _)| *i == j)
+            {
                 continue;
             }
-            let flight = match self.cache.flights.segment(self.obj.version, j) {
-                Some(f) => f,
-                None if self.cache.storage.has_segment(&self.obj, j) => continue,
-                None => self
+            if let Some(f) = self.cache.flights.segment(self.obj.version, j) {
+                self.ahead.push((j, f));
+                continue;
+            }
+            let storage = &self.cache.storage;
+            if storage.has_segment_hot(&self.obj, j) {
+                continue;
+            }
+            if storage.has_segment_lower(&self.obj, j) {
+                let cache = self.cache.clone();
+                let obj = self.obj.clone();
+                let load =
+                    tokio::spawn(
+                        async move { cache.storage.segment(&obj, j).await.map(|(b, _)| b) },
+                    );
+                self.loading.push((j, load));
+                continue;
+            }
+            if self.obj.ranged {
+                let f = self
                     .cache
-                    .fetch_segment(&self.obj, j, &self.template, &self.origin),
-            };
-            self.ahead.push((j, flight));
+                    .fetch_segment(&self.obj, j, &self.template, &self.origin);
+                self.ahead.push((j, f));
+            }
         }
     }
 
@@ -273,10 +295,28 @@ impl Body for SegmentReader {
                         continue;
                     }
                     let index = (this.pos / this.obj.segment_size) as u32;
-                    if this.obj.ranged {
-                        this.prefetch(index);
-                    }
+                    this.prefetch(index);
                     let at = this.obj.segment_start(index);
+                    if let Some(p) = this.loading.iter().position(|(i, _)| *i == index) {
+                        // Read ahead from disk: wait for it (or look again if it came back empty).
+                        let (_, load) = this.loading.swap_remove(p);
+                        let fallback = acquire(
+                            this.cache.clone(),
+                            this.obj.clone(),
+                            index,
+                            this.template.clone(),
+                            this.origin.clone(),
+                            this.stream.as_ref().map(|seat| seat.stream().clone()),
+                        );
+                        let fut = async move {
+                            match load.await {
+                                Ok(Some(b)) => Acquired::Data(b),
+                                _ => fallback.await,
+                            }
+                        };
+                        this.state = State::Acquiring(index, Box::pin(fut));
+                        continue;
+                    }
                     if let Some(f) = this.held(index) {
                         this.state = State::Reading {
                             reader: f.reader(),

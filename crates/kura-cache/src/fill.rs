@@ -438,7 +438,7 @@ impl Cache {
             ok = false;
         }
         match flight.finish(ok) {
-            Some(data) => self.storage.put_segment(obj, index, &data),
+            Some(data) => self.storage.put_segment(obj, index, &data).await,
             None => {
                 tracing::warn!(key = %obj.key, index, "segment fetch failed or had the wrong length");
                 self.storage.remove(&obj.key);
@@ -479,7 +479,7 @@ impl Cache {
                 filled += part.len();
                 current.push(part);
                 if filled == size {
-                    self.complete_segment(obj, index, &current, true);
+                    self.complete_segment(obj, index, &current, true).await;
                     index += 1;
                     filled = 0;
                     if let Some(s) = &stream {
@@ -501,7 +501,7 @@ impl Cache {
             return;
         }
         if filled > 0 {
-            self.complete_segment(obj, index, &current, true);
+            self.complete_segment(obj, index, &current, true).await;
         } else {
             // The body ended on a boundary: the open segment is empty and is not stored.
             current.finish(true);
@@ -523,9 +523,17 @@ impl Cache {
         }
     }
 
-    fn complete_segment(&self, obj: &Arc<Object>, index: u32, flight: &SegmentFlight, ok: bool) {
-        if let Some(data) = flight.finish(ok) {
-            self.storage.put_segment(obj, index, &data);
+    async fn complete_segment(
+        &self,
+        obj: &Arc<Object>,
+        index: u32,
+        flight: &SegmentFlight,
+        ok: bool,
+    ) {
+        let data = flight.finish(ok);
+        // Readers stream from the flight until it leaves the map: store first.
+        if let Some(data) = data {
+            self.storage.put_segment(obj, index, &data).await;
         }
         self.flights.end_segment(obj.version, index);
     }

@@ -26,7 +26,19 @@ pub trait Tier: Send + Sync + 'static {
     /// Cheap, best-effort: whether `get_segment` would likely find it.
     fn has_segment(&self, obj: &Object, index: u32) -> bool;
     fn put_entry(&self, entry: &Entry);
+    /// Stores a segment if the tier has room now (dropped otherwise: promotions, best effort).
     fn put_segment(&self, obj: &Arc<Object>, index: u32, data: &Bytes);
+    /// Stores a segment, waiting for room: fills call this, so a slow tier slows the fill
+    /// rather than losing data.
+    fn put_segment_wait(
+        &self,
+        obj: &Arc<Object>,
+        index: u32,
+        data: &Bytes,
+    ) -> BoxFuture<'static, ()> {
+        self.put_segment(obj, index, data);
+        Box::pin(std::future::ready(()))
+    }
     fn remove(&self, key: &str);
     /// Removes entries whose key starts with `prefix`; returns how many.
     fn purge_prefix(&self, prefix: &str) -> BoxFuture<'static, usize>;
@@ -86,6 +98,18 @@ impl Storage {
         None
     }
 
+    /// Whether the memory tier holds the segment.
+    pub fn has_segment_hot(&self, obj: &Object, index: u32) -> bool {
+        self.memory
+            .as_ref()
+            .is_some_and(|m| m.has_segment(obj, index))
+    }
+
+    /// Whether a tier below memory holds the segment (best effort).
+    pub fn has_segment_lower(&self, obj: &Object, index: u32) -> bool {
+        self.lower.iter().any(|t| t.has_segment(obj, index))
+    }
+
     /// Whether some tier holds the segment (best effort).
     pub fn has_segment(&self, obj: &Object, index: u32) -> bool {
         self.memory
@@ -103,13 +127,14 @@ impl Storage {
         }
     }
 
-    pub fn put_segment(&self, obj: &Arc<Object>, index: u32, data: &Bytes) {
+    /// Stores a fetched segment in every tier, waiting for room in slow ones.
+    pub async fn put_segment(&self, obj: &Arc<Object>, index: u32, data: &Bytes) {
         Stats::inc(&self.stats.segments_stored);
         if let Some(m) = &self.memory {
             m.put_segment(obj, index, data);
         }
         for tier in &self.lower {
-            tier.put_segment(obj, index, data);
+            tier.put_segment_wait(obj, index, data).await;
         }
     }
 

@@ -39,8 +39,12 @@ use crate::object::{Entry, Object};
 use crate::stats::Stats;
 use crate::tier::{BoxFuture, Tier};
 
-/// Pending writes before new ones are dropped (each at most one segment).
-const QUEUE: usize = 64;
+/// Pending jobs of the writer; segment jobs are further bounded by [`SEGMENT_BUDGET`].
+const QUEUE: usize = 1024;
+
+/// Segments waiting to be written (with 2 MiB segments, 64 MiB of memory at most). A fill that
+/// finds no room waits; a best-effort write is dropped.
+const SEGMENT_BUDGET: usize = 32;
 
 /// What the index knows of one object (or Vary record) on disk.
 #[derive(Debug, Clone)]
@@ -78,6 +82,8 @@ struct Inner {
 pub struct DiskTier {
     inner: Arc<Inner>,
     jobs: SyncSender<Job>,
+    /// One permit per segment waiting in the queue (released by the writer).
+    budget: Arc<tokio::sync::Semaphore>,
 }
 
 fn now_ms() -> u64 {
@@ -180,7 +186,11 @@ impl DiskTier {
             "disk cache loaded"
         );
         let jobs = writer::spawn(inner.clone())?;
-        let tier = DiskTier { inner, jobs };
+        let tier = DiskTier {
+            inner,
+            jobs,
+            budget: Arc::new(tokio::sync::Semaphore::new(SEGMENT_BUDGET)),
+        };
         // A cache already above its mark (e.g. the limits were lowered) is cleaned at once.
         tier.enqueue(Job::Evict);
         Ok(tier)
@@ -309,12 +319,43 @@ impl Tier for DiskTier {
     }
 
     fn put_segment(&self, obj: &Arc<Object>, index: u32, data: &Bytes) {
-        self.enqueue(Job::PutSegment {
-            key: obj.key.clone(),
-            version: obj.version,
-            index,
-            data: data.clone(),
-        });
+        match self.budget.clone().try_acquire_owned() {
+            Ok(permit) => self.enqueue(Job::PutSegment {
+                key: obj.key.clone(),
+                version: obj.version,
+                index,
+                data: data.clone(),
+                permit,
+            }),
+            Err(_) => Stats::inc(&self.inner.stats.disk_write_drops),
+        }
+    }
+
+    fn put_segment_wait(
+        &self,
+        obj: &Arc<Object>,
+        index: u32,
+        data: &Bytes,
+    ) -> BoxFuture<'static, ()> {
+        let budget = self.budget.clone();
+        let jobs = self.jobs.clone();
+        let stats = self.inner.stats.clone();
+        let (key, version, data) = (obj.key.clone(), obj.version, data.clone());
+        Box::pin(async move {
+            let Ok(permit) = budget.acquire_owned().await else {
+                return;
+            };
+            let job = Job::PutSegment {
+                key,
+                version,
+                index,
+                data,
+                permit,
+            };
+            if let Err(TrySendError::Full(_)) = jobs.try_send(job) {
+                Stats::inc(&stats.disk_write_drops);
+            }
+        })
     }
 
     fn remove(&self, key: &str) {

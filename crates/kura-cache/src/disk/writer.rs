@@ -2,6 +2,7 @@
 //! the index and the byte total, and cleans down to the low mark when the high mark is
 //! passed. Also the startup scan that rebuilds the index from the files.
 
+use std::collections::HashSet;
 use std::io::{self, Write};
 use std::path::Path;
 use std::sync::Arc;
@@ -22,6 +23,8 @@ pub enum Job {
         version: u64,
         index: u32,
         data: Bytes,
+        /// Held until the segment is written: bounds the memory queued segments take.
+        permit: tokio::sync::OwnedSemaphorePermit,
     },
     /// A segment found corrupt: forget it so it is fetched again.
     DropSegment {
@@ -45,64 +48,101 @@ pub fn spawn(inner: Arc<Inner>) -> io::Result<SyncSender<Job>> {
 }
 
 fn run(inner: Arc<Inner>, rx: Receiver<Job>) {
-    while let Ok(job) = rx.recv() {
-        match job {
-            Job::PutEntry(r) => put_entry(&inner, *r),
-            Job::PutSegment {
-                key,
-                version,
-                index,
-                data,
-            } => put_segment(&inner, &key, version, index, &data),
-            Job::DropSegment {
-                key,
-                version,
-                index,
-            } => drop_segment(&inner, &key, version, index),
-            Job::Remove(key) => {
-                let hash = hash_hex(&key);
-                let matches = inner
-                    .lock()
-                    .objects
-                    .get(&hash)
-                    .is_some_and(|i| i.key == key);
-                if matches {
-                    delete_object(&inner, &hash);
-                } else {
-                    // Not indexed (or indexed under another key): remove the head if it is ours.
-                    if let Ok(bytes) = std::fs::read(inner.head_path(&hash))
-                        && Record::decode(&bytes).is_some_and(|r| r.key == key)
-                    {
-                        let _ = std::fs::remove_file(inner.head_path(&hash));
-                    }
-                }
+    // Heads whose segment table changed: rewritten once per batch of jobs, not per segment.
+    let mut dirty: HashSet<String> = HashSet::new();
+    while let Ok(first) = rx.recv() {
+        let mut next = Some(first);
+        while let Some(job) = next.take() {
+            handle(&inner, job, &mut dirty);
+            if dirty.len() >= 64 {
+                flush_dirty(&inner, &mut dirty);
             }
-            Job::PurgePrefix(prefix, reply) => {
-                let hashes: Vec<String> = inner
-                    .lock()
-                    .objects
-                    .iter()
-                    .filter(|(_, i)| i.key.starts_with(&prefix))
-                    .map(|(h, _)| h.clone())
-                    .collect();
-                for h in &hashes {
-                    delete_object(&inner, h);
-                }
-                let _ = reply.send(hashes.len());
+            next = rx.try_recv().ok();
+        }
+        flush_dirty(&inner, &mut dirty);
+        evict(&inner);
+    }
+}
+
+fn handle(inner: &Inner, job: Job, dirty: &mut HashSet<String>) {
+    match job {
+        Job::PutEntry(r) => {
+            dirty.remove(&hash_hex(&r.key));
+            put_entry(inner, *r);
+        }
+        Job::PutSegment {
+            key,
+            version,
+            index,
+            data,
+            permit,
+        } => {
+            if let Some(hash) = put_segment(inner, &key, version, index, &data) {
+                dirty.insert(hash);
             }
-            Job::PurgeAll(reply) => {
-                let hashes: Vec<String> = inner.lock().objects.keys().cloned().collect();
-                for h in &hashes {
-                    delete_object(&inner, h);
-                }
-                let _ = reply.send(hashes.len());
-            }
-            Job::Evict => {}
-            Job::Flush(reply) => {
-                let _ = reply.send(());
+            drop(permit);
+        }
+        Job::DropSegment {
+            key,
+            version,
+            index,
+        } => drop_segment(inner, &key, version, index),
+        Job::Remove(key) => {
+            let hash = hash_hex(&key);
+            dirty.remove(&hash);
+            let matches = inner
+                .lock()
+                .objects
+                .get(&hash)
+                .is_some_and(|i| i.key == key);
+            if matches {
+                delete_object(inner, &hash);
+            } else if let Ok(bytes) = std::fs::read(inner.head_path(&hash))
+                && Record::decode(&bytes).is_some_and(|r| r.key == key)
+            {
+                // Not indexed (or indexed under another key): remove the head if it is ours.
+                let _ = std::fs::remove_file(inner.head_path(&hash));
             }
         }
-        evict(&inner);
+        Job::PurgePrefix(prefix, reply) => {
+            let hashes: Vec<String> = inner
+                .lock()
+                .objects
+                .iter()
+                .filter(|(_, i)| i.key.starts_with(&prefix))
+                .map(|(h, _)| h.clone())
+                .collect();
+            for h in &hashes {
+                dirty.remove(h);
+                delete_object(inner, h);
+            }
+            let _ = reply.send(hashes.len());
+        }
+        Job::PurgeAll(reply) => {
+            let hashes: Vec<String> = inner.lock().objects.keys().cloned().collect();
+            for h in &hashes {
+                delete_object(inner, h);
+            }
+            dirty.clear();
+            let _ = reply.send(hashes.len());
+        }
+        Job::Evict => {}
+        Job::Flush(reply) => {
+            flush_dirty(inner, dirty);
+            evict(inner);
+            let _ = reply.send(());
+        }
+    }
+}
+
+/// Writes the segment tables the index holds into their head files.
+fn flush_dirty(inner: &Inner, dirty: &mut HashSet<String>) {
+    for hash in dirty.drain() {
+        let segs = match inner.lock().objects.get(&hash) {
+            Some(info) => info.segs.clone(),
+            None => continue,
+        };
+        rewrite_head(inner, &hash, |table| *table = segs);
     }
 }
 
@@ -159,7 +199,9 @@ fn put_entry(inner: &Inner, mut record: Record) {
     inner.set_disk_bytes(idx.total);
 }
 
-fn put_segment(inner: &Inner, key: &str, version: u64, index: u32, data: &Bytes) {
+/// Writes a segment file and records it in the index; returns the object's hash, whose head
+/// file is then out of date (rewritten in batches by the caller).
+fn put_segment(inner: &Inner, key: &str, version: u64, index: u32, data: &Bytes) -> Option<String> {
     let hash = hash_hex(key);
     let known = inner
         .lock()
@@ -168,25 +210,34 @@ fn put_segment(inner: &Inner, key: &str, version: u64, index: u32, data: &Bytes)
         .is_some_and(|i| i.key == key && i.version == version && version != 0);
     if !known {
         // The object was replaced, evicted or never written: the segment has no home.
-        return;
+        return None;
     }
     let path = inner.seg_path(&hash, version, index);
     if let Err(e) = write_atomic(&path, data) {
         tracing::warn!(error = %e, "cache segment not written to disk");
-        return;
+        return None;
     }
     let meta = SegMeta {
         len: data.len() as u64,
         crc: crc32c::crc32c(data),
     };
-    if !rewrite_head(inner, &hash, |segs| {
-        if segs.len() <= index as usize {
-            segs.resize(index as usize + 1, None);
-        }
-        segs[index as usize] = Some(meta);
-    }) {
+    let mut idx = inner.lock();
+    let total = idx.total;
+    let Some(info) = idx.objects.get_mut(&hash).filter(|i| i.version == version) else {
+        drop(idx);
         let _ = std::fs::remove_file(&path);
+        return None;
+    };
+    let before = info.bytes();
+    if info.segs.len() <= index as usize {
+        info.segs.resize(index as usize + 1, None);
     }
+    info.segs[index as usize] = Some(meta);
+    info.atime = now_ms();
+    let after = info.bytes();
+    idx.total = total.saturating_sub(before) + after;
+    inner.set_disk_bytes(idx.total);
+    Some(hash)
 }
 
 fn drop_segment(inner: &Inner, key: &str, version: u64, index: u32) {

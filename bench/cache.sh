@@ -71,14 +71,19 @@ done
 # 1 GiB: a cold miss (a new URL for each), then a hit of the same URL. kura's memory tier
 # (256 MiB) cannot hold it: the hit comes from its disk tier (and the page cache, as nginx's).
 big() { curl -s -o /dev/null -w '%{time_total}' "$1"; }
-TAG=$RANDOM$RANDOM
 rss() { awk '/^VmRSS:/ {print $2}' /proc/"$KPID"/status; }
 RSS0=$(rss)
-T_NGINX_COLD=$(big "http://127.0.0.1:8081/1g.bin?c=$TAG")
-T_KURA_COLD=$(big "http://127.0.0.1:8094/1g.bin?c=$TAG")
-sleep 3  # let both finish writing their files
-T_NGINX_HIT=$(big "http://127.0.0.1:8081/1g.bin?c=$TAG")
-T_KURA_HIT=$(big "http://127.0.0.1:8094/1g.bin?c=$TAG")
+COLD_N="" COLD_K="" HIT_N="" HIT_K=""
+for i in 1 2 3; do
+  TAG=$RANDOM$RANDOM
+  COLD_N+="$(big "http://127.0.0.1:8081/1g.bin?c=$TAG")"$'\n'
+  COLD_K+="$(big "http://127.0.0.1:8094/1g.bin?c=$TAG")"$'\n'
+  sleep 3  # let both finish writing their files
+  HIT_N+="$(big "http://127.0.0.1:8081/1g.bin?c=$TAG")"$'\n'
+  HIT_K+="$(big "http://127.0.0.1:8094/1g.bin?c=$TAG")"$'\n'
+done
+T_NGINX_COLD=$(printf '%s' "$COLD_N" | median); T_KURA_COLD=$(printf '%s' "$COLD_K" | median)
+T_NGINX_HIT=$(printf '%s' "$HIT_N" | median); T_KURA_HIT=$(printf '%s' "$HIT_K" | median)
 HWM=$(awk '/^VmHWM:/ {print $2}' /proc/"$KPID"/status)
 KURA_HIT_CS=$(curl -s -o /dev/null -D - "http://127.0.0.1:8094/1g.bin?c=$TAG" | grep -i cache-status | tr -d '\r')
 
@@ -100,7 +105,7 @@ CPU=$(awk -F: '/model name/ {gsub(/^ +/, "", $2); print $2; exit}' /proc/cpuinfo
     echo "| $label | ${RPS[$n]} | ${P99[$n]} | $(ratio "${RPS[$n]}" "${RPS[nginx]}") | $(ratio "${RPS[$n]}" "${RPS[varnish]}") |"
   done
   echo
-  echo "1 GiB (curl, seconds; lower is better): cold miss nginx $T_NGINX_COLD, kura $T_KURA_COLD"
+  echo "1 GiB (curl, seconds, median of 3 new URLs; lower is better): cold miss nginx $T_NGINX_COLD, kura $T_KURA_COLD"
   echo "(kura is $(ratio "$T_NGINX_COLD" "$T_KURA_COLD")× nginx's speed); hit nginx $T_NGINX_HIT, kura $T_KURA_HIT"
   echo "($(ratio "$T_NGINX_HIT" "$T_KURA_HIT")× nginx's speed; kura's answer: $KURA_HIT_CS)."
   echo "kura RSS: ${RSS0} KiB before, peak ${HWM} KiB."

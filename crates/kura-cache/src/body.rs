@@ -166,6 +166,14 @@ async fn acquire(
             return Acquired::Flight(f);
         }
         if obj.ranged && obj.length.is_some() {
+            if cache.flights.segments_of(obj.version) >= cache.segment_flight_limit() {
+                // Fetched segments are still waiting for the disk: let it catch up first.
+                cache
+                    .flights
+                    .wait_segment_room(obj.version, cache.segment_flight_limit())
+                    .await;
+                continue;
+            }
             return Acquired::Flight(cache.fetch_segment(&obj, index, &template, &origin));
         }
         if let Some(stream) = stream_of(&cache, obj.version) {
@@ -257,7 +265,10 @@ impl SegmentReader {
                 self.loading.push((j, load));
                 continue;
             }
-            if self.obj.ranged {
+            if self.obj.ranged
+                && self.cache.flights.segments_of(self.obj.version)
+                    < self.cache.segment_flight_limit()
+            {
                 let f = self
                     .cache
                     .fetch_segment(&self.obj, j, &self.template, &self.origin);

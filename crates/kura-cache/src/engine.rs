@@ -81,11 +81,13 @@ impl Cache {
         middle: Vec<Arc<dyn Tier>>,
     ) -> io::Result<Arc<Cache>> {
         let stats = Arc::new(Stats::default());
+        let flights = Flights::default();
         let disk = match &cfg.disk {
             Some(d) => {
                 let d = d.clone();
                 let s = stats.clone();
-                let tier = tokio::task::spawn_blocking(move || DiskTier::open(&d, s))
+                let buffers = flights.buffers.clone();
+                let tier = tokio::task::spawn_blocking(move || DiskTier::open(&d, s, buffers))
                     .await
                     .map_err(io::Error::other)??;
                 Some(Arc::new(tier))
@@ -101,9 +103,10 @@ impl Cache {
                 memory: (cfg.memory_bytes > 0).then(|| MemoryTier::new(cfg.memory_bytes)),
                 lower,
                 stats: stats.clone(),
+                memory_object_limit: cfg.memory_bytes / 8,
             },
             disk,
-            flights: Flights::default(),
+            flights,
             stats,
             segment_size: cfg.segment_size,
             prefetch: cfg.prefetch_segments,
@@ -127,6 +130,13 @@ impl Cache {
 
     pub fn segments_in_flight(&self) -> usize {
         self.flights.segments_in_flight()
+    }
+
+    /// How many segments of one object may be fetched and not yet stored at once: the reader's
+    /// read-ahead twice over, so a reader keeps ahead of the origin while a slow disk holds it
+    /// back instead of letting fetched segments pile up in memory.
+    pub(crate) fn segment_flight_limit(&self) -> usize {
+        2 * self.prefetch as usize + 1
     }
 
     /// Answers a GET or HEAD for a `cache` rule.

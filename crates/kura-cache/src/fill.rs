@@ -437,7 +437,7 @@ impl Cache {
         if ok && expected.is_some_and(|e| e != flight.bytes()) {
             ok = false;
         }
-        match flight.finish(ok) {
+        match flight.finish(ok, &self.flights.buffers) {
             Some(data) => self.storage.put_segment(obj, index, &data).await,
             None => {
                 tracing::warn!(key = %obj.key, index, "segment fetch failed or had the wrong length");
@@ -494,7 +494,7 @@ impl Cache {
             }
         }
         if failed || obj.length.is_some_and(|l| l != total) {
-            current.finish(false);
+            current.finish(false, &self.flights.buffers);
             self.flights.end_segment(obj.version, index);
             tracing::warn!(key = %obj.key, "origin body ended early: entry dropped");
             self.storage.remove(&obj.key);
@@ -504,7 +504,7 @@ impl Cache {
             self.complete_segment(obj, index, &current, true).await;
         } else {
             // The body ended on a boundary: the open segment is empty and is not stored.
-            current.finish(true);
+            current.finish(true, &self.flights.buffers);
             self.flights.end_segment(obj.version, index);
         }
         if obj.length.is_none() {
@@ -530,7 +530,7 @@ impl Cache {
         flight: &SegmentFlight,
         ok: bool,
     ) {
-        let data = flight.finish(ok);
+        let data = flight.finish(ok, &self.flights.buffers);
         // Readers stream from the flight until it leaves the map: store first.
         if let Some(data) = data {
             self.storage.put_segment(obj, index, &data).await;
@@ -558,7 +558,7 @@ impl Cache {
         tokio::spawn(async move {
             let start = obj.segment_start(index);
             let Some(len) = obj.segment_len(index) else {
-                f.finish(false);
+                f.finish(false, &cache.flights.buffers);
                 cache.flights.end_segment(obj.version, index);
                 return;
             };
@@ -576,7 +576,7 @@ impl Cache {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::warn!(key = %obj.key, index, error = %e, "segment fetch failed");
-                    f.finish(false);
+                    f.finish(false, &cache.flights.buffers);
                     cache.flights.end_segment(obj.version, index);
                     return;
                 }
@@ -584,7 +584,7 @@ impl Cache {
             let (head, body) = resp.into_parts();
             if !segment_matches(&obj, &head, start, end) {
                 tracing::warn!(key = %obj.key, index, status = %head.status, "origin object changed between segments: entry dropped");
-                f.finish(false);
+                f.finish(false, &cache.flights.buffers);
                 cache.flights.end_segment(obj.version, index);
                 cache.storage.remove(&obj.key);
                 return;

@@ -15,6 +15,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use tokio::sync::{Notify, futures::OwnedNotified, watch};
 
+use crate::buffers::BufferPool;
 use crate::object::Object;
 
 /// The outcome of an object fetch, for the requests that waited on it.
@@ -78,12 +79,26 @@ impl SegmentFlight {
         self.state.lock().map(|s| s.bytes).unwrap_or(0)
     }
 
-    /// Marks the segment complete (or failed) and returns its bytes joined, when complete.
-    pub fn finish(&self, ok: bool) -> Option<Bytes> {
+    /// Marks the segment complete (or failed) and returns its bytes joined (in a buffer from
+    /// `pool`), when complete.
+    pub fn finish(&self, ok: bool, pool: &Arc<BufferPool>) -> Option<Bytes> {
         let joined = match self.state.lock() {
             Ok(mut s) => {
                 s.done = Some(ok);
-                ok.then(|| join(&s.chunks, s.bytes))
+                let joined = ok.then(|| pool.join(&s.chunks, s.bytes));
+                if let Some(j) = &joined
+                    && s.chunks.len() > 1
+                {
+                    // Readers still index chunks: keep their boundaries, but as slices of the
+                    // joined buffer, so the connection's read buffers are freed now.
+                    let mut at = 0;
+                    for c in s.chunks.iter_mut() {
+                        let len = c.len();
+                        *c = j.slice(at..at + len);
+                        at += len;
+                    }
+                }
+                joined
             }
             Err(_) => None,
         };
@@ -98,17 +113,6 @@ impl SegmentFlight {
             waiter: None,
         }
     }
-}
-
-fn join(chunks: &[Bytes], total: u64) -> Bytes {
-    if chunks.len() == 1 {
-        return chunks[0].clone();
-    }
-    let mut out = Vec::with_capacity(total as usize);
-    for c in chunks {
-        out.extend_from_slice(c);
-    }
-    Bytes::from(out)
 }
 
 /// Streams a segment flight's bytes from the beginning as they arrive.
@@ -332,8 +336,12 @@ fn prune(s: &mut StreamState) {
 /// Every flight in progress.
 #[derive(Default)]
 pub struct Flights {
+    /// Buffers segments are joined into.
+    pub buffers: Arc<BufferPool>,
     objects: Mutex<HashMap<String, Arc<ObjectFlight>>>,
     segments: Mutex<HashMap<(u64, u32), Arc<SegmentFlight>>>,
+    /// Woken whenever a segment flight ends (its segment stored or dropped).
+    segment_ended: Notify,
     streams: Mutex<HashMap<u64, Arc<StreamFill>>>,
 }
 
@@ -380,6 +388,29 @@ impl Flights {
     pub fn end_segment(&self, version: u64, index: u32) {
         let mut m = self.segments.lock().unwrap_or_else(|p| p.into_inner());
         m.remove(&(version, index));
+        drop(m);
+        self.segment_ended.notify_waiters();
+    }
+
+    /// Segment flights of one object version not yet ended: fetching, or fetched and waiting
+    /// for a slow tier (disk) to take them.
+    pub fn segments_of(&self, version: u64) -> usize {
+        let m = self.segments.lock().unwrap_or_else(|p| p.into_inner());
+        m.keys().filter(|(v, _)| *v == version).count()
+    }
+
+    /// Waits until fewer than `limit` segment flights of `version` are unended: a reader that
+    /// outruns the disk waits here instead of piling fetched segments up in memory.
+    pub async fn wait_segment_room(&self, version: u64, limit: usize) {
+        loop {
+            let ended = self.segment_ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            if self.segments_of(version) < limit {
+                return;
+            }
+            ended.await;
+        }
     }
 
     pub fn start_stream(&self, version: u64) -> Arc<StreamFill> {
@@ -434,15 +465,47 @@ mod tests {
         });
         tokio::task::yield_now().await;
         f.push(Bytes::from_static(b"cd"));
-        let joined = f.finish(true).unwrap();
+        let joined = f.finish(true, &flights.buffers).unwrap();
         assert_eq!(&joined[..], b"abcd");
         assert_eq!(waiter.await.unwrap(), b"abcd");
         let second = std::future::poll_fn(|cx| r.poll_chunk(cx)).await;
-        assert!(matches!(second, Chunk::Data(b) if &b[..] == b"cd"));
+        // Chunks read after the finish are slices of the joined buffer: the originals (the
+        // connection's read buffers) are not kept alive beside it.
+        let Chunk::Data(b) = second else {
+            panic!("second chunk")
+        };
+        assert_eq!(&b[..], b"cd");
+        assert_eq!(b.as_ptr(), joined[2..].as_ptr());
         assert!(matches!(
             std::future::poll_fn(|cx| r.poll_chunk(cx)).await,
             Chunk::End
         ));
+    }
+
+    #[tokio::test]
+    async fn waiting_for_segment_room_ends_when_a_flight_of_that_version_ends() {
+        let flights = Arc::new(Flights::default());
+        let _a = flights.join_segment(7, 0);
+        let _b = flights.join_segment(7, 1);
+        let _other = flights.join_segment(8, 0);
+        assert_eq!(flights.segments_of(7), 2);
+        // Below the limit: no wait.
+        flights.wait_segment_room(7, 3).await;
+        let f2 = flights.clone();
+        let mut waiter = tokio::spawn(async move { f2.wait_segment_room(7, 2).await });
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        assert!(!waiter.is_finished(), "two of version 7 are unended");
+        flights.end_segment(8, 0);
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        assert!(
+            !waiter.is_finished(),
+            "another version's end does not make room"
+        );
+        flights.end_segment(7, 1);
+        tokio::time::timeout(std::time::Duration::from_secs(2), &mut waiter)
+            .await
+            .expect("room made")
+            .unwrap();
     }
 
     #[tokio::test]
@@ -452,7 +515,7 @@ mod tests {
             panic!()
         };
         let mut r = f.reader();
-        assert!(f.finish(false).is_none());
+        assert!(f.finish(false, &flights.buffers).is_none());
         assert!(matches!(
             std::future::poll_fn(|cx| r.poll_chunk(cx)).await,
             Chunk::Failed

@@ -13,6 +13,7 @@
 //! The proxy gives each `cache` rule's requests to [`Cache::serve`] with an [`Origin`].
 
 pub mod body;
+pub mod buffers;
 pub mod disk;
 pub mod engine;
 mod fill;

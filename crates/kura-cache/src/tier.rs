@@ -56,6 +56,9 @@ pub struct Storage {
     pub memory: Option<MemoryTier>,
     pub lower: Vec<Arc<dyn Tier>>,
     pub stats: Arc<Stats>,
+    /// Objects longer than this keep their segments out of memory when a lower tier holds
+    /// them: a large download would only churn the memory tier and evict its hot small set.
+    pub memory_object_limit: u64,
 }
 
 impl Storage {
@@ -83,13 +86,20 @@ impl Storage {
         self.memory.as_ref()?.segment(obj, index)
     }
 
+    /// Whether `obj`'s segments belong in the memory tier.
+    fn in_memory(&self, obj: &Object) -> bool {
+        self.lower.is_empty() || obj.length.is_none_or(|l| l <= self.memory_object_limit)
+    }
+
     pub async fn segment(&self, obj: &Arc<Object>, index: u32) -> Option<(Bytes, Source)> {
         if let Some(b) = self.segment_hot(obj, index) {
             return Some((b, Source::Memory));
         }
         for tier in &self.lower {
             if let Some(b) = tier.get_segment(obj, index).await {
-                if let Some(m) = &self.memory {
+                if let Some(m) = &self.memory
+                    && self.in_memory(obj)
+                {
                     m.put_segment(obj, index, &b);
                 }
                 return Some((b, Source::Lower(tier.name())));
@@ -130,7 +140,9 @@ impl Storage {
     /// Stores a fetched segment in every tier, waiting for room in slow ones.
     pub async fn put_segment(&self, obj: &Arc<Object>, index: u32, data: &Bytes) {
         Stats::inc(&self.stats.segments_stored);
-        if let Some(m) = &self.memory {
+        if let Some(m) = &self.memory
+            && self.in_memory(obj)
+        {
             m.put_segment(obj, index, data);
         }
         for tier in &self.lower {

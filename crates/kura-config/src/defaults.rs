@@ -45,6 +45,6 @@ pub const DEFAULT_CLEANED_DISK_RATIO: f64 = 0.8;
 pub const DEFAULT_SEGMENT_SIZE: u64 = 2 * 1024 * 1024;
 pub const MIN_SEGMENT_SIZE: u64 = 64 * 1024;
 pub const MAX_SEGMENT_SIZE: u64 = 64 * 1024 * 1024;
-pub const DEFAULT_PREFETCH_SEGMENTS: u32 = 2;
+pub const DEFAULT_PREFETCH_SEGMENTS: u32 = 4;
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_CACHE_KEY: &str = "{host}{path}?{query}";

@@ -20,6 +20,14 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::cli::{Cli, Command, ServeArgs};
 use crate::logging::LogHandle;
 
+/// mimalloc rather than glibc's malloc: segments are 2 MiB buffers allocated on one thread
+/// (tokio's blocking pool reading the disk) and freed on another. glibc raises its mmap
+/// threshold after the first such free and then keeps them in per-thread arenas: measured
+/// here, 586 MiB resident after three 1 GiB transfers through a 256 MiB memory tier, against
+/// 122 MiB with the threshold pinned. mimalloc returns them without that cost.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {

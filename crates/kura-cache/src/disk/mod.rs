@@ -42,9 +42,9 @@ use crate::tier::{BoxFuture, Tier};
 /// Pending jobs of the writer; segment jobs are further bounded by [`SEGMENT_BUDGET`].
 const QUEUE: usize = 1024;
 
-/// Segments waiting to be written (with 2 MiB segments, 64 MiB of memory at most). A fill that
+/// Segments waiting to be written (with 2 MiB segments, 32 MiB of memory at most). A fill that
 /// finds no room waits; a best-effort write is dropped.
-const SEGMENT_BUDGET: usize = 32;
+const SEGMENT_BUDGET: usize = 16;
 
 /// What the index knows of one object (or Vary record) on disk.
 #[derive(Debug, Clone)]
@@ -73,6 +73,8 @@ struct Index {
 
 struct Inner {
     root: PathBuf,
+    /// Buffers segment files are read into.
+    buffers: Arc<crate::buffers::BufferPool>,
     max_bytes: u64,
     cleaned_bytes: u64,
     index: Mutex<Index>,
@@ -149,14 +151,13 @@ impl Inner {
             return Ok(None);
         };
         let hash = hash_hex(&obj.key);
-        let data = match std::fs::read(self.seg_path(&hash, obj.version, index)) {
-            Ok(d) => d,
-            Err(_) => return Err(()),
-        };
-        if data.len() as u64 != meta.len || crc32c::crc32c(&data) != meta.crc {
+        let mut data = self.buffers.take(meta.len as usize);
+        let read = std::fs::File::open(self.seg_path(&hash, obj.version, index))
+            .and_then(|mut f| std::io::Read::read_to_end(&mut f, &mut data));
+        if read.is_err() || data.len() as u64 != meta.len || crc32c::crc32c(&data) != meta.crc {
             return Err(());
         }
-        Ok(Some(Bytes::from(data)))
+        Ok(Some(self.buffers.freeze(data)))
     }
 }
 
@@ -167,12 +168,17 @@ fn seg_name(hash: &str, version: u64, index: u32) -> String {
 impl DiskTier {
     /// Opens (creating it if needed) the cache directory and indexes what it holds. Blocking:
     /// call from a blocking context. Leftover temporary files and orphan segments are removed.
-    pub fn open(cfg: &DiskConfig, stats: Arc<Stats>) -> io::Result<DiskTier> {
+    pub fn open(
+        cfg: &DiskConfig,
+        stats: Arc<Stats>,
+        buffers: Arc<crate::buffers::BufferPool>,
+    ) -> io::Result<DiskTier> {
         std::fs::create_dir_all(&cfg.dir).map_err(|e| {
             io::Error::new(e.kind(), format!("cache dir {}: {e}", cfg.dir.display()))
         })?;
         let inner = Arc::new(Inner {
             root: cfg.dir.clone(),
+            buffers,
             max_bytes: cfg.max_bytes,
             cleaned_bytes: cfg.cleaned_bytes,
             index: Mutex::new(Index::default()),

@@ -49,10 +49,12 @@ fn cfg(dir: &std::path::Path, max: u64, cleaned: u64) -> DiskConfig {
 
 async fn open(c: &DiskConfig) -> DiskTier {
     let c = c.clone();
-    tokio::task::spawn_blocking(move || DiskTier::open(&c, Arc::new(Stats::default())))
-        .await
-        .unwrap()
-        .unwrap()
+    tokio::task::spawn_blocking(move || {
+        DiskTier::open(&c, Arc::new(Stats::default()), Arc::default())
+    })
+    .await
+    .unwrap()
+    .unwrap()
 }
 
 #[tokio::test]

@@ -155,7 +155,7 @@ impl Cache {
             if auth_ok {
                 match self.usable(&obj, &req, &dirs, now) {
                     Use::Fresh => {
-                        self.count_hit(source);
+                        self.count_hit(&obj, source);
                         let status = CacheStatus {
                             hit: true,
                             ttl: Some(obj.ttl_secs(now)),
@@ -164,7 +164,7 @@ impl Cache {
                         return Ok(self.respond(&obj, &req, origin, status, now).await);
                     }
                     Use::StaleWhileRevalidate(reval) => {
-                        self.count_hit(source);
+                        self.count_hit(&obj, source);
                         Stats::inc(&self.stats.stale_served);
                         self.spawn_revalidation(&obj, &req, origin.clone(), reval);
                         let status = CacheStatus {
@@ -217,7 +217,13 @@ impl Cache {
         }
     }
 
-    fn count_hit(&self, source: Source) {
+    /// Counts a hit by the tier its body comes from: an object too large for memory is a disk
+    /// hit even though its head is kept in memory.
+    fn count_hit(&self, obj: &Object, source: Source) {
+        let source = match source {
+            Source::Memory => self.storage.body_source(obj),
+            lower => lower,
+        };
         let c = match source {
             Source::Memory => &self.stats.hits_memory,
             Source::Lower("disk") => &self.stats.hits_disk,

@@ -91,6 +91,14 @@ impl Storage {
         self.lower.is_empty() || obj.length.is_none_or(|l| l <= self.memory_object_limit)
     }
 
+    /// Where `obj`'s body is read from when its head is in memory.
+    pub fn body_source(&self, obj: &Object) -> Source {
+        match self.lower.first() {
+            Some(t) if !self.in_memory(obj) => Source::Lower(t.name()),
+            _ => Source::Memory,
+        }
+    }
+
     pub async fn segment(&self, obj: &Arc<Object>, index: u32) -> Option<(Bytes, Source)> {
         if let Some(b) = self.segment_hot(obj, index) {
             return Some((b, Source::Memory));

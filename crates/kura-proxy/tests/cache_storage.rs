@@ -365,3 +365,33 @@ async fn a_whole_body_object_that_no_longer_fits_is_read_again_from_the_origin()
         "the object was fetched again"
     );
 }
+
+#[tokio::test]
+async fn with_a_disk_tier_large_objects_skip_memory_and_small_ones_stay() {
+    // Memory 1 MiB: objects up to an eighth of it (128 KiB) are kept in memory too; larger
+    // ones live on disk only, so one big download cannot flush every small hot object.
+    let (big, _) = ranged("o", 8 * SEG, "max-age=3600").await;
+    let (small, _) = ranged("o", SEG, "max-age=3600").await;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = format!("memory = \"1MiB\"\ndir = \"{}\"", dir.path().display());
+    let kb = TestKura::start(&config(&big.url(), &cache, "")).await;
+    assert_eq!(kb.get("a.com", "/big").await.body.len() as u64, 8 * SEG);
+    kb.handle.cache().unwrap().flush().await;
+    let s = kb.admin_json("/cache").await;
+    assert!(s["memory_bytes"].as_u64().unwrap() < SEG, "{s}");
+    let r = kb.get("a.com", "/big").await;
+    assert!(r.body[..] == expected(1, 0, 8 * SEG)[..]);
+    let s = kb.admin_json("/cache").await;
+    assert_eq!(s["hits_disk"], 1, "{s}");
+    kb.handle.shutdown().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let cache = format!("memory = \"1MiB\"\ndir = \"{}\"", dir.path().display());
+    let ks = TestKura::start(&config(&small.url(), &cache, "")).await;
+    ks.get("a.com", "/small").await;
+    ks.handle.cache().unwrap().flush().await;
+    let s = ks.admin_json("/cache").await;
+    assert!(s["memory_bytes"].as_u64().unwrap() >= SEG, "{s}");
+    ks.get("a.com", "/small").await;
+    assert_eq!(ks.admin_json("/cache").await["hits_memory"], 1);
+}

@@ -280,7 +280,9 @@ impl Cache {
                 let mut parts = head;
                 parts.status = StatusCode::OK;
                 parts.headers = headers;
-                parts.headers.insert("cache-status", pass_status(200));
+                parts
+                    .headers
+                    .insert("cache-status", pass_status(200, reason));
                 Led::Pass(Response::from_parts(parts, CacheBody::Origin(body)))
             }
             Err(reason) => {
@@ -339,7 +341,7 @@ impl Cache {
                 let mut parts = head;
                 parts
                     .headers
-                    .insert("cache-status", pass_status(parts.status.as_u16()));
+                    .insert("cache-status", pass_status(parts.status.as_u16(), reason));
                 Led::Pass(Response::from_parts(parts, CacheBody::Origin(body)))
             }
         }
@@ -675,10 +677,11 @@ fn segment_matches(obj: &Object, head: &http::response::Parts, start: u64, end: 
     same(header::ETAG) && same(header::LAST_MODIFIED)
 }
 
-fn pass_status(code: u16) -> HeaderValue {
+fn pass_status(code: u16, reason: NoStore) -> HeaderValue {
     CacheStatus {
         fwd: Some("miss"),
         fwd_status: Some(code),
+        detail: Some(reason.detail()),
         ..Default::default()
     }
     .value()

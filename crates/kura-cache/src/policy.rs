@@ -130,6 +130,18 @@ pub enum NoStore {
     SetCookie,
 }
 
+impl NoStore {
+    /// The reason as a `Cache-Status` detail token.
+    pub fn detail(self) -> &'static str {
+        match self {
+            NoStore::NotStorable => "not-storable",
+            NoStore::VaryStar => "vary-star",
+            NoStore::BelowMinTtl => "below-min-ttl",
+            NoStore::SetCookie => "set-cookie",
+        }
+    }
+}
+
 /// Evaluates `status`/`headers` (a response to `req`) under the rule's policy.
 pub fn evaluate(
     req: &request::Parts,

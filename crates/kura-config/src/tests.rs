@@ -315,6 +315,26 @@ fn documented_defaults_match_the_code() {
         DEFAULT_UNHEALTHY_THRESHOLD as u64
     );
 
+    assert_eq!(size("cache.memory"), DEFAULT_CACHE_MEMORY);
+    assert_eq!(size("cache.max_disk"), DEFAULT_MAX_DISK);
+    assert!(
+        rows["cache.cleaned_disk"]
+            .starts_with(&format!("{}%", (DEFAULT_CLEANED_DISK_RATIO * 100.0) as u32)),
+        "{}",
+        rows["cache.cleaned_disk"]
+    );
+    assert_eq!(size("cache.segment_size"), DEFAULT_SEGMENT_SIZE);
+    assert_eq!(
+        int("cache.prefetch_segments"),
+        DEFAULT_PREFETCH_SEGMENTS as u64
+    );
+    assert_eq!(dur("cache.lock_timeout"), DEFAULT_LOCK_TIMEOUT);
+    let rc = |k: &str| format!("vhosts.rules.cache.{k}");
+    assert_eq!(rows[&rc("key")], DEFAULT_CACHE_KEY);
+    for zero in ["min_ttl", "stale_while_revalidate", "stale_if_error"] {
+        assert_eq!(dur(&rc(zero)), std::time::Duration::ZERO, "{zero}");
+    }
+
     // Every field of the file format is documented (those without a checked default here).
     for field in [
         "listeners.address",
@@ -342,6 +362,13 @@ fn documented_defaults_match_the_code() {
         "vhosts.rules.response_headers.set",
         "vhosts.rules.response_headers.add",
         "vhosts.rules.response_headers.remove",
+        "vhosts.action",
+        "cache.dir",
+        "cache.purge_allow",
+        "vhosts.rules.cache.default_ttl",
+        "vhosts.rules.cache.force_ttl",
+        "vhosts.rules.cache.client_max_age",
+        "vhosts.rules.cache.accel_redirect",
     ] {
         assert!(rows.contains_key(field), "{field} is not documented");
     }

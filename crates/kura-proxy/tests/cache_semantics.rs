@@ -243,7 +243,9 @@ async fn no_store_and_private_responses_are_not_stored() {
         assert_eq!(kura.get("a.com", "/p").await.text(), "body 1");
         let r = kura.get("a.com", "/p").await;
         assert_eq!(r.text(), "body 2", "{cc}");
-        assert!(!r.header("cache-status").unwrap().contains("stored"));
+        let status = r.header("cache-status").unwrap();
+        assert!(!status.contains("stored"), "{status}");
+        assert!(status.contains("detail=not-storable"), "{status}");
         assert_eq!(n.load(SeqCst), 2);
     }
     // A request with no-store bypasses the cache.
@@ -358,7 +360,13 @@ async fn rule_ttl_policy() {
     let (o, n) = counting("max-age=10").await;
     let kura = TestKura::start(&config(&o.url(), "", "min_ttl = \"60s\"")).await;
     kura.get("a.com", "/m").await;
-    kura.get("a.com", "/m").await;
+    let r = kura.get("a.com", "/m").await;
+    assert!(
+        r.header("cache-status")
+            .unwrap()
+            .contains("detail=below-min-ttl"),
+        "{r:?}"
+    );
     assert_eq!(n.load(SeqCst), 2);
     // default_ttl: applies when the origin says nothing.
     let (o, n) = counting("").await;

@@ -65,17 +65,24 @@ fn check_accepts_a_good_file_and_names_the_bad_field() {
     assert!(err.contains("pools.app.backends[0]"), "{err}");
     assert!(err.contains("limits.client_idle_timeout"), "{err}");
 
-    for example in [
-        "../../examples/basic.toml",
-        "../../examples/multi-site.toml",
-    ] {
+    let mut examples: Vec<_> = std::fs::read_dir("../../examples")
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    examples.sort();
+    assert!(examples.len() >= 3, "{examples:?}");
+    for example in examples {
         let out = std::process::Command::new(BIN)
-            .args(["check", "--config", example])
+            .args(["check", "--config"])
+            .arg(&example)
             .output()
             .unwrap();
         assert!(
             out.status.success(),
-            "{example}: {}",
+            "{}: {}",
+            example.display(),
             String::from_utf8_lossy(&out.stderr)
         );
     }

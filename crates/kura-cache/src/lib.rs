@@ -25,6 +25,8 @@ pub mod origin;
 pub mod policy;
 pub mod range;
 pub mod stats;
+#[cfg(test)]
+mod test_util;
 pub mod tier;
 
 pub use body::CacheBody;

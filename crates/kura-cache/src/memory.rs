@@ -119,3 +119,51 @@ impl MemoryTier {
         self.cache.run_pending_tasks();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util::object;
+
+    const SEG: usize = 64 * 1024;
+
+    #[test]
+    fn bytes_stay_under_the_limit() {
+        let m = MemoryTier::new(1 << 20);
+        let data = Bytes::from(vec![7u8; SEG]);
+        for _ in 0..100 {
+            m.put_segment(&object("k", SEG as u64, SEG as u64), 0, &data);
+        }
+        m.sync();
+        assert!(m.bytes() <= 1 << 20, "{}", m.bytes());
+        assert!(m.bytes() >= (SEG as u64) * 8, "still holds what fits");
+    }
+
+    #[test]
+    fn a_scan_of_one_off_objects_does_not_flush_the_hot_set() {
+        let m = MemoryTier::new(1 << 20); // room for 15 segments
+        let data = Bytes::from(vec![1u8; SEG]);
+        let hot: Vec<_> = (0..8)
+            .map(|i| object(&format!("hot{i}"), SEG as u64, SEG as u64))
+            .collect();
+        for o in &hot {
+            m.put_segment(o, 0, &data);
+        }
+        // The hot set is read often.
+        for _ in 0..5 {
+            for o in &hot {
+                assert!(m.segment(o, 0).is_some());
+            }
+        }
+        m.sync();
+        // A crawler reads 200 other objects once each.
+        for i in 0..200 {
+            let o = object(&format!("scan{i}"), SEG as u64, SEG as u64);
+            m.put_segment(&o, 0, &data);
+            let _ = m.segment(&o, 0);
+        }
+        m.sync();
+        let kept = hot.iter().filter(|o| m.has_segment(o, 0)).count();
+        assert!(kept >= 7, "only {kept} of 8 hot segments survived the scan");
+    }
+}

@@ -1,9 +1,7 @@
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, StatusCode};
-use http_cache_semantics::CachePolicy;
 use kura_config::DiskConfig;
 
 use super::*;

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 
 /// Idle buffers kept for reuse (with 2 MiB segments, 32 MiB at most).
-pub const POOLED: usize = 16;
+pub const POOLED: usize = 4;
 
 #[derive(Default)]
 pub struct BufferPool {

@@ -15,7 +15,8 @@
 //! whole file or none; without fsync, a crash can still leave a short or zeroed file, which
 //! the checksum catches (the entry is dropped and refetched, never served). Writes go through
 //! one writer thread fed by a bounded queue (a full queue drops the write, not the request);
-//! reads run on tokio's blocking pool.
+//! reads run on tokio's blocking pool. A segment waiting in the queue is served from the queue,
+//! so between its fetch and its write no reader finds it missing and fetches it again.
 
 mod record;
 mod writer;
@@ -79,7 +80,11 @@ struct Inner {
     cleaned_bytes: u64,
     index: Mutex<Index>,
     stats: Arc<Stats>,
+    /// Segments queued for the writer, by (key, version, index): readable until written.
+    pending: Mutex<HashMap<SegId, Bytes>>,
 }
+
+type SegId = (String, u64, u32);
 
 pub struct DiskTier {
     inner: Arc<Inner>,
@@ -110,6 +115,22 @@ impl Inner {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Index> {
         self.index.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<SegId, Bytes>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A segment still waiting in the writer's queue.
+    fn pending_segment(&self, obj: &Object, index: u32) -> Option<Bytes> {
+        self.pending()
+            .get(&(obj.key.clone(), obj.version, index))
+            .cloned()
+    }
+
+    /// Forgets queued segments whose key `drop` selects (removed or purged objects).
+    fn forget_pending(&self, drop: impl Fn(&str) -> bool) {
+        self.pending().retain(|(k, _, _), _| !drop(k));
     }
 
     /// Reads and checks the head file of `key`.
@@ -183,6 +204,7 @@ impl DiskTier {
             cleaned_bytes: cfg.cleaned_bytes,
             index: Mutex::new(Index::default()),
             stats,
+            pending: Mutex::default(),
         });
         let scanned = writer::scan(&inner)?;
         tracing::info!(
@@ -291,6 +313,9 @@ impl Tier for DiskTier {
     }
 
     fn get_segment(&self, obj: &Arc<Object>, index: u32) -> BoxFuture<'static, Option<Bytes>> {
+        if let Some(b) = self.inner.pending_segment(obj, index) {
+            return Box::pin(std::future::ready(Some(b)));
+        }
         let inner = self.inner.clone();
         let obj = obj.clone();
         let jobs = self.jobs.clone();
@@ -315,7 +340,8 @@ impl Tier for DiskTier {
     }
 
     fn has_segment(&self, obj: &Object, index: u32) -> bool {
-        self.inner.seg_meta(obj, index).is_some()
+        self.inner.pending_segment(obj, index).is_some()
+            || self.inner.seg_meta(obj, index).is_some()
     }
 
     fn put_entry(&self, entry: &Entry) {
@@ -326,13 +352,13 @@ impl Tier for DiskTier {
 
     fn put_segment(&self, obj: &Arc<Object>, index: u32, data: &Bytes) {
         match self.budget.clone().try_acquire_owned() {
-            Ok(permit) => self.enqueue(Job::PutSegment {
-                key: obj.key.clone(),
-                version: obj.version,
-                index,
-                data: data.clone(),
+            Ok(permit) => queue_segment(
+                &self.inner,
+                &self.jobs,
+                (obj.key.clone(), obj.version, index),
+                data.clone(),
                 permit,
-            }),
+            ),
             Err(_) => Stats::inc(&self.inner.stats.disk_write_drops),
         }
     }
@@ -345,30 +371,24 @@ impl Tier for DiskTier {
     ) -> BoxFuture<'static, ()> {
         let budget = self.budget.clone();
         let jobs = self.jobs.clone();
-        let stats = self.inner.stats.clone();
-        let (key, version, data) = (obj.key.clone(), obj.version, data.clone());
+        let inner = self.inner.clone();
+        let id = (obj.key.clone(), obj.version, index);
+        let data = data.clone();
         Box::pin(async move {
             let Ok(permit) = budget.acquire_owned().await else {
                 return;
             };
-            let job = Job::PutSegment {
-                key,
-                version,
-                index,
-                data,
-                permit,
-            };
-            if let Err(TrySendError::Full(_)) = jobs.try_send(job) {
-                Stats::inc(&stats.disk_write_drops);
-            }
+            queue_segment(&inner, &jobs, id, data, permit);
         })
     }
 
     fn remove(&self, key: &str) {
+        self.inner.forget_pending(|k| k == key);
         self.enqueue(Job::Remove(key.to_string()));
     }
 
     fn purge_prefix(&self, prefix: &str) -> BoxFuture<'static, usize> {
+        self.inner.forget_pending(|k| k.starts_with(prefix));
         let (tx, rx) = tokio::sync::oneshot::channel();
         let sent = self
             .jobs
@@ -378,9 +398,37 @@ impl Tier for DiskTier {
     }
 
     fn purge_all(&self) -> BoxFuture<'static, usize> {
+        self.inner.forget_pending(|_| true);
         let (tx, rx) = tokio::sync::oneshot::channel();
         let sent = self.jobs.send(Job::PurgeAll(tx)).is_ok();
         Box::pin(async move { if sent { rx.await.unwrap_or(0) } else { 0 } })
+    }
+}
+
+/// Queues a segment for the writer; readable from the queue until it is written.
+fn queue_segment(
+    inner: &Inner,
+    jobs: &SyncSender<Job>,
+    id: SegId,
+    data: Bytes,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    inner.pending().insert(id.clone(), data.clone());
+    let job = Job::PutSegment {
+        key: id.0.clone(),
+        version: id.1,
+        index: id.2,
+        data,
+        permit,
+    };
+    match jobs.try_send(job) {
+        Ok(()) => {}
+        Err(e) => {
+            inner.pending().remove(&id);
+            if let TrySendError::Full(_) = e {
+                Stats::inc(&inner.stats.disk_write_drops);
+            }
+        }
     }
 }
 

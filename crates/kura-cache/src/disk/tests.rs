@@ -154,3 +154,57 @@ async fn purge_by_prefix_and_all() {
     assert_eq!(disk.purge_all().await, 1);
     assert_eq!(disk.bytes(), 0);
 }
+
+#[tokio::test]
+async fn a_queued_segment_is_readable_before_the_writer_reaches_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = open(&cfg(dir.path(), 1 << 30, 1 << 29)).await;
+    let obj = object("a.com/q", 6, 6);
+    disk.put_entry(&Entry::Object(obj.clone()));
+    // The writer is busy (a slow disk): the segment waits in the queue.
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    disk.jobs.send(Job::Hold(held)).unwrap();
+    disk.put_segment_wait(&obj, 0, &Bytes::from_static(b"queued"))
+        .await;
+    assert!(disk.has_segment(&obj, 0));
+    assert_eq!(
+        disk.get_segment(&obj, 0).await.as_deref(),
+        Some(&b"queued"[..])
+    );
+    assert!(disk.inner.seg_meta(&obj, 0).is_none(), "not written yet");
+    // Another version of the object does not see it.
+    let other = Arc::new(Object {
+        version: obj.version + 1,
+        ..(*obj).clone()
+    });
+    assert!(!disk.has_segment(&other, 0));
+    drop(release);
+    disk.flush().await;
+    assert!(
+        disk.inner.pending().is_empty(),
+        "written, then dropped from the queue"
+    );
+    assert_eq!(
+        disk.get_segment(&obj, 0).await.as_deref(),
+        Some(&b"queued"[..])
+    );
+    assert!(disk.inner.seg_meta(&obj, 0).is_some());
+}
+
+#[tokio::test]
+async fn removing_an_object_forgets_its_queued_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = open(&cfg(dir.path(), 1 << 30, 1 << 29)).await;
+    let obj = object("a.com/r", 6, 6);
+    disk.put_entry(&Entry::Object(obj.clone()));
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    disk.jobs.send(Job::Hold(held)).unwrap();
+    disk.put_segment_wait(&obj, 0, &Bytes::from_static(b"queued"))
+        .await;
+    disk.remove(&obj.key);
+    assert!(!disk.has_segment(&obj, 0));
+    assert!(disk.get_segment(&obj, 0).await.is_none());
+    drop(release);
+    disk.flush().await;
+    assert!(disk.get_segment(&obj, 0).await.is_none());
+}

@@ -37,6 +37,9 @@ pub enum Job {
     PurgeAll(oneshot::Sender<usize>),
     Evict,
     Flush(oneshot::Sender<()>),
+    /// Stops the writer until the sender is dropped (tests: a slow disk on demand).
+    #[cfg(test)]
+    Hold(std::sync::mpsc::Receiver<()>),
 }
 
 pub fn spawn(inner: Arc<Inner>) -> io::Result<SyncSender<Job>> {
@@ -80,6 +83,8 @@ fn handle(inner: &Inner, job: Job, dirty: &mut HashSet<String>) {
             if let Some(hash) = put_segment(inner, &key, version, index, &data) {
                 dirty.insert(hash);
             }
+            // Written (and indexed) or given up: either way no longer served from the queue.
+            inner.pending().remove(&(key, version, index));
             drop(permit);
         }
         Job::DropSegment {
@@ -131,6 +136,10 @@ fn handle(inner: &Inner, job: Job, dirty: &mut HashSet<String>) {
             flush_dirty(inner, dirty);
             evict(inner);
             let _ = reply.send(());
+        }
+        #[cfg(test)]
+        Job::Hold(release) => {
+            let _ = release.recv();
         }
     }
 }

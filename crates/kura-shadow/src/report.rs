@@ -1,0 +1,373 @@
+//! Per-endpoint difference counts and Diffy's noise rule.
+//!
+//! For every (endpoint, candidate) the report counts the exchanges compared and, per field,
+//! how often the candidate differed from the primary (raw) and how often a second primary
+//! differed from the first (noise). A field is a **regression** only when its raw rate clearly
+//! exceeds its noise rate: by at least `absolute` (percentage points, as a fraction) and by at
+//! least `relative` of the noise rate. Other differing fields are **noise**: a timestamp or a
+//! random id differs between two primaries as often as against the candidate.
+//!
+//! Memory is bounded: at most `max_endpoints` endpoints (later ones are counted under
+//! `(other)`), `max_fields` fields each, and a ring of `examples` example pairs per field.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+use crate::compare::Difference;
+
+/// Where the report is bounded and how noise is judged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportSettings {
+    pub max_endpoints: usize,
+    pub max_fields: usize,
+    pub examples: usize,
+    /// Raw rate must exceed the noise rate by this fraction of it (Diffy's relative threshold).
+    pub relative_threshold: f64,
+    /// Raw rate minus noise rate must be at least this (Diffy's absolute threshold).
+    pub absolute_threshold: f64,
+}
+
+impl Default for ReportSettings {
+    fn default() -> Self {
+        ReportSettings {
+            max_endpoints: 1000,
+            max_fields: 200,
+            examples: 5,
+            relative_threshold: 0.2,
+            absolute_threshold: 0.03,
+        }
+    }
+}
+
+/// The endpoint every endpoint beyond `max_endpoints` is counted under.
+pub const OTHER_ENDPOINT: &str = "(other)";
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Example {
+    pub uri: String,
+    pub primary: String,
+    pub candidate: String,
+}
+
+#[derive(Default)]
+struct Field {
+    raw: u64,
+    noise: u64,
+    examples: VecDeque<Example>,
+}
+
+#[derive(Default)]
+struct Endpoint {
+    compared: u64,
+    differing: u64,
+    noise_compared: u64,
+    fields: HashMap<String, Field>,
+    /// Differences in fields beyond `max_fields` (not itemised).
+    untracked: u64,
+}
+
+pub struct Reports {
+    settings: ReportSettings,
+    state: Mutex<State>,
+}
+
+struct State {
+    since: chrono::DateTime<chrono::Utc>,
+    endpoints: HashMap<(String, String), Endpoint>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Regression,
+    Noise,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FieldReport {
+    pub field: String,
+    pub differences: u64,
+    pub rate: f64,
+    pub noise: u64,
+    pub noise_rate: f64,
+    pub verdict: Verdict,
+    pub examples: Vec<Example>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EndpointReport {
+    pub endpoint: String,
+    pub candidate: String,
+    pub compared: u64,
+    pub differing: u64,
+    pub noise_compared: u64,
+    pub regressions: usize,
+    pub untracked_differences: u64,
+    /// Fields the candidate differed in, regressions first, then by count.
+    pub fields: Vec<FieldReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Snapshot {
+    /// When counting started (start-up or the last reset), RFC 3339.
+    pub since: String,
+    pub relative_threshold: f64,
+    pub absolute_threshold: f64,
+    pub endpoints: Vec<EndpointReport>,
+}
+
+impl Reports {
+    pub fn new(settings: ReportSettings) -> Reports {
+        Reports {
+            settings,
+            state: Mutex::new(State {
+                since: chrono::Utc::now(),
+                endpoints: HashMap::new(),
+            }),
+        }
+    }
+
+    pub fn settings(&self) -> &ReportSettings {
+        &self.settings
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records one compared exchange: the candidate's differences from the primary and, when
+    /// a second primary answered too, the differences between the two primaries.
+    pub fn record(
+        &self,
+        endpoint: &str,
+        candidate: &str,
+        uri: &str,
+        raw: &[Difference],
+        noise: Option<&[Difference]>,
+    ) {
+        let s = &self.settings;
+        let mut st = self.lock();
+        let mut key = (endpoint.to_string(), candidate.to_string());
+        if !st.endpoints.contains_key(&key) && st.endpoints.len() >= s.max_endpoints {
+            key.0 = OTHER_ENDPOINT.to_string();
+        }
+        let e = st.endpoints.entry(key).or_default();
+        e.compared += 1;
+        if !raw.is_empty() {
+            e.differing += 1;
+        }
+        for d in raw {
+            let Some(f) = field(e, &d.field, s.max_fields) else {
+                e.untracked += 1;
+                continue;
+            };
+            f.raw += 1;
+            if s.examples > 0 {
+                if f.examples.len() == s.examples {
+                    f.examples.pop_front();
+                }
+                f.examples.push_back(Example {
+                    uri: uri.to_string(),
+                    primary: d.primary.clone(),
+                    candidate: d.candidate.clone(),
+                });
+            }
+        }
+        if let Some(noise) = noise {
+            e.noise_compared += 1;
+            for d in noise {
+                if let Some(f) = field(e, &d.field, s.max_fields) {
+                    f.noise += 1;
+                }
+            }
+        }
+    }
+
+    /// Forgets every count and example.
+    pub fn reset(&self) {
+        let mut st = self.lock();
+        st.endpoints.clear();
+        st.since = chrono::Utc::now();
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let s = &self.settings;
+        let st = self.lock();
+        let mut endpoints: Vec<EndpointReport> = st
+            .endpoints
+            .iter()
+            .map(|((endpoint, candidate), e)| {
+                let mut fields: Vec<FieldReport> = e
+                    .fields
+                    .iter()
+                    .filter(|(_, f)| f.raw > 0)
+                    .map(|(name, f)| {
+                        let rate = f.raw as f64 / e.compared.max(1) as f64;
+                        let noise_rate = if e.noise_compared > 0 {
+                            f.noise as f64 / e.noise_compared as f64
+                        } else {
+                            0.0
+                        };
+                        FieldReport {
+                            field: name.clone(),
+                            differences: f.raw,
+                            rate,
+                            noise: f.noise,
+                            noise_rate,
+                            verdict: verdict(rate, noise_rate, s),
+                            examples: f.examples.iter().cloned().collect(),
+                        }
+                    })
+                    .collect();
+                fields.sort_by(|a, b| {
+                    (
+                        a.verdict != Verdict::Regression,
+                        std::cmp::Reverse(a.differences),
+                        &a.field,
+                    )
+                        .cmp(&(
+                            b.verdict != Verdict::Regression,
+                            std::cmp::Reverse(b.differences),
+                            &b.field,
+                        ))
+                });
+                EndpointReport {
+                    endpoint: endpoint.clone(),
+                    candidate: candidate.clone(),
+                    compared: e.compared,
+                    differing: e.differing,
+                    noise_compared: e.noise_compared,
+                    regressions: fields
+                        .iter()
+                        .filter(|f| f.verdict == Verdict::Regression)
+                        .count(),
+                    untracked_differences: e.untracked,
+                    fields,
+                }
+            })
+            .collect();
+        endpoints.sort_by(|a, b| (&a.endpoint, &a.candidate).cmp(&(&b.endpoint, &b.candidate)));
+        Snapshot {
+            since: st.since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            relative_threshold: s.relative_threshold,
+            absolute_threshold: s.absolute_threshold,
+            endpoints,
+        }
+    }
+}
+
+fn field<'a>(e: &'a mut Endpoint, name: &str, max: usize) -> Option<&'a mut Field> {
+    if !e.fields.contains_key(name) && e.fields.len() >= max {
+        return None;
+    }
+    Some(e.fields.entry(name.to_string()).or_default())
+}
+
+/// Diffy's rule: a regression only when the raw rate exceeds the noise rate both absolutely
+/// and relatively.
+pub fn verdict(rate: f64, noise_rate: f64, s: &ReportSettings) -> Verdict {
+    let above = rate - noise_rate;
+    if above >= s.absolute_threshold && rate >= noise_rate * (1.0 + s.relative_threshold) {
+        Verdict::Regression
+    } else {
+        Verdict::Noise
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(field: &str) -> Difference {
+        Difference {
+            field: field.into(),
+            primary: "a".into(),
+            candidate: "b".into(),
+        }
+    }
+
+    #[test]
+    fn a_field_that_differs_between_primaries_is_noise_and_a_real_change_is_a_regression() {
+        let r = Reports::new(ReportSettings::default());
+        for i in 0..100 {
+            // `$.id` differs at random everywhere; `$.price` only against the candidate.
+            let raw = [d("$.id"), d("$.price")];
+            let noise = [d("$.id")];
+            r.record(
+                "GET items",
+                "v2",
+                &format!("/items/{i}"),
+                &raw,
+                Some(&noise),
+            );
+        }
+        let snap = r.snapshot();
+        let e = &snap.endpoints[0];
+        assert_eq!((e.compared, e.differing, e.noise_compared), (100, 100, 100));
+        assert_eq!(e.regressions, 1);
+        assert_eq!(e.fields[0].field, "$.price");
+        assert_eq!(e.fields[0].verdict, Verdict::Regression);
+        assert_eq!(e.fields[1].field, "$.id");
+        assert_eq!(e.fields[1].verdict, Verdict::Noise);
+        assert_eq!(e.fields[1].noise_rate, 1.0);
+        // Examples are a ring: the last five are kept.
+        assert_eq!(e.fields[0].examples.len(), 5);
+        assert_eq!(e.fields[0].examples[4].uri, "/items/99");
+    }
+
+    #[test]
+    fn thresholds_decide_close_rates() {
+        let s = ReportSettings::default();
+        assert_eq!(verdict(0.5, 0.0, &s), Verdict::Regression);
+        assert_eq!(
+            verdict(0.02, 0.0, &s),
+            Verdict::Noise,
+            "below the absolute threshold"
+        );
+        assert_eq!(
+            verdict(0.55, 0.5, &s),
+            Verdict::Noise,
+            "within 20% of the noise"
+        );
+        assert_eq!(verdict(0.7, 0.5, &s), Verdict::Regression);
+    }
+
+    #[test]
+    fn memory_is_bounded_and_reset_forgets() {
+        let r = Reports::new(ReportSettings {
+            max_endpoints: 2,
+            max_fields: 3,
+            examples: 1,
+            ..ReportSettings::default()
+        });
+        for ep in ["a", "b", "c", "d"] {
+            r.record(ep, "v2", "/", &[d("f1")], None);
+        }
+        let many: Vec<Difference> = (0..10).map(|i| d(&format!("f{i}"))).collect();
+        r.record("a", "v2", "/", &many, None);
+        let snap = r.snapshot();
+        let names: Vec<&str> = snap.endpoints.iter().map(|e| e.endpoint.as_str()).collect();
+        assert_eq!(names, [OTHER_ENDPOINT, "a", "b"]);
+        assert_eq!(snap.endpoints[0].compared, 2);
+        let a = &snap.endpoints[1];
+        assert_eq!(a.fields.len(), 3);
+        assert_eq!(a.untracked_differences, 7);
+        assert!(a.fields.iter().all(|f| f.examples.len() == 1));
+        r.reset();
+        assert!(r.snapshot().endpoints.is_empty());
+    }
+
+    #[test]
+    fn without_a_second_primary_every_difference_counts() {
+        let r = Reports::new(ReportSettings::default());
+        r.record("GET /", "v2", "/", &[d("status")], None);
+        r.record("GET /", "v2", "/", &[], None);
+        let snap = r.snapshot();
+        let e = &snap.endpoints[0];
+        assert_eq!((e.compared, e.differing, e.noise_compared), (2, 1, 0));
+        assert_eq!(e.fields[0].rate, 0.5);
+        assert_eq!(e.fields[0].verdict, Verdict::Regression);
+    }
+}

@@ -48,3 +48,36 @@ pub const MAX_SEGMENT_SIZE: u64 = 64 * 1024 * 1024;
 pub const DEFAULT_PREFETCH_SEGMENTS: u32 = 4;
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_CACHE_KEY: &str = "{host}{path}?{query}";
+
+pub const DEFAULT_SHADOW_QUEUE: usize = 256;
+pub const DEFAULT_SHADOW_CONCURRENCY: usize = 32;
+/// With the queue and concurrency defaults, shadowing holds at most ~300 MiB even when every
+/// body is at the limit.
+pub const DEFAULT_SHADOW_MAX_REQUEST_BODY: u64 = 256 * 1024;
+pub const DEFAULT_SHADOW_MAX_COMPARE_BODY: u64 = 256 * 1024;
+pub const DEFAULT_SHADOW_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_SHADOW_MARKER_HEADER: &str = "x-kura-shadow";
+/// Diffy's defaults: 20% relative, 3 points absolute.
+pub const DEFAULT_SHADOW_RELATIVE_THRESHOLD: f64 = 0.2;
+pub const DEFAULT_SHADOW_ABSOLUTE_THRESHOLD: f64 = 0.03;
+pub const DEFAULT_SHADOW_MAX_ENDPOINTS: usize = 1000;
+pub const DEFAULT_SHADOW_MAX_FIELDS: usize = 200;
+pub const DEFAULT_SHADOW_EXAMPLES: usize = 5;
+pub const DEFAULT_SHADOW_SAMPLE_PERCENT: f64 = 100.0;
+/// Response headers that differ between any two deployments, or are compared through the body.
+pub const DEFAULT_SHADOW_IGNORE_HEADERS: &[&str] = &[
+    "date",
+    "server",
+    "age",
+    "via",
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "content-length",
+    "x-request-id",
+    "x-runtime",
+    "set-cookie",
+    "expires",
+    "last-modified",
+    "etag",
+];

@@ -24,6 +24,7 @@ pub struct FileConfig {
     pub access_log: Option<FileAccessLog>,
     pub error_pages: Option<FileErrorPages>,
     pub cache: Option<FileCache>,
+    pub shadow: Option<FileShadow>,
     #[serde(default)]
     pub pools: BTreeMap<String, FilePool>,
     #[serde(default)]
@@ -174,6 +175,8 @@ pub struct FileVHost {
     pub action: Option<String>,
     /// With `pool` and `action = "cache"`: its caching policy.
     pub cache: Option<FileRuleCache>,
+    /// With `pool`: shadowing of that fallback rule.
+    pub shadow: Option<FileRuleShadow>,
     #[serde(default)]
     pub rules: Vec<FileRule>,
 }
@@ -194,6 +197,86 @@ pub struct FileRule {
     pub response_headers: FileHeaderEdits,
     /// Caching policy (for `action = "cache"`).
     pub cache: Option<FileRuleCache>,
+    /// Requests of this rule copied to shadow backends and compared.
+    pub shadow: Option<FileRuleShadow>,
+}
+
+/// Shadow traffic settings shared by every rule (queue, limits, comparison, reports).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileShadow {
+    /// Shadowed requests waiting for a free slot; more are dropped (and counted).
+    pub queue: Option<usize>,
+    /// Shadowed requests in progress at once.
+    pub concurrency: Option<usize>,
+    /// Request bodies up to this size are copied to shadows; larger requests are not shadowed.
+    pub max_request_body: Option<SizeValue>,
+    /// Response bodies are compared up to this size (beyond it: length and hash of the start).
+    pub max_compare_body: Option<SizeValue>,
+    /// A shadow (or second primary) that has not answered whole within this is abandoned.
+    pub timeout: Option<String>,
+    /// Response headers never compared (replaces the default list).
+    pub ignore_headers: Option<Vec<String>>,
+    /// Header added to every shadow request; its value names the target.
+    pub marker_header: Option<String>,
+    /// Diffy's thresholds: how clearly a field must differ more than the noise.
+    pub relative_threshold: Option<f64>,
+    pub absolute_threshold: Option<f64>,
+    /// Report bounds.
+    pub max_endpoints: Option<usize>,
+    pub max_fields: Option<usize>,
+    pub examples: Option<usize>,
+    /// A JSON-lines file receiving every exchange that differed.
+    pub diff_log: Option<String>,
+}
+
+/// Shadowing of one rule.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileRuleShadow {
+    /// The candidate backends, each a pool.
+    pub targets: Vec<FileShadowTarget>,
+    /// A pool running the primary's code: its differences from the primary are the noise.
+    pub secondary: Option<String>,
+    /// Methods shadowed; default any safe method (GET, HEAD, OPTIONS, TRACE).
+    pub methods: Option<Vec<String>>,
+    /// Allow POST, PUT, PATCH, DELETE and other unsafe methods to be shadowed.
+    pub allow_unsafe: Option<bool>,
+    /// Only paths matching this regex.
+    pub path: Option<String>,
+    /// Only requests with this header matching a regex.
+    pub header: Option<FileHeaderMatch>,
+    /// Share of the matching requests shadowed, 0 to 100.
+    pub sample_percent: Option<f64>,
+    /// Sample by a hash of this header (the same user always in or out); default random.
+    pub sample_by: Option<String>,
+    /// How endpoints are named in reports: `rule` (default) or `path`.
+    pub group_by: Option<String>,
+    /// The endpoint name with `group_by = "rule"`; default the rule's path regex.
+    pub name: Option<String>,
+    /// JSON fields never compared, as paths (`$.meta.request_id`, `$.items[*].updated_at`).
+    pub ignore_fields: Option<Vec<String>>,
+    /// Response headers never compared, in addition to `shadow.ignore_headers`.
+    pub ignore_headers: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileShadowTarget {
+    pub pool: String,
+    /// Name in reports and in the marker header; default the pool's name.
+    pub name: Option<String>,
+    /// Edits of the request sent to this target (after the rule's own).
+    #[serde(default)]
+    pub request_headers: FileHeaderEdits,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileHeaderMatch {
+    pub name: String,
+    /// Regex the header's value must match; default any value (the header is present).
+    pub value: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]

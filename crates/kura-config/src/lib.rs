@@ -10,6 +10,7 @@
 mod cache_config;
 mod defaults;
 mod file;
+mod shadow_config;
 mod template;
 mod units;
 mod validate;
@@ -25,6 +26,7 @@ use regex::Regex;
 
 pub use defaults::*;
 pub use file::*;
+pub use shadow_config::is_safe_method;
 pub use template::{Template, TemplateError, Vars};
 pub use units::{parse_duration, parse_size};
 pub use validate::{parse_backend, parse_host_pattern, validate};
@@ -41,7 +43,88 @@ pub struct Config {
     pub access_log: Option<AccessLogConfig>,
     pub error_pages: ErrorPagesConfig,
     pub cache: CacheConfig,
+    pub shadow: ShadowConfig,
     pub routes: Routes,
+}
+
+/// Shadow traffic settings shared by every rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShadowConfig {
+    pub queue: usize,
+    pub concurrency: usize,
+    pub max_request_body: u64,
+    pub max_compare_body: u64,
+    pub timeout: Duration,
+    /// Lowercase header names.
+    pub ignore_headers: Vec<String>,
+    pub marker_header: HeaderName,
+    pub relative_threshold: f64,
+    pub absolute_threshold: f64,
+    pub max_endpoints: usize,
+    pub max_fields: usize,
+    pub examples: usize,
+    pub diff_log: Option<PathBuf>,
+}
+
+impl Default for ShadowConfig {
+    fn default() -> Self {
+        ShadowConfig {
+            queue: DEFAULT_SHADOW_QUEUE,
+            concurrency: DEFAULT_SHADOW_CONCURRENCY,
+            max_request_body: DEFAULT_SHADOW_MAX_REQUEST_BODY,
+            max_compare_body: DEFAULT_SHADOW_MAX_COMPARE_BODY,
+            timeout: DEFAULT_SHADOW_TIMEOUT,
+            ignore_headers: DEFAULT_SHADOW_IGNORE_HEADERS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            marker_header: HeaderName::from_static(DEFAULT_SHADOW_MARKER_HEADER),
+            relative_threshold: DEFAULT_SHADOW_RELATIVE_THRESHOLD,
+            absolute_threshold: DEFAULT_SHADOW_ABSOLUTE_THRESHOLD,
+            max_endpoints: DEFAULT_SHADOW_MAX_ENDPOINTS,
+            max_fields: DEFAULT_SHADOW_MAX_FIELDS,
+            examples: DEFAULT_SHADOW_EXAMPLES,
+            diff_log: None,
+        }
+    }
+}
+
+/// Shadowing of one rule.
+#[derive(Debug, Clone)]
+pub struct RuleShadow {
+    pub targets: Vec<ShadowTarget>,
+    /// Pool whose differences from the primary are noise.
+    pub secondary: Option<String>,
+    /// Methods shadowed; empty: any (unsafe ones only with `allow_unsafe`).
+    pub methods: Vec<http::Method>,
+    pub allow_unsafe: bool,
+    pub path: Option<Regex>,
+    pub header: Option<(HeaderName, Option<Regex>)>,
+    /// 0 to 100.
+    pub sample_percent: f64,
+    pub sample_by: Option<HeaderName>,
+    pub group_by: GroupBy,
+    /// Endpoint name for `GroupBy::Rule`.
+    pub name: String,
+    pub ignore_fields: Vec<String>,
+    /// Lowercase; added to `ShadowConfig::ignore_headers`.
+    pub ignore_headers: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ShadowTarget {
+    pub name: String,
+    pub pool: String,
+    pub request_headers: HeaderEdits,
+}
+
+/// How shadowed exchanges are grouped into endpoints in reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupBy {
+    /// Method and the rule's name.
+    Rule,
+    /// Method and the path with ids (numbers, UUIDs, long hex) replaced by `{id}`.
+    Path,
 }
 
 /// The cache's storage, shared by every `cache` rule.
@@ -287,6 +370,7 @@ pub struct RuleSpec {
     pub response_headers: HeaderEdits,
     /// Set when `action = "cache"`.
     pub cache: Option<RuleCache>,
+    pub shadow: Option<RuleShadow>,
 }
 
 /// Header edits applied in the order remove, set, add.

@@ -13,6 +13,7 @@ use regex::Regex;
 use crate::cache_config::{validate_cache, validate_rule_cache};
 use crate::defaults::*;
 use crate::file::*;
+use crate::shadow_config::{validate_rule_shadow, validate_shadow};
 use crate::units::{parse_duration, size_value};
 use crate::*;
 
@@ -65,6 +66,7 @@ pub fn validate(file: &FileConfig, base_dir: &Path) -> Result<Config, ConfigErro
         Some(p) => load_error_pages(&base_dir.join(&p.dir), &mut errs),
     };
     let cache = validate_cache(file.cache.as_ref(), base_dir, &mut errs);
+    let shadow = validate_shadow(file.shadow.as_ref(), base_dir, &mut errs);
     let routes = validate_routes(&file.pools, &file.vhosts, cache.disk.is_some(), &mut errs);
 
     if errs.0.is_empty() {
@@ -77,6 +79,7 @@ pub fn validate(file: &FileConfig, base_dir: &Path) -> Result<Config, ConfigErro
             access_log,
             error_pages,
             cache,
+            shadow,
             routes,
         })
     } else {
@@ -485,7 +488,7 @@ pub fn parse_host_pattern(text: &str) -> Result<HostPattern, String> {
     })
 }
 
-fn header_edits(field: &str, e: &FileHeaderEdits, errs: &mut Errors) -> HeaderEdits {
+pub(crate) fn header_edits(field: &str, e: &FileHeaderEdits, errs: &mut Errors) -> HeaderEdits {
     let name = |n: &str, errs: &mut Errors, f: String| match HeaderName::from_bytes(n.as_bytes()) {
         Ok(h) => Some(h),
         Err(_) => {
@@ -592,6 +595,16 @@ fn validate_rule(
         &r.response_headers,
         errs,
     );
+    if r.shadow.is_some() && action == Action::Cache {
+        errs.push(
+            format!("{field}.shadow"),
+            "applies to rules with action = \"proxy\" (a cached answer is not the primary's)",
+        );
+    }
+    let shadow = r
+        .shadow
+        .as_ref()
+        .map(|s| validate_rule_shadow(&format!("{field}.shadow"), s, source, pools, errs));
     Some(RuleSpec {
         path: path?,
         action,
@@ -600,6 +613,7 @@ fn validate_rule(
         request_headers,
         response_headers,
         cache,
+        shadow,
     })
 }
 
@@ -657,7 +671,7 @@ fn validate_routes(
                 rules.push(rule);
             }
         }
-        if v.pool.is_none() && (v.action.is_some() || v.cache.is_some()) {
+        if v.pool.is_none() && (v.action.is_some() || v.cache.is_some() || v.shadow.is_some()) {
             errs.push(
                 format!("{field}.action"),
                 "applies to the vhost's `pool` fallback: set `pool`",
@@ -668,6 +682,7 @@ fn validate_routes(
                 pool: pool.clone(),
                 action: v.action.clone(),
                 cache: v.cache.clone(),
+                shadow: v.shadow.clone(),
                 ..Default::default()
             };
             if let Some(rule) = validate_rule(&field, &fallback, pools, has_disk, errs) {

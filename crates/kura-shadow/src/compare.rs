@@ -53,7 +53,7 @@ const MISSING: &str = "(missing)";
 impl Default for CompareOptions {
     fn default() -> Self {
         CompareOptions {
-            ignore_headers: DEFAULT_IGNORED_HEADERS
+            ignore_headers: kura_config::DEFAULT_SHADOW_IGNORE_HEADERS
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
@@ -62,24 +62,6 @@ impl Default for CompareOptions {
         }
     }
 }
-
-/// Headers that differ between any two deployments (or are compared through the body).
-pub const DEFAULT_IGNORED_HEADERS: &[&str] = &[
-    "date",
-    "server",
-    "age",
-    "via",
-    "connection",
-    "keep-alive",
-    "transfer-encoding",
-    "content-length",
-    "x-request-id",
-    "x-runtime",
-    "set-cookie",
-    "expires",
-    "last-modified",
-    "etag",
-];
 
 /// The differences between `a` (the primary, or reference) and `b`.
 pub fn compare(a: &Answer, b: &Answer, opts: &CompareOptions) -> Vec<Difference> {

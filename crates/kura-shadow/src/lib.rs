@@ -9,11 +9,22 @@
 //!   line, binary by hash);
 //! - [`report`]: per-endpoint counts and the noise rule (a second primary tells which
 //!   differences happen anyway);
-//! - [`html`]: the report as a page for people.
+//! - [`html`]: the report as a page for people;
+//! - [`rule`]: a rule's selection (method, path, header, sample) and targets;
+//! - [`capture`]: copies of the request body and the primary's answer, taken as they stream;
+//! - [`engine`]: the bounded queue, the background exchanges, and the counters;
+//! - [`difflog`]: the JSON-lines file of differing exchanges.
 
+pub mod capture;
 pub mod compare;
+pub mod difflog;
+pub mod engine;
 pub mod html;
 pub mod report;
+pub mod rule;
 
+pub use capture::{BodyCopy, BodyTee, Capture, PrimaryAnswer};
 pub use compare::{Answer, CompareOptions, Difference, compare};
+pub use engine::{BodySource, CountersSnapshot, DropReason, Job, Shadow, TargetCounts};
 pub use report::{ReportSettings, Reports, Snapshot, Verdict};
+pub use rule::{ShadowBody, ShadowRule, Target, Upstream};

@@ -13,6 +13,9 @@
 //! | POST   | `/purge?url=URL` | purges the entry (and variants) URL maps to         |
 //! | POST   | `/purge?prefix=P` | purges every cache key starting with P             |
 //! | POST   | `/purge?all=true` | empties the cache                                  |
+//! | GET    | `/shadow`   | JSON: shadow counters and the per-endpoint report        |
+//! | GET    | `/shadow.html` | the shadow report as a page                           |
+//! | POST   | `/shadow/reset` | forgets the shadow report (counters stay)            |
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -69,6 +72,16 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>>
             None => json_reply(StatusCode::NOT_FOUND, json!({"error": "no cache"})),
         },
         (&Method::POST, "/purge") => purge(shared, req.uri().query().unwrap_or("")).await,
+        (&Method::GET, "/shadow") => json_reply(StatusCode::OK, shared.shadow.report_json()),
+        (&Method::GET, "/shadow.html") => reply(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            shared.shadow.report_html(),
+        ),
+        (&Method::POST, "/shadow/reset") => {
+            shared.shadow.reset();
+            json_reply(StatusCode::OK, json!({"reset": true}))
+        }
         (&Method::GET, "/metrics") => {
             refresh_gauges(shared);
             reply(

@@ -56,20 +56,46 @@ impl BodyFault {
 /// A request body on its way to an upstream.
 pub struct ReqBody {
     inner: Option<Incoming>,
+    /// A body held in memory (shadow copies); used when `inner` is `None`.
+    full: Option<Bytes>,
     /// Byte limit checked while streaming (bodies of undeclared length).
     max: Option<u64>,
     seen: u64,
     fault: Option<Arc<BodyFault>>,
+    /// The copy kept for shadow targets.
+    tee: Option<kura_shadow::BodyTee>,
 }
 
 impl ReqBody {
     pub fn empty() -> Self {
         ReqBody {
             inner: None,
+            full: None,
             max: None,
             seen: 0,
             fault: None,
+            tee: None,
         }
+    }
+
+    /// A body already in memory.
+    pub fn bytes(b: Bytes) -> Self {
+        ReqBody {
+            full: (!b.is_empty()).then_some(b),
+            ..Self::empty()
+        }
+    }
+
+    /// Stops keeping a copy (nobody will read it).
+    pub fn untee(&mut self) {
+        self.tee = None;
+    }
+
+    /// Keeps a copy of the body as it streams, up to `limit` bytes (for shadow targets).
+    pub fn tee(&mut self, limit: u64) -> kura_shadow::BodyCopy {
+        let (tee, copy) = kura_shadow::BodyTee::new(limit);
+        self.tee = Some(tee);
+        copy
     }
 
     /// Streams `inner`; more than `max` bytes fail the body as too large.
@@ -80,14 +106,14 @@ impl ReqBody {
         ReqBody {
             inner: Some(inner),
             max,
-            seen: 0,
             fault: Some(Arc::new(BodyFault::default())),
+            ..Self::empty()
         }
     }
 
     /// No body at all (so a request can be rebuilt and retried).
     pub fn is_empty(&self) -> bool {
-        self.inner.is_none()
+        self.inner.is_none() && self.full.is_none()
     }
 
     /// Where a client-caused failure of this body will be recorded.
@@ -106,7 +132,7 @@ impl Body for ReqBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         let Some(inner) = this.inner.as_mut() else {
-            return Poll::Ready(None);
+            return Poll::Ready(this.full.take().map(|b| Ok(Frame::data(b))));
         };
         match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
@@ -119,6 +145,14 @@ impl Body for ReqBody {
                         return Poll::Ready(Some(Err(Box::new(BodyTooLarge(max)))));
                     }
                 }
+                if let Some(tee) = &mut this.tee {
+                    if let Some(data) = frame.data_ref() {
+                        tee.push(data);
+                    }
+                    if this.inner.as_ref().is_some_and(|b| b.is_end_stream()) {
+                        tee.finish();
+                    }
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
@@ -127,19 +161,28 @@ impl Body for ReqBody {
                 }
                 Poll::Ready(Some(Err(Box::new(e))))
             }
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(None) => {
+                if let Some(tee) = &mut this.tee {
+                    tee.finish();
+                }
+                Poll::Ready(None)
+            }
             Poll::Pending => Poll::Pending,
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
+        match &self.inner {
+            Some(b) => b.is_end_stream(),
+            None => self.full.is_none(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        match &self.inner {
-            Some(b) => b.size_hint(),
-            None => SizeHint::with_exact(0),
+        match (&self.inner, &self.full) {
+            (Some(b), _) => b.size_hint(),
+            (None, Some(b)) => SizeHint::with_exact(b.len() as u64),
+            (None, None) => SizeHint::with_exact(0),
         }
     }
 }
@@ -158,6 +201,8 @@ pub struct ProxyBody {
     kind: Kind,
     exchange: Option<Box<Exchange>>,
     sent: u64,
+    /// The copy of this answer kept for a shadow comparison.
+    capture: Option<Box<kura_shadow::Capture>>,
 }
 
 impl ProxyBody {
@@ -167,6 +212,7 @@ impl ProxyBody {
             kind: Kind::Full((!bytes.is_empty()).then_some(bytes)),
             exchange: None,
             sent: 0,
+            capture: None,
         }
     }
 
@@ -180,6 +226,7 @@ impl ProxyBody {
             kind: Kind::Cache(body),
             exchange: None,
             sent: 0,
+            capture: None,
         }
     }
 
@@ -191,9 +238,21 @@ impl ProxyBody {
             },
             exchange: None,
             sent: 0,
+            capture: None,
         };
         body.release_if_done();
         body
+    }
+
+    /// Keeps a copy of this body for a shadow comparison (handed over when it ends whole).
+    pub fn with_capture(mut self, capture: kura_shadow::Capture) -> Self {
+        let mut capture = Box::new(capture);
+        if self.is_end_stream() {
+            capture.finish();
+        } else {
+            self.capture = Some(capture);
+        }
+        self
     }
 
     /// Attaches the record completed when this body is done or dropped.
@@ -242,11 +301,30 @@ impl Body for ProxyBody {
                 other => other.map(|o| o.map(|r| r.map_err(|e| Box::new(e) as BoxError))),
             },
         };
-        if let Poll::Ready(Some(Ok(frame))) = &polled {
-            if let Some(data) = frame.data_ref() {
-                this.sent += data.len() as u64;
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.sent += data.len() as u64;
+                    if let Some(c) = &mut this.capture {
+                        c.push(data);
+                    }
+                }
+                this.release_if_done();
+                if this.capture.is_some()
+                    && this.is_end_stream()
+                    && let Some(mut c) = this.capture.take()
+                {
+                    c.finish();
+                }
             }
-            this.release_if_done();
+            Poll::Ready(None) => {
+                if let Some(mut c) = this.capture.take() {
+                    c.finish();
+                }
+            }
+            // A broken body is never compared: the capture is dropped unfinished.
+            Poll::Ready(Some(Err(_))) => this.capture = None,
+            Poll::Pending => {}
         }
         polled
     }

@@ -19,6 +19,7 @@ mod origin;
 mod router;
 mod server;
 mod service;
+mod shadow_action;
 mod state;
 mod upstream;
 pub mod worker;

@@ -270,6 +270,120 @@ impl prometheus::core::Collector for CacheCollector {
     }
 }
 
+impl Metrics {
+    /// Exposes the shadow engine's counters and per-endpoint summary (read at scrape time).
+    pub fn register_shadow(&self, shadow: Arc<kura_shadow::Shadow>) {
+        if let Err(e) = self
+            .registry
+            .register(Box::new(ShadowCollector::new(shadow)))
+        {
+            tracing::warn!(error = %e, "shadow metrics not registered");
+        }
+    }
+}
+
+/// Prometheus view of the shadow engine.
+struct ShadowCollector {
+    shadow: Arc<kura_shadow::Shadow>,
+    descs: Vec<prometheus::core::Desc>,
+}
+
+impl ShadowCollector {
+    fn new(shadow: Arc<kura_shadow::Shadow>) -> Self {
+        let mut descs = Vec::new();
+        for m in Self::build(&shadow) {
+            descs.extend(m.desc().into_iter().cloned());
+        }
+        ShadowCollector { shadow, descs }
+    }
+
+    fn build(shadow: &kura_shadow::Shadow) -> Vec<Box<dyn prometheus::core::Collector>> {
+        let c = shadow.counters();
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            IntCounterVec::new(Opts::new(name, help), labels).expect("static metric")
+        };
+        let selected = IntCounter::new("shadow_selected_total", "Requests selected for shadowing")
+            .expect("static metric");
+        selected.inc_by(c.selected);
+        let dropped = counter_vec(
+            "shadow_dropped_total",
+            "Selected requests not compared, by reason",
+            &["reason"],
+        );
+        for (reason, n) in &c.dropped {
+            dropped.with_label_values(&[reason]).inc_by(*n);
+        }
+        let exchanges = counter_vec(
+            "shadow_exchanges_total",
+            "Shadow copies by target and result (same, different, error, timeout)",
+            &["target", "result"],
+        );
+        for (t, n) in &c.targets {
+            for (result, v) in [
+                ("same", n.same),
+                ("different", n.different),
+                ("error", n.error),
+                ("timeout", n.timeout),
+            ] {
+                exchanges.with_label_values(&[t, result]).inc_by(v);
+            }
+        }
+        let log_dropped = IntCounter::new(
+            "shadow_diff_log_dropped_total",
+            "Diff log lines dropped because the writer fell behind",
+        )
+        .expect("static metric");
+        log_dropped.inc_by(c.diff_log_dropped);
+        let labels = ["endpoint", "target"];
+        let compared = counter_vec(
+            "shadow_compared_total",
+            "Exchanges compared, by endpoint (since the last report reset)",
+            &labels,
+        );
+        let differing = counter_vec(
+            "shadow_differing_total",
+            "Exchanges where the candidate differed, by endpoint (since the last report reset)",
+            &labels,
+        );
+        let regressions = IntGaugeVec::new(
+            Opts::new(
+                "shadow_regressions",
+                "Fields whose difference rate clearly exceeds the noise, by endpoint",
+            ),
+            &labels,
+        )
+        .expect("static metric");
+        for e in shadow.reports().summary() {
+            let l = [e.endpoint.as_str(), e.candidate.as_str()];
+            compared.with_label_values(&l).inc_by(e.compared);
+            differing.with_label_values(&l).inc_by(e.differing);
+            regressions.with_label_values(&l).set(e.regressions as i64);
+        }
+        vec![
+            Box::new(selected),
+            Box::new(dropped),
+            Box::new(exchanges),
+            Box::new(log_dropped),
+            Box::new(compared),
+            Box::new(differing),
+            Box::new(regressions),
+        ]
+    }
+}
+
+impl prometheus::core::Collector for ShadowCollector {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        Self::build(&self.shadow)
+            .iter()
+            .flat_map(|m| m.collect())
+            .collect()
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()

@@ -9,11 +9,15 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use kura_cache::Origin;
-use kura_config::{Action, HeaderEdits, HostPattern, Routes, RuleCache, Template, Vars};
+use kura_config::{
+    Action, HeaderEdits, HostPattern, Routes, RuleCache, ShadowConfig, Template, Vars,
+};
+use kura_shadow::{ShadowRule, Upstream};
 use regex::Regex;
 
 use crate::metrics::VHostCounters;
 use crate::origin::PoolOrigin;
+use crate::shadow_action::PoolUpstream;
 use crate::upstream::Pool;
 
 pub struct Rule {
@@ -27,6 +31,8 @@ pub struct Rule {
     pub cache: Option<Arc<RuleCache>>,
     /// The pool as the cache's origin (made once per table, not per request).
     pub origin: Arc<dyn Origin>,
+    /// Shadowing of the rule's requests, if configured.
+    pub shadow: Option<Arc<ShadowRule>>,
     /// The regex must run with captures (a rewrite or a key template uses them).
     needs_captures: bool,
 }
@@ -92,7 +98,12 @@ pub struct RouteTable {
 
 impl RouteTable {
     /// Compiles `routes`, taking pools from `pools` (which must hold every pool `routes` names).
-    pub fn build(routes: &Routes, pools: &BTreeMap<String, Arc<Pool>>) -> Result<Self, String> {
+    /// `shadow` is the running shadow engine's settings (they change only with a restart).
+    pub fn build(
+        routes: &Routes,
+        pools: &BTreeMap<String, Arc<Pool>>,
+        shadow: &ShadowConfig,
+    ) -> Result<Self, String> {
         let mut table = RouteTable {
             pools: pools.clone(),
             ..Default::default()
@@ -108,6 +119,17 @@ impl RouteTable {
                     .as_ref()
                     .and_then(|c| c.key.as_ref())
                     .is_some_and(|t| t.uses_captures());
+                let shadow = match &r.shadow {
+                    None => None,
+                    Some(spec) => Some(Arc::new(
+                        ShadowRule::new(spec, shadow, |name| {
+                            pools
+                                .get(name)
+                                .map(|p| Arc::new(PoolUpstream(p.clone())) as Arc<dyn Upstream>)
+                        })
+                        .ok_or_else(|| format!("vhost {:?}: unknown shadow pool", v.name))?,
+                    )),
+                };
                 rules.push(Rule {
                     path: r.path.clone(),
                     action: r.action,
@@ -117,6 +139,7 @@ impl RouteTable {
                     response_headers: r.response_headers.clone(),
                     cache: r.cache.clone().map(Arc::new),
                     origin: Arc::new(PoolOrigin(pool.clone())),
+                    shadow,
                     needs_captures: r.rewrite.is_some() || key_captures,
                 });
             }
@@ -177,7 +200,7 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.clone(), Pool::new(v.clone(), metrics.clone(), 1)))
             .collect();
-        RouteTable::build(&cfg.routes, &pools).unwrap()
+        RouteTable::build(&cfg.routes, &pools, &cfg.shadow).unwrap()
     }
 
     const HOSTS: &str = r#"

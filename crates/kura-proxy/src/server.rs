@@ -55,12 +55,15 @@ pub async fn start(config: Config) -> io::Result<ServerHandle> {
     };
     let cache = kura_cache::Cache::open(&config.cache).await?;
     metrics.register_cache(cache.clone());
+    let shadow = kura_shadow::Shadow::start(&config.shadow)?;
+    metrics.register_shadow(shadow.clone());
     let shared = Arc::new(Shared::new(
         &config,
         metrics,
         access_log,
         workers,
         Some(cache),
+        shadow,
     ));
     let tracker = TaskTracker::new();
     let per_core = !config.server.work_stealing;
@@ -299,6 +302,9 @@ impl Reloader {
         if config.limits.max_connections != self.max_connections {
             ignored.push("limits.max_connections".to_string());
         }
+        if config.shadow != *shared.shadow.settings() {
+            ignored.push("shadow".to_string());
+        }
         shared.apply(config);
         shared
             .metrics
@@ -314,11 +320,15 @@ impl Reloader {
         ignored
     }
 
-    /// Reopens the access log file (SIGUSR1).
+    /// Reopens the access log file and the shadow diff log (SIGUSR1).
     pub fn reopen_access_log(&self) {
-        if let Some(log) = self.shared.upgrade().and_then(|s| s.access_log.clone()) {
+        let Some(shared) = self.shared.upgrade() else {
+            return;
+        };
+        if let Some(log) = &shared.access_log {
             log.reopen();
         }
+        shared.shadow.reopen_diff_log();
     }
 
     /// Counts a reload that failed validation (the old configuration keeps running).

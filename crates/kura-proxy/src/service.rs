@@ -21,6 +21,7 @@ use crate::errors::ProxyError;
 use crate::exchange::{Exchange, LogFields};
 use crate::headers;
 use crate::router::Rule;
+use crate::shadow_action::{self, ShadowedRequest, Shadowing};
 use crate::state::{Runtime, Shared};
 use crate::upstream::Outgoing;
 
@@ -113,8 +114,9 @@ async fn proxy(
 
     // The body limit: a declared length is checked now; an undeclared one while streaming.
     let mut stream_limit = None;
+    let declared = declared_length(&req);
     if let Some(max) = rt.limits.max_body_bytes {
-        match declared_length(&req) {
+        match declared {
             Some(len) if len > max => return Err(ProxyError::BodyTooLarge),
             Some(_) => {}
             None => stream_limit = Some(max),
@@ -129,7 +131,7 @@ async fn proxy(
         None => req.headers().get(header::HOST).cloned(),
     };
     let (parts, body) = req.into_parts();
-    let body = ReqBody::new(body, stream_limit);
+    let mut body = ReqBody::new(body, stream_limit);
     let mut h = parts.headers;
     headers::strip_hop_by_hop(&mut h);
     if let Some(a) = original_authority
@@ -148,6 +150,22 @@ async fn proxy(
     );
     rule.request_headers.apply(&mut h);
 
+    let shadowing = match &rule.shadow {
+        Some(sr) if rule.action == Action::Proxy => shadow_action::begin(
+            &conn.shared.shadow,
+            sr,
+            ShadowedRequest {
+                method: &parts.method,
+                client_path: parts.uri.path(),
+                upstream_path: &path_and_query,
+                headers: &h,
+                declared,
+            },
+            &mut body,
+        ),
+        _ => None,
+    };
+
     if rule.action == Action::Cache
         && let (Some(cache), Some(key)) = (&conn.shared.cache, matched.cache_key)
     {
@@ -165,7 +183,7 @@ async fn proxy(
                 headers: h,
                 body,
             };
-            let resp = forward(rt, rule, out, x).await?;
+            let resp = forward(rt, rule, out, x, None).await?;
             if resp.status().as_u16() < 400 {
                 cache.invalidate(&key).await;
                 if let Some(host) = &host_owned {
@@ -183,15 +201,17 @@ async fn proxy(
         headers: h,
         body,
     };
-    forward(rt, rule, out, x).await
+    forward(rt, rule, out, x, shadowing).await
 }
 
-/// Sends the request to the rule's pool and streams the answer back.
+/// Sends the request to the rule's pool and streams the answer back (teeing it into the
+/// shadow comparison when the request is shadowed).
 async fn forward(
     rt: &Runtime,
     rule: &Rule,
     out: Outgoing,
     x: &mut Exchange,
+    shadowing: Option<Shadowing>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let sent_at = Instant::now();
     let answer = rule.pool.send(out).await?;
@@ -200,6 +220,10 @@ async fn forward(
 
     let (mut parts, body) = answer.response.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
+    let mut body = ProxyBody::upstream(body, answer.lease);
+    if let Some(s) = shadowing {
+        body = s.capture(parts.status, parts.headers.clone(), body);
+    }
     headers::append_via(
         &mut parts.headers,
         if parts.version == Version::HTTP_10 {
@@ -211,10 +235,7 @@ async fn forward(
     // The client connection has its own version; an HTTP/1.0 upstream must not downgrade it.
     parts.version = Version::HTTP_11;
     rule.response_headers.apply(&mut parts.headers);
-    Ok(Response::from_parts(
-        parts,
-        ProxyBody::upstream(body, answer.lease),
-    ))
+    Ok(Response::from_parts(parts, body))
 }
 
 /// The host the request is for, lowercase and without port. The authority of an absolute-form

@@ -52,6 +52,9 @@ pub struct Shared {
     pub unmatched: VHostCounters,
     /// The cache shared by every `cache` rule (its storage settings need a restart).
     pub cache: Option<Arc<kura_cache::Cache>>,
+    /// The shadow engine shared by every rule with a `shadow` table (its settings need a
+    /// restart).
+    pub shadow: Arc<kura_shadow::Shadow>,
 }
 
 impl Shared {
@@ -61,6 +64,7 @@ impl Shared {
         access_log: Option<Arc<AccessLog>>,
         workers: usize,
         cache: Option<Arc<kura_cache::Cache>>,
+        shadow: Arc<kura_shadow::Shadow>,
     ) -> Self {
         let shared = Shared {
             runtime: ArcSwap::from_pointee(Runtime {
@@ -82,6 +86,7 @@ impl Shared {
             slots: workers + 1,
             unmatched: VHostCounters::new(UNMATCHED_VHOST.into()),
             cache,
+            shadow,
         };
         shared.apply(config);
         shared
@@ -90,7 +95,7 @@ impl Shared {
     /// Builds a snapshot from `config` and swaps it in.
     pub fn apply(&self, config: &Config) {
         let pools = self.pools_for(&config.routes);
-        let table = match RouteTable::build(&config.routes, &pools) {
+        let table = match RouteTable::build(&config.routes, &pools, self.shadow.settings()) {
             Ok(t) => t,
             // `validate` checked every pool reference; this cannot happen for a validated Config.
             Err(e) => {

@@ -185,6 +185,28 @@ impl Reports {
         }
     }
 
+    /// Counts per endpoint without examples (cheap enough for every metrics scrape).
+    pub fn summary(&self) -> Vec<EndpointSummary> {
+        let s = &self.settings;
+        let st = self.lock();
+        st.endpoints
+            .iter()
+            .map(|((endpoint, candidate), e)| EndpointSummary {
+                endpoint: endpoint.clone(),
+                candidate: candidate.clone(),
+                compared: e.compared,
+                differing: e.differing,
+                regressions: e
+                    .fields
+                    .values()
+                    .filter(|f| {
+                        f.raw > 0 && verdict(rates(e, f).0, rates(e, f).1, s) == Verdict::Regression
+                    })
+                    .count(),
+            })
+            .collect()
+    }
+
     /// Forgets every count and example.
     pub fn reset(&self) {
         let mut st = self.lock();
@@ -204,12 +226,7 @@ impl Reports {
                     .iter()
                     .filter(|(_, f)| f.raw > 0)
                     .map(|(name, f)| {
-                        let rate = f.raw as f64 / e.compared.max(1) as f64;
-                        let noise_rate = if e.noise_compared > 0 {
-                            f.noise as f64 / e.noise_compared as f64
-                        } else {
-                            0.0
-                        };
+                        let (rate, noise_rate) = rates(e, f);
                         FieldReport {
                             field: name.clone(),
                             differences: f.raw,
@@ -256,6 +273,27 @@ impl Reports {
             endpoints,
         }
     }
+}
+
+/// The candidate's and the noise's difference rates of a field.
+fn rates(e: &Endpoint, f: &Field) -> (f64, f64) {
+    let rate = f.raw as f64 / e.compared.max(1) as f64;
+    let noise_rate = if e.noise_compared > 0 {
+        f.noise as f64 / e.noise_compared as f64
+    } else {
+        0.0
+    };
+    (rate, noise_rate)
+}
+
+/// Counts of one endpoint, for metrics.
+#[derive(Debug, Clone)]
+pub struct EndpointSummary {
+    pub endpoint: String,
+    pub candidate: String,
+    pub compared: u64,
+    pub differing: u64,
+    pub regressions: usize,
 }
 
 fn field<'a>(e: &'a mut Endpoint, name: &str, max: usize) -> Option<&'a mut Field> {
@@ -305,6 +343,11 @@ mod tests {
         }
         let snap = r.snapshot();
         let e = &snap.endpoints[0];
+        let sum = r.summary();
+        assert_eq!(
+            (sum[0].compared, sum[0].differing, sum[0].regressions),
+            (100, 100, 1)
+        );
         assert_eq!((e.compared, e.differing, e.noise_compared), (100, 100, 100));
         assert_eq!(e.regressions, 1);
         assert_eq!(e.fields[0].field, "$.price");

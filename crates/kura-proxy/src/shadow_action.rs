@@ -1,0 +1,118 @@
+//! Shadowing on the request path: decide whether a request is copied, hand the copy to the
+//! background engine ([`kura_shadow::Shadow`]), and tee the request body and the primary's
+//! answer as they stream. All of it is a few clones and a `try_send`: the primary is never
+//! waited on by the shadows, and a full queue only drops the copy.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::uri::PathAndQuery;
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
+use http_body_util::BodyExt;
+use kura_shadow::{
+    Answer, BodySource, Capture, DropReason, Job, Shadow, ShadowBody, ShadowRule, Upstream,
+};
+use tokio::sync::oneshot;
+
+use crate::body::{ProxyBody, ReqBody};
+use crate::headers;
+use crate::upstream::{Outgoing, Pool};
+
+/// A pool as a shadow target: the same balancing, health and keep-alive as proxied requests.
+pub struct PoolUpstream(pub Arc<Pool>);
+
+impl Upstream for PoolUpstream {
+    fn send(
+        &self,
+        req: Request<Bytes>,
+    ) -> kura_shadow::rule::BoxFuture<'static, Result<Response<ShadowBody>, String>> {
+        let pool = self.0.clone();
+        Box::pin(async move {
+            let (parts, body) = req.into_parts();
+            let path = parts
+                .uri
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/"));
+            let answer = pool
+                .send(Outgoing {
+                    method: parts.method,
+                    path,
+                    headers: parts.headers,
+                    body: ReqBody::bytes(body),
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+            let (mut parts, body) = answer.response.into_parts();
+            headers::strip_hop_by_hop(&mut parts.headers);
+            parts.version = Version::HTTP_11;
+            let body = ProxyBody::upstream(body, answer.lease);
+            Ok(Response::from_parts(parts, body.boxed_unsync()))
+        })
+    }
+}
+
+/// A request being shadowed: where the primary's answer goes once it has streamed whole.
+pub struct Shadowing {
+    tx: oneshot::Sender<Answer>,
+    limit: u64,
+}
+
+impl Shadowing {
+    /// Tees the primary's answer (`headers` as the upstream sent them) into the comparison.
+    pub fn capture(self, status: StatusCode, headers: HeaderMap, body: ProxyBody) -> ProxyBody {
+        body.with_capture(Capture::new(status, headers, self.limit, self.tx))
+    }
+}
+
+/// What the shadow of one request needs to know about it.
+pub struct ShadowedRequest<'a> {
+    pub method: &'a Method,
+    /// The client's path (selection and endpoint names use it).
+    pub client_path: &'a str,
+    /// Path, query and headers as they go to the primary.
+    pub upstream_path: &'a PathAndQuery,
+    pub headers: &'a HeaderMap,
+    /// The declared body length, if any.
+    pub declared: Option<u64>,
+}
+
+/// Copies the request to the rule's shadow targets if it is selected; the returned
+/// [`Shadowing`] must capture the primary's answer.
+pub fn begin(
+    shadow: &Shadow,
+    rule: &Arc<ShadowRule>,
+    req: ShadowedRequest<'_>,
+    body: &mut ReqBody,
+) -> Option<Shadowing> {
+    if !rule.selects(req.method, req.client_path, req.headers) {
+        return None;
+    }
+    let settings = shadow.settings();
+    let body_source = if body.is_empty() {
+        BodySource::Ready(Bytes::new())
+    } else if req.declared.is_some_and(|n| n > settings.max_request_body) {
+        shadow.drop_selected(DropReason::BodyTooLarge);
+        return None;
+    } else {
+        BodySource::Pending(body.tee(settings.max_request_body))
+    };
+    let (tx, primary) = Capture::channel();
+    let job = Job {
+        rule: rule.clone(),
+        endpoint: rule.endpoint(req.method, req.client_path),
+        method: req.method.clone(),
+        uri: Uri::from(req.upstream_path.clone()),
+        headers: req.headers.clone(),
+        body: body_source,
+        primary,
+    };
+    if !shadow.submit(job) {
+        body.untee();
+        return None;
+    }
+    Some(Shadowing {
+        tx,
+        limit: settings.max_compare_body,
+    })
+}

@@ -1,0 +1,468 @@
+//! Shadow traffic through the real server: the primary is never delayed or failed by its
+//! shadows, selection (methods, sample share) holds, header edits reach only the shadow,
+//! request bodies are copied, JSON differences are reported by path, noise learned from a
+//! second primary is told apart from a regression, and the reports (JSON, HTML, diff log,
+//! metrics) say so.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+use kura_testkit::origin::{Seen, full};
+use kura_testkit::{Client, Origin, TestKura, closed_addr, eventually};
+use serde_json::Value;
+
+const SETTLE: Duration = Duration::from_secs(10);
+
+fn config(pools: &[(&str, String)], vhosts: &str, shadow: &str) -> String {
+    let mut s = String::from(
+        "[[listeners]]\naddress = \"127.0.0.1:0\"\n[admin]\naddress = \"127.0.0.1:0\"\n",
+    );
+    s.push_str(shadow);
+    s.push('\n');
+    for (name, url) in pools {
+        s.push_str(&format!("[pools.{name}]\nbackends = [\"{url}\"]\n"));
+    }
+    s.push_str(vhosts);
+    s
+}
+
+async fn admin_post(kura: &TestKura, path: &str) -> u16 {
+    let req = Request::post(path)
+        .header("host", "admin")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    kura_testkit::send(kura.admin.unwrap(), req).await.status
+}
+
+fn p99(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[(v.len() * 99 / 100).min(v.len() - 1)]
+}
+
+/// Latencies of `n` requests to each of two hosts, interleaved on one keep-alive connection
+/// each, so both see the same machine noise.
+async fn paired_latencies(
+    kura: &TestKura,
+    a: &str,
+    b: &str,
+    n: usize,
+) -> (Vec<Duration>, Vec<Duration>) {
+    let mut ca = Client::connect(kura.addr).await;
+    let mut cb = Client::connect(kura.addr).await;
+    let (mut la, mut lb) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        let t = Instant::now();
+        let r = ca.get(a, "/api/x").await.expect("primary answers");
+        assert_eq!(r.status, 200, "{a}");
+        la.push(t.elapsed());
+        let t = Instant::now();
+        let r = cb.get(b, "/api/x").await.expect("primary answers");
+        assert_eq!(r.status, 200, "{b}");
+        lb.push(t.elapsed());
+    }
+    (la, lb)
+}
+
+fn compare_p99(host: &str, plain: Vec<Duration>, with: Vec<Duration>) {
+    let (p, s) = (p99(plain), p99(with));
+    eprintln!("{host}: p99 without shadow {p:?}, with {s:?}");
+    assert!(
+        s <= p + Duration::from_millis(5),
+        "{host}: p99 {s:?} against {p:?} without shadowing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_or_dead_shadow_costs_the_primary_nothing() {
+    let primary = Origin::fixed("primary", 200, "hello").await;
+    let slow = Origin::slow("slow", Duration::from_secs(5), "late").await;
+    let vhosts = r#"
+[[vhosts]]
+hosts = ["plain.test"]
+pool = "primary"
+[[vhosts]]
+hosts = ["slow.test"]
+pool = "primary"
+[vhosts.shadow]
+targets = [{ pool = "slow" }]
+[[vhosts]]
+hosts = ["dead.test"]
+pool = "primary"
+[vhosts.shadow]
+targets = [{ pool = "dead" }]
+"#;
+    let kura = TestKura::start(&config(
+        &[
+            ("primary", primary.url()),
+            ("slow", slow.url()),
+            ("dead", format!("http://{}", closed_addr())),
+        ],
+        vhosts,
+        "[shadow]\nqueue = 8\nconcurrency = 4\ntimeout = \"30s\"",
+    ))
+    .await;
+    // Warm up both connections and the pools.
+    paired_latencies(&kura, "plain.test", "dead.test", 20).await;
+    let (plain, with) = paired_latencies(&kura, "plain.test", "dead.test", 300).await;
+    compare_p99("dead.test", plain, with);
+    assert!(
+        eventually(SETTLE, || async {
+            kura.admin_json("/shadow").await["counters"]["targets"]["dead"]["error"] == 320
+        })
+        .await,
+        "a dead shadow's failures are counted: {}",
+        kura.admin_json("/shadow").await
+    );
+    let (plain, with) = paired_latencies(&kura, "plain.test", "slow.test", 300).await;
+    compare_p99("slow.test", plain, with);
+    let c = kura.admin_json("/shadow").await["counters"].clone();
+    assert_eq!(c["selected"], 620, "{c}");
+    // The slow shadow holds 4 slots for 5 s and its queue fills: the rest is dropped, counted.
+    assert!(c["dropped"]["queue_full"].as_u64().unwrap() >= 280, "{c}");
+    assert_eq!(
+        slow.max_in_flight(),
+        4,
+        "concurrency bounds the shadow's load"
+    );
+}
+
+#[tokio::test]
+async fn sampling_takes_the_configured_share() {
+    let primary = Origin::fixed("primary", 200, "ok").await;
+    let shadow = Origin::fixed("shadow", 200, "ok").await;
+    let kura = TestKura::start(&config(
+        &[("primary", primary.url()), ("shadow", shadow.url())],
+        r#"
+[[vhosts]]
+hosts = ["*"]
+pool = "primary"
+[vhosts.shadow]
+targets = [{ pool = "shadow" }]
+sample_percent = 30
+"#,
+        "",
+    ))
+    .await;
+    let mut c = Client::connect(kura.addr).await;
+    let n = 600;
+    for i in 0..n {
+        assert_eq!(
+            c.get("a.test", &format!("/p/{i}")).await.unwrap().status,
+            200
+        );
+    }
+    let selected = kura.admin_json("/shadow").await["counters"]["selected"]
+        .as_u64()
+        .unwrap() as usize;
+    // 30% of 600 is 180, with a standard deviation of about 11.
+    assert!((130..=230).contains(&selected), "{selected} of {n}");
+    assert!(eventually(SETTLE, || async { shadow.requests() == selected }).await);
+    assert_eq!(primary.requests(), n);
+}
+
+#[tokio::test]
+async fn unsafe_methods_only_when_enabled_with_their_bodies() {
+    let primary = Origin::echo("primary").await;
+    let shadow = Origin::echo("shadow").await;
+    let kura = TestKura::start(&config(
+        &[("primary", primary.url()), ("shadow", shadow.url())],
+        r#"
+[[vhosts]]
+hosts = ["safe.test"]
+pool = "primary"
+[vhosts.shadow]
+targets = [{ pool = "shadow" }]
+[[vhosts]]
+hosts = ["all.test"]
+pool = "primary"
+[vhosts.shadow]
+targets = [{ pool = "shadow" }]
+allow_unsafe = true
+"#,
+        "[shadow]\nmax_request_body = 100",
+    ))
+    .await;
+    let send = |host: &'static str, method: &'static str, body: &'static str| {
+        let addr = kura.addr;
+        async move {
+            let req = Request::builder()
+                .method(method)
+                .uri("/api/things")
+                .header("host", host)
+                .body(Full::new(Bytes::from_static(body.as_bytes())))
+                .unwrap();
+            kura_testkit::send(addr, req).await
+        }
+    };
+    for m in ["POST", "PUT", "PATCH", "DELETE"] {
+        assert_eq!(send("safe.test", m, "data").await.status, 200);
+    }
+    assert_eq!(send("safe.test", "GET", "").await.status, 200);
+    assert!(eventually(SETTLE, || async { shadow.requests() == 1 }).await);
+    assert_eq!(shadow.last().unwrap().method, "GET");
+
+    assert_eq!(send("all.test", "POST", "the body").await.status, 200);
+    assert!(eventually(SETTLE, || async { shadow.requests() == 2 }).await);
+    let seen = shadow.last().unwrap();
+    assert_eq!(
+        (seen.method.as_str(), &seen.body[..]),
+        ("POST", &b"the body"[..])
+    );
+    // A body over max_request_body reaches the primary whole and is not shadowed.
+    let big = "x".repeat(500).leak();
+    assert_eq!(send("all.test", "PUT", big).await.status, 200);
+    assert_eq!(primary.last().unwrap().body.len(), 500);
+    let c = kura.admin_json("/shadow").await["counters"].clone();
+    assert_eq!(c["dropped"]["body_too_large"], 1, "{c}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(shadow.requests(), 2);
+    assert_eq!(primary.requests(), 7);
+}
+
+#[tokio::test]
+async fn header_edits_reach_the_shadow_and_not_the_primary() {
+    let primary = Origin::echo("primary").await;
+    let shadow = Origin::echo("shadow").await;
+    let kura = TestKura::start(&config(
+        &[("primary", primary.url()), ("canary", shadow.url())],
+        r#"
+[[vhosts]]
+hosts = ["*"]
+pool = "primary"
+[vhosts.shadow]
+targets = [{ pool = "canary", name = "v2", request_headers = { set = { x-env = "shadow" }, remove = ["authorization"] } }]
+"#,
+        "",
+    ))
+    .await;
+    let req = Request::get("/api/me?x=1")
+        .header("host", "a.test")
+        .header("authorization", "Bearer secret")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    // Keep-alive holds with shadowed and unshadowed requests alike.
+    let mut c = Client::connect(kura.addr).await;
+    assert_eq!(c.send(req).await.unwrap().status, 200);
+    assert!(eventually(SETTLE, || async { shadow.requests() == 1 }).await);
+    let p = primary.last().unwrap();
+    let s = shadow.last().unwrap();
+    assert_eq!(p.headers["authorization"], "Bearer secret");
+    assert!(p.headers.get("x-env").is_none() && p.headers.get("x-kura-shadow").is_none());
+    assert_eq!(s.headers["x-env"], "shadow");
+    assert_eq!(s.headers["x-kura-shadow"], "v2");
+    assert!(s.headers.get("authorization").is_none());
+    assert_eq!(s.uri, "/api/me?x=1");
+    assert_eq!(s.headers["x-forwarded-for"], p.headers["x-forwarded-for"]);
+    assert_eq!(c.get("a.test", "/again").await.unwrap().status, 200);
+    assert_eq!(primary.connections(), 1);
+}
+
+/// An origin answering `{"id": <random>, "items": [{"price": …}, …]}`, the fourth price
+/// raised by `bump`.
+async fn items_origin(name: &str, bump: u64) -> Origin {
+    Origin::start(
+        name,
+        Arc::new(move |_seen: Seen| {
+            Box::pin(async move {
+                let items: Vec<Value> = (0..5u64)
+                    .map(|i| serde_json::json!({"sku": i, "price": 10 * i + if i == 3 { bump } else { 0 }}))
+                    .collect();
+                let body = serde_json::json!({"id": fastrand::u64(..), "items": items});
+                let mut r = full(200, body.to_string());
+                r.headers_mut()
+                    .insert("content-type", "application/json".parse().unwrap());
+                r
+            })
+        }),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn json_differences_are_reported_by_path_and_noise_is_told_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("diffs.jsonl");
+    let primary = items_origin("primary", 0).await;
+    let secondary = items_origin("secondary", 0).await;
+    let candidate = items_origin("candidate", 1).await;
+    let kura = TestKura::start(&config(
+        &[
+            ("primary", primary.url()),
+            ("secondary", secondary.url()),
+            ("candidate", candidate.url()),
+        ],
+        r#"
+[[vhosts]]
+hosts = ["*"]
+pool = "primary"
+[vhosts.shadow]
+targets = [{ pool = "candidate", name = "v2" }]
+secondary = "secondary"
+name = "items"
+ignore_headers = ["x-origin"]
+"#,
+        &format!("[shadow]\ndiff_log = \"{}\"", log.display()),
+    ))
+    .await;
+    let mut c = Client::connect(kura.addr).await;
+    let n = 40;
+    for i in 0..n {
+        assert_eq!(
+            c.get("a.test", &format!("/items?page={i}"))
+                .await
+                .unwrap()
+                .status,
+            200
+        );
+    }
+    assert!(
+        eventually(SETTLE, || async {
+            kura.admin_json("/shadow").await["report"]["endpoints"][0]["compared"] == n
+        })
+        .await,
+        "{}",
+        kura.admin_json("/shadow").await
+    );
+    let report = kura.admin_json("/shadow").await;
+    let e = &report["report"]["endpoints"][0];
+    assert_eq!(e["endpoint"], "GET items");
+    assert_eq!(e["candidate"], "v2");
+    assert_eq!(
+        (e["differing"].as_u64(), e["noise_compared"].as_u64()),
+        (Some(n), Some(n))
+    );
+    assert_eq!(e["regressions"], 1, "{e}");
+    let fields = e["fields"].as_array().unwrap();
+    let field = |name: &str| {
+        fields
+            .iter()
+            .find(|f| f["field"] == name)
+            .unwrap_or_else(|| panic!("{name} in {e}"))
+    };
+    let price = field("$.items[3].price");
+    assert_eq!(price["verdict"], "regression");
+    assert_eq!(price["differences"], n);
+    assert_eq!(price["examples"][0]["primary"], "30");
+    assert_eq!(price["examples"][0]["candidate"], "31");
+    assert!(
+        price["examples"][0]["uri"]
+            .as_str()
+            .unwrap()
+            .starts_with("/items?page=")
+    );
+    let id = field("$.id");
+    assert_eq!(
+        id["verdict"], "noise",
+        "a random id differs between primaries too"
+    );
+    assert_eq!(id["noise_rate"], 1.0);
+    assert!(fields.iter().all(|f| f["field"] != "$.items[2].price"));
+
+    // The diff log has one line per differing exchange, with the field.
+    assert!(
+        eventually(SETTLE, || async {
+            std::fs::read_to_string(&log).is_ok_and(|t| t.lines().count() == n as usize)
+        })
+        .await
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    let line: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(line["endpoint"], "GET items");
+    assert_eq!(line["target"], "v2");
+    assert!(
+        line["differences"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["field"] == "$.items[3].price")
+    );
+
+    // The HTML report parses and shows the same.
+    let page = kura_testkit::get(kura.admin.unwrap(), "admin", "/shadow.html").await;
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    let html = scraper::Html::parse_document(&page.text());
+    let sel = |s: &str| scraper::Selector::parse(s).unwrap();
+    let endpoint_row: Vec<String> = html
+        .select(&sel("#endpoints tr.endpoint td"))
+        .map(|td| td.text().collect())
+        .collect();
+    assert_eq!(endpoint_row[..3], ["GET items", "v2", &n.to_string()]);
+    let rows: Vec<Vec<String>> = html
+        .select(&sel("table.fields tr.field"))
+        .map(|tr| {
+            tr.select(&sel("td"))
+                .map(|td| td.text().collect())
+                .collect()
+        })
+        .collect();
+    assert_eq!(rows[0][0], "$.items[3].price");
+    assert_eq!(rows[0][1], "regression");
+    assert!(rows.iter().any(|r| r[0] == "$.id" && r[1] == "noise"));
+
+    // Metrics, then a reset.
+    let m = kura.metrics().await;
+    for want in [
+        format!("kura_shadow_compared_total{{endpoint=\"GET items\",target=\"v2\"}} {n}"),
+        "kura_shadow_regressions{endpoint=\"GET items\",target=\"v2\"} 1".to_string(),
+        format!("kura_shadow_exchanges_total{{result=\"different\",target=\"v2\"}} {n}"),
+        format!("kura_shadow_selected_total {n}"),
+    ] {
+        assert!(m.contains(&want), "missing {want} in\n{m}");
+    }
+    assert_eq!(admin_post(&kura, "/shadow/reset").await, 200);
+    assert_eq!(
+        kura.admin_json("/shadow").await["report"]["endpoints"],
+        serde_json::json!([])
+    );
+}
+
+#[tokio::test]
+async fn a_primary_that_fails_is_not_compared() {
+    let shadow = Origin::fixed("shadow", 200, "fine").await;
+    let primary = Origin::fixed("primary", 200, "fine").await;
+    let kura = TestKura::start(&config(
+        &[
+            ("primary", primary.url()),
+            ("down", format!("http://{}", closed_addr())),
+            ("shadow", shadow.url()),
+        ],
+        r#"
+[[vhosts]]
+hosts = ["ok.test"]
+pool = "primary"
+[vhosts.shadow]
+targets = [{ pool = "shadow" }]
+ignore_headers = ["x-origin"]
+[[vhosts]]
+hosts = ["down.test"]
+pool = "down"
+[vhosts.shadow]
+targets = [{ pool = "shadow" }]
+"#,
+        "",
+    ))
+    .await;
+    assert_eq!(kura.get("down.test", "/").await.status, 502);
+    assert_eq!(kura.get("ok.test", "/").await.status, 200);
+    assert!(
+        eventually(SETTLE, || async {
+            let c = kura.admin_json("/shadow").await["counters"].clone();
+            c["dropped"]["primary_unavailable"] == 1 && c["targets"]["shadow"]["same"] == 1
+        })
+        .await,
+        "{}",
+        kura.admin_json("/shadow").await
+    );
+    assert_eq!(primary.requests(), 1);
+    assert_eq!(
+        shadow.requests(),
+        2,
+        "both were sent to the shadow; one had nothing to compare with"
+    );
+}

@@ -88,6 +88,11 @@ pub fn begin(
     if !rule.selects(req.method, req.client_path, req.headers) {
         return None;
     }
+    if !rule.has_room() {
+        // Full: drop before copying anything.
+        shadow.drop_selected(DropReason::QueueFull);
+        return None;
+    }
     let settings = shadow.settings();
     let body_source = if body.is_empty() {
         BodySource::Ready(Bytes::new())

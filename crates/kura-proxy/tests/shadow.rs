@@ -79,7 +79,13 @@ fn compare_p99(host: &str, plain: Vec<Duration>, with: Vec<Duration>) {
 async fn a_slow_or_dead_shadow_costs_the_primary_nothing() {
     let primary = Origin::fixed("primary", 200, "hello").await;
     let slow = Origin::slow("slow", Duration::from_secs(5), "late").await;
+    let fast = Origin::fixed("fast", 200, "hello").await;
     let vhosts = r#"
+[[vhosts]]
+hosts = ["fast.test"]
+pool = "primary"
+[vhosts.shadow]
+targets = [{ pool = "fast" }]
 [[vhosts]]
 hosts = ["plain.test"]
 pool = "primary"
@@ -98,6 +104,7 @@ targets = [{ pool = "dead" }]
         &[
             ("primary", primary.url()),
             ("slow", slow.url()),
+            ("fast", fast.url()),
             ("dead", format!("http://{}", closed_addr())),
         ],
         vhosts,
@@ -122,6 +129,11 @@ targets = [{ pool = "dead" }]
     assert_eq!(c["selected"], 620, "{c}");
     // The slow shadow holds 4 slots for 5 s and its queue fills: the rest is dropped, counted.
     assert!(c["dropped"]["queue_full"].as_u64().unwrap() >= 280, "{c}");
+    // Queues are per rule: the slow shadow does not starve another rule's shadows.
+    for _ in 0..20 {
+        assert_eq!(kura.get("fast.test", "/api/x").await.status, 200);
+    }
+    assert!(eventually(SETTLE, || async { fast.requests() == 20 }).await);
     assert_eq!(
         slow.max_in_flight(),
         4,

@@ -1,10 +1,11 @@
-//! The background side of shadowing: a bounded queue of jobs, at most `concurrency` of them in
-//! progress, each sending its request to the rule's targets (and the second primary), reading
-//! their answers, waiting for the primary's, and recording the comparison.
+//! The background side of shadowing: per rule, at most `queue` jobs waiting and `concurrency`
+//! in progress, each sending its request to the rule's targets (and the second primary),
+//! reading their answers, waiting for the primary's, and recording the comparison. Limits are
+//! per rule so that one slow target cannot starve the shadows of another rule.
 //!
-//! Nothing here runs on the request path: [`Shadow::submit`] is a `try_send` that drops the
-//! job (and counts it) when the queue is full, so a slow or dead shadow costs the primary
-//! nothing but that check.
+//! Nothing here runs on the request path: [`Shadow::submit`] is an atomic admission check and
+//! a `try_send` to the dispatcher (on the control runtime), dropping the job (and counting it)
+//! when the rule's queue is full, so a slow or dead shadow costs the primary nothing but that.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -16,7 +17,7 @@ use futures_util::future::{join, join_all};
 use http::{HeaderMap, HeaderValue, Method, Request, Uri};
 use http_body_util::BodyExt;
 use kura_config::{HeaderEdits, ShadowConfig};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout, timeout_at};
 
 use crate::capture::{BodyCopy, Chunks, PrimaryAnswer};
@@ -132,7 +133,8 @@ impl Shadow {
             counters: Counters::default(),
             diff_log,
         });
-        let (tx, rx) = mpsc::channel(cfg.queue);
+        // The dispatcher hands jobs to tasks at once; admission is per rule (`ShadowRule`).
+        let (tx, rx) = mpsc::channel(cfg.queue.max(1024));
         tokio::spawn(dispatch(inner.clone(), rx));
         Ok(Arc::new(Shadow { tx, inner }))
     }
@@ -141,12 +143,20 @@ impl Shadow {
         &self.inner.cfg
     }
 
-    /// Queues `job`; false (and counted) when the queue is full.
+    /// Queues `job`; false (and counted) when its rule's queue is full.
     pub fn submit(&self, job: Job) -> bool {
         self.inner.counters.selected.fetch_add(1, Relaxed);
+        if !job.rule.admit() {
+            self.count(DropReason::QueueFull);
+            return false;
+        }
         match self.tx.try_send(job) {
             Ok(()) => true,
-            Err(_) => {
+            Err(e) => {
+                let job = match e {
+                    mpsc::error::TrySendError::Full(j) | mpsc::error::TrySendError::Closed(j) => j,
+                };
+                job.rule.done();
                 self.count(DropReason::QueueFull);
                 false
             }
@@ -245,15 +255,14 @@ impl Inner {
 }
 
 async fn dispatch(inner: Arc<Inner>, mut rx: mpsc::Receiver<Job>) {
-    let slots = Arc::new(Semaphore::new(inner.cfg.concurrency));
     while let Some(job) = rx.recv().await {
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
-        };
         let inner = inner.clone();
         tokio::spawn(async move {
-            run(&inner, job).await;
-            drop(permit);
+            let rule = job.rule.clone();
+            if let Ok(_slot) = rule.slots.clone().acquire_owned().await {
+                run(&inner, job).await;
+            }
+            rule.done();
         });
     }
 }

@@ -37,6 +37,12 @@ pub struct ShadowRule {
     /// The second primary, for noise.
     pub secondary: Option<Arc<dyn Upstream>>,
     pub compare: Arc<CompareOptions>,
+    /// This rule's jobs in progress (`concurrency` permits): each rule has its own, so one
+    /// slow target cannot starve the shadows of other rules.
+    pub(crate) slots: Arc<tokio::sync::Semaphore>,
+    /// Jobs admitted and not finished (waiting or in progress), at most `pending_cap`.
+    pub(crate) pending: std::sync::atomic::AtomicUsize,
+    pub(crate) pending_cap: usize,
 }
 
 impl ShadowRule {
@@ -75,7 +81,30 @@ impl ShadowRule {
             targets,
             secondary,
             compare: Arc::new(compare),
+            slots: Arc::new(tokio::sync::Semaphore::new(global.concurrency)),
+            pending: std::sync::atomic::AtomicUsize::new(0),
+            pending_cap: global.queue + global.concurrency,
         })
+    }
+
+    /// Whether a job of this rule would be admitted now (cheap: checked before building one).
+    pub fn has_room(&self) -> bool {
+        self.pending.load(std::sync::atomic::Ordering::Relaxed) < self.pending_cap
+    }
+
+    /// Admits one job, or refuses it when the rule's queue is full.
+    pub(crate) fn admit(&self) -> bool {
+        use std::sync::atomic::Ordering::AcqRel;
+        if self.pending.fetch_add(1, AcqRel) >= self.pending_cap {
+            self.pending.fetch_sub(1, AcqRel);
+            return false;
+        }
+        true
+    }
+
+    pub(crate) fn done(&self) {
+        self.pending
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// Whether this request is copied: method, path and header filters, then the sample.

@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-# command -> Debian package providing it
-for pair in ${KURA_TEST_PACKAGES:-}; do
+# command -> Debian package providing it: protoc builds the etcd client, etcd runs in the
+# cluster tests.
+for pair in ${KURA_TEST_PACKAGES:-protoc:protobuf-compiler etcd:etcd-server}; do
   cmd=${pair%%:*}; pkg=${pair##*:}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done

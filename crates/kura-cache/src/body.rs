@@ -236,6 +236,14 @@ impl SegmentReader {
     fn prefetch(&mut self, index: u32) {
         self.ahead.retain(|(i, _)| *i >= index);
         self.loading.retain(|(i, _)| *i >= index);
+        if self
+            .template
+            .extensions
+            .get::<crate::origin::FetchInfo>()
+            .is_some_and(|f| !f.prefetch)
+        {
+            return;
+        }
         let Some(count) = self.obj.segment_count() else {
             return;
         };

@@ -142,9 +142,19 @@ impl Cache {
     /// Answers a GET or HEAD for a `cache` rule.
     pub async fn serve(
         self: &Arc<Self>,
-        req: CacheRequest,
+        mut req: CacheRequest,
         origin: Arc<dyn Origin>,
     ) -> Result<Response<CacheBody>, OriginError> {
+        let prefetch = req
+            .parts
+            .extensions
+            .get::<crate::origin::PeerRequest>()
+            .is_none();
+        req.parts.extensions.insert(crate::origin::FetchInfo {
+            key: req.key.as_str().into(),
+            pass: false,
+            prefetch,
+        });
         let dirs = policy::request_directives(&req.parts.headers);
         if dirs.no_store {
             return self.pass(&req, origin, "bypass").await;
@@ -283,7 +293,11 @@ impl Cache {
     ) -> Result<Response<CacheBody>, OriginError> {
         Stats::inc(&self.stats.passes);
         Stats::inc(&self.stats.origin_fetches);
-        let resp = origin.fetch(clone_parts(&req.parts)).await?;
+        let mut parts = clone_parts(&req.parts);
+        if let Some(info) = parts.extensions.get_mut::<crate::origin::FetchInfo>() {
+            info.pass = true;
+        }
+        let resp = origin.fetch(parts).await?;
         let (mut parts, body) = resp.into_parts();
         let status = CacheStatus {
             fwd: Some(fwd),
@@ -487,6 +501,9 @@ pub(crate) fn clone_parts(p: &request::Parts) -> request::Parts {
         .version(p.version);
     if let Some(h) = b.headers_mut() {
         *h = p.headers.clone();
+    }
+    if let Some(info) = p.extensions.get::<crate::origin::FetchInfo>() {
+        b = b.extension(info.clone());
     }
     b.body(()).expect("valid parts").into_parts().0
 }

@@ -21,7 +21,7 @@ use crate::engine::{Cache, CacheRequest, clone_parts, template};
 use crate::flight::{Joined, Outcome, Seat, SegmentFlight};
 use crate::key;
 use crate::object::{Entry, Object, VaryRecord};
-use crate::origin::{Origin, OriginBody, OriginError};
+use crate::origin::{FromPeer, Origin, OriginBody, OriginError};
 use crate::policy::{self, CacheStatus, NoStore, RequestDirectives};
 use crate::range;
 use crate::stats::Stats;
@@ -271,7 +271,8 @@ impl Cache {
                 };
                 let cache = self.clone();
                 let o = obj.clone();
-                tokio::spawn(async move { cache.pump_segment(&o, 0, body, segment).await });
+                let lower = head.extensions.get::<FromPeer>().is_none();
+                tokio::spawn(async move { cache.pump_segment(&o, 0, body, segment, lower).await });
                 Led::Stored(obj, Some(206), None)
             }
             Err(reason) if total <= self.segment_size => {
@@ -329,8 +330,9 @@ impl Cache {
                 let seat = Seat::new(&stream, 0);
                 let cache = self.clone();
                 let o = obj.clone();
+                let lower = head.extensions.get::<FromPeer>().is_none();
                 tokio::spawn(async move {
-                    cache.pump_stream(&o, body, first).await;
+                    cache.pump_stream(&o, body, first, lower).await;
                     stream.finish();
                     cache.flights.end_stream(o.version);
                 });
@@ -417,6 +419,7 @@ impl Cache {
         index: u32,
         mut body: OriginBody,
         flight: Arc<SegmentFlight>,
+        lower: bool,
     ) {
         let expected = obj.segment_len(index);
         let mut ok = true;
@@ -440,7 +443,7 @@ impl Cache {
             ok = false;
         }
         match flight.finish(ok, &self.flights.buffers) {
-            Some(data) => self.storage.put_segment(obj, index, &data).await,
+            Some(data) => self.storage.put_segment(obj, index, &data, lower).await,
             None => {
                 tracing::warn!(key = %obj.key, index, "segment fetch failed or had the wrong length");
                 self.storage.remove(&obj.key);
@@ -455,6 +458,7 @@ impl Cache {
         obj: &Arc<Object>,
         mut body: OriginBody,
         first: Arc<SegmentFlight>,
+        lower: bool,
     ) {
         let size = self.segment_size as usize;
         let stream = self.flights.stream(obj.version);
@@ -481,7 +485,7 @@ impl Cache {
                 filled += part.len();
                 current.push(part);
                 if filled == size {
-                    self.complete_segment(obj, index, &current, true).await;
+                    self.complete_segment(obj, index, &current, lower).await;
                     index += 1;
                     filled = 0;
                     if let Some(s) = &stream {
@@ -503,7 +507,7 @@ impl Cache {
             return;
         }
         if filled > 0 {
-            self.complete_segment(obj, index, &current, true).await;
+            self.complete_segment(obj, index, &current, lower).await;
         } else {
             // The body ended on a boundary: the open segment is empty and is not stored.
             current.finish(true, &self.flights.buffers);
@@ -530,12 +534,12 @@ impl Cache {
         obj: &Arc<Object>,
         index: u32,
         flight: &SegmentFlight,
-        ok: bool,
+        lower: bool,
     ) {
-        let data = flight.finish(ok, &self.flights.buffers);
+        let data = flight.finish(true, &self.flights.buffers);
         // Readers stream from the flight until it leaves the map: store first.
         if let Some(data) = data {
-            self.storage.put_segment(obj, index, &data).await;
+            self.storage.put_segment(obj, index, &data, lower).await;
         }
         self.flights.end_segment(obj.version, index);
     }
@@ -591,7 +595,8 @@ impl Cache {
                 cache.storage.remove(&obj.key);
                 return;
             }
-            cache.pump_segment(&obj, index, body, f).await;
+            let lower = head.extensions.get::<FromPeer>().is_none();
+            cache.pump_segment(&obj, index, body, f, lower).await;
         });
         flight
     }

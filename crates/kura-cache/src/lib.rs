@@ -31,7 +31,7 @@ pub mod tier;
 
 pub use body::CacheBody;
 pub use engine::{Cache, CacheRequest, Purged};
-pub use origin::{BoxError, Origin, OriginBody, OriginError};
+pub use origin::{BoxError, FetchInfo, FromPeer, Origin, OriginBody, OriginError, PeerRequest};
 pub use stats::StatsSnapshot;
 
 use http::HeaderName;

@@ -30,6 +30,29 @@ impl OriginError {
     }
 }
 
+/// Attached (as a request extension) to every origin request the cache makes: the cache key
+/// it is for, and whether the answer is passed through rather than stored. A clustered origin
+/// picks the node that owns the key.
+#[derive(Clone, Debug)]
+pub struct FetchInfo {
+    pub key: std::sync::Arc<str>,
+    pub pass: bool,
+    /// Whether readers of this request fetch segments ahead (not for a peer's request: the
+    /// asking node fetches ahead itself, from each segment's owner).
+    pub prefetch: bool,
+}
+
+/// Set (as a request extension) on a request another cluster member sent: the cache serves
+/// it without fetching segments ahead.
+#[derive(Clone, Copy, Debug)]
+pub struct PeerRequest;
+
+/// Set by an origin (as a response extension) on an answer that came from the node owning
+/// it: its segments are kept in memory only, not written to this node's lower tiers (the
+/// owner stores them), which puts the peer tier between memory and disk.
+#[derive(Clone, Copy, Debug)]
+pub struct FromPeer;
+
 pub trait Origin: Send + Sync + 'static {
     /// Sends `req` (no body) and returns the response head with its body streaming.
     fn fetch(

@@ -145,9 +145,20 @@ impl Storage {
         }
     }
 
-    /// Stores a fetched segment in every tier, waiting for room in slow ones.
-    pub async fn put_segment(&self, obj: &Arc<Object>, index: u32, data: &Bytes) {
+    /// Stores a fetched segment in every tier, waiting for room in slow ones. With `lower`
+    /// false (a segment another cluster member owns and stores), only in memory, and only for
+    /// objects small enough to be hot there: the owner keeps large ones, and this node's
+    /// memory stays for what it owns.
+    pub async fn put_segment(&self, obj: &Arc<Object>, index: u32, data: &Bytes, lower: bool) {
         Stats::inc(&self.stats.segments_stored);
+        if !lower {
+            if let Some(m) = &self.memory
+                && obj.length.is_some_and(|l| l <= self.memory_object_limit)
+            {
+                m.put_segment(obj, index, data);
+            }
+            return;
+        }
         if let Some(m) = &self.memory
             && self.in_memory(obj)
         {

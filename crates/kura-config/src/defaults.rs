@@ -81,3 +81,10 @@ pub const DEFAULT_SHADOW_IGNORE_HEADERS: &[&str] = &[
     "last-modified",
     "etag",
 ];
+
+pub const DEFAULT_ETCD_PREFIX: &str = "/kura/members/";
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(10);
+pub const DEFAULT_PEER_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_PEER_DOWN_TTL: Duration = Duration::from_secs(10);
+/// Shorter secrets are refused: the peer listener trusts whoever knows it.
+pub const MIN_CLUSTER_SECRET_LEN: usize = 16;

@@ -25,6 +25,7 @@ pub struct FileConfig {
     pub error_pages: Option<FileErrorPages>,
     pub cache: Option<FileCache>,
     pub shadow: Option<FileShadow>,
+    pub cluster: Option<FileCluster>,
     #[serde(default)]
     pub pools: BTreeMap<String, FilePool>,
     #[serde(default)]
@@ -228,6 +229,27 @@ pub struct FileShadow {
     pub examples: Option<usize>,
     /// A JSON-lines file receiving every exchange that differed.
     pub diff_log: Option<String>,
+}
+
+/// Several kura nodes sharing one cache.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileCluster {
+    /// `IP:port` of this node's peer listener; also its identity among the members.
+    pub peering_address: String,
+    /// Static members (`IP:port` peer addresses); this node is added if missing.
+    pub peers: Option<Vec<String>>,
+    /// etcd endpoints (`http://host:port`): members register and are discovered there.
+    pub etcd: Option<Vec<String>>,
+    pub etcd_prefix: Option<String>,
+    /// A member whose lease is not renewed for this long leaves the membership.
+    pub lease_ttl: Option<String>,
+    /// Shared secret every peer request must carry.
+    pub secret: String,
+    /// How long a node waits for an owner's answer before fetching from the origin itself.
+    pub peer_timeout: Option<String>,
+    /// How long a peer that failed is left out of ownership.
+    pub peer_down_ttl: Option<String>,
 }
 
 /// Shadowing of one rule.

@@ -8,6 +8,7 @@
 //! `kura check` and a failed reload can say exactly what is wrong.
 
 mod cache_config;
+mod cluster_config;
 mod defaults;
 mod file;
 mod shadow_config;
@@ -44,7 +45,29 @@ pub struct Config {
     pub error_pages: ErrorPagesConfig,
     pub cache: CacheConfig,
     pub shadow: ShadowConfig,
+    pub cluster: Option<ClusterConfig>,
     pub routes: Routes,
+}
+
+/// Cluster membership and the peer protocol.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterConfig {
+    pub peering_address: SocketAddr,
+    pub members: MemberSource,
+    pub secret: String,
+    pub peer_timeout: Duration,
+    pub peer_down_ttl: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum MemberSource {
+    /// Peer addresses, this node's included.
+    Static(Vec<SocketAddr>),
+    Etcd {
+        endpoints: Vec<String>,
+        prefix: String,
+        lease_ttl: Duration,
+    },
 }
 
 /// Shadow traffic settings shared by every rule.

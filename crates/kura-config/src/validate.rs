@@ -11,6 +11,7 @@ use http::{HeaderName, HeaderValue};
 use regex::Regex;
 
 use crate::cache_config::{validate_cache, validate_rule_cache};
+use crate::cluster_config::validate_cluster;
 use crate::defaults::*;
 use crate::file::*;
 use crate::shadow_config::{validate_rule_shadow, validate_shadow};
@@ -67,6 +68,7 @@ pub fn validate(file: &FileConfig, base_dir: &Path) -> Result<Config, ConfigErro
     };
     let cache = validate_cache(file.cache.as_ref(), base_dir, &mut errs);
     let shadow = validate_shadow(file.shadow.as_ref(), base_dir, &mut errs);
+    let cluster = validate_cluster(file.cluster.as_ref(), &mut errs);
     let routes = validate_routes(&file.pools, &file.vhosts, cache.disk.is_some(), &mut errs);
 
     if errs.0.is_empty() {
@@ -80,6 +82,7 @@ pub fn validate(file: &FileConfig, base_dir: &Path) -> Result<Config, ConfigErro
             error_pages,
             cache,
             shadow,
+            cluster,
             routes,
         })
     } else {

@@ -13,6 +13,7 @@
 //! | POST   | `/purge?url=URL` | purges the entry (and variants) URL maps to         |
 //! | POST   | `/purge?prefix=P` | purges every cache key starting with P             |
 //! | POST   | `/purge?all=true` | empties the cache                                  |
+//! | GET    | `/cluster`  | JSON: members, etcd contact, peer-tier counters          |
 //! | GET    | `/shadow`   | JSON: shadow counters and the per-endpoint report        |
 //! | GET    | `/shadow.html` | the shadow report as a page                           |
 //! | POST   | `/shadow/reset` | forgets the shadow report (counters stay)            |
@@ -72,6 +73,13 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>>
             None => json_reply(StatusCode::NOT_FOUND, json!({"error": "no cache"})),
         },
         (&Method::POST, "/purge") => purge(shared, req.uri().query().unwrap_or("")).await,
+        (&Method::GET, "/cluster") => match &shared.cluster {
+            Some(c) => json_reply(StatusCode::OK, json!(c.snapshot())),
+            None => json_reply(
+                StatusCode::NOT_FOUND,
+                json!({"error": "no cluster configured"}),
+            ),
+        },
         (&Method::GET, "/shadow") => json_reply(StatusCode::OK, shared.shadow.report_json()),
         (&Method::GET, "/shadow.html") => reply(
             StatusCode::OK,

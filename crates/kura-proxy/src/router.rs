@@ -103,14 +103,15 @@ impl RouteTable {
         routes: &Routes,
         pools: &BTreeMap<String, Arc<Pool>>,
         shadow: &ShadowConfig,
+        cluster: Option<&Arc<kura_cluster::Cluster>>,
     ) -> Result<Self, String> {
         let mut table = RouteTable {
             pools: pools.clone(),
             ..Default::default()
         };
-        for v in &routes.vhosts {
+        for (vi, v) in routes.vhosts.iter().enumerate() {
             let mut rules = Vec::with_capacity(v.rules.len());
-            for r in &v.rules {
+            for (ri, r) in v.rules.iter().enumerate() {
                 let pool = pools
                     .get(&r.pool)
                     .ok_or_else(|| format!("vhost {:?}: unknown pool {:?}", v.name, r.pool))?;
@@ -138,7 +139,13 @@ impl RouteTable {
                     request_headers: r.request_headers.clone(),
                     response_headers: r.response_headers.clone(),
                     cache: r.cache.clone().map(Arc::new),
-                    origin: Arc::new(PoolOrigin(pool.clone())),
+                    origin: {
+                        let local: Arc<dyn Origin> = Arc::new(PoolOrigin(pool.clone()));
+                        match cluster {
+                            Some(c) if r.action == Action::Cache => c.origin(local, vi, ri),
+                            _ => local,
+                        }
+                    },
                     shadow,
                     needs_captures: r.rewrite.is_some() || key_captures,
                 });
@@ -200,7 +207,7 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.clone(), Pool::new(v.clone(), metrics.clone(), 1)))
             .collect();
-        RouteTable::build(&cfg.routes, &pools, &cfg.shadow).unwrap()
+        RouteTable::build(&cfg.routes, &pools, &cfg.shadow, None).unwrap()
     }
 
     const HOSTS: &str = r#"

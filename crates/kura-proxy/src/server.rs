@@ -29,6 +29,7 @@ pub struct ServerHandle {
     shared: Arc<Shared>,
     addrs: Vec<SocketAddr>,
     admin_addr: Option<SocketAddr>,
+    peer_addr: Option<SocketAddr>,
     listeners: Vec<ListenerConfig>,
     max_connections: usize,
     grace: Duration,
@@ -57,6 +58,13 @@ pub async fn start(config: Config) -> io::Result<ServerHandle> {
     metrics.register_cache(cache.clone());
     let shadow = kura_shadow::Shadow::start(&config.shadow)?;
     metrics.register_shadow(shadow.clone());
+    let cluster = config
+        .cluster
+        .as_ref()
+        .map(|c| kura_cluster::Cluster::start(c, config.cache.segment_size));
+    if let Some(c) = &cluster {
+        metrics.register_cluster(c.clone());
+    }
     let shared = Arc::new(Shared::new(
         &config,
         metrics,
@@ -64,6 +72,7 @@ pub async fn start(config: Config) -> io::Result<ServerHandle> {
         workers,
         Some(cache),
         shadow,
+        cluster,
     ));
     let tracker = TaskTracker::new();
     let per_core = !config.server.work_stealing;
@@ -134,7 +143,22 @@ pub async fn start(config: Config) -> io::Result<ServerHandle> {
         }
         None => None,
     };
+    let peer_addr = match &config.cluster {
+        Some(c) => {
+            let listener = TcpListener::from_std(bind(c.peering_address)?)?;
+            let addr = listener.local_addr()?;
+            tracker.spawn(crate::peer::serve(
+                listener,
+                shared.clone(),
+                tracker.clone(),
+            ));
+            tracing::info!(address = %addr, "peer listener for the cluster");
+            Some(addr)
+        }
+        None => None,
+    };
     Ok(ServerHandle {
+        peer_addr,
         shared,
         addrs,
         admin_addr,
@@ -205,6 +229,11 @@ impl ServerHandle {
         self.admin_addr
     }
 
+    /// The cluster's peer listener, when `[cluster]` is configured.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peer_addr
+    }
+
     pub fn metrics(&self) -> &Metrics {
         &self.shared.metrics
     }
@@ -246,6 +275,9 @@ impl ServerHandle {
     pub async fn shutdown(mut self) {
         tracing::info!(grace = ?self.grace, "shutting down: draining connections");
         self.shared.shutdown.cancel();
+        if let Some(c) = &self.shared.cluster {
+            c.stop();
+        }
         self.tracker.close();
         if tokio::time::timeout(self.grace, self.tracker.wait())
             .await
@@ -273,6 +305,9 @@ impl ServerHandle {
 impl Drop for ServerHandle {
     fn drop(&mut self) {
         // Without a graceful shutdown, stop everything now (worker threads included).
+        if let Some(c) = &self.shared.cluster {
+            c.stop();
+        }
         self.shared.shutdown.cancel();
         self.shared.force.cancel();
         self.shared.stopped.cancel();
@@ -304,6 +339,9 @@ impl Reloader {
         }
         if config.shadow != *shared.shadow.settings() {
             ignored.push("shadow".to_string());
+        }
+        if config.cluster.is_some() != shared.cluster.is_some() {
+            ignored.push("cluster".to_string());
         }
         shared.apply(config);
         shared

@@ -55,6 +55,8 @@ pub struct Shared {
     /// The shadow engine shared by every rule with a `shadow` table (its settings need a
     /// restart).
     pub shadow: Arc<kura_shadow::Shadow>,
+    /// Cluster membership and the peer tier, when `[cluster]` is configured (restart to change).
+    pub cluster: Option<Arc<kura_cluster::Cluster>>,
 }
 
 impl Shared {
@@ -65,6 +67,7 @@ impl Shared {
         workers: usize,
         cache: Option<Arc<kura_cache::Cache>>,
         shadow: Arc<kura_shadow::Shadow>,
+        cluster: Option<Arc<kura_cluster::Cluster>>,
     ) -> Self {
         let shared = Shared {
             runtime: ArcSwap::from_pointee(Runtime {
@@ -87,6 +90,7 @@ impl Shared {
             unmatched: VHostCounters::new(UNMATCHED_VHOST.into()),
             cache,
             shadow,
+            cluster,
         };
         shared.apply(config);
         shared
@@ -95,7 +99,12 @@ impl Shared {
     /// Builds a snapshot from `config` and swaps it in.
     pub fn apply(&self, config: &Config) {
         let pools = self.pools_for(&config.routes);
-        let table = match RouteTable::build(&config.routes, &pools, self.shadow.settings()) {
+        let table = match RouteTable::build(
+            &config.routes,
+            &pools,
+            self.shadow.settings(),
+            self.cluster.as_ref(),
+        ) {
             Ok(t) => t,
             // `validate` checked every pool reference; this cannot happen for a validated Config.
             Err(e) => {

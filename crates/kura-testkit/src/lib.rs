@@ -3,6 +3,7 @@
 //! ([`KuraProcess`]), and small HTTP clients (one connection per call, a keep-alive
 //! connection, raw bytes over TCP).
 
+pub mod etcd;
 pub mod origin;
 pub mod process;
 

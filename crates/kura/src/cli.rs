@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use kura_config::{
-    FileAccessLog, FileAdmin, FileCache, FileConfig, FileListener, FilePool, FileRuleCache,
-    FileVHost, SizeValue,
+    FileAccessLog, FileAdmin, FileCache, FileCluster, FileConfig, FileListener, FilePool,
+    FileRuleCache, FileVHost, SizeValue,
 };
 
 #[derive(Debug, Parser)]
@@ -85,6 +85,38 @@ pub struct ServeArgs {
     /// Quick mode: responses fresh for less than this are not stored (e.g. 60s).
     #[arg(long, value_name = "DURATION", requires = "upstream")]
     pub min_ttl: Option<String>,
+
+    /// Quick mode, cluster: this node's peer listener and identity (IP:port).
+    #[arg(
+        long,
+        value_name = "ADDR",
+        requires = "upstream",
+        conflicts_with = "no_cache"
+    )]
+    pub peering_address: Option<String>,
+
+    /// Quick mode, cluster: an etcd endpoint where members register (repeatable).
+    #[arg(long, value_name = "URL", requires = "peering_address")]
+    pub etcd: Vec<String>,
+
+    /// Quick mode, cluster: a static member's peer address (repeatable; instead of --etcd).
+    #[arg(
+        long,
+        value_name = "ADDR",
+        requires = "peering_address",
+        conflicts_with = "etcd"
+    )]
+    pub peer: Vec<String>,
+
+    /// Quick mode, cluster: the shared secret of peer requests (at least 16 characters).
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "KURA_CLUSTER_SECRET",
+        requires = "peering_address",
+        hide_env_values = true
+    )]
+    pub cluster_secret: Option<String>,
 }
 
 /// Default listen address of quick mode.
@@ -137,6 +169,15 @@ impl ServeArgs {
                 dir: self.cache_dir.clone(),
                 max_disk: size(&self.max_disk),
                 cleaned_disk: size(&self.cleaned_disk),
+                ..Default::default()
+            });
+        }
+        if let Some(addr) = &self.peering_address {
+            file.cluster = Some(FileCluster {
+                peering_address: addr.clone(),
+                peers: (!self.peer.is_empty()).then(|| self.peer.clone()),
+                etcd: (!self.etcd.is_empty()).then(|| self.etcd.clone()),
+                secret: self.cluster_secret.clone().unwrap_or_default(),
                 ..Default::default()
             });
         }

@@ -1,0 +1,117 @@
+//! Membership from etcd (as Casserole did): this node puts `<prefix><peering address>` under a
+//! lease it keeps alive, and watches the prefix; the member list is re-read whole on every
+//! event and at every lease period, so a missed event or an expired lease is never lost.
+//!
+//! When etcd is unreachable the last member list stays in force; the task retries with
+//! backoff, logs the outage and reports it through `Membership::etcd_up` (a metric).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use etcd_client::{Client, ConnectOptions, GetOptions, PutOptions, WatchOptions};
+use tokio_util::sync::CancellationToken;
+
+use crate::membership::Membership;
+
+/// What the etcd source needs.
+#[derive(Clone, Debug)]
+pub struct EtcdSource {
+    pub endpoints: Vec<String>,
+    pub prefix: String,
+    pub lease_ttl: Duration,
+}
+
+/// Runs until `stop` fires: register, keep the lease alive, follow the prefix.
+pub async fn run(source: EtcdSource, membership: Arc<Membership>, stop: CancellationToken) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let result = tokio::select! {
+            r = session(&source, &membership) => r,
+            _ = stop.cancelled() => return,
+        };
+        membership.etcd_up.store(0, Relaxed);
+        if let Err(e) = result {
+            tracing::warn!(error = %e, retry_in = ?backoff, "etcd unreachable; keeping the last cluster membership");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop.cancelled() => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn session(source: &EtcdSource, membership: &Membership) -> Result<(), etcd_client::Error> {
+    let options = ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(2))
+        .with_timeout(Duration::from_secs(5));
+    let mut client = Client::connect(&source.endpoints, Some(options)).await?;
+    let ttl = source.lease_ttl.as_secs().max(2) as i64;
+    let lease = client.lease_grant(ttl, None).await?.id();
+    let key = format!("{}{}", source.prefix, membership.me);
+    client
+        .put(
+            key.as_str(),
+            membership.me.as_bytes(),
+            Some(PutOptions::new().with_lease(lease)),
+        )
+        .await?;
+    let (mut keeper, mut acks) = client.lease_keep_alive(lease).await?;
+    let (_watcher, mut events) = client
+        .watch(
+            source.prefix.as_str(),
+            Some(WatchOptions::new().with_prefix()),
+        )
+        .await?;
+    relist(&mut client, source, membership).await?;
+    membership.etcd_up.store(1, Relaxed);
+    tracing::info!(endpoints = ?source.endpoints, lease, "registered in etcd");
+    let mut tick = tokio::time::interval(source.lease_ttl / 3);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                keeper.keep_alive().await?;
+                relist(&mut client, source, membership).await?;
+            }
+            ack = acks.message() => {
+                match ack? {
+                    Some(a) if a.ttl() > 0 => {}
+                    // The lease is gone (expired while we were cut off): register again.
+                    _ => return Err(etcd_client::Error::LeaseKeepAliveError("lease expired".into())),
+                }
+            }
+            ev = events.message() => {
+                if ev?.is_none() {
+                    return Err(etcd_client::Error::WatchError("watch ended".into()));
+                }
+                relist(&mut client, source, membership).await?;
+            }
+        }
+    }
+}
+
+async fn relist(
+    client: &mut Client,
+    source: &EtcdSource,
+    membership: &Membership,
+) -> Result<(), etcd_client::Error> {
+    let resp = client
+        .get(
+            source.prefix.as_str(),
+            Some(GetOptions::new().with_prefix()),
+        )
+        .await?;
+    let mut nodes = Vec::new();
+    for kv in resp.kvs() {
+        match kv.value_str() {
+            Ok(v) if v.parse::<std::net::SocketAddr>().is_ok() => nodes.push(v.to_string()),
+            _ => {
+                tracing::warn!(key = ?kv.key_str().ok(), "etcd member entry is not an IP:port; skipped")
+            }
+        }
+    }
+    membership.set(nodes);
+    Ok(())
+}

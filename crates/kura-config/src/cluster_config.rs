@@ -1,0 +1,116 @@
+//! Validation of `[cluster]`: the peer listener's address, where members come from (a static
+//! list or etcd), the shared secret and the peer timeouts.
+
+use crate::defaults::*;
+use crate::file::FileCluster;
+use crate::validate::Errors;
+use crate::{ClusterConfig, MemberSource};
+
+pub(crate) fn validate_cluster(
+    c: Option<&FileCluster>,
+    errs: &mut Errors,
+) -> Option<ClusterConfig> {
+    let c = c?;
+    let peering_address = match c.peering_address.trim().parse::<std::net::SocketAddr>() {
+        Ok(a) if a.port() != 0 && !a.ip().is_unspecified() => Some(a),
+        Ok(_) => {
+            errs.push(
+                "cluster.peering_address",
+                "must be a concrete IP:port (other members connect to it; it is this node's identity)",
+            );
+            None
+        }
+        Err(_) => {
+            errs.push(
+                "cluster.peering_address",
+                format!("{:?} is not an IP:port address", c.peering_address),
+            );
+            None
+        }
+    };
+    if c.secret.len() < MIN_CLUSTER_SECRET_LEN {
+        errs.push(
+            "cluster.secret",
+            format!("must be at least {MIN_CLUSTER_SECRET_LEN} characters"),
+        );
+    }
+    if c.secret.bytes().any(|b| !(0x21..0x7f).contains(&b)) {
+        errs.push("cluster.secret", "must be printable ASCII without spaces");
+    }
+    let members = match (&c.peers, &c.etcd) {
+        (Some(_), Some(_)) => {
+            errs.push("cluster.etcd", "use either `peers` or `etcd`, not both");
+            None
+        }
+        (None, None) => {
+            errs.push("cluster.peers", "a cluster needs `peers` or `etcd`");
+            None
+        }
+        (Some(peers), None) => {
+            let mut list = Vec::new();
+            for (i, p) in peers.iter().enumerate() {
+                match p.trim().parse::<std::net::SocketAddr>() {
+                    Ok(a) => list.push(a),
+                    Err(_) => errs.push(
+                        format!("cluster.peers[{i}]"),
+                        format!("{p:?} is not an IP:port address"),
+                    ),
+                }
+            }
+            if let Some(me) = peering_address
+                && !list.contains(&me)
+            {
+                list.push(me);
+            }
+            list.sort();
+            list.dedup();
+            Some(MemberSource::Static(list))
+        }
+        (None, Some(endpoints)) => {
+            if endpoints.is_empty() {
+                errs.push("cluster.etcd", "needs at least one endpoint");
+            }
+            for (i, e) in endpoints.iter().enumerate() {
+                if !(e.starts_with("http://") || e.starts_with("https://")) {
+                    errs.push(
+                        format!("cluster.etcd[{i}]"),
+                        format!("{e:?} is not an http:// or https:// URL"),
+                    );
+                }
+            }
+            let prefix = c
+                .etcd_prefix
+                .clone()
+                .unwrap_or_else(|| DEFAULT_ETCD_PREFIX.to_string());
+            if prefix.is_empty() {
+                errs.push("cluster.etcd_prefix", "must not be empty");
+            }
+            let lease_ttl = errs.duration("cluster.lease_ttl", &c.lease_ttl, DEFAULT_LEASE_TTL);
+            if lease_ttl.as_secs() < 2 {
+                errs.push("cluster.lease_ttl", "must be at least 2s");
+            }
+            Some(MemberSource::Etcd {
+                endpoints: endpoints.clone(),
+                prefix,
+                lease_ttl,
+            })
+        }
+    };
+    let peer_timeout = errs.duration(
+        "cluster.peer_timeout",
+        &c.peer_timeout,
+        DEFAULT_PEER_TIMEOUT,
+    );
+    let peer_down_ttl = errs.duration(
+        "cluster.peer_down_ttl",
+        &c.peer_down_ttl,
+        DEFAULT_PEER_DOWN_TTL,
+    );
+    Some(ClusterConfig {
+        peering_address: peering_address?,
+        members: members?,
+        secret: c.secret.clone(),
+        peer_timeout,
+        peer_down_ttl,
+    })
+}

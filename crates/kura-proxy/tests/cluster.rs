@@ -1,0 +1,383 @@
+//! The cluster cache with a real etcd and three kura nodes on 127.0.0.1-3: the origin serves
+//! each 2 MiB segment once for the whole cluster, a node dying mid-download costs the other
+//! nodes' clients nothing, a node joining takes its share, an etcd outage keeps the last
+//! membership, and peer requests need the shared secret.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Empty};
+use kura_testkit::etcd::{Etcd, free_addr};
+use kura_testkit::origin::{RangedState, pattern_buffer, ranged};
+use kura_testkit::{Client, Origin, TestKura, eventually, get_request};
+
+const MIB: u64 = 1024 * 1024;
+const SECRET: &str = "test-secret-0123456789";
+const SETTLE: Duration = Duration::from_secs(15);
+
+enum Members<'a> {
+    Etcd(&'a str),
+    Static(&'a [String]),
+}
+
+fn node_config(ip: &str, peering: &str, members: &Members<'_>, origin: &str) -> String {
+    let source = match members {
+        Members::Etcd(url) => format!("etcd = [\"{url}\"]\nlease_ttl = \"3s\""),
+        Members::Static(peers) => format!(
+            "peers = [{}]",
+            peers
+                .iter()
+                .map(|p| format!("\"{p}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    format!(
+        r#"
+[[listeners]]
+address = "{ip}:0"
+[admin]
+address = "{ip}:0"
+[cache]
+memory = "64MiB"
+[cluster]
+peering_address = "{peering}"
+secret = "{SECRET}"
+peer_timeout = "2s"
+{source}
+[pools.origin]
+backends = ["{origin}"]
+[[vhosts]]
+hosts = ["*"]
+pool = "origin"
+action = "cache"
+"#
+    )
+}
+
+/// `n` nodes on 127.0.0.1..n sharing `origin`, registered in etcd at `etcd`.
+async fn nodes(n: usize, etcd: &str, origin: &Origin) -> Vec<TestKura> {
+    let mut out = Vec::new();
+    for i in 1..=n {
+        out.push(start_node(i, &Members::Etcd(etcd), origin).await);
+    }
+    out
+}
+
+async fn start_node(i: usize, members: &Members<'_>, origin: &Origin) -> TestKura {
+    let ip = format!("127.0.0.{i}");
+    let peering = free_addr(&ip).to_string();
+    TestKura::start(&node_config(&ip, &peering, members, &origin.url())).await
+}
+
+async fn cluster_view(node: &TestKura) -> serde_json::Value {
+    node.admin_json("/cluster").await
+}
+
+async fn wait_members(nodes: &[&TestKura], n: usize) {
+    for node in nodes {
+        assert!(
+            eventually(SETTLE, || async {
+                cluster_view(node).await["members"].as_array().map(Vec::len) == Some(n)
+            })
+            .await,
+            "membership never reached {n}: {}",
+            cluster_view(node).await
+        );
+    }
+}
+
+/// Downloads `path` from `node`, checking every byte; `pace` slows the reader down.
+async fn download(
+    node: std::net::SocketAddr,
+    path: &str,
+    size: u64,
+    pace: Option<Duration>,
+    progress: Arc<AtomicU64>,
+) {
+    let mut client = Client::connect(node).await;
+    let resp = client.send_streaming(get_request("files.test", path)).await;
+    assert_eq!(resp.status(), 200, "{path} from {node}");
+    assert_eq!(resp.headers()["content-length"], size.to_string().as_str());
+    let pattern = pattern_buffer(1, 1 << 20);
+    let mut body = resp.into_body();
+    let mut offset = 0u64;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.unwrap_or_else(|e| panic!("{path} from {node} broke at {offset}: {e}"));
+        let Some(data) = frame.data_ref() else {
+            continue;
+        };
+        for chunk in data.chunks(1 << 20) {
+            let at = (offset % 251) as usize;
+            assert!(
+                chunk == &pattern[at..at + chunk.len()],
+                "wrong bytes at {offset} from {node}"
+            );
+            offset += chunk.len() as u64;
+        }
+        progress.store(offset, SeqCst);
+        if let Some(p) = pace {
+            tokio::time::sleep(p).await;
+        }
+    }
+    assert_eq!(offset, size, "{path} from {node}");
+}
+
+/// Every segment of an object of `size` was fetched from the origin exactly once, by range.
+fn each_segment_once(st: &RangedState, size: u64) {
+    let all = st.range_requests();
+    assert!(
+        all.iter().all(Option::is_some),
+        "a whole-object request reached the origin"
+    );
+    let ranges: Vec<String> = all.into_iter().flatten().collect();
+    let mut sorted = ranges.clone();
+    sorted.sort();
+    sorted.dedup();
+    let twice: Vec<&String> = sorted
+        .iter()
+        .filter(|r| ranges.iter().filter(|x| x == r).count() > 1)
+        .collect();
+    assert!(
+        twice.is_empty(),
+        "fetched more than once: {twice:?} ({} requests)",
+        ranges.len()
+    );
+    assert_eq!(
+        ranges.len() as u64,
+        size.div_ceil(2 * MIB),
+        "every segment fetched"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_origin_serves_each_segment_once_for_the_whole_cluster() {
+    let etcd = Etcd::start();
+    let size = 100 * MIB;
+    let (origin, st) = ranged("origin", size, "max-age=3600").await;
+    let nodes = nodes(3, &etcd.url, &origin).await;
+    let refs: Vec<&TestKura> = nodes.iter().collect();
+    wait_members(&refs, 3).await;
+
+    let tasks: Vec<_> = nodes
+        .iter()
+        .map(|n| tokio::spawn(download(n.addr, "/big.iso", size, None, Arc::default())))
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    for n in &nodes {
+        eprintln!("{}", cluster_view(n).await);
+    }
+    each_segment_once(&st, size);
+    // Nothing of the peer protocol reaches the origin.
+    let last = origin.last().unwrap();
+    assert!(
+        last.headers
+            .keys()
+            .all(|k| !k.as_str().starts_with("x-kura-peer")),
+        "{:?}",
+        last.headers
+    );
+    for n in &nodes {
+        let v = cluster_view(n).await;
+        assert!(v["peer_answers"].as_u64().unwrap() > 0, "{v}");
+        assert!(
+            v["served"].as_u64().unwrap() > 0,
+            "every node owns some segments: {v}"
+        );
+        assert_eq!(v["etcd_up"], 1);
+        let m = n.metrics().await;
+        assert!(m.contains("kura_cluster_members 3"), "{m}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_mid_load_costs_the_other_nodes_clients_nothing() {
+    let size = 100 * MIB;
+    let (origin, _st) = ranged("origin", size, "max-age=3600").await;
+    let ips = ["127.0.0.1", "127.0.0.2", "127.0.0.3"];
+    let peers: Vec<String> = ips.iter().map(|ip| free_addr(ip).to_string()).collect();
+    let mut nodes = Vec::new();
+    for (ip, peering) in ips.iter().zip(&peers) {
+        nodes.push(
+            TestKura::start(&node_config(
+                ip,
+                peering,
+                &Members::Static(&peers),
+                &origin.url(),
+            ))
+            .await,
+        );
+    }
+    let victim = nodes.pop().unwrap();
+    let progress: Vec<Arc<AtomicU64>> = (0..2).map(|_| Arc::default()).collect();
+    let tasks: Vec<_> = nodes
+        .iter()
+        .zip(&progress)
+        .map(|(n, p)| {
+            tokio::spawn(download(
+                n.addr,
+                "/big.iso",
+                size,
+                Some(Duration::from_millis(3)),
+                p.clone(),
+            ))
+        })
+        .collect();
+    assert!(
+        eventually(SETTLE, || async {
+            progress.iter().all(|p| p.load(SeqCst) >= 10 * MIB)
+        })
+        .await,
+        "downloads started"
+    );
+    let victim_served = cluster_view(&victim).await["served"].as_u64().unwrap();
+    drop(victim);
+    for t in tasks {
+        t.await
+            .expect("the download completes with the right bytes");
+    }
+    assert!(
+        victim_served > 0,
+        "the killed node was serving its share before it died"
+    );
+    let after: u64 = {
+        let v = cluster_view(&nodes[0]).await;
+        v["peer_errors"]["connect"].as_u64().unwrap()
+            + v["peer_errors"]["body"].as_u64().unwrap()
+            + v["peer_errors"]["timeout"].as_u64().unwrap()
+    };
+    let down = cluster_view(&nodes[0]).await["down"].clone();
+    assert!(
+        after > 0 || down.as_array().is_some_and(|d| !d.is_empty()),
+        "the failure was noticed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joining_node_takes_its_share_and_an_etcd_outage_keeps_the_membership() {
+    let mut etcd = Etcd::start();
+    let url = etcd.url.clone();
+    let size = 60 * MIB;
+    let (origin, st) = ranged("origin", size, "max-age=3600").await;
+    let first = start_node(1, &Members::Etcd(&url), &origin).await;
+    let second = start_node(2, &Members::Etcd(&url), &origin).await;
+    wait_members(&[&first, &second], 2).await;
+    let third = start_node(3, &Members::Etcd(&url), &origin).await;
+    wait_members(&[&first, &second, &third], 3).await;
+
+    download(first.addr, "/a.iso", size, None, Arc::default()).await;
+    each_segment_once(&st, size);
+    let v = cluster_view(&third).await;
+    assert!(
+        v["served"].as_u64().unwrap() > 0,
+        "the new node owns a share: {v}"
+    );
+
+    // etcd goes away: the membership stays, and so does the one-fetch-per-segment rule.
+    etcd.kill();
+    assert!(
+        eventually(SETTLE, || async {
+            cluster_view(&first).await["etcd_up"] == 0
+        })
+        .await
+    );
+    // A new path is a new object (the origin serves the same bytes on every path).
+    let before = st.range_requests().len();
+    for n in [&first, &second, &third] {
+        assert_eq!(
+            cluster_view(n).await["members"].as_array().unwrap().len(),
+            3
+        );
+    }
+    let tasks: Vec<_> = [&first, &second, &third]
+        .iter()
+        .map(|n| tokio::spawn(download(n.addr, "/b.iso", size, None, Arc::default())))
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let new: Vec<Option<String>> = st.range_requests()[before..].to_vec();
+    let mut distinct = new.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(
+        distinct.len(),
+        new.len(),
+        "with etcd down, still one fetch per segment"
+    );
+    assert_eq!(new.len() as u64, size.div_ceil(2 * MIB));
+    let m = first.metrics().await;
+    assert!(m.contains("kura_cluster_etcd_up 0"), "{m}");
+}
+
+#[tokio::test]
+async fn peer_requests_need_the_secret() {
+    let (origin, _st) = ranged("origin", 3 * MIB, "max-age=3600").await;
+    let peering = free_addr("127.0.0.1").to_string();
+    let node = TestKura::start(&node_config(
+        "127.0.0.1",
+        &peering,
+        &Members::Static(std::slice::from_ref(&peering)),
+        &origin.url(),
+    ))
+    .await;
+    let addr = node.handle.peer_addr().unwrap();
+    let client = kura_cluster::client::PeerClient::default();
+    let ask = |secret: Option<&str>, rule: &str| {
+        let mut b = Request::get(format!("http://{addr}/x.iso"))
+            .header("x-kura-peer-rule", rule)
+            .header("x-kura-peer-key", "files.test/x.iso?")
+            .header("range", "bytes=0-1023");
+        if let Some(s) = secret {
+            b = b.header("x-kura-peer-secret", s);
+        }
+        b.body(Empty::<Bytes>::new()).unwrap()
+    };
+    let t = Duration::from_secs(2);
+    assert_eq!(
+        client
+            .send(addr, ask(None, "0:0"), t)
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(
+        client
+            .send(addr, ask(Some("wrong-secret-0123456789"), "0:0"), t)
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(
+        client
+            .send(addr, ask(Some(SECRET), "7:0"), t)
+            .await
+            .unwrap()
+            .status(),
+        421
+    );
+    let resp = client
+        .send(addr, ask(Some(SECRET), "0:0"), t)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 206);
+    assert_eq!(resp.headers()["x-kura-peer-owner"], peering.as_str());
+    let collected = resp.into_body().collect().await.unwrap();
+    let crc = collected.trailers().unwrap()["x-kura-crc32c"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let body = collected.to_bytes();
+    assert_eq!(body.len(), 1024);
+    assert_eq!(crc, crc32c::crc32c(&body).to_string());
+    let v = cluster_view(&node).await;
+    assert_eq!(v["refused"], 2, "{v}");
+    assert_eq!(v["served"], 1, "{v}");
+}

@@ -381,3 +381,100 @@ async fn peer_requests_need_the_secret() {
     assert_eq!(v["refused"], 2, "{v}");
     assert_eq!(v["served"], 1, "{v}");
 }
+
+#[derive(Clone, Copy)]
+enum Lie {
+    /// The right length, the wrong bytes (and the checksum of the right ones).
+    Corrupt,
+    /// Half the bytes, then the end.
+    Truncated,
+}
+
+/// A "member" that answers every peer request with a plausible head and a bad body.
+async fn lying_peer(lie: Lie, total: u64) -> std::net::SocketAddr {
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    move |req: Request<hyper::body::Incoming>| async move {
+                        let (start, end) = req
+                            .headers()
+                            .get("range")
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.strip_prefix("bytes="))
+                            .and_then(|v| v.split_once('-'))
+                            .map(|(a, b)| {
+                                (
+                                    a.parse::<u64>().unwrap(),
+                                    b.parse::<u64>().unwrap().min(total - 1),
+                                )
+                            })
+                            .unwrap_or((0, total - 1));
+                        let len = end - start + 1;
+                        let right: Vec<u8> = (start..=end)
+                            .map(|o| kura_testkit::origin::pattern_byte(1, o))
+                            .collect();
+                        let (data, crc) = match lie {
+                            Lie::Corrupt => (vec![0xAA; len as usize], crc32c::crc32c(&right)),
+                            Lie::Truncated => {
+                                let half = right[..right.len() / 2].to_vec();
+                                let c = crc32c::crc32c(&half);
+                                (half, c)
+                            }
+                        };
+                        let mut trailers = http::HeaderMap::new();
+                        trailers.insert("x-kura-crc32c", crc.into());
+                        let frames = vec![
+                            Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from(data))),
+                            Ok(Frame::trailers(trailers)),
+                        ];
+                        let resp = http::Response::builder()
+                            .status(206)
+                            .header("content-length", len)
+                            .header("content-range", format!("bytes {start}-{end}/{total}"))
+                            .header("etag", "\"v1\"")
+                            .header("cache-control", "max-age=3600")
+                            .body(StreamBody::new(futures_util::stream::iter(frames)))
+                            .unwrap();
+                        Ok::<_, std::convert::Infallible>(resp)
+                    },
+                );
+                let _ =
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(kura_testkit::TokioIo::new(stream), svc)
+                        .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_or_truncated_peer_answers_are_discarded_and_fetched_again() {
+    let size = 40 * MIB;
+    let (origin, st) = ranged("origin", size, "max-age=3600").await;
+    let corrupt = lying_peer(Lie::Corrupt, size).await;
+    let truncated = lying_peer(Lie::Truncated, size).await;
+    let peering = free_addr("127.0.0.1").to_string();
+    let peers = vec![peering.clone(), corrupt.to_string(), truncated.to_string()];
+    let node = TestKura::start(&node_config(
+        "127.0.0.1",
+        &peering,
+        &Members::Static(&peers),
+        &origin.url(),
+    ))
+    .await;
+    download(node.addr, "/c.iso", size, None, Arc::default()).await;
+    let v = cluster_view(&node).await;
+    // Both liars owned some of the 20 segments; every answer of theirs was refused.
+    assert!(v["peer_errors"]["body"].as_u64().unwrap() >= 2, "{v}");
+    assert_eq!(v["peer_answers"], 0, "{v}");
+    each_segment_once(&st, size);
+}

@@ -114,3 +114,124 @@ pub(crate) fn validate_cluster(
         peer_down_ttl,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use crate::defaults::*;
+    use crate::{Config, ConfigError, MemberSource};
+
+    fn load(cluster: &str) -> Result<Config, ConfigError> {
+        let text = format!(
+            r#"
+[[listeners]]
+address = "127.0.0.1:8080"
+[pools.o]
+backends = ["http://127.0.0.1:3000"]
+[[vhosts]]
+hosts = ["*"]
+pool = "o"
+action = "cache"
+[cluster]
+{cluster}
+"#
+        );
+        Config::from_toml(&text, Path::new("."))
+    }
+
+    fn fields(e: &ConfigError) -> Vec<&str> {
+        e.errors.iter().map(|e| e.field.as_str()).collect()
+    }
+
+    #[test]
+    fn static_and_etcd_members() {
+        let c = load(
+            "peering_address = \"10.0.0.1:7000\"\npeers = [\"10.0.0.2:7000\"]\nsecret = \"0123456789abcdef\"",
+        )
+        .unwrap();
+        let cl = c.cluster.unwrap();
+        assert_eq!(
+            cl.members,
+            MemberSource::Static(vec![
+                "10.0.0.1:7000".parse().unwrap(),
+                "10.0.0.2:7000".parse().unwrap()
+            ]),
+            "this node joins the static list"
+        );
+        assert_eq!(cl.peer_timeout, DEFAULT_PEER_TIMEOUT);
+        let c = load(
+            "peering_address = \"10.0.0.1:7000\"\netcd = [\"http://10.0.0.9:2379\"]\nsecret = \"0123456789abcdef\"\nlease_ttl = \"5s\"",
+        )
+        .unwrap();
+        assert_eq!(
+            c.cluster.unwrap().members,
+            MemberSource::Etcd {
+                endpoints: vec!["http://10.0.0.9:2379".into()],
+                prefix: DEFAULT_ETCD_PREFIX.into(),
+                lease_ttl: Duration::from_secs(5),
+            }
+        );
+        assert!(load("").is_err(), "peering_address and secret are required");
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let e = load(
+            "peering_address = \"0.0.0.0:7000\"\nsecret = \"short\"\npeers = [\"nowhere\"]\netcd = [\"10.0.0.9:2379\"]",
+        )
+        .unwrap_err();
+        assert_eq!(
+            fields(&e),
+            ["cluster.peering_address", "cluster.secret", "cluster.etcd"]
+        );
+        let e = load(
+            "peering_address = \"10.0.0.1:7000\"\nsecret = \"0123456789abcdef\"\netcd = [\"10.0.0.9:2379\"]\nlease_ttl = \"1s\"\npeer_timeout = \"soon\"",
+        )
+        .unwrap_err();
+        assert_eq!(
+            fields(&e),
+            [
+                "cluster.etcd[0]",
+                "cluster.lease_ttl",
+                "cluster.peer_timeout"
+            ]
+        );
+        let e =
+            load("peering_address = \"10.0.0.1:7000\"\nsecret = \"0123456789abcdef\"").unwrap_err();
+        assert_eq!(fields(&e), ["cluster.peers"]);
+        let e = load(
+            "peering_address = \"10.0.0.1:7000\"\nsecret = \"0123456789abcdef\"\npeers = [\"x\"]",
+        )
+        .unwrap_err();
+        assert_eq!(fields(&e), ["cluster.peers[0]"]);
+    }
+
+    #[test]
+    fn documented_defaults_match_the_code() {
+        let doc = include_str!("../../../docs/configuration.md");
+        let row = |f: &str| -> String {
+            doc.lines()
+                .find_map(|line| {
+                    let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+                    (cells.len() >= 5 && cells[1].trim_matches('`') == f)
+                        .then(|| cells[3].trim_matches('`').to_string())
+                })
+                .unwrap_or_else(|| panic!("{f} is not documented"))
+        };
+        let dur = |f: &str| crate::parse_duration(&row(f)).unwrap();
+        assert_eq!(row("cluster.etcd_prefix"), DEFAULT_ETCD_PREFIX);
+        assert_eq!(dur("cluster.lease_ttl"), DEFAULT_LEASE_TTL);
+        assert_eq!(dur("cluster.peer_timeout"), DEFAULT_PEER_TIMEOUT);
+        assert_eq!(dur("cluster.peer_down_ttl"), DEFAULT_PEER_DOWN_TTL);
+        for f in [
+            "cluster.peering_address",
+            "cluster.peers",
+            "cluster.etcd",
+            "cluster.secret",
+        ] {
+            row(f);
+        }
+    }
+}

@@ -220,6 +220,55 @@ mod tests {
     }
 
     #[test]
+    fn cluster_flags_become_cluster_fields() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["kura", "serve", "--upstream", "http://127.0.0.1:9000"];
+            argv.extend_from_slice(extra);
+            let Command::Serve(args) = Cli::parse_from(argv).command else {
+                panic!("serve expected")
+            };
+            kura_config::validate(&args.quick_config(), std::path::Path::new("."))
+        };
+        let cfg = parse(&[
+            "--peering-address",
+            "127.0.0.2:7000",
+            "--etcd",
+            "http://127.0.0.1:2379",
+            "--cluster-secret",
+            "0123456789abcdef",
+        ])
+        .unwrap();
+        let c = cfg.cluster.unwrap();
+        assert_eq!(c.peering_address.to_string(), "127.0.0.2:7000");
+        assert!(matches!(c.members, kura_config::MemberSource::Etcd { .. }));
+        let cfg = parse(&[
+            "--peering-address",
+            "127.0.0.2:7000",
+            "--peer",
+            "127.0.0.3:7000",
+            "--cluster-secret",
+            "0123456789abcdef",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cfg.cluster.unwrap().members,
+            kura_config::MemberSource::Static(ref l) if l.len() == 2
+        ));
+        // Without a secret the field is named.
+        let err = parse(&[
+            "--peering-address",
+            "127.0.0.2:7000",
+            "--peer",
+            "127.0.0.3:7000",
+        ])
+        .unwrap_err();
+        assert!(
+            err.errors.iter().any(|e| e.field == "cluster.secret"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn cache_flags_become_cache_fields() {
         let cli = Cli::parse_from([
             "kura",

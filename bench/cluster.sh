@@ -15,6 +15,8 @@ W=/tmp/kura-bench-cluster
 OUT=bench/results
 SIZE_MB=256
 SECRET=bench-secret-0123456789
+# Clients reach every node under one name (as behind DNS): the cache key includes the host.
+HOST=downloads.test
 mkdir -p "$W/www" "$OUT"
 [ -x target/release/kura ] || cargo build --release -p kura
 PIDS=""
@@ -48,7 +50,7 @@ wait_up() { for _ in $(seq 100); do curl -fs -o /dev/null "$1" && return 0; slee
 # Three downloads at once, one per URL; prints the client bytes.
 three_downloads() {
   local total=0 pids=() f
-  for u in "$@"; do f=$(mktemp); curl -s -o /dev/null -w '%{size_download}' "$u" > "$f" & pids+=($!); FILES+=("$f"); done
+  for u in "$@"; do f=$(mktemp); curl -s -H "Host: $HOST" -o /dev/null -w '%{size_download}' "$u" > "$f" & pids+=($!); FILES+=("$f"); done
   wait "${pids[@]}"
   for f in "${FILES[@]}"; do total=$((total + $(cat "$f"))); rm -f "$f"; done
   FILES=()
@@ -72,12 +74,13 @@ O3=$(origin_bytes)
 
 # Aggregate throughput on the hot object: three nodes, then one node, same total connections.
 wrk_bytes() { # url conns -> bytes/s
-  wrk -t1 -c"$2" -d"${DURATION}s" "$1" 2>/dev/null | awk '/^Transfer\/sec:/ {v=$2; if (v ~ /GB$/) {sub(/GB$/,"",v); v*=1024} else if (v ~ /MB$/) {sub(/MB$/,"",v)} else if (v ~ /KB$/) {sub(/KB$/,"",v); v/=1024}; print v}'
+  wrk -t1 -c"$2" -d"${DURATION}s" -H "Host: $HOST" "$1" 2>/dev/null | awk '/^Transfer\/sec:/ {v=$2; if (v ~ /GB$/) {sub(/GB$/,"",v); v*=1024} else if (v ~ /MB$/) {sub(/MB$/,"",v)} else if (v ~ /KB$/) {sub(/KB$/,"",v); v/=1024}; print v}'
 }
-for i in 1 2 3; do curl -s -o /dev/null "http://127.0.0.$i:810$i/big.bin"; done
+for i in 1 2 3; do curl -s -H "Host: $HOST" -o /dev/null "http://127.0.0.$i:810$i/big.bin"; done
 T=$(mktemp -d)
-for i in 1 2 3; do wrk_bytes "http://127.0.0.$i:810$i/big.bin" 2 > "$T/$i" & done
-wait
+WP=()
+for i in 1 2 3; do wrk_bytes "http://127.0.0.$i:810$i/big.bin" 2 > "$T/$i" & WP+=($!); done
+wait "${WP[@]}"
 AGG3=$(cat "$T"/1 "$T"/2 "$T"/3 | awk '{s+=$1} END {printf "%.0f", s}')
 AGG1=$(wrk_bytes http://127.0.0.1:8101/big.bin 6 | awk '{printf "%.0f", $1}')
 kill $PIDS 2>/dev/null || true; PIDS=""; sleep 0.5

@@ -26,10 +26,10 @@ pub struct EtcdSource {
 pub async fn run(source: EtcdSource, membership: Arc<Membership>, stop: CancellationToken) {
     let mut backoff = Duration::from_millis(200);
     loop {
-        let result = tokio::select! {
-            r = session(&source, &membership) => r,
-            _ = stop.cancelled() => return,
-        };
+        let result = session(&source, &membership, &stop).await;
+        if stop.is_cancelled() {
+            return;
+        }
         membership.etcd_up.store(0, Relaxed);
         if let Err(e) = result {
             tracing::warn!(error = %e, retry_in = ?backoff, "etcd unreachable; keeping the last cluster membership");
@@ -42,11 +42,20 @@ pub async fn run(source: EtcdSource, membership: Arc<Membership>, stop: Cancella
     }
 }
 
-async fn session(source: &EtcdSource, membership: &Membership) -> Result<(), etcd_client::Error> {
+/// One connection's life: register, follow, and on `stop` leave at once (revoke the lease, so
+/// the other members stop sending this node requests without waiting for it to expire).
+async fn session(
+    source: &EtcdSource,
+    membership: &Membership,
+    stop: &CancellationToken,
+) -> Result<(), etcd_client::Error> {
     let options = ConnectOptions::new()
         .with_connect_timeout(Duration::from_secs(2))
         .with_timeout(Duration::from_secs(5));
-    let mut client = Client::connect(&source.endpoints, Some(options)).await?;
+    let mut client = tokio::select! {
+        c = Client::connect(&source.endpoints, Some(options)) => c?,
+        _ = stop.cancelled() => return Ok(()),
+    };
     let ttl = source.lease_ttl.as_secs().max(2) as i64;
     let lease = client.lease_grant(ttl, None).await?.id();
     let key = format!("{}{}", source.prefix, membership.me);
@@ -71,6 +80,11 @@ async fn session(source: &EtcdSource, membership: &Membership) -> Result<(), etc
     tick.tick().await;
     loop {
         tokio::select! {
+            _ = stop.cancelled() => {
+                let _ = tokio::time::timeout(Duration::from_secs(2), client.lease_revoke(lease)).await;
+                tracing::info!("left the cluster (lease revoked)");
+                return Ok(());
+            }
             _ = tick.tick() => {
                 keeper.keep_alive().await?;
                 relist(&mut client, source, membership).await?;

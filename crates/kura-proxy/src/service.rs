@@ -134,6 +134,10 @@ async fn proxy(
     let mut body = ReqBody::new(body, stream_limit);
     let mut h = parts.headers;
     headers::strip_hop_by_hop(&mut h);
+    if conn.shared.cluster.is_some() {
+        // Only members speak the peer protocol: a client cannot steer fetches with it.
+        kura_cluster::wire::strip_request(&mut h);
+    }
     if let Some(a) = original_authority
         && let Ok(v) = HeaderValue::from_str(a.as_str())
     {

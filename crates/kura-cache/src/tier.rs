@@ -200,3 +200,60 @@ impl Storage {
         self.memory.as_ref().map_or(0, |m| m.bytes())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::disk::DiskTier;
+    use crate::test_util::object;
+
+    #[tokio::test]
+    async fn segments_another_member_owns_stay_off_disk_and_out_of_memory_when_large() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = kura_config::DiskConfig {
+            dir: dir.path().to_path_buf(),
+            max_bytes: 1 << 30,
+            cleaned_bytes: 1 << 29,
+        };
+        let stats = Arc::new(Stats::default());
+        let s2 = stats.clone();
+        let disk = tokio::task::spawn_blocking(move || DiskTier::open(&cfg, s2, Arc::default()))
+            .await
+            .unwrap()
+            .unwrap();
+        let disk = Arc::new(disk);
+        let storage = Storage {
+            memory: Some(MemoryTier::new(64 << 20)),
+            lower: vec![disk.clone() as Arc<dyn Tier>],
+            stats,
+            memory_object_limit: 8 << 20,
+        };
+        let data = Bytes::from(vec![7u8; 1024]);
+        let small = object("a.com/small", 1024, 1024);
+        let large = object("a.com/large", 64 << 20, 1024);
+        let own = object("a.com/own", 1024, 1024);
+        for o in [&small, &large, &own] {
+            storage.put_entry(&Entry::Object(o.clone()));
+        }
+        storage.put_segment(&small, 0, &data, false).await;
+        storage.put_segment(&large, 0, &data, false).await;
+        storage.put_segment(&own, 0, &data, true).await;
+        disk.flush().await;
+        assert!(
+            storage.has_segment_hot(&small, 0),
+            "a small peer object stays hot"
+        );
+        assert!(
+            !storage.has_segment_lower(&small, 0),
+            "but never on this node's disk"
+        );
+        assert!(
+            !storage.has_segment(&large, 0),
+            "a large peer object is the owner's to keep"
+        );
+        assert!(
+            storage.has_segment_lower(&own, 0),
+            "what this node owns goes to disk"
+        );
+    }
+}

@@ -142,19 +142,9 @@ impl Cache {
     /// Answers a GET or HEAD for a `cache` rule.
     pub async fn serve(
         self: &Arc<Self>,
-        mut req: CacheRequest,
+        req: CacheRequest,
         origin: Arc<dyn Origin>,
     ) -> Result<Response<CacheBody>, OriginError> {
-        let prefetch = req
-            .parts
-            .extensions
-            .get::<crate::origin::PeerRequest>()
-            .is_none();
-        req.parts.extensions.insert(crate::origin::FetchInfo {
-            key: req.key.as_str().into(),
-            pass: false,
-            prefetch,
-        });
         let dirs = policy::request_directives(&req.parts.headers);
         if dirs.no_store {
             return self.pass(&req, origin, "bypass").await;
@@ -294,9 +284,7 @@ impl Cache {
         Stats::inc(&self.stats.passes);
         Stats::inc(&self.stats.origin_fetches);
         let mut parts = clone_parts(&req.parts);
-        if let Some(info) = parts.extensions.get_mut::<crate::origin::FetchInfo>() {
-            info.pass = true;
-        }
+        parts.extensions.insert(fetch_info(req, true));
         let resp = origin.fetch(parts).await?;
         let (mut parts, body) = resp.into_parts();
         let status = CacheStatus {
@@ -413,7 +401,7 @@ impl Cache {
                         self.clone(),
                         obj.clone(),
                         origin,
-                        template(&req.parts),
+                        template(req),
                         (start, Some(end)),
                         seat,
                     ),
@@ -423,7 +411,7 @@ impl Cache {
                 self.clone(),
                 obj.clone(),
                 origin,
-                template(&req.parts),
+                template(req),
                 (0, None),
                 seat,
             ),
@@ -477,9 +465,24 @@ impl Cache {
     }
 }
 
+/// What an origin learns of the cache's fetch (made only when a fetch may happen, so hits
+/// do not pay for it).
+fn fetch_info(req: &CacheRequest, pass: bool) -> crate::origin::FetchInfo {
+    crate::origin::FetchInfo {
+        key: req.key.as_str().into(),
+        pass,
+        prefetch: req
+            .parts
+            .extensions
+            .get::<crate::origin::PeerRequest>()
+            .is_none(),
+    }
+}
+
 /// The request sent to origins for this request's fills: no client conditionals, no Range.
-pub(crate) fn template(parts: &request::Parts) -> Arc<request::Parts> {
-    let mut t = clone_parts(parts);
+pub(crate) fn template(req: &CacheRequest) -> Arc<request::Parts> {
+    let mut t = clone_parts(&req.parts);
+    t.extensions.insert(fetch_info(req, false));
     for h in [
         header::RANGE,
         header::IF_RANGE,
@@ -504,6 +507,9 @@ pub(crate) fn clone_parts(p: &request::Parts) -> request::Parts {
     }
     if let Some(info) = p.extensions.get::<crate::origin::FetchInfo>() {
         b = b.extension(info.clone());
+    }
+    if let Some(peer) = p.extensions.get::<crate::origin::PeerRequest>() {
+        b = b.extension(*peer);
     }
     b.body(()).expect("valid parts").into_parts().0
 }

@@ -154,7 +154,7 @@ impl Cache {
         origin: Arc<dyn Origin>,
         reval: Option<(Arc<Object>, request::Parts)>,
     ) -> Led {
-        let base = template(&req.parts);
+        let base = template(req);
         let mut parts = clone_parts(&base);
         if let Some((_, r)) = &reval {
             for h in [header::IF_NONE_MATCH, header::IF_MODIFIED_SINCE] {

@@ -9,6 +9,8 @@
 # kura (built here if missing), ../shared/tools/anchors.sh (or ANCHORS=path).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 DURATION=${1:-8}
 ROUNDS=${2:-3}
@@ -45,15 +47,6 @@ for n in $NAMES; do
 done
 echo "hit check: nginx $(curl -sI http://127.0.0.1:8081/1k.txt | grep -i x-cache | tr -d '\r'), kura $(curl -sI http://127.0.0.1:8094/1k.txt | grep -i cache-status | tr -d '\r')"
 
-run_wrk() {
-  wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency "$1" > "$OUT/wrk.txt" 2>&1
-  local rps p99
-  rps=$(awk '/^Requests\/sec:/ {print $2}' "$OUT/wrk.txt")
-  p99=$(awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us$/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v=v*1000}; print v}' "$OUT/wrk.txt")
-  grep -q "Non-2xx\|Socket errors" "$OUT/wrk.txt" && { echo "warning: errors against $1" >&2; grep "Non-2xx\|Socket errors" "$OUT/wrk.txt" >&2; }
-  echo "$rps $p99"
-}
-median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 declare -A RPS P99
 for n in $NAMES; do RPS[$n]=""; P99[$n]=""; done
 for n in $NAMES; do wrk -t1 -c10 -d2s "http://127.0.0.1:${PORT[$n]}/1k.txt" >/dev/null 2>&1; done
@@ -87,13 +80,11 @@ T_NGINX_HIT=$(printf '%s' "$HIT_N" | median); T_KURA_HIT=$(printf '%s' "$HIT_K" 
 HWM=$(awk '/^VmHWM:/ {print $2}' /proc/"$KPID"/status)
 KURA_HIT_CS=$(curl -s -o /dev/null -D - "http://127.0.0.1:8094/1g.bin?c=$TAG" | grep -i cache-status | tr -d '\r')
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
-CPU=$(awk -F: '/model name/ {gsub(/^ +/, "", $2); print $2; exit}' /proc/cpuinfo)
 {
   echo
   echo "### Cache, $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo
-  echo "Machine: $(nproc) cores ($CPU), $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -r)."
+  machine
   echo "1 KiB hits: wrk -t$THREADS -c$CONNS -d${DURATION}s, median of $ROUNDS interleaved rounds;"
   echo "wrk and the cache share the cores (the origin is idle once the object is stored)."
   echo

@@ -9,6 +9,8 @@
 # needs: nginx-light wrk curl, a release build of kura (built here if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 DURATION=${1:-10}
 W=/tmp/kura-bench-cluster
@@ -105,13 +107,11 @@ reset_origin_log
 CN=$(three_downloads http://127.0.0.1:8201/big.bin http://127.0.0.2:8202/big.bin http://127.0.0.3:8203/big.bin)
 ON=$(origin_bytes)
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
-CPU=$(awk -F: '/model name/ {gsub(/^ +/, "", $2); print $2; exit}' /proc/cpuinfo)
 {
   echo
   echo "### Cluster, $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo
-  echo "Machine: $(nproc) cores ($CPU), $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -r)."
+  machine
   echo "Three clients each download one ${SIZE_MB} MiB object at once, from a cold cache; the"
   echo "origin (nginx, one worker) logs the body bytes it sends. Nodes on 127.0.0.1-3, static peers."
   echo

@@ -8,6 +8,8 @@
 # (built here if missing), and ../shared/tools/anchors.sh (or ANCHORS=path).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 DURATION=${1:-10}
 ROUNDS=${2:-3}
@@ -56,20 +58,7 @@ for k in kura kura_pc2 kura_pc1; do
   for _ in $(seq 50); do curl -fs -o /dev/null http://127.0.0.1:${KPORT[$k]}/1k.txt && break; sleep 0.1; done
 done
 
-# wrk → "req/s p99_ms"
-run_wrk() {
-  local url=$1
-  wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency "$url" > "$OUT/wrk.txt" 2>&1
-  local rps p99
-  rps=$(awk '/^Requests\/sec:/ {print $2}' "$OUT/wrk.txt")
-  p99=$(awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us$/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v=v*1000}; print v}' "$OUT/wrk.txt")
-  if grep -q "Non-2xx\|Socket errors" "$OUT/wrk.txt"; then
-    echo "warning: errors in run against $url:" >&2; grep "Non-2xx\|Socket errors" "$OUT/wrk.txt" >&2
-  fi
-  echo "$rps $p99"
-}
 
-median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 NAMES="origin nginx nginx_sep kura kura_pc2 kura_pc1"
 declare -A RPS P99
@@ -100,13 +89,11 @@ T_NGINX=$(big http://127.0.0.1:8083/1g.bin)
 T_KURA=$(big http://127.0.0.1:${KPORT[kura]}/1g.bin)
 HWM_AFTER=$(hwm)
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
-CPU=$(awk -F: '/model name/ {gsub(/^ +/, "", $2); print $2; exit}' /proc/cpuinfo)
 {
   echo
   echo "### Pass-through, $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo
-  echo "Machine: $(nproc) cores ($CPU), $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -r)."
+  machine
   echo "wrk -t$THREADS -c$CONNS -d${DURATION}s, median of $ROUNDS interleaved rounds, 1 KiB object;"
   echo "wrk, the origin and nginx (one nginx, 2 workers, serving both) and kura share the cores."
   echo

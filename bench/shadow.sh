@@ -9,6 +9,8 @@
 # build of kura (built here if missing), and ../shared/tools/anchors.sh (or ANCHORS=path).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 DURATION=${1:-10}
 ROUNDS=${2:-3}
@@ -77,25 +79,13 @@ target/release/kura serve --config "$WORK/kura.toml" 2>"$OUT/kura-shadow.log" &
 PIDS="$PIDS $!"
 for _ in $(seq 50); do curl -fs -o /dev/null -H 'Host: plain.test' http://127.0.0.1:8097/1k.txt && break; sleep 0.1; done
 
-run_wrk() {
-  local host=$1
-  wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency -H "Host: $host" http://127.0.0.1:8097/1k.txt > "$OUT/wrk.txt" 2>&1
-  local rps p99
-  rps=$(awk '/^Requests\/sec:/ {print $2}' "$OUT/wrk.txt")
-  p99=$(awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us$/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v=v*1000}; print v}' "$OUT/wrk.txt")
-  if grep -q "Non-2xx\|Socket errors" "$OUT/wrk.txt"; then
-    echo "warning: errors in run against $host:" >&2; grep "Non-2xx\|Socket errors" "$OUT/wrk.txt" >&2
-  fi
-  echo "$rps $p99"
-}
-median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 NAMES="plain.test slow.test compare.test"
 declare -A RPS P99
 for h in $NAMES; do RPS[$h]=""; P99[$h]=""; wrk -t1 -c10 -d2s -H "Host: $h" http://127.0.0.1:8097/1k.txt >/dev/null 2>&1; done
 for r in $(seq "$ROUNDS"); do
   for h in $NAMES; do
-    read -r rps p99 < <(run_wrk "$h")
+    read -r rps p99 < <(run_wrk http://127.0.0.1:8097/1k.txt -H "Host: $h")
     echo "round $r $h: $rps req/s, p99 $p99 ms"
     RPS[$h]+="$rps"$'\n'; P99[$h]+="$p99"$'\n'
   done
@@ -106,13 +96,11 @@ for h in $NAMES; do
 done
 COUNTERS=$(curl -fs http://127.0.0.1:8098/shadow | python3 -c 'import json,sys; c=json.load(sys.stdin)["counters"]; print(json.dumps({"selected": c["selected"], "dropped": c["dropped"], "targets": c["targets"]}))')
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
-CPU=$(awk -F: '/model name/ {gsub(/^ +/, "", $2); print $2; exit}' /proc/cpuinfo)
 {
   echo
   echo "### Shadow, $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo
-  echo "Machine: $(nproc) cores ($CPU), $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -r)."
+  machine
   echo "wrk -t$THREADS -c$CONNS -d${DURATION}s, median of $ROUNDS interleaved rounds, 1 KiB object from the"
   echo "anchors' nginx origin; one kura (2 workers, default [shadow] settings), three vhosts."
   echo

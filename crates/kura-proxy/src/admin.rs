@@ -40,15 +40,23 @@ use crate::state::Shared;
 /// Set by the binary, which knows the configuration file.
 pub type ReloadHook = Arc<dyn Fn() -> Result<String, String> + Send + Sync>;
 
-pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, tracker: TaskTracker) {
+/// The next connection on a side listener (admin, peers), or `None` once shutdown begins.
+pub(crate) async fn next_connection(
+    listener: &TcpListener,
+    shared: &Shared,
+) -> Option<tokio::net::TcpStream> {
     loop {
-        let (stream, _) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(_) => continue,
+        tokio::select! {
+            r = listener.accept() => if let Ok((stream, _)) = r {
+                return Some(stream);
             },
-            _ = shared.shutdown.cancelled() => return,
-        };
+            _ = shared.shutdown.cancelled() => return None,
+        }
+    }
+}
+
+pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, tracker: TaskTracker) {
+    while let Some(stream) = next_connection(&listener, &shared).await {
         let shared = shared.clone();
         tracker.spawn(async move {
             let svc_shared = shared.clone();

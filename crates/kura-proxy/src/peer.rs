@@ -28,14 +28,7 @@ use crate::state::Shared;
 type PeerBody = UnsyncBoxBody<Bytes, BoxError>;
 
 pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, tracker: TaskTracker) {
-    loop {
-        let (stream, _) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(_) => continue,
-            },
-            _ = shared.shutdown.cancelled() => return,
-        };
+    while let Some(stream) = crate::admin::next_connection(&listener, &shared).await {
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         tracker.spawn(async move {

@@ -7,16 +7,15 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::uri::PathAndQuery;
-use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
-use http_body_util::BodyExt;
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use kura_shadow::{
     Answer, BodySource, Capture, DropReason, Job, Shadow, ShadowBody, ShadowRule, Upstream,
 };
 use tokio::sync::oneshot;
 
 use crate::body::{ProxyBody, ReqBody};
-use crate::headers;
-use crate::upstream::{Outgoing, Pool};
+use crate::origin::fetch_from_pool;
+use crate::upstream::Pool;
 
 /// A pool as a shadow target: the same balancing, health and keep-alive as proxied requests.
 pub struct PoolUpstream(pub Arc<Pool>);
@@ -29,25 +28,9 @@ impl Upstream for PoolUpstream {
         let pool = self.0.clone();
         Box::pin(async move {
             let (parts, body) = req.into_parts();
-            let path = parts
-                .uri
-                .path_and_query()
-                .cloned()
-                .unwrap_or_else(|| PathAndQuery::from_static("/"));
-            let answer = pool
-                .send(Outgoing {
-                    method: parts.method,
-                    path,
-                    headers: parts.headers,
-                    body: ReqBody::bytes(body),
-                })
+            fetch_from_pool(&pool, parts, ReqBody::bytes(body))
                 .await
-                .map_err(|e| e.to_string())?;
-            let (mut parts, body) = answer.response.into_parts();
-            headers::strip_hop_by_hop(&mut parts.headers);
-            parts.version = Version::HTTP_11;
-            let body = ProxyBody::upstream(body, answer.lease);
-            Ok(Response::from_parts(parts, body.boxed_unsync()))
+                .map_err(|e| e.to_string())
         })
     }
 }

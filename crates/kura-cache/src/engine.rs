@@ -46,6 +46,17 @@ pub struct CacheRequest {
     pub rule: Arc<RuleCache>,
 }
 
+impl CacheRequest {
+    /// A copy for a task that outlives the request (a fill, a background revalidation).
+    pub(crate) fn copy(&self) -> CacheRequest {
+        CacheRequest {
+            parts: clone_parts(&self.parts),
+            key: self.key.clone(),
+            rule: self.rule.clone(),
+        }
+    }
+}
+
 /// The result of a purge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Purged(pub usize);

@@ -98,11 +98,7 @@ impl Cache {
                 }
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 let cache = self.clone();
-                let task_req = CacheRequest {
-                    parts: clone_parts(&req.parts),
-                    key: req.key.clone(),
-                    rule: req.rule.clone(),
-                };
+                let task_req = req.copy();
                 let task_origin = origin.clone();
                 tokio::spawn(async move {
                     let led = cache.lead(&task_req, task_origin, reval).await;
@@ -610,11 +606,7 @@ impl Cache {
         reval: request::Parts,
     ) {
         let cache = self.clone();
-        let req = CacheRequest {
-            parts: clone_parts(&req.parts),
-            key: req.key.clone(),
-            rule: req.rule.clone(),
-        };
+        let req = req.copy();
         let obj = obj.clone();
         tokio::spawn(async move {
             let _ = cache.fill(&req, origin, Some((obj, reval))).await;

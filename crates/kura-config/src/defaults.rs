@@ -17,6 +17,16 @@ pub const DEFAULT_MAX_HEADERS: usize = 100;
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 100 * 1024 * 1024;
 pub const DEFAULT_CLIENT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// nginx's proxy_read_timeout: a WebSocket silent both ways this long is closed.
+pub const DEFAULT_WEBSOCKET_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub const DEFAULT_TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(10);
+pub const DEFAULT_HTTPS_PORT: u16 = 443;
+
+pub const DEFAULT_REDIS_RESYNC_INTERVAL: Duration = Duration::from_secs(10);
+/// Hipache's deadBackendTTL.
+pub const DEFAULT_REDIS_DEAD_BACKEND_TTL: Duration = Duration::from_secs(30);
+pub const DEFAULT_REDIS_CONFIGURE_NOTIFICATIONS: bool = true;
 
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 pub const DEFAULT_ACCESS_LOG_BUFFER_LINES: usize = 65_536;

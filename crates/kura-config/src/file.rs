@@ -26,6 +26,7 @@ pub struct FileConfig {
     pub cache: Option<FileCache>,
     pub shadow: Option<FileShadow>,
     pub cluster: Option<FileCluster>,
+    pub redis: Option<FileRedis>,
     #[serde(default)]
     pub pools: BTreeMap<String, FilePool>,
     #[serde(default)]
@@ -37,6 +38,52 @@ pub struct FileConfig {
 pub struct FileListener {
     /// `host:port` to bind; port 0 picks a free port (tests).
     pub address: String,
+    /// Serve TLS on this listener with these certificates (picked by SNI).
+    pub tls: Option<FileTls>,
+    /// HTTP/2: offered by ALPN on TLS listeners (default true); on cleartext listeners, HTTP/2
+    /// with prior knowledge is accepted beside HTTP/1 (default false).
+    pub http2: Option<bool>,
+    /// Answer every request with a redirect to the same URL over https.
+    pub redirect_to_https: Option<bool>,
+    /// Port in the redirect's URL (default 443, left out of the URL).
+    pub https_port: Option<u16>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileTls {
+    pub certificates: Vec<FileCertificate>,
+    /// How often certificate files are checked for changes (0s: only on reload).
+    pub reload_interval: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileCertificate {
+    /// PEM file: the certificate, then its chain.
+    pub cert: String,
+    /// PEM file: the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: String,
+    /// Names served with this certificate; default the certificate's DNS names.
+    pub hosts: Option<Vec<String>>,
+    /// The certificate for clients without SNI or with an unknown name (default: the first).
+    pub default: Option<bool>,
+}
+
+/// Routes from Redis, in Hipache's schema.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileRedis {
+    /// `redis://[:password@]host:port[/db]`.
+    pub url: String,
+    /// Full re-read of every frontend, whatever notifications said.
+    pub resync_interval: Option<String>,
+    /// How long a dead mark written to Redis keeps a backend out (Hipache's deadBackendTTL).
+    pub dead_backend_ttl: Option<String>,
+    /// A pool of this file whose settings (timeouts, balance, limits) Redis frontends use.
+    pub pool_template: Option<String>,
+    /// Turn on keyspace notifications with CONFIG SET (needs the permission).
+    pub configure_notifications: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
@@ -67,6 +114,7 @@ pub struct FileLimits {
     pub max_body_bytes: Option<SizeValue>,
     pub client_header_timeout: Option<String>,
     pub client_idle_timeout: Option<String>,
+    pub websocket_idle_timeout: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
@@ -150,6 +198,10 @@ pub struct FilePool {
     pub retries: Option<u32>,
     pub preserve_host: Option<bool>,
     pub health_check: Option<FileHealthCheck>,
+    /// Speak HTTP/2 to the backends (prior knowledge on http://, ALPN on https://).
+    pub http2: Option<bool>,
+    /// PEM bundle of CAs trusted for https:// backends (default: the Mozilla roots).
+    pub tls_ca: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]

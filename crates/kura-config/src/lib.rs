@@ -10,6 +10,7 @@
 mod cache_config;
 mod cluster_config;
 mod defaults;
+mod edge_config;
 mod file;
 mod shadow_config;
 mod template;
@@ -46,6 +47,7 @@ pub struct Config {
     pub cache: CacheConfig,
     pub shadow: ShadowConfig,
     pub cluster: Option<ClusterConfig>,
+    pub redis: Option<RedisConfig>,
     pub routes: Routes,
 }
 
@@ -194,6 +196,53 @@ pub struct RuleCache {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenerConfig {
     pub address: SocketAddr,
+    pub tls: Option<TlsConfig>,
+    /// TLS: offer h2 by ALPN. Cleartext: accept HTTP/2 with prior knowledge.
+    pub http2: bool,
+    /// Redirect every request to https on this port.
+    pub redirect_https: Option<u16>,
+}
+
+impl ListenerConfig {
+    /// A plain HTTP/1 listener.
+    pub fn plain(address: SocketAddr) -> Self {
+        ListenerConfig {
+            address,
+            tls: None,
+            http2: false,
+            redirect_https: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    pub certificates: Vec<CertificateConfig>,
+    /// Index into `certificates` of the default one.
+    pub default: usize,
+    /// Zero: files are re-read only on reload.
+    pub reload_interval: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Explicit names (lowercase; `*.x` wildcards); empty: the certificate's DNS names.
+    pub hosts: Vec<String>,
+    /// Dotted path of this entry, for errors found when loading it.
+    pub field: String,
+}
+
+/// Routes from Redis in Hipache's schema.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RedisConfig {
+    pub url: String,
+    pub resync_interval: Duration,
+    pub dead_backend_ttl: Duration,
+    /// Settings of Redis frontends' pools (backends and name replaced).
+    pub pool_template: PoolSpec,
+    pub configure_notifications: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -229,6 +278,8 @@ pub struct Limits {
     pub client_header_timeout: Duration,
     /// Time a keep-alive connection may sit idle between requests.
     pub client_idle_timeout: Duration,
+    /// An upgraded connection (WebSocket) with no bytes either way for this long is closed.
+    pub websocket_idle_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -309,6 +360,8 @@ pub struct BackendSpec {
     pub port: u16,
     /// Path prefix prepended to every upstream path, without a trailing `/` (often empty).
     pub base_path: String,
+    /// `https://`: TLS to the backend.
+    pub tls: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -338,6 +391,10 @@ pub struct PoolSpec {
     pub retries: u32,
     pub preserve_host: bool,
     pub health_check: Option<HealthCheckSpec>,
+    /// HTTP/2 to the backends (else HTTP/1.1).
+    pub http2: bool,
+    /// CAs for https:// backends; `None`: the Mozilla roots (webpki-roots).
+    pub tls_ca: Option<PathBuf>,
 }
 
 /// How a vhost is matched against the request's host.

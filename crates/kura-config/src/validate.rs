@@ -13,6 +13,7 @@ use regex::Regex;
 use crate::cache_config::{validate_cache, validate_rule_cache};
 use crate::cluster_config::validate_cluster;
 use crate::defaults::*;
+use crate::edge_config::{validate_listeners, validate_redis};
 use crate::file::*;
 use crate::shadow_config::{validate_rule_shadow, validate_shadow};
 use crate::units::{parse_duration, size_value};
@@ -48,7 +49,7 @@ impl Errors {
 pub fn validate(file: &FileConfig, base_dir: &Path) -> Result<Config, ConfigError> {
     let mut errs = Errors(Vec::new());
 
-    let listeners = validate_listeners(file, &mut errs);
+    let listeners = validate_listeners(file, base_dir, &mut errs);
     let admin = file.admin.as_ref().and_then(|a| {
         parse_addr(&a.address)
             .map_err(|e| errs.push("admin.address", e))
@@ -69,7 +70,14 @@ pub fn validate(file: &FileConfig, base_dir: &Path) -> Result<Config, ConfigErro
     let cache = validate_cache(file.cache.as_ref(), base_dir, &mut errs);
     let shadow = validate_shadow(file.shadow.as_ref(), base_dir, &mut errs);
     let cluster = validate_cluster(file.cluster.as_ref(), &mut errs);
-    let routes = validate_routes(&file.pools, &file.vhosts, cache.disk.is_some(), &mut errs);
+    let routes = validate_routes(
+        &file.pools,
+        &file.vhosts,
+        cache.disk.is_some(),
+        base_dir,
+        &mut errs,
+    );
+    let redis = validate_redis(file.redis.as_ref(), &routes, base_dir, &mut errs);
 
     if errs.0.is_empty() {
         Ok(Config {
@@ -83,6 +91,7 @@ pub fn validate(file: &FileConfig, base_dir: &Path) -> Result<Config, ConfigErro
             cache,
             shadow,
             cluster,
+            redis,
             routes,
         })
     } else {
@@ -90,30 +99,10 @@ pub fn validate(file: &FileConfig, base_dir: &Path) -> Result<Config, ConfigErro
     }
 }
 
-fn parse_addr(text: &str) -> Result<SocketAddr, String> {
+pub(crate) fn parse_addr(text: &str) -> Result<SocketAddr, String> {
     text.trim()
         .parse()
         .map_err(|_| format!("{text:?} is not an IP:port address (e.g. \"0.0.0.0:8080\")"))
-}
-
-fn validate_listeners(file: &FileConfig, errs: &mut Errors) -> Vec<ListenerConfig> {
-    if file.listeners.is_empty() {
-        errs.push("listeners", "at least one listener is required");
-    }
-    let mut out = Vec::new();
-    for (i, l) in file.listeners.iter().enumerate() {
-        match parse_addr(&l.address) {
-            Ok(address) => {
-                if address.port() != 0 && out.iter().any(|o: &ListenerConfig| o.address == address)
-                {
-                    errs.push(format!("listeners[{i}].address"), "listed twice");
-                }
-                out.push(ListenerConfig { address });
-            }
-            Err(e) => errs.push(format!("listeners[{i}].address"), e),
-        }
-    }
-    out
 }
 
 fn validate_server(s: &FileServer, errs: &mut Errors) -> ServerConfig {
@@ -190,6 +179,11 @@ fn validate_limits(l: &FileLimits, errs: &mut Errors) -> Limits {
             "limits.client_idle_timeout",
             &l.client_idle_timeout,
             DEFAULT_CLIENT_IDLE_TIMEOUT,
+        ),
+        websocket_idle_timeout: errs.duration(
+            "limits.websocket_idle_timeout",
+            &l.websocket_idle_timeout,
+            DEFAULT_WEBSOCKET_IDLE_TIMEOUT,
         ),
     }
 }
@@ -309,15 +303,16 @@ pub fn parse_backend(url: &str) -> Result<BackendSpec, String> {
     let uri: http::Uri = url
         .parse()
         .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
-    match uri.scheme_str() {
-        Some("http") => {}
+    let tls = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
         Some(other) => {
             return Err(format!(
-                "{url:?}: scheme {other:?} is not supported (use http://)"
+                "{url:?}: scheme {other:?} is not supported (use http:// or https://)"
             ));
         }
         None => return Err(format!("{url:?} has no scheme (write http://host:port)")),
-    }
+    };
     let host = uri
         .host()
         .filter(|h| !h.is_empty())
@@ -325,7 +320,7 @@ pub fn parse_backend(url: &str) -> Result<BackendSpec, String> {
     if uri.query().is_some() {
         return Err(format!("{url:?}: a backend URL cannot have a query"));
     }
-    let port = uri.port_u16().unwrap_or(80);
+    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
     let base_path = uri.path().trim_end_matches('/').to_string();
     let host = host.to_ascii_lowercase();
     let authority = if host.contains(':') && !host.starts_with('[') {
@@ -342,10 +337,16 @@ pub fn parse_backend(url: &str) -> Result<BackendSpec, String> {
             .to_string(),
         port,
         base_path,
+        tls,
     })
 }
 
-fn validate_pool(name: &str, p: &FilePool, errs: &mut Errors) -> PoolSpec {
+pub(crate) fn validate_pool(
+    name: &str,
+    p: &FilePool,
+    base_dir: &Path,
+    errs: &mut Errors,
+) -> PoolSpec {
     let f = |k: &str| format!("pools.{name}.{k}");
     if p.backends.is_empty() {
         errs.push(f("backends"), "a pool needs at least one backend");
@@ -384,6 +385,13 @@ fn validate_pool(name: &str, p: &FilePool, errs: &mut Errors) -> PoolSpec {
             );
         }
     }
+    let tls_ca = p.tls_ca.as_ref().map(|path| {
+        let path = base_dir.join(path);
+        if let Err(e) = crate::edge_config::read_certs(&path) {
+            errs.push(f("tls_ca"), e);
+        }
+        path
+    });
     let max_fails = p.max_fails.unwrap_or(DEFAULT_MAX_FAILS);
     if max_fails == 0 {
         errs.push(f("max_fails"), "must be at least 1");
@@ -459,6 +467,8 @@ fn validate_pool(name: &str, p: &FilePool, errs: &mut Errors) -> PoolSpec {
         retries: p.retries.unwrap_or(DEFAULT_RETRIES),
         preserve_host: p.preserve_host.unwrap_or(true),
         health_check,
+        http2: p.http2.unwrap_or(false),
+        tls_ca,
     }
 }
 
@@ -624,6 +634,7 @@ fn validate_routes(
     pools: &BTreeMap<String, FilePool>,
     vhosts: &[FileVHost],
     has_disk: bool,
+    base_dir: &Path,
     errs: &mut Errors,
 ) -> Routes {
     let mut out = Routes::default();
@@ -631,7 +642,8 @@ fn validate_routes(
         if name.is_empty() {
             errs.push("pools", "a pool name cannot be empty");
         }
-        out.pools.insert(name.clone(), validate_pool(name, p, errs));
+        out.pools
+            .insert(name.clone(), validate_pool(name, p, base_dir, errs));
     }
     let mut seen: HashMap<HostPattern, usize> = HashMap::new();
     let mut names: HashMap<String, usize> = HashMap::new();

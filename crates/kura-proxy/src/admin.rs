@@ -35,6 +35,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::clock::now_ms;
 use crate::state::Shared;
+use crate::upstream::Pool;
 
 /// Reloads the configuration; `Ok` carries a summary, `Err` says why the old one is kept.
 /// Set by the binary, which knows the configuration file.
@@ -229,16 +230,31 @@ fn routes(shared: &Shared) -> serde_json::Value {
             })
         })
         .collect();
-    json!({ "generation": rt.generation, "vhosts": vhosts })
+    let dynamic = shared.dynamic.load();
+    json!({
+        "generation": rt.generation,
+        "vhosts": vhosts,
+        "redis_frontends": dynamic.count(),
+    })
 }
 
 fn backends(shared: &Shared) -> serde_json::Value {
     let rt = shared.runtime.load();
     let now = now_ms();
+    let dynamic = shared.dynamic.load();
+    let redis_pools: Vec<(String, Arc<Pool>)> = dynamic
+        .vhosts()
+        .flat_map(|v| {
+            v.rules
+                .iter()
+                .map(|r| (r.pool.spec.name.clone(), r.pool.clone()))
+        })
+        .collect();
     let pools: serde_json::Map<String, serde_json::Value> = rt
         .table
         .pools
         .iter()
+        .chain(redis_pools.iter().map(|(n, p)| (n, p)))
         .map(|(name, pool)| {
             let list: Vec<_> = pool
                 .backends

@@ -18,6 +18,7 @@ mod headers;
 pub mod metrics;
 mod origin;
 mod peer;
+pub mod redis_routes;
 mod router;
 mod server;
 mod service;

@@ -3,7 +3,9 @@
 //! Built from [`kura_config::Routes`] with every pool reference resolved to an `Arc<Pool>`, then
 //! swapped in whole; the request path only reads it. Host lookup is Hipache's: the exact host,
 //! then `*.` wildcards from the most specific suffix to the least (`a.b.example.com` tries
-//! `*.b.example.com`, `*.example.com`, `*.com`), then `*`. All are hash lookups.
+//! `*.b.example.com`, `*.example.com`, `*.com`), then `*`. All are hash lookups. Frontends
+//! from Redis live in a second [`HostMap`] swapped on its own; [`lookup`] walks both level by
+//! level, the file's entry first at each level.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -87,11 +89,93 @@ fn cache_key(c: &RuleCache, caps: Option<&regex::Captures<'_>>, vars: &Vars<'_>)
     }
 }
 
+impl Rule {
+    /// A rule proxying every path to `pool` (a Redis frontend's only rule).
+    pub fn proxy_all(pool: Arc<Pool>, every_path: Regex) -> Self {
+        Rule {
+            path: every_path,
+            action: Action::Proxy,
+            origin: Arc::new(PoolOrigin(pool.clone())),
+            pool,
+            rewrite: None,
+            request_headers: HeaderEdits::default(),
+            response_headers: HeaderEdits::default(),
+            cache: None,
+            shadow: None,
+            needs_captures: false,
+        }
+    }
+}
+
+/// Host patterns → vhosts.
 #[derive(Default)]
-pub struct RouteTable {
+pub struct HostMap {
     exact: HashMap<String, Arc<VHost>>,
     wildcard: HashMap<String, Arc<VHost>>,
     any: Option<Arc<VHost>>,
+}
+
+impl HostMap {
+    /// Adds `vhost` under `pattern` unless the pattern is taken; false if it was.
+    pub fn insert(&mut self, pattern: &HostPattern, vhost: Arc<VHost>) -> bool {
+        match pattern {
+            HostPattern::Exact(name) => insert_new(&mut self.exact, name, vhost),
+            HostPattern::Wildcard(suffix) => insert_new(&mut self.wildcard, suffix, vhost),
+            HostPattern::Any if self.any.is_none() => {
+                self.any = Some(vhost);
+                true
+            }
+            HostPattern::Any => false,
+        }
+    }
+
+    /// Host patterns in the map.
+    pub fn count(&self) -> usize {
+        self.exact.len() + self.wildcard.len() + usize::from(self.any.is_some())
+    }
+
+    /// Every vhost of the map (each pattern's; a vhost under two patterns comes twice).
+    pub fn vhosts(&self) -> impl Iterator<Item = &Arc<VHost>> {
+        self.exact
+            .values()
+            .chain(self.wildcard.values())
+            .chain(self.any.iter())
+    }
+}
+
+fn insert_new(map: &mut HashMap<String, Arc<VHost>>, key: &str, vhost: Arc<VHost>) -> bool {
+    if map.contains_key(key) {
+        return false;
+    }
+    map.insert(key.to_string(), vhost);
+    true
+}
+
+/// The vhost for `host` (lowercase, without port) in `file` then `dynamic`, most specific
+/// pattern first.
+pub fn lookup<'a>(file: &'a HostMap, dynamic: &'a HostMap, host: &str) -> Option<&'a Arc<VHost>> {
+    if let Some(v) = file.exact.get(host).or_else(|| dynamic.exact.get(host)) {
+        return Some(v);
+    }
+    if !file.wildcard.is_empty() || !dynamic.wildcard.is_empty() {
+        let mut rest = host;
+        while let Some(dot) = rest.find('.') {
+            rest = &rest[dot + 1..];
+            if let Some(v) = file
+                .wildcard
+                .get(rest)
+                .or_else(|| dynamic.wildcard.get(rest))
+            {
+                return Some(v);
+            }
+        }
+    }
+    file.any.as_ref().or(dynamic.any.as_ref())
+}
+
+#[derive(Default)]
+pub struct RouteTable {
+    pub hosts: HostMap,
     pub vhosts: Vec<Arc<VHost>>,
     pub pools: BTreeMap<String, Arc<Pool>>,
 }
@@ -158,36 +242,18 @@ impl RouteTable {
                 rules,
             });
             for h in &v.hosts {
-                match h {
-                    HostPattern::Exact(name) => {
-                        table.exact.insert(name.clone(), vhost.clone());
-                    }
-                    HostPattern::Wildcard(suffix) => {
-                        table.wildcard.insert(suffix.clone(), vhost.clone());
-                    }
-                    HostPattern::Any => table.any = Some(vhost.clone()),
-                }
+                // Validation refused a host listed twice.
+                table.hosts.insert(h, vhost.clone());
             }
             table.vhosts.push(vhost);
         }
         Ok(table)
     }
 
-    /// The vhost for `host` (lowercase, without port).
+    /// The vhost for `host` among the file's vhosts only.
     pub fn lookup(&self, host: &str) -> Option<&Arc<VHost>> {
-        if let Some(v) = self.exact.get(host) {
-            return Some(v);
-        }
-        if !self.wildcard.is_empty() {
-            let mut rest = host;
-            while let Some(dot) = rest.find('.') {
-                rest = &rest[dot + 1..];
-                if let Some(v) = self.wildcard.get(rest) {
-                    return Some(v);
-                }
-            }
-        }
-        self.any.as_ref()
+        static NONE: std::sync::LazyLock<HostMap> = std::sync::LazyLock::new(HostMap::default);
+        lookup(&self.hosts, &NONE, host)
     }
 }
 

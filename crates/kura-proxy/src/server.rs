@@ -133,6 +133,10 @@ pub async fn start(config: Config) -> io::Result<ServerHandle> {
                 })?,
         );
     }
+    if let Some(redis) = &config.redis {
+        crate::redis_routes::spawn(redis.clone(), shared.clone(), &tracker)
+            .map_err(io::Error::other)?;
+    }
     let admin_addr = match &config.admin {
         Some(a) => {
             let listener = TcpListener::from_std(bind(a.address)?)?;

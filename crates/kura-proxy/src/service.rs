@@ -99,7 +99,13 @@ async fn proxy(
     if host == PING_HOST {
         return Ok(Response::new(ProxyBody::full("OK\n")));
     }
-    let vhost = rt.table.lookup(&host).ok_or(ProxyError::UnknownHost)?;
+    let vhost = {
+        let dynamic = conn.shared.dynamic.load();
+        crate::router::lookup(&rt.table.hosts, &dynamic, &host)
+            .cloned()
+            .ok_or(ProxyError::UnknownHost)?
+    };
+    let vhost = &vhost;
     x.vhost = Some(vhost.clone());
     let vars = Vars {
         host: &host,

@@ -15,7 +15,7 @@ use crate::access_log::AccessLog;
 use crate::admin::ReloadHook;
 use crate::errors::ErrorPages;
 use crate::metrics::{Metrics, UNMATCHED_VHOST, VHostCounters};
-use crate::router::RouteTable;
+use crate::router::{HostMap, RouteTable};
 use crate::upstream::Pool;
 
 /// What a request reads: one consistent version of everything reloadable.
@@ -34,6 +34,8 @@ pub struct Runtime {
 
 pub struct Shared {
     pub runtime: ArcSwap<Runtime>,
+    /// Frontends from Redis, swapped by the Redis source on its own (empty without one).
+    pub dynamic: ArcSwap<HostMap>,
     pub metrics: Arc<Metrics>,
     pub access_log: Option<Arc<AccessLog>>,
     /// Pools by name, reused across reloads when unchanged.
@@ -79,6 +81,7 @@ impl Shared {
                 generation: 0,
                 purge_allow: Vec::new(),
             }),
+            dynamic: ArcSwap::from_pointee(HostMap::default()),
             metrics,
             access_log,
             pools: Mutex::new(BTreeMap::new()),

@@ -6,6 +6,7 @@
 pub mod etcd;
 pub mod origin;
 pub mod process;
+pub mod redis;
 
 use std::net::SocketAddr;
 use std::path::Path;

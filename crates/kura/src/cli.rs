@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use kura_config::{
     FileAccessLog, FileAdmin, FileCache, FileCluster, FileConfig, FileListener, FilePool,
-    FileRuleCache, FileVHost, SizeValue,
+    FileRedis, FileRuleCache, FileVHost, SizeValue,
 };
 
 #[derive(Debug, Parser)]
@@ -30,12 +30,54 @@ pub enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Manage the frontends in Redis (Hipache's schema) without redis-cli.
+    Routes(RoutesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RoutesArgs {
+    /// Redis URL, redis://[:password@]host:port[/db] (default: `[redis] url` of --config).
+    #[arg(long, env = "KURA_REDIS", global = true)]
+    pub redis: Option<String>,
+    /// Take the Redis URL from this config file's `[redis]` section.
+    #[arg(long, short, global = true)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub action: RoutesAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RoutesAction {
+    /// Add backends to a frontend (created if missing): `kura routes add www.example.com http://10.0.0.1:80`.
+    Add {
+        /// `example.com`, `*.example.com` or `*`.
+        host: String,
+        #[arg(required = true, value_name = "BACKEND_URL")]
+        backends: Vec<String>,
+        /// Identifier of a new frontend (default: the host).
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Remove one backend from a frontend, or the whole frontend.
+    Rm {
+        host: String,
+        backend: Option<String>,
+    },
+    /// List frontends (all, or one host's) with their backends and dead marks.
+    List {
+        host: Option<String>,
+        /// One JSON object per frontend.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the vhosts of a config file into Redis as frontends.
+    Load { file: PathBuf },
 }
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// TOML configuration file (reloaded on change and on SIGHUP).
-    #[arg(long, short, conflicts_with_all = ["upstream", "listen"])]
+    #[arg(long, short, conflicts_with_all = ["upstream", "listen", "redis"])]
     pub config: Option<PathBuf>,
 
     /// Quick mode: address to listen on (repeatable).
@@ -46,12 +88,17 @@ pub struct ServeArgs {
     #[arg(long, value_name = "URL")]
     pub upstream: Vec<String>,
 
+    /// Quick mode: routes from Redis in Hipache's schema, redis://[:password@]host:port[/db]
+    /// (with --upstream, the upstreams serve hosts Redis does not know).
+    #[arg(long, value_name = "URL", conflicts_with = "config")]
+    pub redis: Option<String>,
+
     /// Quick mode: admin listener address (metrics, routes, backends).
-    #[arg(long, value_name = "ADDR", requires = "upstream")]
+    #[arg(long, value_name = "ADDR", conflicts_with = "config")]
     pub admin: Option<String>,
 
     /// Quick mode: access log file, or `-` for standard output.
-    #[arg(long, value_name = "PATH", requires = "upstream")]
+    #[arg(long, value_name = "PATH", conflicts_with = "config")]
     pub access_log: Option<String>,
 
     /// Runtime worker threads (default: one per core).
@@ -134,15 +181,26 @@ impl ServeArgs {
         let mut file = FileConfig {
             listeners: listen
                 .into_iter()
-                .map(|address| FileListener { address })
+                .map(|address| FileListener {
+                    address,
+                    ..Default::default()
+                })
                 .collect(),
             admin: self.admin.clone().map(|address| FileAdmin { address }),
             access_log: self.access_log.clone().map(|path| FileAccessLog {
                 path,
                 ..Default::default()
             }),
+            redis: self.redis.clone().map(|url| FileRedis {
+                url,
+                ..Default::default()
+            }),
             ..Default::default()
         };
+        if self.upstream.is_empty() {
+            // Redis alone: every route comes from it.
+            return file;
+        }
         file.pools.insert(
             "default".into(),
             FilePool {

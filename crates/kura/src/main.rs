@@ -6,6 +6,7 @@
 
 mod cli;
 mod logging;
+mod routes;
 mod watch;
 
 use std::path::{Path, PathBuf};
@@ -33,6 +34,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => check(&config),
         Command::Serve(args) => serve(*args),
+        Command::Routes(args) => routes::run(args),
     }
 }
 
@@ -77,6 +79,7 @@ fn quick_field(field: &str) -> String {
         "vhosts[0].cache.min_ttl" => "--min-ttl".into(),
         f if f.starts_with("access_log") => "--access-log".into(),
         "pools.default.backends" => "--upstream".into(),
+        "redis.url" => "--redis".into(),
         other => other.into(),
     }
 }
@@ -86,8 +89,10 @@ fn serve(args: ServeArgs) -> ExitCode {
         Some(path) => Config::from_file(path).map_err(|e| {
             print_errors(&path.display().to_string(), &e);
         }),
-        None if args.upstream.is_empty() => {
-            eprintln!("kura serve: give --config FILE, or --upstream URL for quick mode");
+        None if args.upstream.is_empty() && args.redis.is_none() => {
+            eprintln!(
+                "kura serve: give --config FILE, or --upstream URL and/or --redis URL for quick mode"
+            );
             Err(())
         }
         None => kura_config::validate(&args.quick_config(), Path::new(".")).map_err(|e| {

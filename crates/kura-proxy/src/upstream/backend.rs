@@ -9,7 +9,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use hyper::client::conn::http1::{self, SendRequest};
@@ -55,6 +55,9 @@ pub struct Backend {
     pub connects: AtomicU64,
     requests: IntCounter,
     metrics: Arc<Metrics>,
+    /// Told when passive health marks this backend dead, with the TTL (a Redis frontend's
+    /// backends share their marks through Redis).
+    pub on_dead: OnceLock<Box<dyn Fn(Duration) + Send + Sync>>,
 }
 
 impl Backend {
@@ -80,6 +83,7 @@ impl Backend {
             requests,
             metrics,
             spec,
+            on_dead: OnceLock::new(),
         }
     }
 
@@ -120,6 +124,9 @@ impl Backend {
         if fails >= pool.max_fails {
             self.fails.store(0, Relaxed);
             self.mark_dead(pool.dead_backend_ttl);
+            if let Some(report) = self.on_dead.get() {
+                report(pool.dead_backend_ttl);
+            }
             tracing::warn!(
                 pool = %self.pool_name,
                 backend = %self.spec.url,
@@ -148,6 +155,17 @@ impl Backend {
             .inc();
         // Idle connections to a dead backend are not worth keeping.
         self.clear_idle();
+    }
+
+    /// Applies a dead mark read from a shared store: out of rotation for `remaining` (zero:
+    /// back in rotation now).
+    pub fn set_dead_for(&self, remaining: Duration) {
+        if remaining.is_zero() {
+            self.dead_until.store(0, Relaxed);
+        } else {
+            self.dead_until.store(now_ms() + ms(remaining), Relaxed);
+            self.clear_idle();
+        }
     }
 
     pub fn record_success(&self) {

@@ -325,6 +325,8 @@ mod tests {
                 retries: 2,
                 preserve_host: true,
                 health_check: None,
+                http2: false,
+                tls_ca: None,
             };
             let pool = Pool::new(spec, Arc::new(Metrics::new()), 1);
             assert_eq!(pool.select(&[]), None);

@@ -1,0 +1,431 @@
+//! Routes from a real redis-server in Hipache's schema: frontends added, changed and removed
+//! while a load runs (seen within a second, no failed request), wildcard precedence, dead marks
+//! shared between two kura instances and expiring, a Redis outage that changes nothing for
+//! clients, bad keys skipped, and the `kura routes` store operations.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::time::{Duration, Instant};
+
+use kura_proxy::redis_routes::store::Store;
+use kura_testkit::redis::Redis;
+use kura_testkit::{Client, Origin, TestKura, closed_addr, eventually};
+
+fn config(redis: &str, extra: &str) -> String {
+    format!(
+        r#"
+[[listeners]]
+address = "127.0.0.1:0"
+[admin]
+address = "127.0.0.1:0"
+[redis]
+url = "{redis}"
+resync_interval = "1s"
+dead_backend_ttl = "2s"
+{extra}
+"#
+    )
+}
+
+async fn redis_conn(r: &Redis) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(r.url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+async fn cmd<T: redis::FromRedisValue>(
+    c: &mut redis::aio::MultiplexedConnection,
+    args: &[&str],
+) -> T {
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    cmd.query_async(c).await.unwrap()
+}
+
+/// Clients hammering one host on keep-alive connections, counting what they get.
+struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(addr: std::net::SocketAddr, host: &'static str, clients: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicU64::new(0));
+        let tasks = (0..clients)
+            .map(|_| {
+                let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+                tokio::spawn(async move {
+                    let mut c = Client::connect(addr).await;
+                    while !stop.load(SeqCst) {
+                        match c.get(host, "/").await {
+                            Ok(r) if r.status == 200 => ok.fetch_add(1, SeqCst),
+                            _ => {
+                                c = Client::connect(addr).await;
+                                failed.fetch_add(1, SeqCst)
+                            }
+                        };
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            ok,
+            failed,
+            tasks,
+        }
+    }
+
+    async fn finish(self) -> (u64, u64) {
+        self.stop.store(true, SeqCst);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        (self.ok.load(SeqCst), self.failed.load(SeqCst))
+    }
+}
+
+/// Polls until `host` answers `want` (a body, or a status as text) and returns how long it took.
+async fn time_until(kura: &TestKura, host: &str, want: &str, within: Duration) -> Duration {
+    let start = Instant::now();
+    let seen = eventually(within, || async {
+        let r = kura.get(host, "/").await;
+        r.text() == want || r.status.to_string() == want
+    })
+    .await;
+    assert!(seen, "{host} never answered {want:?}");
+    start.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frontends_change_live_under_load_without_a_failed_request() {
+    let redis = Redis::start();
+    let a = Origin::fixed("a", 200, "a").await;
+    let b = Origin::fixed("b", 200, "b").await;
+    let mut r = redis_conn(&redis).await;
+    let _: i64 = cmd(&mut r, &["RPUSH", "frontend:app.test", "app", &a.url()]).await;
+    let kura = TestKura::start(&config(&redis.url, "")).await;
+    time_until(&kura, "app.test", "a", Duration::from_secs(5)).await;
+    let load = Load::start(kura.addr, "app.test", 4);
+
+    // Add.
+    let _: i64 = cmd(&mut r, &["RPUSH", "frontend:new.test", "new", &b.url()]).await;
+    let took = time_until(&kura, "new.test", "b", Duration::from_secs(2)).await;
+    assert!(took < Duration::from_secs(1), "add seen after {took:?}");
+    // Change (Hipache's way: edit the list in place).
+    let _: () = cmd(&mut r, &["LSET", "frontend:app.test", "1", &b.url()]).await;
+    let took = time_until(&kura, "app.test", "b", Duration::from_secs(2)).await;
+    assert!(took < Duration::from_secs(1), "change seen after {took:?}");
+    // Remove.
+    let _: i64 = cmd(&mut r, &["DEL", "frontend:new.test"]).await;
+    let took = time_until(&kura, "new.test", "400", Duration::from_secs(2)).await;
+    assert!(took < Duration::from_secs(1), "removal seen after {took:?}");
+
+    let (ok, failed) = load.finish().await;
+    assert!(ok > 100, "the load ran ({ok} requests)");
+    assert_eq!(failed, 0, "no request failed while routes changed");
+    assert!(kura.metrics().await.contains("kura_redis_frontends 1\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_most_specific_host_wins_and_the_file_beats_redis() {
+    let redis = Redis::start();
+    let names = ["exact", "wild", "deep", "any", "file"];
+    let mut origins = Vec::new();
+    for n in names {
+        origins.push(Origin::fixed(n, 200, n).await);
+    }
+    let mut r = redis_conn(&redis).await;
+    for (key, o) in [
+        ("frontend:a.example.test", &origins[0]),
+        ("frontend:*.example.test", &origins[1]),
+        ("frontend:*.b.example.test", &origins[2]),
+        ("frontend:*", &origins[3]),
+        ("frontend:file.example.test", &origins[1]),
+    ] {
+        let _: i64 = cmd(&mut r, &["RPUSH", key, "id", &o.url()]).await;
+    }
+    let file = format!(
+        r#"[pools.file]
+backends = ["{}"]
+[[vhosts]]
+hosts = ["file.example.test"]
+pool = "file""#,
+        origins[4].url()
+    );
+    let kura = TestKura::start(&config(&redis.url, &file)).await;
+    time_until(&kura, "a.example.test", "exact", Duration::from_secs(5)).await;
+    for (host, want) in [
+        ("a.example.test", "exact"),
+        ("x.example.test", "wild"),
+        ("b.example.test", "wild"),
+        ("x.b.example.test", "deep"),
+        ("y.x.b.example.test", "deep"),
+        ("other.org", "any"),
+        ("file.example.test", "file"),
+    ] {
+        assert_eq!(kura.get(host, "/").await.text(), want, "{host}");
+    }
+}
+
+fn backend_alive(backends: &serde_json::Value, pool: &str, index: usize) -> bool {
+    backends["pools"][pool]["backends"][index]["alive"]
+        .as_bool()
+        .unwrap_or_else(|| panic!("no backend {index} in pool {pool}: {backends}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_mark_from_one_instance_is_honoured_by_another_until_it_expires() {
+    let redis = Redis::start();
+    let alive = Origin::fixed("alive", 200, "alive").await;
+    let dead = format!("http://{}", closed_addr());
+    let mut r = redis_conn(&redis).await;
+    let _: i64 = cmd(
+        &mut r,
+        &["RPUSH", "frontend:dead.test", "app", &dead, &alive.url()],
+    )
+    .await;
+    let first = TestKura::start(&config(&redis.url, "")).await;
+    let second = TestKura::start(&config(&redis.url, "")).await;
+    for k in [&first, &second] {
+        time_until(k, "dead.test", "alive", Duration::from_secs(5)).await;
+    }
+    // Let both instances forget what they learnt by themselves during that warm-up.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _: i64 = cmd(&mut r, &["DEL", "dead:dead.test"]).await;
+    assert!(
+        eventually(Duration::from_secs(4), || async {
+            backend_alive(&second.admin_json("/backends").await, "redis:dead.test", 0)
+        })
+        .await
+    );
+    let connect_errors = |m: &str| -> u64 {
+        m.lines()
+            .filter(|l| l.contains(&dead) && l.contains("kind=\"connect\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    let errors_before = connect_errors(&second.metrics().await);
+
+    // The first instance meets the dead backend (a retry hides it from its client) and
+    // writes the mark.
+    for _ in 0..4 {
+        assert_eq!(first.get("dead.test", "/").await.text(), "alive");
+    }
+    let members: Vec<String> = cmd(&mut r, &["SMEMBERS", "dead:dead.test"]).await;
+    assert_eq!(members, vec!["0".to_string()]);
+    let pttl: i64 = cmd(&mut r, &["PTTL", "dead:dead.test"]).await;
+    assert!(
+        pttl > 0 && pttl <= 2000,
+        "the mark expires with the dead TTL ({pttl} ms)"
+    );
+
+    // The second instance takes the backend out without trying it.
+    assert!(
+        eventually(Duration::from_secs(1), || async {
+            !backend_alive(&second.admin_json("/backends").await, "redis:dead.test", 0)
+        })
+        .await,
+        "the second instance honours the mark within a second"
+    );
+    for _ in 0..6 {
+        assert_eq!(second.get("dead.test", "/").await.text(), "alive");
+    }
+    let metrics = second.metrics().await;
+    assert_eq!(
+        connect_errors(&metrics),
+        errors_before,
+        "the second instance never connected to the dead backend:\n{metrics}"
+    );
+
+    // The mark expires in Redis: the backend is back in rotation on the second instance.
+    assert!(
+        eventually(Duration::from_secs(4), || async {
+            backend_alive(&second.admin_json("/backends").await, "redis:dead.test", 0)
+        })
+        .await,
+        "expiry brings the backend back"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_changes_nothing_for_clients_and_changes_flow_after_it() {
+    let mut redis = Redis::start();
+    let a = Origin::fixed("a", 200, "a").await;
+    let b = Origin::fixed("b", 200, "b").await;
+    {
+        let mut r = redis_conn(&redis).await;
+        let _: i64 = cmd(&mut r, &["RPUSH", "frontend:app.test", "app", &a.url()]).await;
+    }
+    let kura = TestKura::start(&config(&redis.url, "")).await;
+    time_until(&kura, "app.test", "a", Duration::from_secs(5)).await;
+    let load = Load::start(kura.addr, "app.test", 2);
+
+    redis.kill();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            kura.metrics().await.contains("kura_redis_up 0\n")
+        })
+        .await,
+        "the outage shows in the metrics"
+    );
+    // Several resync intervals without Redis.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(kura.get("app.test", "/").await.text(), "a");
+
+    redis.restart();
+    let mut r = redis_conn(&redis).await;
+    // The restarted server is empty (no persistence): the routes are written again, changed.
+    let _: i64 = cmd(&mut r, &["RPUSH", "frontend:app.test", "app", &b.url()]).await;
+    time_until(&kura, "app.test", "b", Duration::from_secs(10)).await;
+    assert!(kura.metrics().await.contains("kura_redis_up 1\n"));
+    let _: i64 = cmd(&mut r, &["RPUSH", "frontend:later.test", "later", &a.url()]).await;
+    let took = time_until(&kura, "later.test", "a", Duration::from_secs(2)).await;
+    assert!(
+        took < Duration::from_secs(1),
+        "changes flow again ({took:?})"
+    );
+
+    let (ok, failed) = load.finish().await;
+    assert!(ok > 50, "the load ran ({ok})");
+    assert_eq!(failed, 0, "no request failed during the outage");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_keys_and_items_are_skipped_and_the_rest_works() {
+    let redis = Redis::start();
+    let a = Origin::fixed("a", 200, "a").await;
+    let mut r = redis_conn(&redis).await;
+    let _: () = cmd(&mut r, &["SET", "frontend:string.test", "http://x"]).await;
+    let _: i64 = cmd(
+        &mut r,
+        &[
+            "RPUSH",
+            "frontend:mixed.test",
+            "id",
+            "not a url",
+            "ftp://x",
+            &a.url(),
+        ],
+    )
+    .await;
+    let _: i64 = cmd(&mut r, &["RPUSH", "frontend:good.test", "id", &a.url()]).await;
+    let _: i64 = cmd(&mut r, &["RPUSH", "dead:good.test", "0"]).await;
+    let kura = TestKura::start(&config(&redis.url, "")).await;
+    time_until(&kura, "good.test", "a", Duration::from_secs(5)).await;
+    let mixed = kura.get("mixed.test", "/").await;
+    assert_eq!(mixed.text(), "a", "{mixed:?}");
+    assert_eq!(
+        kura.get("string.test", "/").await.status,
+        400,
+        "an unknown host"
+    );
+    let m = kura.metrics().await;
+    let bad: u64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("kura_redis_bad_entries_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(
+        bad >= 4,
+        "a string key, a list as a dead set and two bad items: {bad}\n{m}"
+    );
+    // A resync later, nothing is warned about again and everything still serves.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let again: u64 = kura
+        .metrics()
+        .await
+        .lines()
+        .find_map(|l| l.strip_prefix("kura_redis_bad_entries_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert_eq!(again, bad);
+    assert_eq!(kura.get("good.test", "/").await.text(), "a");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_adds_removes_lists_and_loads_a_file_config() {
+    let redis = Redis::start();
+    let a = Origin::fixed("a", 200, "a").await;
+    let kura = TestKura::start(&config(&redis.url, "")).await;
+    let mut store = Store::connect(&redis.url).await.unwrap();
+
+    let added = store
+        .add("Shop.Test", &[a.url(), a.url()], Some("shop"))
+        .await
+        .unwrap();
+    assert_eq!(added, vec![a.url()], "a backend is added once");
+    let took = time_until(&kura, "shop.test", "a", Duration::from_secs(2)).await;
+    assert!(took < Duration::from_secs(1));
+    assert!(store.add("bad host", &[a.url()], None).await.is_err());
+    assert!(
+        store
+            .add("x.test", &["nope".to_string()], None)
+            .await
+            .unwrap_err()
+            .contains("nope")
+    );
+    let list = store.list(None).await.unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].host, "shop.test");
+    assert_eq!(list[0].id, "shop");
+    assert_eq!(list[0].backends, vec![a.url()]);
+
+    assert!(store.remove("shop.test", Some(&a.url())).await.unwrap());
+    assert_eq!(
+        store.list(Some("shop.test")).await.unwrap()[0]
+            .backends
+            .len(),
+        0
+    );
+    assert!(store.remove("shop.test", None).await.unwrap());
+    assert!(!store.remove("shop.test", None).await.unwrap());
+    time_until(&kura, "shop.test", "400", Duration::from_secs(2)).await;
+
+    let file = kura_config::Config::from_toml(
+        &format!(
+            r#"
+[[listeners]]
+address = "127.0.0.1:0"
+[pools.web]
+backends = ["{}"]
+[[vhosts]]
+name = "site"
+hosts = ["site.test", "*.site.test"]
+pool = "web"
+[[vhosts]]
+name = "api"
+hosts = ["api.test"]
+[[vhosts.rules]]
+path = "^/v1/"
+pool = "web"
+rewrite = "/"
+"#,
+            a.url()
+        ),
+        std::path::Path::new("."),
+    )
+    .unwrap();
+    let notes = store.load(&file).await.unwrap();
+    assert!(
+        notes.iter().any(|n| n.contains("\"api\" skipped")),
+        "{notes:?}"
+    );
+    let hosts: Vec<String> = store
+        .list(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.host)
+        .collect();
+    assert_eq!(hosts, vec!["*.site.test", "site.test"]);
+    time_until(&kura, "www.site.test", "a", Duration::from_secs(2)).await;
+}

@@ -27,6 +27,7 @@ use http::{HeaderName, HeaderValue};
 use regex::Regex;
 
 pub use defaults::*;
+pub use edge_config::{read_certs, read_key};
 pub use file::*;
 pub use shadow_config::is_safe_method;
 pub use template::{Template, TemplateError, Vars};

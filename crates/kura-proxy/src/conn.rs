@@ -12,7 +12,7 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -36,6 +36,10 @@ pub enum Check {
 pub struct ConnState {
     phase: AtomicU8,
     since_ms: AtomicU64,
+    /// Requests in progress (HTTP/2 runs several at once).
+    active: AtomicU32,
+    /// HTTP/2: bytes between requests (pings, window updates) are not a new request head.
+    multiplexed: AtomicBool,
 }
 
 impl ConnState {
@@ -45,20 +49,34 @@ impl ConnState {
         ConnState {
             phase: AtomicU8::new(HEAD),
             since_ms: AtomicU64::new(now_ms()),
+            active: AtomicU32::new(0),
+            multiplexed: AtomicBool::new(false),
         }
     }
 
+    /// An HTTP/2 connection: idle only when no stream is in progress; the header timeout
+    /// applies to the first request only.
+    pub fn multiplexed() -> Self {
+        let s = Self::new();
+        s.multiplexed.store(true, Relaxed);
+        s
+    }
+
     pub fn busy(&self) {
+        self.active.fetch_add(1, Relaxed);
         self.phase.store(BUSY, Relaxed);
     }
 
     pub fn idle(&self) {
-        self.since_ms.store(now_ms(), Relaxed);
-        self.phase.store(IDLE, Relaxed);
+        if self.active.fetch_sub(1, Relaxed) <= 1 {
+            self.active.store(0, Relaxed);
+            self.since_ms.store(now_ms(), Relaxed);
+            self.phase.store(IDLE, Relaxed);
+        }
     }
 
     fn bytes_arrived(&self) {
-        if self.phase.load(Relaxed) == IDLE {
+        if self.phase.load(Relaxed) == IDLE && !self.multiplexed.load(Relaxed) {
             self.since_ms.store(now_ms(), Relaxed);
             self.phase.store(HEAD, Relaxed);
         }

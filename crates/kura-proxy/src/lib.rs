@@ -12,6 +12,7 @@ mod cache_action;
 mod clock;
 mod collectors;
 mod conn;
+mod connection;
 mod errors;
 mod exchange;
 mod headers;
@@ -24,6 +25,8 @@ mod server;
 mod service;
 mod shadow_action;
 mod state;
+mod tls;
+mod upgrade;
 mod upstream;
 pub mod worker;
 

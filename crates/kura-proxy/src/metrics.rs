@@ -33,6 +33,10 @@ pub struct Metrics {
     pub connections_total: IntCounter,
     /// Connections closed by the header or idle timeout.
     pub connection_timeouts: IntCounterVec,
+    /// TLS connections that failed before a request, by kind (handshake, plain_http, ...).
+    pub tls_handshake_errors: IntCounterVec,
+    /// Upgraded (WebSocket) connections open now.
+    pub upgraded_connections: IntGauge,
     /// Access log lines dropped because the writer fell behind.
     pub access_log_dropped: IntCounter,
     /// Configuration reloads by result (ok, error).
@@ -93,6 +97,19 @@ impl Metrics {
             &["kind"],
         )
         .expect("static metric");
+        let tls_handshake_errors = IntCounterVec::new(
+            Opts::new(
+                "tls_handshake_errors_total",
+                "TLS connections that failed before a request, by kind",
+            ),
+            &["kind"],
+        )
+        .expect("static metric");
+        let upgraded_connections = IntGauge::new(
+            "upgraded_connections",
+            "Upgraded (WebSocket) connections open now",
+        )
+        .expect("static metric");
         let access_log_dropped = IntCounter::new(
             "access_log_dropped_total",
             "Access log lines dropped because the writer fell behind",
@@ -113,6 +130,8 @@ impl Metrics {
             Box::new(connections.clone()),
             Box::new(connections_total.clone()),
             Box::new(connection_timeouts.clone()),
+            Box::new(tls_handshake_errors.clone()),
+            Box::new(upgraded_connections.clone()),
             Box::new(access_log_dropped.clone()),
             Box::new(config_reloads.clone()),
         ] {
@@ -129,6 +148,8 @@ impl Metrics {
             connections,
             connections_total,
             connection_timeouts,
+            tls_handshake_errors,
+            upgraded_connections,
             access_log_dropped,
             config_reloads,
         }

@@ -8,20 +8,17 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use kura_config::{Config, ListenerConfig};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
 use crate::access_log::AccessLog;
 use crate::admin::{self, ReloadHook};
-use crate::conn::{Check, ConnState, WatchedIo};
+use crate::connection::{self, ListenerMode};
 use crate::metrics::Metrics;
-use crate::service::{self, ConnInfo};
 use crate::state::Shared;
+use crate::tls::TlsListener;
 
 /// A running server. Call [`ServerHandle::shutdown`] to drain it; dropping the handle stops
 /// it at once.
@@ -31,6 +28,8 @@ pub struct ServerHandle {
     admin_addr: Option<SocketAddr>,
     peer_addr: Option<SocketAddr>,
     listeners: Vec<ListenerConfig>,
+    tls: Vec<Arc<TlsListener>>,
+    redis: Option<kura_config::RedisConfig>,
     max_connections: usize,
     grace: Duration,
     tracker: TaskTracker,
@@ -82,7 +81,23 @@ pub async fn start(config: Config) -> io::Result<ServerHandle> {
     let socket_sets = if per_core { workers } else { 1 };
     let mut sets: Vec<Vec<std::net::TcpListener>> = (0..socket_sets).map(|_| Vec::new()).collect();
     let mut addrs = Vec::new();
+    let mut modes = Vec::new();
+    let mut tls_listeners = Vec::new();
     for l in &config.listeners {
+        let tls = match &l.tls {
+            Some(t) => {
+                let tl = Arc::new(TlsListener::new(t, l.http2).map_err(io::Error::other)?);
+                tl.watch(shared.stopped.clone());
+                tls_listeners.push(tl.clone());
+                Some(tl)
+            }
+            None => None,
+        };
+        modes.push(Arc::new(ListenerMode {
+            tls,
+            h2c: l.http2 && l.tls.is_none(),
+            redirect_https: l.redirect_https,
+        }));
         let first = bind(l.address)?;
         let addr = first.local_addr()?;
         sets[0].push(first);
@@ -99,6 +114,7 @@ pub async fn start(config: Config) -> io::Result<ServerHandle> {
         let share = config.limits.max_connections.div_ceil(workers).max(1);
         for (i, sockets) in sets.into_iter().enumerate() {
             let shared = shared.clone();
+            let modes = modes.clone();
             let limit = Arc::new(Semaphore::new(share));
             let tracker = tracker.clone();
             threads.push(
@@ -109,12 +125,13 @@ pub async fn start(config: Config) -> io::Result<ServerHandle> {
                         let rt = tokio::runtime::Builder::new_current_thread()
                             .enable_all()
                             .build();
-                        run_runtime(rt, sockets, shared, limit, tracker)
+                        run_runtime(rt, sockets, modes, shared, limit, tracker)
                     })?,
             );
         }
     } else {
         let shared = shared.clone();
+        let modes = modes.clone();
         let limit = Arc::new(Semaphore::new(config.limits.max_connections));
         let tracker = tracker.clone();
         let sockets = sets.pop().unwrap_or_default();
@@ -129,7 +146,7 @@ pub async fn start(config: Config) -> io::Result<ServerHandle> {
                         .on_thread_start(|| crate::worker::set_slot(1))
                         .enable_all()
                         .build();
-                    run_runtime(rt, sockets, shared, limit, tracker)
+                    run_runtime(rt, sockets, modes, shared, limit, tracker)
                 })?,
         );
     }
@@ -167,6 +184,8 @@ pub async fn start(config: Config) -> io::Result<ServerHandle> {
         addrs,
         admin_addr,
         listeners: config.listeners.clone(),
+        tls: tls_listeners,
+        redis: config.redis.clone(),
         max_connections: config.limits.max_connections,
         grace: config.server.shutdown_grace,
         tracker,
@@ -194,6 +213,7 @@ fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 fn run_runtime(
     rt: io::Result<tokio::runtime::Runtime>,
     sockets: Vec<std::net::TcpListener>,
+    modes: Vec<Arc<ListenerMode>>,
     shared: Arc<Shared>,
     limit: Arc<Semaphore>,
     tracker: TaskTracker,
@@ -206,11 +226,12 @@ fn run_runtime(
         }
     };
     rt.block_on(async move {
-        for socket in sockets {
+        for (socket, mode) in sockets.into_iter().zip(modes) {
             match TcpListener::from_std(socket) {
                 Ok(listener) => {
                     tracker.spawn(accept_loop(
                         listener,
+                        mode,
                         shared.clone(),
                         limit.clone(),
                         tracker.clone(),
@@ -258,6 +279,8 @@ impl ServerHandle {
         Reloader {
             shared: Arc::downgrade(&self.shared),
             listeners: self.listeners.clone(),
+            tls: self.tls.clone(),
+            redis: self.redis.clone(),
             max_connections: self.max_connections,
         }
     }
@@ -323,6 +346,8 @@ impl Drop for ServerHandle {
 pub struct Reloader {
     shared: Weak<Shared>,
     listeners: Vec<ListenerConfig>,
+    tls: Vec<Arc<TlsListener>>,
+    redis: Option<kura_config::RedisConfig>,
     max_connections: usize,
 }
 
@@ -346,6 +371,13 @@ impl Reloader {
         }
         if config.cluster.is_some() != shared.cluster.is_some() {
             ignored.push("cluster".to_string());
+        }
+        if config.redis != self.redis {
+            ignored.push("redis".to_string());
+        }
+        // Certificate files are re-read on every reload (their paths need a restart).
+        for tls in &self.tls {
+            tls.check_files();
         }
         shared.apply(config);
         shared
@@ -387,6 +419,7 @@ impl Reloader {
 
 async fn accept_loop(
     listener: TcpListener,
+    mode: Arc<ListenerMode>,
     shared: Arc<Shared>,
     limit: Arc<Semaphore>,
     tracker: TaskTracker,
@@ -408,73 +441,12 @@ async fn accept_loop(
             },
             _ = shared.shutdown.cancelled() => return,
         };
-        tracker.spawn(serve_connection(shared.clone(), stream, peer, permit));
+        tracker.spawn(connection::serve(
+            shared.clone(),
+            mode.clone(),
+            stream,
+            peer,
+            permit,
+        ));
     }
-}
-
-async fn serve_connection(
-    shared: Arc<Shared>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    _permit: OwnedSemaphorePermit,
-) {
-    let _ = stream.set_nodelay(true);
-    let metrics = shared.metrics.clone();
-    metrics.connections.inc();
-    metrics.connections_total.inc();
-    let limits = shared.runtime.load().limits.clone();
-    let state = Arc::new(ConnState::new());
-    let info = Arc::new(ConnInfo::new(shared.clone(), peer, "http", state.clone()));
-    let io = TokioIo::new(WatchedIo::new(stream, state.clone()));
-    let svc = service_fn(move |req| service::handle(info.clone(), req));
-    let mut builder = http1::Builder::new();
-    builder
-        .keep_alive(true)
-        .header_read_timeout(None)
-        .max_header_size(limits.max_header_bytes);
-    if limits.max_headers != kura_config::DEFAULT_MAX_HEADERS {
-        // hyper keeps up to 100 headers on the stack; any other count costs a heap allocation.
-        builder.max_headers(limits.max_headers);
-    }
-    let conn = builder.serve_connection(io, svc);
-    tokio::pin!(conn);
-
-    let header_timeout = limits.client_header_timeout;
-    let idle_timeout = limits.client_idle_timeout;
-    let timer = tokio::time::sleep(header_timeout.min(idle_timeout));
-    tokio::pin!(timer);
-    let shutdown = shared.shutdown.cancelled();
-    tokio::pin!(shutdown);
-    let force = shared.force.cancelled();
-    tokio::pin!(force);
-    let mut draining = false;
-    loop {
-        tokio::select! {
-            biased;
-            res = conn.as_mut() => {
-                if let Err(e) = res {
-                    tracing::debug!(client = %peer, error = %e, "connection ended with an error");
-                }
-                break;
-            }
-            _ = &mut shutdown, if !draining => {
-                draining = true;
-                conn.as_mut().graceful_shutdown();
-            }
-            _ = &mut force => break,
-            _ = &mut timer => match state.check(header_timeout, idle_timeout) {
-                Check::Later(d) => timer.as_mut().reset(tokio::time::Instant::now() + d),
-                Check::HeaderTimeout => {
-                    metrics.connection_timeouts.with_label_values(&["header"]).inc();
-                    tracing::debug!(client = %peer, "client header timeout");
-                    break;
-                }
-                Check::IdleTimeout => {
-                    metrics.connection_timeouts.with_label_values(&["idle"]).inc();
-                    break;
-                }
-            },
-        }
-    }
-    metrics.connections.dec();
 }

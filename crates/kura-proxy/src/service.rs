@@ -23,6 +23,7 @@ use crate::headers;
 use crate::router::Rule;
 use crate::shadow_action::{self, ShadowedRequest, Shadowing};
 use crate::state::{Runtime, Shared};
+use crate::upgrade;
 use crate::upstream::Outgoing;
 
 /// The health endpoint Hipache answered on `Host: __ping__`.
@@ -37,6 +38,8 @@ pub struct ConnInfo {
     pub client_ip: HeaderValue,
     pub scheme: &'static str,
     pub state: Arc<ConnState>,
+    /// Answer every request with a redirect to https on this port.
+    pub redirect_https: Option<u16>,
 }
 
 impl ConnInfo {
@@ -53,6 +56,7 @@ impl ConnInfo {
             client_ip: HeaderValue::from_str(&ip).unwrap_or(HeaderValue::from_static("unknown")),
             scheme,
             state,
+            redirect_https: None,
         }
     }
 }
@@ -89,7 +93,7 @@ pub async fn handle(
 async fn proxy(
     rt: &Runtime,
     conn: &ConnInfo,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     x: &mut Exchange,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     if req.method() == Method::CONNECT {
@@ -98,6 +102,9 @@ async fn proxy(
     let host = request_host(&req)?;
     if host == PING_HOST {
         return Ok(Response::new(ProxyBody::full("OK\n")));
+    }
+    if let Some(port) = conn.redirect_https {
+        return Ok(redirect_to_https(&req, &host, port));
     }
     let vhost = {
         let dynamic = conn.shared.dynamic.load();
@@ -136,6 +143,8 @@ async fn proxy(
         Some(a) => HeaderValue::from_str(a.as_str()).ok(),
         None => req.headers().get(header::HOST).cloned(),
     };
+    let upgrade = upgrade::requested(req.headers()).filter(|_| req.version() == Version::HTTP_11);
+    let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
     let mut body = ReqBody::new(body, stream_limit);
     let mut h = parts.headers;
@@ -159,6 +168,17 @@ async fn proxy(
         },
     );
     rule.request_headers.apply(&mut h);
+
+    if let (Some(value), Some(on_client)) = (upgrade, client_upgrade) {
+        upgrade::restore(&mut h, value);
+        let out = Outgoing {
+            method: parts.method,
+            path: path_and_query,
+            headers: h,
+            body,
+        };
+        return forward_upgrade(rt, conn, rule, out, x, on_client).await;
+    }
 
     let shadowing = match &rule.shadow {
         Some(sr) if rule.action == Action::Proxy => shadow_action::begin(
@@ -227,7 +247,84 @@ async fn forward(
     let answer = rule.pool.send(out).await?;
     x.upstream_time = Some(sent_at.elapsed());
     x.upstream = Some(answer.lease.backend.spec.authority.as_str().into());
+    Ok(respond(rt, rule, answer, shadowing))
+}
 
+/// Sends an upgrade request; a 101 answer becomes a tunnel between the two connections, any
+/// other answer is returned as usual.
+async fn forward_upgrade(
+    rt: &Runtime,
+    conn: &ConnInfo,
+    rule: &Rule,
+    out: Outgoing,
+    x: &mut Exchange,
+    on_client: hyper::upgrade::OnUpgrade,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    if rule.pool.spec.http2 {
+        return Err(ProxyError::Upstream(
+            "an upgrade (WebSocket) needs an HTTP/1.1 pool".into(),
+        ));
+    }
+    let sent_at = Instant::now();
+    let mut answer = rule.pool.send(out).await?;
+    x.upstream_time = Some(sent_at.elapsed());
+    x.upstream = Some(answer.lease.backend.spec.authority.as_str().into());
+    if answer.response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        return Ok(respond(rt, rule, answer, None));
+    }
+    let on_upstream = hyper::upgrade::on(&mut answer.response);
+    let (mut parts, _) = answer.response.into_parts();
+    let value = upgrade::requested(&parts.headers);
+    headers::strip_hop_by_hop(&mut parts.headers);
+    if let Some(v) = value {
+        upgrade::restore(&mut parts.headers, v);
+    }
+    rule.response_headers.apply(&mut parts.headers);
+    parts.version = Version::HTTP_11;
+    upgrade::spawn_tunnel(
+        on_client,
+        on_upstream,
+        answer.lease,
+        rt.limits.websocket_idle_timeout,
+        conn.shared.clone(),
+    );
+    Ok(Response::from_parts(parts, ProxyBody::empty()))
+}
+
+/// `301` (GET, HEAD) or `308` to the same URL over https.
+fn redirect_to_https(req: &Request<Incoming>, host: &str, port: u16) -> Response<ProxyBody> {
+    let target = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let location = if port == kura_config::DEFAULT_HTTPS_PORT {
+        format!("https://{host}{target}")
+    } else {
+        format!("https://{host}:{port}{target}")
+    };
+    let status = if matches!(*req.method(), Method::GET | Method::HEAD) {
+        StatusCode::MOVED_PERMANENTLY
+    } else {
+        StatusCode::PERMANENT_REDIRECT
+    };
+    let mut resp = Response::new(ProxyBody::empty());
+    *resp.status_mut() = status;
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    resp
+}
+
+/// The client's response from the backend's answer.
+fn respond(
+    rt: &Runtime,
+    rule: &Rule,
+    answer: crate::upstream::Answer,
+    shadowing: Option<Shadowing>,
+) -> Response<ProxyBody> {
     let (mut parts, body) = answer.response.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
     let mut body = ProxyBody::upstream(body, answer.lease);
@@ -245,7 +342,7 @@ async fn forward(
     // The client connection has its own version; an HTTP/1.0 upstream must not downgrade it.
     parts.version = Version::HTTP_11;
     rule.response_headers.apply(&mut parts.headers);
-    Ok(Response::from_parts(parts, body))
+    Response::from_parts(parts, body)
 }
 
 /// The host the request is for, lowercase and without port. The authority of an absolute-form

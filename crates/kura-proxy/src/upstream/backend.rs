@@ -6,14 +6,18 @@
 //! response body has been read to its end, so a connection is never shared mid-body and the
 //! number of open connections never exceeds `max_connections_per_backend`. hyper-util's pooled
 //! client has no such cap and spawns a task per request to watch readiness; this does neither.
+//!
+//! HTTP/2 pools keep one multiplexed connection per backend instead of the idle stack (the
+//! connection cap then bounds concurrent streams); `https://` backends are reached through
+//! rustls (`tls.rs`). HTTP/1 connections are made with upgrades enabled, for WebSocket.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use kura_config::{BackendSpec, PoolSpec};
 use prometheus::IntCounter;
 use tokio::net::TcpStream;
@@ -24,8 +28,48 @@ use crate::clock::{ms, now_ms};
 use crate::errors::ProxyError;
 use crate::metrics::Metrics;
 
+/// A connection's request side, HTTP/1.1 or HTTP/2.
+pub enum Sender {
+    H1(http1::SendRequest<ReqBody>),
+    H2(http2::SendRequest<ReqBody>),
+}
+
+impl Sender {
+    pub fn is_closed(&self) -> bool {
+        match self {
+            Sender::H1(s) => s.is_closed(),
+            Sender::H2(s) => s.is_closed(),
+        }
+    }
+
+    pub fn is_h2(&self) -> bool {
+        matches!(self, Sender::H2(_))
+    }
+
+    async fn ready(&mut self) -> hyper::Result<()> {
+        match self {
+            Sender::H1(s) => s.ready().await,
+            Sender::H2(s) => s.ready().await,
+        }
+    }
+
+    /// Sends `req`; on failure before sending, the request comes back in the error.
+    pub async fn try_send_request(
+        &mut self,
+        req: http::Request<ReqBody>,
+    ) -> Result<
+        http::Response<hyper::body::Incoming>,
+        hyper::client::conn::TrySendError<http::Request<ReqBody>>,
+    > {
+        match self {
+            Sender::H1(s) => s.try_send_request(req).await,
+            Sender::H2(s) => s.try_send_request(req).await,
+        }
+    }
+}
+
 struct IdleConn {
-    sender: SendRequest<ReqBody>,
+    sender: Sender,
     /// Not reused after this (clock ms): the pool's idle timeout, or the upstream's own
     /// `Keep-Alive: timeout` less a margin, whichever comes first.
     expires_ms: u64,
@@ -41,6 +85,11 @@ pub struct Backend {
     pool_name: Arc<str>,
     /// Set when the host is an IP literal: no resolver call per connection.
     addr: Option<SocketAddr>,
+    /// For `https://` backends.
+    tls: Option<tokio_rustls::TlsConnector>,
+    http2: bool,
+    /// HTTP/2: the shared connection.
+    shared_h2: Mutex<Option<http2::SendRequest<ReqBody>>>,
     /// Idle connections per worker slot (see `crate::worker`).
     idle: Box<[Mutex<Vec<IdleConn>>]>,
     permits: Arc<Semaphore>,
@@ -61,7 +110,13 @@ pub struct Backend {
 }
 
 impl Backend {
-    pub fn new(spec: BackendSpec, pool: &PoolSpec, metrics: Arc<Metrics>, slots: usize) -> Self {
+    pub fn new(
+        spec: BackendSpec,
+        pool: &PoolSpec,
+        tls: Option<&Arc<rustls::ClientConfig>>,
+        metrics: Arc<Metrics>,
+        slots: usize,
+    ) -> Self {
         let addr = spec
             .host
             .parse::<std::net::IpAddr>()
@@ -73,6 +128,11 @@ impl Backend {
         Backend {
             pool_name: pool.name.as_str().into(),
             addr,
+            tls: tls
+                .filter(|_| spec.tls)
+                .map(|c| tokio_rustls::TlsConnector::from(c.clone())),
+            http2: pool.http2,
+            shared_h2: Mutex::new(None),
             idle: (0..slots.max(1)).map(|_| Mutex::new(Vec::new())).collect(),
             permits: Arc::new(Semaphore::new(pool.max_connections_per_backend)),
             in_flight: AtomicUsize::new(0),
@@ -139,6 +199,9 @@ impl Backend {
 
     /// Forgets every idle connection (the backend closed them, e.g. it restarted).
     pub fn clear_idle(&self) {
+        if let Ok(mut shared) = self.shared_h2.lock() {
+            *shared = None;
+        }
         for slot in self.idle.iter() {
             if let Ok(mut idle) = slot.lock() {
                 idle.clear();
@@ -210,7 +273,14 @@ impl Backend {
         Ok(lease)
     }
 
-    async fn take_idle(&self) -> Option<SendRequest<ReqBody>> {
+    async fn take_idle(&self) -> Option<Sender> {
+        if self.http2 {
+            let shared = self.shared_h2.lock().ok()?.clone()?;
+            if shared.is_closed() {
+                return None;
+            }
+            return Some(Sender::H2(shared));
+        }
         let now = now_ms();
         loop {
             let conn = {
@@ -231,8 +301,9 @@ impl Backend {
         }
     }
 
-    /// Opens a new connection (used directly when a reused one turned out stale).
-    pub async fn connect(&self, timeout: Duration) -> Result<SendRequest<ReqBody>, ProxyError> {
+    /// Opens a new connection (used directly when a reused one turned out stale). An HTTP/2
+    /// connection becomes the backend's shared one.
+    pub async fn connect(&self, timeout: Duration) -> Result<Sender, ProxyError> {
         let connect = async {
             let stream = match self.addr {
                 Some(addr) => TcpStream::connect(addr).await,
@@ -240,30 +311,67 @@ impl Backend {
             }
             .map_err(|e| ProxyError::Connect(e.to_string()))?;
             let _ = stream.set_nodelay(true);
-            let (sender, conn) = http1::Builder::new()
-                .handshake(TokioIo::new(stream))
-                .await
-                .map_err(|e| ProxyError::Connect(e.to_string()))?;
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!(error = %e, "upstream connection ended with an error");
+            match &self.tls {
+                None => self.handshake(stream).await,
+                Some(tls) => {
+                    let name = rustls::pki_types::ServerName::try_from(self.spec.host.clone())
+                        .map_err(|e| ProxyError::Connect(format!("TLS server name: {e}")))?;
+                    let stream = tls
+                        .connect(name, stream)
+                        .await
+                        .map_err(|e| ProxyError::Connect(format!("TLS: {e}")))?;
+                    self.handshake(stream).await
                 }
-            });
-            Ok(sender)
+            }
         };
         let sender = tokio::time::timeout(timeout, connect)
             .await
             .map_err(|_| ProxyError::Timeout)??;
         self.connects.fetch_add(1, Relaxed);
+        if let Sender::H2(s) = &sender
+            && let Ok(mut shared) = self.shared_h2.lock()
+        {
+            *shared = Some(s.clone());
+        }
         Ok(sender)
+    }
+
+    async fn handshake<T>(&self, io: T) -> Result<Sender, ProxyError>
+    where
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let failed = |e: hyper::Error| ProxyError::Connect(e.to_string());
+        if self.http2 {
+            let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+                .handshake(TokioIo::new(io))
+                .await
+                .map_err(failed)?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "upstream h2 connection ended with an error");
+                }
+            });
+            return Ok(Sender::H2(sender));
+        }
+        let (sender, conn) = http1::Builder::new()
+            .handshake(TokioIo::new(io))
+            .await
+            .map_err(failed)?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(error = %e, "upstream connection ended with an error");
+            }
+        });
+        Ok(Sender::H1(sender))
     }
 
     pub fn count_request(&self) {
         self.requests.inc();
     }
 
-    fn put_idle(&self, sender: SendRequest<ReqBody>, max_idle: usize, idle_for: Duration) {
-        if sender.is_closed() || idle_for.is_zero() {
+    fn put_idle(&self, sender: Sender, max_idle: usize, idle_for: Duration) {
+        if sender.is_closed() || idle_for.is_zero() || sender.is_h2() {
+            // HTTP/2 connections stay shared; nothing to give back.
             return;
         }
         if let Ok(mut idle) = self.idle_here().lock()
@@ -279,7 +387,7 @@ impl Backend {
 
 /// One connection and one connection slot, held for one exchange.
 pub struct Lease {
-    sender: Option<SendRequest<ReqBody>>,
+    sender: Option<Sender>,
     pub backend: Arc<Backend>,
     permit: Option<OwnedSemaphorePermit>,
     /// The connection came from the idle stack (it may have been closed by the peer meanwhile).
@@ -290,13 +398,13 @@ pub struct Lease {
 }
 
 impl Lease {
-    pub fn sender(&mut self) -> &mut SendRequest<ReqBody> {
+    pub fn sender(&mut self) -> &mut Sender {
         self.sender
             .as_mut()
             .expect("a lease always holds a sender until released")
     }
 
-    pub fn replace_sender(&mut self, sender: SendRequest<ReqBody>) {
+    pub fn replace_sender(&mut self, sender: Sender) {
         self.sender = Some(sender);
         self.reused = false;
     }

@@ -6,15 +6,11 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Weak};
 
-use bytes::Bytes;
 use http::{Request, header};
-use http_body_util::Empty;
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
 use kura_config::HealthCheckSpec;
-use tokio::net::TcpStream;
 
 use super::{Backend, Pool};
+use crate::body::ReqBody;
 
 pub(super) fn spawn(pool: &Arc<Pool>) {
     let weak = Arc::downgrade(pool);
@@ -69,19 +65,18 @@ async fn probe(backend: Arc<Backend>, spec: &HealthCheckSpec) -> bool {
         .unwrap_or_else(|| backend.spec.authority.clone());
     let path = format!("{}{}", backend.spec.base_path, spec.path);
     let attempt = async {
-        let stream = TcpStream::connect((backend.spec.host.as_str(), backend.spec.port))
-            .await
-            .ok()?;
-        let (mut sender, conn) = http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
-            .await
-            .ok()?;
-        tokio::spawn(conn);
-        let req = Request::get(path)
-            .header(header::HOST, host)
-            .header(header::USER_AGENT, "kura-health-check")
-            .body(Empty::new())
-            .ok()?;
-        let resp = sender.send_request(req).await.ok()?;
+        // The same connection code as requests: TLS and HTTP/2 backends are probed as used.
+        let mut sender = backend.connect(spec.timeout).await.ok()?;
+        let scheme = if backend.spec.tls { "https" } else { "http" };
+        let req = if sender.is_h2() {
+            Request::get(format!("{scheme}://{host}{path}"))
+        } else {
+            Request::get(path).header(header::HOST, host)
+        }
+        .header(header::USER_AGENT, "kura-health-check")
+        .body(ReqBody::empty())
+        .ok()?;
+        let resp = sender.try_send_request(req).await.ok()?;
         Some(resp.status().as_u16() < 400)
     };
     matches!(

@@ -8,6 +8,7 @@
 
 mod backend;
 pub mod health;
+mod tls;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -49,10 +50,19 @@ pub struct Answer {
 impl Pool {
     /// A pool whose backends keep `slots` idle stacks (worker threads + 1).
     pub fn new(spec: PoolSpec, metrics: Arc<Metrics>, slots: usize) -> Arc<Self> {
+        let tls = tls::client_config(&spec);
         let backends = spec
             .backends
             .iter()
-            .map(|b| Arc::new(Backend::new(b.clone(), &spec, metrics.clone(), slots)))
+            .map(|b| {
+                Arc::new(Backend::new(
+                    b.clone(),
+                    &spec,
+                    tls.as_ref(),
+                    metrics.clone(),
+                    slots,
+                ))
+            })
             .collect();
         let pool = Arc::new(Pool {
             spec,
@@ -161,19 +171,38 @@ impl Pool {
     /// preserved, its authority as `Host`.
     fn target(&self, req: &mut Request<ReqBody>, backend: &Backend, path: &PathAndQuery) {
         let base = &backend.spec.base_path;
-        *req.uri_mut() = if base.is_empty() {
-            Uri::from(path.clone())
+        let full_path = if base.is_empty() {
+            path.clone()
         } else {
             let mut full = String::with_capacity(base.len() + path.as_str().len());
             full.push_str(base);
             full.push_str(path.as_str());
-            Uri::try_from(full).unwrap_or_else(|_| Uri::from(path.clone()))
+            PathAndQuery::try_from(full).unwrap_or_else(|_| path.clone())
         };
         if (!self.spec.preserve_host || !req.headers().contains_key(header::HOST))
             && let Ok(v) = HeaderValue::from_str(&backend.spec.authority)
         {
             req.headers_mut().insert(header::HOST, v);
         }
+        *req.uri_mut() = if self.spec.http2 {
+            // HTTP/2 carries the target as :scheme, :authority and :path; the authority is the
+            // Host the backend would have seen over HTTP/1.1.
+            let authority = req
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or(&backend.spec.authority)
+                .to_string();
+            *req.version_mut() = Version::HTTP_2;
+            Uri::builder()
+                .scheme(if backend.spec.tls { "https" } else { "http" })
+                .authority(authority)
+                .path_and_query(full_path.clone())
+                .build()
+                .unwrap_or_else(|_| Uri::from(full_path))
+        } else {
+            Uri::from(full_path)
+        };
     }
 
     async fn attempt(

@@ -1,0 +1,224 @@
+//! TLS listeners: certificates picked by SNI, a default one, reloaded when their files change.
+//!
+//! rustls asks [`CertStore`] for a certificate on every handshake; the store answers from a
+//! name map (exact names, then `*.` wildcards one label up, then the default) held in an
+//! `ArcSwap`, so a reload swaps the whole set while handshakes go on. Names come from the
+//! configuration's `hosts` or from the certificate's DNS names (x509-parser). A task polls the
+//! files' modification times every `reload_interval`; a set that fails to load (a key that does
+//! not match, a half-written file) is refused with the field named and the old one stays.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+use kura_config::{CertificateConfig, TlsConfig};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+
+/// The certificates of one listener, by name.
+struct CertSet {
+    exact: HashMap<String, Arc<CertifiedKey>>,
+    /// `*.example.com` stored as `example.com`.
+    wildcard: HashMap<String, Arc<CertifiedKey>>,
+    default: Arc<CertifiedKey>,
+    /// Modification times of every file, to notice changes.
+    stamps: Vec<(PathBuf, Option<SystemTime>)>,
+}
+
+#[derive(Debug)]
+pub struct CertStore {
+    set: ArcSwap<CertSetHandle>,
+}
+
+/// `CertSet` behind a `Debug` impl (rustls requires one of resolvers).
+struct CertSetHandle(CertSet);
+
+impl std::fmt::Debug for CertSetHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "CertSet({} names)",
+            self.0.exact.len() + self.0.wildcard.len()
+        )
+    }
+}
+
+impl ResolvesServerCert for CertStore {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let set = self.set.load();
+        let set = &set.0;
+        let Some(name) = hello.server_name() else {
+            return Some(set.default.clone());
+        };
+        let name = name.to_ascii_lowercase();
+        if let Some(c) = set.exact.get(&name) {
+            return Some(c.clone());
+        }
+        if let Some((_, parent)) = name.split_once('.')
+            && let Some(c) = set.wildcard.get(parent)
+        {
+            return Some(c.clone());
+        }
+        Some(set.default.clone())
+    }
+}
+
+impl CertStore {
+    pub fn load(cfg: &TlsConfig) -> Result<Arc<CertStore>, String> {
+        Ok(Arc::new(CertStore {
+            set: ArcSwap::from_pointee(CertSetHandle(load_set(cfg)?)),
+        }))
+    }
+
+    /// Re-reads the files if any changed; returns whether a new set was swapped in.
+    pub fn reload_if_changed(&self, cfg: &TlsConfig) -> Result<bool, String> {
+        let current = self.set.load();
+        let changed = current.0.stamps.iter().any(|(p, t)| stamp(p) != *t);
+        if !changed {
+            return Ok(false);
+        }
+        self.set.store(Arc::new(CertSetHandle(load_set(cfg)?)));
+        Ok(true)
+    }
+}
+
+fn stamp(path: &std::path::Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+fn load_set(cfg: &TlsConfig) -> Result<CertSet, String> {
+    let mut set = CertSet {
+        exact: HashMap::new(),
+        wildcard: HashMap::new(),
+        default: Arc::new(load_one(&cfg.certificates[cfg.default])?.0),
+        stamps: Vec::new(),
+    };
+    for c in &cfg.certificates {
+        set.stamps.push((c.cert.clone(), stamp(&c.cert)));
+        set.stamps.push((c.key.clone(), stamp(&c.key)));
+        let (key, names) = load_one(c)?;
+        let key = Arc::new(key);
+        for name in names {
+            match name.strip_prefix("*.") {
+                Some(parent) => set.wildcard.entry(parent.to_string()),
+                None => set.exact.entry(name),
+            }
+            .or_insert_with(|| key.clone());
+        }
+    }
+    Ok(set)
+}
+
+/// One certificate with its key, and the names it serves.
+fn load_one(c: &CertificateConfig) -> Result<(CertifiedKey, Vec<String>), String> {
+    let chain = kura_config::read_certs(&c.cert).map_err(|e| format!("{}.cert: {e}", c.field))?;
+    let key = kura_config::read_key(&c.key).map_err(|e| format!("{}.key: {e}", c.field))?;
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    let certified = CertifiedKey::from_der(chain, key, &provider)
+        .map_err(|e| format!("{}: certificate and key do not go together: {e}", c.field))?;
+    let names = if c.hosts.is_empty() {
+        dns_names(certified.end_entity_cert().map_err(|e| e.to_string())?)
+    } else {
+        c.hosts.clone()
+    };
+    Ok((certified, names))
+}
+
+/// The DNS names of a certificate (subjectAltName, else the subject's common name).
+fn dns_names(der: &rustls::pki_types::CertificateDer<'_>) -> Vec<String> {
+    use x509_parser::prelude::*;
+    let Ok((_, cert)) = X509Certificate::from_der(der) else {
+        return Vec::new();
+    };
+    let mut names = Vec::new();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for n in &san.value.general_names {
+            if let GeneralName::DNSName(d) = n {
+                names.push(d.to_ascii_lowercase());
+            }
+        }
+    }
+    if names.is_empty() {
+        for cn in cert.subject().iter_common_name() {
+            if let Ok(s) = cn.as_str() {
+                names.push(s.to_ascii_lowercase());
+            }
+        }
+    }
+    names
+}
+
+/// The rustls configuration of a listener: `store` for certificates, ALPN h2 when `http2`.
+pub fn server_config(
+    store: Arc<CertStore>,
+    http2: bool,
+) -> Result<Arc<rustls::ServerConfig>, String> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_cert_resolver(store);
+    config.alpn_protocols = if http2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
+    // Resumption: session IDs (a larger cache than rustls's 256) and TLS 1.3 tickets.
+    config.session_storage = rustls::server::ServerSessionMemoryCache::new(16 * 1024);
+    if let Ok(ticketer) = rustls::crypto::aws_lc_rs::Ticketer::new() {
+        config.ticketer = ticketer;
+    }
+    Ok(Arc::new(config))
+}
+
+/// A TLS listener's certificates and their configuration.
+pub struct TlsListener {
+    pub cfg: TlsConfig,
+    pub store: Arc<CertStore>,
+    pub acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl TlsListener {
+    pub fn new(cfg: &TlsConfig, http2: bool) -> Result<TlsListener, String> {
+        let store = CertStore::load(cfg)?;
+        let config = server_config(store.clone(), http2)?;
+        Ok(TlsListener {
+            cfg: cfg.clone(),
+            store,
+            acceptor: tokio_rustls::TlsAcceptor::from(config),
+        })
+    }
+
+    /// Reloads changed certificate files, logging the outcome.
+    pub fn check_files(&self) {
+        match self.store.reload_if_changed(&self.cfg) {
+            Ok(true) => tracing::info!("TLS certificates reloaded"),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "TLS certificates not reloaded; the previous ones stay")
+            }
+        }
+    }
+
+    /// Polls the files every `reload_interval` until `stop` is cancelled.
+    pub fn watch(self: &Arc<Self>, stop: tokio_util::sync::CancellationToken) {
+        if self.cfg.reload_interval.is_zero() {
+            return;
+        }
+        let me = Arc::downgrade(self);
+        let every = self.cfg.reload_interval;
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = stop.cancelled() => return,
+                }
+                let Some(l) = me.upgrade() else { return };
+                l.check_files();
+            }
+        });
+    }
+}

@@ -431,3 +431,77 @@ fn cache_mistakes_are_named() {
     .unwrap_err();
     assert_eq!(fields(&err), vec!["vhosts[0].rules[0].cache"]);
 }
+
+#[test]
+fn tls_listener_errors_name_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bad.pem"), "not pem").unwrap();
+    let toml = r#"
+[[listeners]]
+address = "127.0.0.1:8443"
+redirect_to_https = true
+[[listeners.tls.certificates]]
+cert = "missing.crt"
+key = "bad.pem"
+hosts = ["ok.test", "bad host"]
+[[listeners]]
+address = "127.0.0.1:8080"
+https_port = 8443
+[pools.app]
+backends = ["https://127.0.0.1:3000", "wss://x"]
+tls_ca = "bad.pem"
+[[vhosts]]
+hosts = ["*"]
+pool = "app"
+[redis]
+url = "http://not-redis"
+pool_template = "nope"
+"#;
+    let err = Config::from_toml(toml, dir.path()).unwrap_err();
+    let f = fields(&err);
+    for want in [
+        "listeners[0].tls.certificates[0].cert",
+        "listeners[0].tls.certificates[0].key",
+        "listeners[0].tls.certificates[0].hosts[1]",
+        "listeners[0].redirect_to_https",
+        "listeners[1].https_port",
+        "pools.app.backends[1]",
+        "pools.app.tls_ca",
+        "redis.url",
+        "redis.pool_template",
+    ] {
+        assert!(f.contains(&want), "{want} missing from {f:?}");
+    }
+}
+
+#[test]
+fn listeners_default_http2_by_tls_and_redis_takes_its_pool_settings() {
+    let toml = r#"
+[[listeners]]
+address = "127.0.0.1:8080"
+[pools.tmpl]
+backends = ["http://127.0.0.1:1"]
+connect_timeout = "1s"
+[[vhosts]]
+hosts = ["*"]
+pool = "tmpl"
+[redis]
+url = "redis://127.0.0.1:6379/2"
+pool_template = "tmpl"
+"#;
+    let c = Config::from_toml(toml, Path::new(".")).unwrap();
+    assert!(!c.listeners[0].http2);
+    assert!(c.listeners[0].tls.is_none());
+    let r = c.redis.unwrap();
+    assert_eq!(r.pool_template.connect_timeout, Duration::from_secs(1));
+    assert!(r.pool_template.backends.is_empty());
+    assert_eq!(r.dead_backend_ttl, DEFAULT_REDIS_DEAD_BACKEND_TTL);
+    assert_eq!(
+        r.pool_template.dead_backend_ttl,
+        DEFAULT_REDIS_DEAD_BACKEND_TTL
+    );
+    assert_eq!(r.resync_interval, DEFAULT_REDIS_RESYNC_INTERVAL);
+    let b = parse_backend("https://api.test").unwrap();
+    assert!(b.tls);
+    assert_eq!(b.port, 443);
+}

@@ -7,6 +7,8 @@ pub mod etcd;
 pub mod origin;
 pub mod process;
 pub mod redis;
+pub mod tls;
+pub mod ws;
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -429,3 +429,27 @@ rewrite = "/"
     assert_eq!(hosts, vec!["*.site.test", "site.test"]);
     time_until(&kura, "www.site.test", "a", Duration::from_secs(2)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frontends_naming_the_same_backend_share_its_connections() {
+    let redis = Redis::start();
+    let a = Origin::fixed("a", 200, "a").await;
+    let mut r = redis_conn(&redis).await;
+    for i in 0..50 {
+        let key = format!("frontend:site{i}.test");
+        let _: i64 = cmd(&mut r, &["RPUSH", &key, "id", &a.url()]).await;
+    }
+    let kura = TestKura::start(&config(&redis.url, "")).await;
+    time_until(&kura, "site49.test", "a", Duration::from_secs(5)).await;
+    let before = a.connections();
+    let mut c = Client::connect(kura.addr).await;
+    for i in 0..50 {
+        let r = c.get(&format!("site{i}.test"), "/").await.unwrap();
+        assert_eq!(r.text(), "a");
+    }
+    assert!(
+        a.connections() - before <= 1,
+        "50 hosts, one backend: {} new origin connections",
+        a.connections() - before
+    );
+}

@@ -27,7 +27,7 @@ use crate::clock::now_ms;
 use crate::metrics::VHostCounters;
 use crate::router::{HostMap, Rule, VHost};
 use crate::state::Shared;
-use crate::upstream::Pool;
+use crate::upstream::{Backend, Pool};
 
 /// How long events are gathered before the dirty keys are re-read.
 const DEBOUNCE: Duration = Duration::from_millis(10);
@@ -63,6 +63,10 @@ struct State {
     dead: HashMap<String, (Vec<usize>, u64)>,
     /// Keys already warned about with this content, so a resync does not repeat warnings.
     warned: HashMap<String, Vec<String>>,
+    /// Backends by URL, shared by every frontend naming them: one set of keep-alive
+    /// connections and one health state per backend, however many hosts point at it.
+    backends: HashMap<String, Arc<Backend>>,
+    tls: Option<Arc<rustls::ClientConfig>>,
     every_path: Regex,
     dead_tx: mpsc::Sender<DeadMark>,
 }
@@ -83,6 +87,8 @@ pub fn spawn(
         frontends: HashMap::new(),
         dead: HashMap::new(),
         warned: HashMap::new(),
+        backends: HashMap::new(),
+        tls: None,
         every_path: Regex::new("").map_err(|e| e.to_string())?,
         dead_tx,
     };
@@ -332,6 +338,7 @@ async fn refresh(
     if changed {
         state.publish();
     }
+    state.apply_marks();
     Ok(())
 }
 
@@ -394,33 +401,52 @@ impl State {
             Some(f) => {
                 let entry = self.entry(host, f, items);
                 self.frontends.insert(host.to_string(), entry);
-                self.mark_backends(host);
                 true
             }
         }
     }
 
-    fn entry(&self, host: &str, f: Frontend, items: Vec<String>) -> Entry {
+    fn entry(&mut self, host: &str, f: Frontend, items: Vec<String>) -> Entry {
         let spec = PoolSpec {
             name: format!("redis:{host}"),
             backends: f.backends,
             ..self.cfg.pool_template.clone()
         };
-        let pool = Pool::new(spec, self.shared.metrics.clone(), self.shared.slots);
-        for (index, backend) in pool.backends.iter().enumerate() {
-            let tx = self.dead_tx.clone();
-            let host = host.to_string();
-            let _ = backend.on_dead.set(Box::new(move |ttl| {
-                let mark = DeadMark {
-                    host: host.clone(),
-                    index,
-                    ttl,
-                };
-                if tx.try_send(mark).is_err() {
-                    tracing::debug!("dead mark queue full: not shared through redis");
-                }
-            }));
+        if self.tls.is_none() && spec.backends.iter().any(|b| b.tls) {
+            self.tls = Pool::tls_for(&spec);
         }
+        let template = &self.cfg.pool_template;
+        let backends = spec
+            .backends
+            .iter()
+            .map(|b| {
+                self.backends
+                    .entry(b.url.clone())
+                    .or_insert_with(|| {
+                        Arc::new(Backend::new(
+                            b.clone(),
+                            template,
+                            self.tls.as_ref(),
+                            self.shared.metrics.clone(),
+                            self.shared.slots,
+                        ))
+                    })
+                    .clone()
+            })
+            .collect();
+        let pool = Pool::with_backends(spec, backends);
+        let tx = self.dead_tx.clone();
+        let owner = host.to_string();
+        let _ = pool.on_dead.set(Box::new(move |index, ttl| {
+            let mark = DeadMark {
+                host: owner.clone(),
+                index,
+                ttl,
+            };
+            if tx.try_send(mark).is_err() {
+                tracing::debug!("dead mark queue full: not shared through redis");
+            }
+        }));
         let name: Arc<str> = if f.id.is_empty() {
             host.into()
         } else {
@@ -465,9 +491,7 @@ impl State {
         }
         let ttl: i64 = decode(pttl).unwrap_or(-2);
         if indexes.is_empty() || ttl == -2 {
-            if self.dead.remove(host).is_some() {
-                self.mark_backends(host);
-            }
+            self.dead.remove(host);
             return;
         }
         // A set without a TTL (written by hand) keeps its backends out until removed; the
@@ -479,34 +503,41 @@ impl State {
         };
         self.dead
             .insert(host.to_string(), (indexes, now_ms() + ttl_ms));
-        self.mark_backends(host);
     }
 
-    /// Puts `host`'s backends in or out of rotation as its dead set says (no set: all in).
-    fn mark_backends(&self, host: &str) {
-        let Some(entry) = self.frontends.get(host) else {
-            return;
-        };
+    /// Puts every backend in or out of rotation as the dead sets say. A backend several
+    /// frontends share is out while any of their sets marks it (a dead backend is dead for
+    /// every host); one no set marks is back in.
+    fn apply_marks(&self) {
         let now = now_ms();
-        let mark = self.dead.get(host).filter(|(_, until)| *until > now);
-        for (i, backend) in entry.pool.backends.iter().enumerate() {
-            match mark {
-                Some((dead, until)) if dead.contains(&i) => {
-                    backend.set_dead_for(Duration::from_millis(until - now));
-                }
-                _ if backend.dead_for_ms() > 0 => backend.set_dead_for(Duration::ZERO),
-                _ => {}
+        let mut until: HashMap<&str, u64> = HashMap::new();
+        for (host, (indexes, end)) in &self.dead {
+            let Some(entry) = self.frontends.get(host).filter(|_| *end > now) else {
+                continue;
+            };
+            for b in indexes.iter().filter_map(|&i| entry.pool.backends.get(i)) {
+                let t = until.entry(b.spec.url.as_str()).or_default();
+                *t = (*t).max(*end);
+            }
+        }
+        for (url, backend) in &self.backends {
+            match until.get(url.as_str()) {
+                Some(end) => backend.set_dead_for(Duration::from_millis(end - now)),
+                None if backend.dead_for_ms() > 0 => backend.set_dead_for(Duration::ZERO),
+                None => {}
             }
         }
     }
 
-    /// Builds the host map from the entries and swaps it in.
-    fn publish(&self) {
+    /// Builds the host map from the entries and swaps it in; forgets backends no frontend
+    /// names any more.
+    fn publish(&mut self) {
         let mut map = HostMap::default();
         for entry in self.frontends.values() {
             map.insert(&entry.pattern, entry.vhost.clone());
         }
         self.metrics.frontends.set(self.frontends.len() as i64);
         self.shared.dynamic.store(Arc::new(map));
+        self.backends.retain(|_, b| Arc::strong_count(b) > 1);
     }
 }

@@ -13,7 +13,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyper::client::conn::{http1, http2};
@@ -104,9 +104,6 @@ pub struct Backend {
     pub connects: AtomicU64,
     requests: IntCounter,
     metrics: Arc<Metrics>,
-    /// Told when passive health marks this backend dead, with the TTL (a Redis frontend's
-    /// backends share their marks through Redis).
-    pub on_dead: OnceLock<Box<dyn Fn(Duration) + Send + Sync>>,
 }
 
 impl Backend {
@@ -143,7 +140,6 @@ impl Backend {
             requests,
             metrics,
             spec,
-            on_dead: OnceLock::new(),
         }
     }
 
@@ -169,24 +165,22 @@ impl Backend {
         &self.idle[crate::worker::slot() % self.idle.len()]
     }
 
-    /// Records a failed exchange; after `max_fails` in a row the backend is dead for the TTL.
-    /// The only backend of a pool is never taken out (as nginx): there is nowhere else to go,
-    /// and a transient error would become an outage for the whole TTL.
-    pub fn record_failure(&self, pool: &PoolSpec, kind: &'static str) {
+    /// Records a failed exchange; after `max_fails` in a row the backend is dead for the TTL
+    /// (returns true when this failure marked it). The only backend of a pool is never taken
+    /// out (as nginx): there is nowhere else to go, and a transient error would become an
+    /// outage for the whole TTL.
+    pub fn record_failure(&self, pool: &PoolSpec, kind: &'static str) -> bool {
         self.metrics
             .upstream_errors
             .with_label_values(&[&self.pool_name, self.spec.url.as_str(), kind])
             .inc();
         if pool.backends.len() <= 1 {
-            return;
+            return false;
         }
         let fails = self.fails.fetch_add(1, Relaxed) + 1;
         if fails >= pool.max_fails {
             self.fails.store(0, Relaxed);
             self.mark_dead(pool.dead_backend_ttl);
-            if let Some(report) = self.on_dead.get() {
-                report(pool.dead_backend_ttl);
-            }
             tracing::warn!(
                 pool = %self.pool_name,
                 backend = %self.spec.url,
@@ -194,7 +188,9 @@ impl Backend {
                 ttl = ?pool.dead_backend_ttl,
                 "backend marked dead"
             );
+            return true;
         }
+        false
     }
 
     /// Forgets every idle connection (the backend closed them, e.g. it restarted).

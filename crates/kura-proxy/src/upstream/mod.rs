@@ -10,8 +10,9 @@ mod backend;
 pub mod health;
 mod tls;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::PathAndQuery;
@@ -31,6 +32,9 @@ pub struct Pool {
     pub spec: PoolSpec,
     pub backends: Vec<Arc<Backend>>,
     rr: AtomicUsize,
+    /// Told (backend index, TTL) when passive health marks a backend dead: a Redis frontend
+    /// shares the mark with other instances through Redis.
+    pub on_dead: OnceLock<Box<dyn Fn(usize, Duration) + Send + Sync>>,
 }
 
 /// A request ready for the upstream: the path is final except for the backend's base path.
@@ -64,15 +68,35 @@ impl Pool {
                 ))
             })
             .collect();
+        Self::with_backends(spec, backends)
+    }
+
+    /// The tls configuration `spec`'s backends need (for backends made outside [`Pool::new`]).
+    pub fn tls_for(spec: &PoolSpec) -> Option<Arc<rustls::ClientConfig>> {
+        tls::client_config(spec)
+    }
+
+    /// A pool over existing backends (shared with other pools: one set of connections and one
+    /// health state per backend URL, as Redis frontends use).
+    pub fn with_backends(spec: PoolSpec, backends: Vec<Arc<Backend>>) -> Arc<Self> {
         let pool = Arc::new(Pool {
             spec,
             backends,
             rr: AtomicUsize::new(0),
+            on_dead: OnceLock::new(),
         });
         if pool.spec.health_check.is_some() {
             health::spawn(&pool);
         }
         pool
+    }
+
+    fn failed(&self, i: usize, kind: &'static str) {
+        if self.backends[i].record_failure(&self.spec, kind)
+            && let Some(report) = self.on_dead.get()
+        {
+            report(i, self.spec.dead_backend_ttl);
+        }
     }
 
     /// Index of the next backend to try, skipping `tried` and those out of rotation.
@@ -130,7 +154,7 @@ impl Pool {
                 Ok(answer) => {
                     let status = answer.response.status().as_u16();
                     if self.spec.dead_on_status.contains(&status) {
-                        backend.record_failure(&self.spec, "status");
+                        self.failed(i, "status");
                         if template.is_some() && !last_attempt && self.select(&tried).is_some() {
                             last_err = ProxyError::Upstream(format!("status {status}"));
                             continue;
@@ -152,7 +176,7 @@ impl Pool {
                         return Err(client_error);
                     }
                     if let Some(kind) = kind {
-                        backend.record_failure(&self.spec, kind);
+                        self.failed(i, kind);
                     }
                     tracing::debug!(pool = %self.spec.name, backend = %backend.spec.url, %error, "upstream attempt failed");
                     if stale {

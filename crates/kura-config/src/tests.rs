@@ -260,6 +260,24 @@ fn documented_defaults_match_the_code() {
     };
 
     assert_eq!(dur("server.shutdown_grace"), DEFAULT_SHUTDOWN_GRACE);
+    assert_eq!(
+        dur("limits.websocket_idle_timeout"),
+        DEFAULT_WEBSOCKET_IDLE_TIMEOUT
+    );
+    assert_eq!(
+        dur("listeners.tls.reload_interval"),
+        DEFAULT_TLS_RELOAD_INTERVAL
+    );
+    assert_eq!(int("listeners.https_port"), DEFAULT_HTTPS_PORT as u64);
+    assert_eq!(dur("redis.resync_interval"), DEFAULT_REDIS_RESYNC_INTERVAL);
+    assert_eq!(
+        dur("redis.dead_backend_ttl"),
+        DEFAULT_REDIS_DEAD_BACKEND_TTL
+    );
+    assert_eq!(
+        rows["redis.configure_notifications"],
+        DEFAULT_REDIS_CONFIGURE_NOTIFICATIONS.to_string()
+    );
     assert_eq!(rows["server.via"], DEFAULT_VIA);
     assert_eq!(
         rows["server.work_stealing"],

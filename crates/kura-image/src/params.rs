@@ -1,0 +1,365 @@
+//! Resize parameters as a URL gives them (strings from a rule's captures), checked against the
+//! rule's limits and normalised so that equivalent URLs share one cache entry: DPR is folded
+//! into the size, defaults are filled in, and [`Params::canonical`] is the same text for
+//! `w=300&dpr=2` and `w=600`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// How the output box is filled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fit {
+    /// The whole image inside the box, aspect ratio kept (one side may be smaller).
+    Contain,
+    /// The box covered, aspect ratio kept, the overflow cropped around the gravity.
+    Cover,
+    /// Stretched to the box exactly.
+    Fill,
+}
+
+/// Where a `cover` crop is anchored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gravity {
+    Center,
+    North,
+    South,
+    East,
+    West,
+    NorthEast,
+    NorthWest,
+    SouthEast,
+    SouthWest,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    Jpeg,
+    Png,
+    Webp,
+    Avif,
+}
+
+impl Format {
+    pub fn mime(self) -> &'static str {
+        match self {
+            Format::Jpeg => "image/jpeg",
+            Format::Png => "image/png",
+            Format::Webp => "image/webp",
+            Format::Avif => "image/avif",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Jpeg => "jpeg",
+            Format::Png => "png",
+            Format::Webp => "webp",
+            Format::Avif => "avif",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Format> {
+        match s {
+            "jpeg" | "jpg" => Some(Format::Jpeg),
+            "png" => Some(Format::Png),
+            "webp" => Some(Format::Webp),
+            "avif" => Some(Format::Avif),
+            _ => None,
+        }
+    }
+}
+
+/// The output format asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    Fixed(Format),
+    /// The best the client's `Accept` allows (the response varies by `Accept`).
+    Auto,
+    /// The source's own format (PNG stays PNG, GIF becomes PNG).
+    Source,
+}
+
+/// The output decided before the source is read: a fixed format, the source's own, or JPEG
+/// (PNG when the image has transparency) for clients that announce nothing better.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chosen {
+    Fixed(Format),
+    Source,
+    Legacy,
+}
+
+impl Chosen {
+    pub fn label(self) -> &'static str {
+        match self {
+            Chosen::Fixed(f) => f.name(),
+            Chosen::Source => "source",
+            Chosen::Legacy => "legacy",
+        }
+    }
+}
+
+/// A rule's limits and defaults (Katana's thumb_* settings among them).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    pub max_width: u32,
+    pub max_height: u32,
+    pub max_quality: u8,
+    pub default_quality: u8,
+    pub max_dpr: f32,
+    /// Checked from the header before decoding.
+    pub max_source_pixels: u64,
+    pub max_source_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_width: 1920,
+            max_height: 1080,
+            max_quality: 90,
+            default_quality: 75,
+            max_dpr: 4.0,
+            max_source_pixels: 50_000_000,
+            max_source_bytes: 50 * 1024 * 1024,
+        }
+    }
+}
+
+/// Parameters as captured from a URL; empty strings count as absent.
+#[derive(Debug, Default, Clone)]
+pub struct Raw {
+    pub width: String,
+    pub height: String,
+    pub fit: String,
+    pub gravity: String,
+    pub quality: String,
+    pub format: String,
+    pub dpr: String,
+}
+
+/// Checked, normalised parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Params {
+    /// Output box in pixels (DPR applied); `None` keeps the aspect ratio from the other side.
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub fit: Fit,
+    pub gravity: Gravity,
+    pub quality: u8,
+    pub format: OutputFormat,
+}
+
+impl Params {
+    /// Checks `raw` against `limits`; `aliases` maps URL words to fit names (`f` → `fill`).
+    /// The error is the message a client gets with its 400.
+    pub fn parse(
+        raw: &Raw,
+        limits: &Limits,
+        aliases: &BTreeMap<String, String>,
+    ) -> Result<Params, String> {
+        let dpr = match raw.dpr.trim() {
+            "" => 1.0,
+            s => match s.parse::<f32>() {
+                Ok(d) if d > 0.0 && d <= limits.max_dpr && d.is_finite() => d,
+                _ => {
+                    return Err(format!(
+                        "dpr {s:?} must be a number above 0 and at most {}",
+                        limits.max_dpr
+                    ));
+                }
+            },
+        };
+        let side = |name: &str, s: &str, max: u32| -> Result<Option<u32>, String> {
+            let s = s.trim();
+            if s.is_empty() || s == "0" {
+                return Ok(None);
+            }
+            let n: u32 = s
+                .parse()
+                .map_err(|_| format!("{name} {s:?} is not a whole number of pixels"))?;
+            let scaled = (n as f32 * dpr).round() as u32;
+            if scaled > max {
+                return Err(format!(
+                    "{name} {scaled} (with dpr {dpr}) is above the limit of {max}"
+                ));
+            }
+            Ok(Some(scaled.max(1)))
+        };
+        let width = side("width", &raw.width, limits.max_width)?;
+        let height = side("height", &raw.height, limits.max_height)?;
+        let fit_word = raw.fit.trim().to_ascii_lowercase();
+        let fit_word = aliases.get(&fit_word).cloned().unwrap_or(fit_word);
+        let fit = match fit_word.as_str() {
+            "" | "contain" => Fit::Contain,
+            "cover" => Fit::Cover,
+            "fill" => Fit::Fill,
+            other => return Err(format!("fit {other:?} is not contain, cover or fill")),
+        };
+        if fit != Fit::Contain && (width.is_none() || height.is_none()) {
+            return Err(format!(
+                "fit {} needs both a width and a height",
+                fit_word.as_str()
+            ));
+        }
+        let gravity = match raw.gravity.trim().to_ascii_lowercase().as_str() {
+            "" | "c" | "center" | "ce" => Gravity::Center,
+            "n" | "north" | "no" => Gravity::North,
+            "s" | "south" | "so" => Gravity::South,
+            "e" | "east" | "ea" => Gravity::East,
+            "w" | "west" | "we" => Gravity::West,
+            "ne" | "northeast" | "noea" => Gravity::NorthEast,
+            "nw" | "northwest" | "nowe" => Gravity::NorthWest,
+            "se" | "southeast" | "soea" => Gravity::SouthEast,
+            "sw" | "southwest" | "sowe" => Gravity::SouthWest,
+            other => return Err(format!("gravity {other:?} is not a compass point")),
+        };
+        let quality = match raw.quality.trim() {
+            "" => limits.default_quality,
+            s => match s.parse::<u8>() {
+                Ok(q) if (1..=limits.max_quality).contains(&q) => q,
+                _ => {
+                    return Err(format!(
+                        "quality {s:?} must be from 1 to {}",
+                        limits.max_quality
+                    ));
+                }
+            },
+        };
+        let format = match raw.format.trim().to_ascii_lowercase().as_str() {
+            "" => OutputFormat::Source,
+            "auto" | "best" => OutputFormat::Auto,
+            s => OutputFormat::Fixed(
+                Format::parse(s)
+                    .ok_or_else(|| format!("format {s:?} is not jpeg, png, webp, avif or auto"))?,
+            ),
+        };
+        Ok(Params {
+            width,
+            height,
+            fit,
+            gravity,
+            quality,
+            format,
+        })
+    }
+
+    /// The output for a client sending `accept`.
+    pub fn choose(&self, accept: Option<&str>) -> Chosen {
+        match self.format {
+            OutputFormat::Fixed(f) => Chosen::Fixed(f),
+            OutputFormat::Source => Chosen::Source,
+            OutputFormat::Auto => crate::negotiate::best(accept),
+        }
+    }
+
+    /// The text equivalent parameters share, for the output `chosen`.
+    pub fn canonical(&self, chosen: Chosen) -> String {
+        format!(
+            "w={},h={},fit={:?},g={:?},q={},f={}",
+            self.width.unwrap_or(0),
+            self.height.unwrap_or(0),
+            self.fit,
+            self.gravity,
+            self.quality,
+            chosen.label()
+        )
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(w: &str, h: &str) -> Raw {
+        Raw {
+            width: w.into(),
+            height: h.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn dpr_is_folded_into_the_size_so_equivalent_urls_share_a_key() {
+        let l = Limits::default();
+        let a = Params::parse(
+            &Raw {
+                dpr: "2".into(),
+                ..raw("300", "")
+            },
+            &l,
+            &BTreeMap::new(),
+        )
+        .unwrap();
+        let b = Params::parse(&raw("600", ""), &l, &BTreeMap::new()).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(
+            a.canonical(Chosen::Fixed(Format::Jpeg)),
+            b.canonical(Chosen::Fixed(Format::Jpeg))
+        );
+        assert_eq!(a.quality, 75);
+    }
+
+    #[test]
+    fn out_of_range_parameters_are_refused_with_a_reason() {
+        let l = Limits::default();
+        let none = BTreeMap::new();
+        for (r, want) in [
+            (raw("4000", ""), "above the limit of 1920"),
+            (raw("", "2000"), "above the limit of 1080"),
+            (raw("abc", ""), "not a whole number"),
+            (
+                Raw {
+                    quality: "95".into(),
+                    ..raw("10", "")
+                },
+                "from 1 to 90",
+            ),
+            (
+                Raw {
+                    fit: "cover".into(),
+                    ..raw("10", "")
+                },
+                "needs both",
+            ),
+            (
+                Raw {
+                    format: "bmp".into(),
+                    ..raw("10", "")
+                },
+                "not jpeg",
+            ),
+            (
+                Raw {
+                    dpr: "9".into(),
+                    ..raw("10", "")
+                },
+                "dpr",
+            ),
+        ] {
+            let e = Params::parse(&r, &l, &none).unwrap_err();
+            assert!(e.contains(want), "{e} / {want}");
+        }
+    }
+
+    #[test]
+    fn aliases_name_fits() {
+        let mut aliases = BTreeMap::new();
+        aliases.insert("f".to_string(), "fill".to_string());
+        let p = Params::parse(
+            &Raw {
+                fit: "f".into(),
+                ..raw("30", "20")
+            },
+            &Limits::default(),
+            &aliases,
+        )
+        .unwrap();
+        assert_eq!(p.fit, Fit::Fill);
+    }
+}

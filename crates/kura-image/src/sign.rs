@@ -20,7 +20,7 @@ impl Signer {
             return Err("give as many salts as keys (at least one)".into());
         }
         let hex = |s: &str, what: &str, i: usize| -> Result<Vec<u8>, String> {
-            if s.len() % 2 != 0 || s.is_empty() {
+            if !s.len().is_multiple_of(2) || s.is_empty() {
                 return Err(format!("{what}[{i}] is not hex"));
             }
             (0..s.len())

@@ -255,8 +255,11 @@ fn needed_source(w: u32, h: u32, params: &Params) -> (u32, u32) {
     )
 }
 
-/// Output size and, for `cover`, the crop box (left, top, width, height) in source pixels.
-fn geometry(w: u32, h: u32, p: &Params) -> (u32, u32, Option<(f64, f64, f64, f64)>) {
+/// A crop box in source pixels: left, top, width, height.
+type Crop = (f64, f64, f64, f64);
+
+/// Output size and, for `cover`, the crop box.
+fn geometry(w: u32, h: u32, p: &Params) -> (u32, u32, Option<Crop>) {
     let (wf, hf) = (w as f64, h as f64);
     let round = |v: f64| (v.round() as u32).max(1);
     // Without a box on both sides (or with `contain`) the image is never enlarged.
@@ -301,7 +304,7 @@ fn resize(
     p: &Pixels,
     w: u32,
     h: u32,
-    crop: Option<(f64, f64, f64, f64)>,
+    crop: Option<Crop>,
 ) -> Result<Pixels, TransformError> {
     let ptype = if p.alpha {
         PixelType::U8x4

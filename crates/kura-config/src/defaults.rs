@@ -98,3 +98,17 @@ pub const DEFAULT_PEER_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_PEER_DOWN_TTL: Duration = Duration::from_secs(10);
 /// Shorter secrets are refused: the peer listener trusts whoever knows it.
 pub const MIN_CLUSTER_SECRET_LEN: usize = 16;
+
+pub const DEFAULT_WHOHAS_TTL: Duration = Duration::from_secs(600);
+pub const DEFAULT_WHOHAS_ENTRIES: u64 = 100_000;
+
+/// Katana's thumb_max_width / thumb_max_height / thumb_max_quality / thumb_default_quality.
+pub const DEFAULT_RESIZE_MAX_WIDTH: u32 = 1920;
+pub const DEFAULT_RESIZE_MAX_HEIGHT: u32 = 1080;
+pub const DEFAULT_RESIZE_MAX_QUALITY: u8 = 90;
+pub const DEFAULT_RESIZE_DEFAULT_QUALITY: u8 = 75;
+pub const DEFAULT_RESIZE_MAX_DPR: f32 = 4.0;
+pub const DEFAULT_RESIZE_MAX_SOURCE_PIXELS: u64 = 50_000_000;
+pub const DEFAULT_RESIZE_MAX_SOURCE_BYTES: u64 = 50 * 1024 * 1024;
+pub const DEFAULT_RESIZE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_SIGNATURE_CAPTURE: &str = "signature";

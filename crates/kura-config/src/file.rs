@@ -184,7 +184,15 @@ pub struct FileRuleCache {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FilePool {
+    #[serde(default)]
     pub backends: Vec<String>,
+    /// Katana's origin: clusters holding different files, each of replica nodes. The cluster
+    /// holding a file is found by HEAD requests (who-has) and remembered. Instead of `backends`.
+    pub clusters: Option<Vec<FileOriginCluster>>,
+    /// How long a file's cluster is remembered.
+    pub whohas_ttl: Option<String>,
+    /// Files whose cluster is remembered at most.
+    pub whohas_entries: Option<u64>,
     /// `round_robin`, `random` or `least_conn`.
     pub balance: Option<String>,
     pub max_connections_per_backend: Option<usize>,
@@ -202,6 +210,16 @@ pub struct FilePool {
     pub http2: Option<bool>,
     /// PEM bundle of CAs trusted for https:// backends (default: the Mozilla roots).
     pub tls_ca: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileOriginCluster {
+    /// Replica nodes: backend URLs.
+    pub nodes: Vec<String>,
+    /// Headers sent with every request to this cluster (e.g. `Host`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
@@ -252,6 +270,62 @@ pub struct FileRule {
     pub cache: Option<FileRuleCache>,
     /// Requests of this rule copied to shadow backends and compared.
     pub shadow: Option<FileRuleShadow>,
+    /// Image parameters and limits (for `action = "resize"`).
+    pub resize: Option<FileRuleResize>,
+}
+
+/// An image rule: where the original is and which captures give the parameters. Every
+/// parameter is a template over the rule's path captures (`"{w}"`), or a fixed value.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileRuleResize {
+    /// The original: a path on the rule's pool (`"/{src}"`), or an absolute `http(s)://` URL.
+    pub source: String,
+    pub width: Option<String>,
+    pub height: Option<String>,
+    /// `contain` (default), `cover` or `fill`, or a word of `fit_aliases`.
+    pub fit: Option<String>,
+    /// Where `cover` crops: `center` (default), `north`, `south`, `east`, `west`, `ne`, ...
+    pub gravity: Option<String>,
+    pub quality: Option<String>,
+    /// `jpeg`, `png`, `webp`, `avif`, `auto` (by Accept); default the source's format.
+    pub format: Option<String>,
+    pub dpr: Option<String>,
+    /// URL words for fits, e.g. `{ f = "fill", force = "fill", fill = "cover" }`.
+    #[serde(default)]
+    pub fit_aliases: BTreeMap<String, String>,
+    pub max_width: Option<u32>,
+    pub max_height: Option<u32>,
+    pub max_quality: Option<u8>,
+    pub default_quality: Option<u8>,
+    pub max_dpr: Option<f32>,
+    pub max_source_pixels: Option<u64>,
+    pub max_source_bytes: Option<SizeValue>,
+    /// Transforms running at once for this rule (default: the number of cores).
+    pub max_concurrent: Option<usize>,
+    /// Time allowed to wait for a transform slot and to transform.
+    pub timeout: Option<String>,
+    /// An image answered (resized) when the original is missing (Katana's not_found_source).
+    pub not_found_source: Option<String>,
+    /// Answer that image with 200 instead of 404.
+    pub not_found_as_200: Option<bool>,
+    /// imgproxy-style signed URLs.
+    pub signature: Option<FileSignature>,
+    /// Hosts absolute source URLs may name (`example.com`, `*.example.com`); default any.
+    pub allowed_sources: Option<Vec<String>>,
+    /// Allow absolute source URLs resolving to loopback or link-local addresses.
+    pub allow_local_sources: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileSignature {
+    /// Hex keys; several for rotation (each with the salt at the same place).
+    pub keys: Vec<String>,
+    pub salts: Vec<String>,
+    /// The path capture holding the signature (default `signature`). The signed text is the
+    /// request path after that capture's end.
+    pub capture: Option<String>,
 }
 
 /// Shadow traffic settings shared by every rule (queue, limits, comparison, reports).

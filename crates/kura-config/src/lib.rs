@@ -12,6 +12,7 @@ mod cluster_config;
 mod defaults;
 mod edge_config;
 mod file;
+mod image_config;
 mod shadow_config;
 mod template;
 mod units;
@@ -396,6 +397,12 @@ pub struct PoolSpec {
     pub http2: bool,
     /// CAs for https:// backends; `None`: the Mozilla roots (webpki-roots).
     pub tls_ca: Option<PathBuf>,
+    /// Who-has clusters (Katana's origins); empty for a plain pool.
+    pub clusters: Vec<ClusterSpec>,
+    pub whohas_ttl: Duration,
+    pub whohas_entries: u64,
+    /// Headers set on every request to this pool (a cluster's, in who-has sub-pools).
+    pub set_headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 /// How a vhost is matched against the request's host.
@@ -430,6 +437,7 @@ pub struct VHostSpec {
 pub enum Action {
     Proxy,
     Cache,
+    Resize,
 }
 
 impl Action {
@@ -437,6 +445,7 @@ impl Action {
         match self {
             Action::Proxy => "proxy",
             Action::Cache => "cache",
+            Action::Resize => "resize",
         }
     }
 }
@@ -449,9 +458,55 @@ pub struct RuleSpec {
     pub rewrite: Option<Template>,
     pub request_headers: HeaderEdits,
     pub response_headers: HeaderEdits,
-    /// Set when `action = "cache"`.
+    /// Set when `action = "cache"` or `"resize"` (the variants' caching).
     pub cache: Option<RuleCache>,
     pub shadow: Option<RuleShadow>,
+    /// Set when `action = "resize"`.
+    pub resize: Option<RuleResize>,
+}
+
+/// An image rule, validated (templates compiled against the rule's path regex).
+#[derive(Debug, Clone)]
+pub struct RuleResize {
+    pub source: Template,
+    pub width: Option<Template>,
+    pub height: Option<Template>,
+    pub fit: Option<Template>,
+    pub gravity: Option<Template>,
+    pub quality: Option<Template>,
+    pub format: Option<Template>,
+    pub dpr: Option<Template>,
+    pub fit_aliases: BTreeMap<String, String>,
+    pub max_width: u32,
+    pub max_height: u32,
+    pub max_quality: u8,
+    pub default_quality: u8,
+    pub max_dpr: f32,
+    pub max_source_pixels: u64,
+    pub max_source_bytes: u64,
+    pub max_concurrent: usize,
+    pub timeout: Duration,
+    /// The not-found image's bytes, read at load time.
+    pub not_found: Option<std::sync::Arc<Vec<u8>>>,
+    pub not_found_as_200: bool,
+    pub signature: Option<SignatureConfig>,
+    /// Lowercase host patterns; empty: any host.
+    pub allowed_sources: Vec<HostPattern>,
+    pub allow_local_sources: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignatureConfig {
+    pub keys: Vec<String>,
+    pub salts: Vec<String>,
+    pub capture: String,
+}
+
+/// One cluster of a who-has origin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSpec {
+    pub backends: Vec<BackendSpec>,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 /// Header edits applied in the order remove, set, add.

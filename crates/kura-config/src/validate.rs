@@ -348,8 +348,24 @@ pub(crate) fn validate_pool(
     errs: &mut Errors,
 ) -> PoolSpec {
     let f = |k: &str| format!("pools.{name}.{k}");
-    if p.backends.is_empty() {
-        errs.push(f("backends"), "a pool needs at least one backend");
+    let clusters = p
+        .clusters
+        .as_ref()
+        .map(|c| crate::image_config::validate_clusters(name, c, errs))
+        .unwrap_or_default();
+    let (whohas_ttl, whohas_entries) = crate::image_config::whohas_settings(name, p, errs);
+    match (
+        p.backends.is_empty(),
+        p.clusters.as_ref().map(|c| c.is_empty()),
+    ) {
+        (true, None) | (true, Some(true)) => {
+            errs.push(
+                f("backends"),
+                "a pool needs at least one backend (or clusters)",
+            );
+        }
+        (false, Some(_)) => errs.push(f("clusters"), "give backends or clusters, not both"),
+        _ => {}
     }
     let mut backends = Vec::new();
     for (i, b) in p.backends.iter().enumerate() {
@@ -469,6 +485,10 @@ pub(crate) fn validate_pool(
         health_check,
         http2: p.http2.unwrap_or(false),
         tls_ca,
+        clusters,
+        whohas_ttl,
+        whohas_entries,
+        set_headers: Vec::new(),
     }
 }
 
@@ -541,6 +561,7 @@ fn validate_rule(
     r: &FileRule,
     pools: &BTreeMap<String, FilePool>,
     has_disk: bool,
+    base_dir: &Path,
     errs: &mut Errors,
 ) -> Option<RuleSpec> {
     let source = r.path.as_deref().unwrap_or("");
@@ -554,21 +575,38 @@ fn validate_rule(
     let action = match r.action.as_deref() {
         None | Some("proxy") => Action::Proxy,
         Some("cache") => Action::Cache,
+        Some("resize") => Action::Resize,
         Some(other) => {
             errs.push(
                 format!("{field}.action"),
-                format!("{other:?} is not a known action (\"proxy\", \"cache\")"),
+                format!("{other:?} is not a known action (\"proxy\", \"cache\", \"resize\")"),
             );
             Action::Proxy
         }
     };
-    if r.cache.is_some() && action != Action::Cache {
+    if r.cache.is_some() && action == Action::Proxy {
         errs.push(
             format!("{field}.cache"),
-            "only applies to rules with action = \"cache\"",
+            "only applies to rules with action = \"cache\" or \"resize\"",
         );
     }
-    let cache = (action == Action::Cache).then(|| {
+    if r.resize.is_some() != (action == Action::Resize) {
+        errs.push(
+            format!("{field}.resize"),
+            "a rule with action = \"resize\" needs a [resize] table, and only it",
+        );
+    }
+    let resize = match (&r.resize, action) {
+        (Some(rr), Action::Resize) => crate::image_config::validate_rule_resize(
+            &format!("{field}.resize"),
+            rr,
+            path.as_ref(),
+            base_dir,
+            errs,
+        ),
+        _ => None,
+    };
+    let cache = (action != Action::Proxy).then(|| {
         validate_rule_cache(
             &format!("{field}.cache"),
             r.cache.as_ref().unwrap_or(&FileRuleCache::default()),
@@ -608,7 +646,7 @@ fn validate_rule(
         &r.response_headers,
         errs,
     );
-    if r.shadow.is_some() && action == Action::Cache {
+    if r.shadow.is_some() && action != Action::Proxy {
         errs.push(
             format!("{field}.shadow"),
             "applies to rules with action = \"proxy\" (a cached answer is not the primary's)",
@@ -627,6 +665,7 @@ fn validate_rule(
         response_headers,
         cache,
         shadow,
+        resize,
     })
 }
 
@@ -680,9 +719,14 @@ fn validate_routes(
         }
         let mut rules = Vec::new();
         for (j, r) in v.rules.iter().enumerate() {
-            if let Some(rule) =
-                validate_rule(&format!("{field}.rules[{j}]"), r, pools, has_disk, errs)
-            {
+            if let Some(rule) = validate_rule(
+                &format!("{field}.rules[{j}]"),
+                r,
+                pools,
+                has_disk,
+                base_dir,
+                errs,
+            ) {
                 rules.push(rule);
             }
         }
@@ -700,7 +744,7 @@ fn validate_routes(
                 shadow: v.shadow.clone(),
                 ..Default::default()
             };
-            if let Some(rule) = validate_rule(&field, &fallback, pools, has_disk, errs) {
+            if let Some(rule) = validate_rule(&field, &fallback, pools, has_disk, base_dir, errs) {
                 rules.push(rule);
             }
         }

@@ -300,12 +300,7 @@ fn geometry(w: u32, h: u32, p: &Params) -> (u32, u32, Option<Crop>) {
     }
 }
 
-fn resize(
-    p: &Pixels,
-    w: u32,
-    h: u32,
-    crop: Option<Crop>,
-) -> Result<Pixels, TransformError> {
+fn resize(p: &Pixels, w: u32, h: u32, crop: Option<Crop>) -> Result<Pixels, TransformError> {
     let ptype = if p.alpha {
         PixelType::U8x4
     } else {

@@ -255,6 +255,10 @@ fn backends(shared: &Shared) -> serde_json::Value {
         .pools
         .iter()
         .chain(redis_pools.iter().map(|(n, p)| (n, p)))
+        // A who-has pool's clusters are listed as `<pool>#<index>`.
+        .flat_map(|(name, pool)| {
+            std::iter::once((name, pool)).chain(pool.clusters().iter().map(|c| (&c.spec.name, c)))
+        })
         .map(|(name, pool)| {
             let list: Vec<_> = pool
                 .backends

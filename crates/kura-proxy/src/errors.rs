@@ -37,6 +37,9 @@ pub enum ProxyError {
     Upstream(String),
     #[error("backend timed out")]
     Timeout,
+    /// An answer with its own status and reason (image routes: 400, 403, 405, 415).
+    #[error("{1}")]
+    Status(StatusCode, String),
 }
 
 impl ProxyError {
@@ -66,6 +69,7 @@ impl ProxyError {
             }
             ProxyError::PoolExhausted => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::Status(s, _) => *s,
         }
     }
 }

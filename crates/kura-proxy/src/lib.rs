@@ -20,6 +20,7 @@ pub mod metrics;
 mod origin;
 mod peer;
 pub mod redis_routes;
+mod resize_action;
 mod router;
 mod server;
 mod service;

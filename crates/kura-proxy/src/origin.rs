@@ -62,6 +62,7 @@ pub fn proxy_error(e: OriginError) -> ProxyError {
     match e.status.as_u16() {
         504 => ProxyError::Timeout,
         503 => ProxyError::PoolExhausted,
+        s if s <= 500 => ProxyError::Status(e.status, e.message),
         _ => ProxyError::Upstream(e.message),
     }
 }

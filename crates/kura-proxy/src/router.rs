@@ -19,6 +19,7 @@ use regex::Regex;
 
 use crate::metrics::VHostCounters;
 use crate::origin::PoolOrigin;
+use crate::resize_action::{ResizeArgs, ResizeRuntime};
 use crate::shadow_action::PoolUpstream;
 use crate::upstream::Pool;
 
@@ -35,6 +36,9 @@ pub struct Rule {
     pub origin: Arc<dyn Origin>,
     /// Shadowing of the rule's requests, if configured.
     pub shadow: Option<Arc<ShadowRule>>,
+    /// Image settings and transform pool, for `resize` rules.
+    pub resize: Option<Arc<ResizeRuntime>>,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
     /// The regex must run with captures (a rewrite or a key template uses them).
     needs_captures: bool,
 }
@@ -53,6 +57,8 @@ pub struct Matched<'a> {
     pub rule: &'a Rule,
     pub rewritten: Option<String>,
     pub cache_key: Option<String>,
+    /// For `resize` rules: the source and parameters from the path.
+    pub resize: Option<ResizeArgs>,
 }
 
 impl VHost {
@@ -65,6 +71,7 @@ impl VHost {
                         rule,
                         rewritten: None,
                         cache_key: rule.cache.as_ref().map(|c| cache_key(c, None, vars)),
+                        resize: None,
                     });
                 }
                 continue;
@@ -74,6 +81,10 @@ impl VHost {
                     rule,
                     rewritten: rule.rewrite.as_ref().map(|t| t.expand(Some(&caps), vars)),
                     cache_key: rule.cache.as_ref().map(|c| cache_key(c, Some(&caps), vars)),
+                    resize: rule
+                        .resize
+                        .as_ref()
+                        .map(|r| crate::resize_action::args(&r.cfg, &caps, vars)),
                 });
             }
         }
@@ -102,8 +113,17 @@ impl Rule {
             response_headers: HeaderEdits::default(),
             cache: None,
             shadow: None,
+            resize: None,
+            metrics: None,
             needs_captures: false,
         }
+    }
+
+    /// The metrics registry pools made for this rule report to.
+    pub fn pool_metrics(&self) -> Arc<crate::metrics::Metrics> {
+        self.metrics
+            .clone()
+            .unwrap_or_else(|| Arc::new(crate::metrics::Metrics::new()))
     }
 }
 
@@ -188,6 +208,7 @@ impl RouteTable {
         pools: &BTreeMap<String, Arc<Pool>>,
         shadow: &ShadowConfig,
         cluster: Option<&Arc<kura_cluster::Cluster>>,
+        metrics: Option<&Arc<crate::metrics::Metrics>>,
     ) -> Result<Self, String> {
         let mut table = RouteTable {
             pools: pools.clone(),
@@ -231,7 +252,15 @@ impl RouteTable {
                         }
                     },
                     shadow,
-                    needs_captures: r.rewrite.is_some() || key_captures,
+                    resize: match &r.resize {
+                        Some(cfg) => Some(Arc::new(
+                            ResizeRuntime::new(cfg)
+                                .map_err(|e| format!("vhost {:?}: resize: {e}", v.name))?,
+                        )),
+                        None => None,
+                    },
+                    metrics: metrics.cloned(),
+                    needs_captures: r.rewrite.is_some() || key_captures || r.resize.is_some(),
                 });
             }
             let name: Arc<str> = v.name.as_str().into();
@@ -273,7 +302,7 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.clone(), Pool::new(v.clone(), metrics.clone(), 1)))
             .collect();
-        RouteTable::build(&cfg.routes, &pools, &cfg.shadow, None).unwrap()
+        RouteTable::build(&cfg.routes, &pools, &cfg.shadow, None, None).unwrap()
     }
 
     const HOSTS: &str = r#"

@@ -121,6 +121,10 @@ async fn proxy(
     };
     let matched = vhost.route(vars.path, &vars).ok_or(ProxyError::NoRoute)?;
     let rule = matched.rule;
+    if let (Some(args), Some(cache)) = (matched.resize, &conn.shared.cache) {
+        return crate::resize_action::serve(rt, rule, cache, args, req.method(), req.headers())
+            .await;
+    }
     // Invalidation after an unsafe method needs the host once the request is consumed.
     let host_owned = (rule.action == Action::Cache && cache_action::is_unsafe(req.method()))
         .then(|| host.to_string());

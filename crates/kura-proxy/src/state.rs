@@ -107,6 +107,7 @@ impl Shared {
             &pools,
             self.shadow.settings(),
             self.cluster.as_ref(),
+            Some(&self.metrics),
         ) {
             Ok(t) => t,
             // `validate` checked every pool reference; this cannot happen for a validated Config.

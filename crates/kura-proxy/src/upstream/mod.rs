@@ -9,6 +9,7 @@
 mod backend;
 pub mod health;
 mod tls;
+mod whohas;
 
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
@@ -35,6 +36,8 @@ pub struct Pool {
     /// Told (backend index, TTL) when passive health marks a backend dead: a Redis frontend
     /// shares the mark with other instances through Redis.
     pub on_dead: OnceLock<Box<dyn Fn(usize, Duration) + Send + Sync>>,
+    /// A pool of clusters (Katana's origin): requests go to the cluster that has the file.
+    whohas: Option<whohas::WhoHas>,
 }
 
 /// A request ready for the upstream: the path is final except for the backend's base path.
@@ -68,7 +71,13 @@ impl Pool {
                 ))
             })
             .collect();
-        Self::with_backends(spec, backends)
+        let whohas =
+            (!spec.clusters.is_empty()).then(|| whohas::WhoHas::new(&spec, metrics.clone(), slots));
+        let pool = Self::build(spec, backends, whohas);
+        if pool.spec.health_check.is_some() && pool.whohas.is_none() {
+            health::spawn(&pool);
+        }
+        pool
     }
 
     /// The tls configuration `spec`'s backends need (for backends made outside [`Pool::new`]).
@@ -79,16 +88,62 @@ impl Pool {
     /// A pool over existing backends (shared with other pools: one set of connections and one
     /// health state per backend URL, as Redis frontends use).
     pub fn with_backends(spec: PoolSpec, backends: Vec<Arc<Backend>>) -> Arc<Self> {
-        let pool = Arc::new(Pool {
-            spec,
-            backends,
-            rr: AtomicUsize::new(0),
-            on_dead: OnceLock::new(),
-        });
+        let pool = Self::build(spec, backends, None);
         if pool.spec.health_check.is_some() {
             health::spawn(&pool);
         }
         pool
+    }
+
+    fn build(
+        spec: PoolSpec,
+        backends: Vec<Arc<Backend>>,
+        whohas: Option<whohas::WhoHas>,
+    ) -> Arc<Self> {
+        Arc::new(Pool {
+            spec,
+            backends,
+            rr: AtomicUsize::new(0),
+            on_dead: OnceLock::new(),
+            whohas,
+        })
+    }
+
+    /// The clusters of a who-has pool (each a pool of its replicas); empty otherwise.
+    pub fn clusters(&self) -> &[Arc<Pool>] {
+        self.whohas.as_ref().map(|w| w.clusters()).unwrap_or(&[])
+    }
+
+    /// `HEAD path` on backend `i` only (who-has probes): the status, or `None` if it failed.
+    pub async fn head_on(
+        &self,
+        i: usize,
+        path: &PathAndQuery,
+        headers: &HeaderMap,
+    ) -> Option<http::StatusCode> {
+        let backend = self.backends.get(i)?;
+        let mut req = build_request(Outgoing {
+            method: Method::HEAD,
+            path: path.clone(),
+            headers: headers.clone(),
+            body: ReqBody::empty(),
+        });
+        self.target(&mut req, backend, path);
+        match self.attempt(backend, req).await {
+            Ok(answer) => {
+                let status = answer.response.status();
+                backend.record_success();
+                // A HEAD answer has no body: the connection is free again.
+                answer.lease.release();
+                Some(status)
+            }
+            Err(f) => {
+                if let Some(kind) = f.kind {
+                    self.failed(i, kind);
+                }
+                None
+            }
+        }
     }
 
     fn failed(&self, i: usize, kind: &'static str) {
@@ -122,8 +177,13 @@ impl Pool {
         }
     }
 
-    /// Sends `out` to a backend, retrying as the module doc describes.
+    /// Sends `out` to a backend, retrying as the module doc describes. A who-has pool first
+    /// finds the cluster holding the path.
     pub async fn send(&self, out: Outgoing) -> Result<Answer, ProxyError> {
+        if let Some(w) = &self.whohas {
+            let cluster = w.locate(&out.path, &out.headers).await;
+            return Box::pin(cluster.send(out)).await;
+        }
         let replayable = is_idempotent(&out.method) && out.body.is_empty();
         let fault = out.body.fault();
         let path = out.path.clone();
@@ -207,6 +267,9 @@ impl Pool {
             && let Ok(v) = HeaderValue::from_str(&backend.spec.authority)
         {
             req.headers_mut().insert(header::HOST, v);
+        }
+        for (name, value) in &self.spec.set_headers {
+            req.headers_mut().insert(name.clone(), value.clone());
         }
         *req.uri_mut() = if self.spec.http2 {
             // HTTP/2 carries the target as :scheme, :authority and :path; the authority is the
@@ -380,6 +443,10 @@ mod tests {
                 health_check: None,
                 http2: false,
                 tls_ca: None,
+                clusters: Vec::new(),
+                whohas_ttl: std::time::Duration::from_secs(1),
+                whohas_entries: 1,
+                set_headers: Vec::new(),
             };
             let pool = Pool::new(spec, Arc::new(Metrics::new()), 1);
             assert_eq!(pool.select(&[]), None);

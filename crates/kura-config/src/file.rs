@@ -288,8 +288,11 @@ pub struct FileRuleResize {
     /// Where `cover` crops: `center` (default), `north`, `south`, `east`, `west`, `ne`, ...
     pub gravity: Option<String>,
     pub quality: Option<String>,
-    /// `jpeg`, `png`, `webp`, `avif`, `auto` (by Accept); default the source's format.
+    /// `jpeg`, `png`, `webp`, `avif`, `auto` (by Accept); default `default_format`.
     pub format: Option<String>,
+    /// The format when `format` is absent or expands to nothing: `source` (the original's
+    /// kind; the default), `auto`, or a format name.
+    pub default_format: Option<String>,
     pub dpr: Option<String>,
     /// URL words for fits, e.g. `{ f = "fill", force = "fill", fill = "cover" }`.
     #[serde(default)]

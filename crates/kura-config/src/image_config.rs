@@ -41,6 +41,20 @@ pub(crate) fn validate_rule_resize(
             "must be a path (`/...`) or an absolute http(s):// URL",
         );
     }
+    let default_format = r
+        .default_format
+        .clone()
+        .unwrap_or_else(|| "source".to_string())
+        .to_ascii_lowercase();
+    if !matches!(
+        default_format.as_str(),
+        "source" | "auto" | "jpeg" | "jpg" | "png" | "webp" | "avif"
+    ) {
+        errs.push(
+            format!("{field}.default_format"),
+            format!("{default_format:?} is not source, auto, jpeg, png, webp or avif"),
+        );
+    }
     for (word, fit) in &r.fit_aliases {
         if !matches!(fit.as_str(), "contain" | "cover" | "fill") {
             errs.push(
@@ -146,6 +160,7 @@ pub(crate) fn validate_rule_resize(
         quality,
         format,
         dpr,
+        default_format,
         fit_aliases: r.fit_aliases.clone(),
         max_width: r.max_width.unwrap_or(DEFAULT_RESIZE_MAX_WIDTH),
         max_height: r.max_height.unwrap_or(DEFAULT_RESIZE_MAX_HEIGHT),

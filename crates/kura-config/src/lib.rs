@@ -476,6 +476,8 @@ pub struct RuleResize {
     pub quality: Option<Template>,
     pub format: Option<Template>,
     pub dpr: Option<Template>,
+    /// Used when the format expands to nothing (`source`, `auto` or a format name).
+    pub default_format: String,
     pub fit_aliases: BTreeMap<String, String>,
     pub max_width: u32,
     pub max_height: u32,

@@ -260,6 +260,35 @@ fn documented_defaults_match_the_code() {
     };
 
     assert_eq!(dur("server.shutdown_grace"), DEFAULT_SHUTDOWN_GRACE);
+    assert_eq!(dur("pools.<name>.whohas_ttl"), DEFAULT_WHOHAS_TTL);
+    assert_eq!(int("pools.<name>.whohas_entries"), DEFAULT_WHOHAS_ENTRIES);
+    assert_eq!(int("...resize.max_width"), DEFAULT_RESIZE_MAX_WIDTH as u64);
+    assert_eq!(
+        int("...resize.max_height"),
+        DEFAULT_RESIZE_MAX_HEIGHT as u64
+    );
+    assert_eq!(
+        int("...resize.max_quality"),
+        DEFAULT_RESIZE_MAX_QUALITY as u64
+    );
+    assert_eq!(
+        int("...resize.default_quality"),
+        DEFAULT_RESIZE_DEFAULT_QUALITY as u64
+    );
+    assert_eq!(int("...resize.max_dpr"), DEFAULT_RESIZE_MAX_DPR as u64);
+    assert_eq!(
+        int("...resize.max_source_pixels"),
+        DEFAULT_RESIZE_MAX_SOURCE_PIXELS
+    );
+    assert_eq!(
+        size("...resize.max_source_bytes"),
+        DEFAULT_RESIZE_MAX_SOURCE_BYTES
+    );
+    assert_eq!(dur("...resize.timeout"), DEFAULT_RESIZE_TIMEOUT);
+    assert_eq!(
+        rows["...resize.signature.capture"],
+        DEFAULT_SIGNATURE_CAPTURE
+    );
     assert_eq!(
         dur("limits.websocket_idle_timeout"),
         DEFAULT_WEBSOCKET_IDLE_TIMEOUT
@@ -522,4 +551,84 @@ pool_template = "tmpl"
     let b = parse_backend("https://api.test").unwrap();
     assert!(b.tls);
     assert_eq!(b.port, 443);
+}
+
+#[test]
+fn resize_rules_and_clusters_name_their_bad_fields() {
+    let toml = r#"
+[[listeners]]
+address = "127.0.0.1:8080"
+[pools.both]
+backends = ["http://127.0.0.1:1"]
+clusters = [{ nodes = ["http://127.0.0.1:2"] }]
+[pools.filers]
+clusters = [{ nodes = ["nope"], headers = { "bad header" = "x" } }, { nodes = [] }]
+[[vhosts]]
+hosts = ["*"]
+[[vhosts.rules]]
+path = "^/(?P<w>[0-9]+)/(?P<src>.+)$"
+action = "resize"
+pool = "filers"
+[vhosts.rules.resize]
+source = "/{src}"
+width = "{nope}"
+default_quality = 95
+default_format = "gif"
+fit_aliases = { f = "stretch" }
+not_found_source = "missing.jpg"
+allowed_sources = ["bad host"]
+signature = { keys = ["zz"], salts = ["00"], capture = "sig" }
+[[vhosts.rules]]
+path = "^/x"
+action = "resize"
+pool = "filers"
+"#;
+    let err = Config::from_toml(toml, Path::new(".")).unwrap_err();
+    let f = fields(&err);
+    for want in [
+        "pools.both.clusters",
+        "pools.filers.clusters[0].nodes[0]",
+        "pools.filers.clusters[0].headers.bad header",
+        "pools.filers.clusters[1].nodes",
+        "vhosts[0].rules[0].resize.width",
+        "vhosts[0].rules[0].resize.default_quality",
+        "vhosts[0].rules[0].resize.default_format",
+        "vhosts[0].rules[0].resize.fit_aliases.f",
+        "vhosts[0].rules[0].resize.not_found_source",
+        "vhosts[0].rules[0].resize.allowed_sources[0]",
+        "vhosts[0].rules[0].resize.signature.capture",
+        "vhosts[0].rules[0].resize.signature",
+        "vhosts[0].rules[1].resize",
+    ] {
+        assert!(f.contains(&want), "{want} missing from {f:?}");
+    }
+}
+
+#[test]
+fn resize_defaults_are_katanas() {
+    let toml = r#"
+[[listeners]]
+address = "127.0.0.1:8080"
+[pools.p]
+backends = ["http://127.0.0.1:1"]
+[[vhosts]]
+hosts = ["*"]
+[[vhosts.rules]]
+path = "^/(?P<w>[0-9]+)/(?P<src>.+)$"
+action = "resize"
+pool = "p"
+[vhosts.rules.resize]
+source = "/{src}"
+width = "{w}"
+"#;
+    let c = Config::from_toml(toml, Path::new(".")).unwrap();
+    let rule = &c.routes.vhosts[0].rules[0];
+    assert_eq!(rule.action, Action::Resize);
+    assert!(rule.cache.is_some(), "variants are cached");
+    let r = rule.resize.as_ref().unwrap();
+    assert_eq!((r.max_width, r.max_height), (1920, 1080));
+    assert_eq!((r.max_quality, r.default_quality), (90, 75));
+    assert_eq!(r.default_format, "source");
+    assert_eq!(r.timeout, DEFAULT_RESIZE_TIMEOUT);
+    assert!(!r.allow_local_sources);
 }

@@ -80,6 +80,10 @@ pub fn args(
         let m = caps.name(&s.capture)?;
         Some((m.as_str().to_string(), vars.path[m.end()..].to_string()))
     });
+    let mut format = t(&r.format);
+    if format.trim().is_empty() && r.default_format != "source" {
+        format = r.default_format.clone();
+    }
     ResizeArgs {
         source: r.source.expand(Some(caps), vars),
         raw: Raw {
@@ -88,7 +92,7 @@ pub fn args(
             fit: t(&r.fit),
             gravity: t(&r.gravity),
             quality: t(&r.quality),
-            format: t(&r.format),
+            format,
             dpr: t(&r.dpr),
         },
         signature,

@@ -202,6 +202,7 @@ height = "{h}"
 fit = "{fit}"
 quality = "{q}"
 format = "{fmt}"
+default_format = "auto"
 fit_aliases = { fit = "contain", fill = "cover", force = "fill" }
 [vhosts.rules.resize.signature]
 keys = ["6f6c64", "736563726574"]
@@ -228,6 +229,17 @@ salts = ["01", "68656c6c6f"]
     assert_eq!(other.status, 403, "a signature covers its own path only");
     let unsigned = get(&kura, &format!("/unsafe{path}"), &[]).await;
     assert_eq!(unsigned.status, 403);
+    // Without @ext the client's Accept decides (default_format = "auto").
+    let bare = "/rs:fit:100:100/plain/p/b.jpg";
+    let r = get(
+        &kura,
+        &format!("/{}{bare}", signer.sign(bare)),
+        &[("accept", "image/avif,image/webp,*/*")],
+    )
+    .await;
+    assert_eq!(r.header("content-type"), Some("image/webp"));
+    assert_eq!(r.header("vary"), Some("Accept"));
+    assert_eq!(dims(&r.body), (100, 75));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

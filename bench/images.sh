@@ -21,7 +21,8 @@ ANCHORS=${ANCHORS:-../shared/tools/anchors.sh}
 OUT=bench/results
 D=/tmp/kura-bench-images
 mkdir -p "$OUT" "$D"
-cargo build --release -p kura -p kura-image --example thumb
+cargo build --release -p kura
+cargo build --release -p kura-image --example thumb
 T=target/release/examples/thumb
 [ -f "$D/photo.jpg" ] || "$T" --generate "$D/photo.jpg" 4000 3000
 

@@ -43,7 +43,7 @@ impl Transformer {
 
     pub async fn run(
         &self,
-        src: bytes_like::Shared,
+        src: bytes::Bytes,
         params: Params,
         chosen: Chosen,
         limits: Limits,
@@ -67,9 +67,4 @@ impl Transformer {
             Ok(Ok(r)) => Ok(r?),
         }
     }
-}
-
-/// Source bytes shared with the blocking thread without a copy.
-pub mod bytes_like {
-    pub type Shared = std::sync::Arc<[u8]>;
 }

@@ -283,7 +283,7 @@ fn damaged_and_non_images_are_errors_not_panics() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pool_bounds_concurrency_and_time() {
-    let src: Arc<[u8]> = jpeg(2000, 1500).into();
+    let src = bytes::Bytes::from(jpeg(2000, 1500));
     let pool = Arc::new(Transformer::new(2));
     let p = params("200", "", "");
     let mut tasks = Vec::new();
@@ -323,4 +323,26 @@ async fn the_pool_bounds_concurrency_and_time() {
     assert!(matches!(e, PoolError::TimedOut(_)), "{e:?}");
     let _ = OutputFormat::Auto;
     let _ = Fit::Cover;
+}
+
+#[test]
+fn the_colour_profile_is_kept_in_jpeg_output() {
+    // jpeg-encoder embeds any bytes as the ICC profile (APP2 ICC_PROFILE); the transform must
+    // carry the same bytes to its output.
+    let profile: Vec<u8> = (0..600u32).map(|i| (i * 7 % 251) as u8).collect();
+    let mut src = Vec::new();
+    let mut enc = jpeg_encoder::Encoder::new(&mut src, 85);
+    enc.add_icc_profile(&profile).unwrap();
+    enc.encode(&rgb(300, 200), 300, 200, jpeg_encoder::ColorType::Rgb)
+        .unwrap();
+    let out = transform(
+        &src,
+        &params("100", "", ""),
+        Chosen::Source,
+        &Limits::default(),
+    )
+    .unwrap();
+    let mut dec = jpeg_decoder::Decoder::new(std::io::Cursor::new(&out.bytes));
+    dec.read_info().unwrap();
+    assert_eq!(dec.icc_profile(), Some(profile));
 }

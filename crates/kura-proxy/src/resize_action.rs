@@ -372,7 +372,7 @@ impl ResizeOrigin {
         let r = &self.rule;
         r.transformer
             .run(
-                Arc::from(&src[..]),
+                src,
                 self.params.clone(),
                 self.chosen,
                 r.limits.clone(),

@@ -41,6 +41,10 @@ pub struct Metrics {
     pub access_log_dropped: IntCounter,
     /// Configuration reloads by result (ok, error).
     pub config_reloads: IntCounterVec,
+    /// Image transforms by result (ok, bad_source, unsupported, busy, timeout, error).
+    pub image_transforms: IntCounterVec,
+    /// Seconds per successful image transform (decode, resize, encode).
+    pub image_transform_seconds: Histogram,
 }
 
 impl Metrics {
@@ -120,8 +124,25 @@ impl Metrics {
             &["result"],
         )
         .expect("static metric");
+        let image_transforms = IntCounterVec::new(
+            Opts::new("image_transforms_total", "Image transforms by result"),
+            &["result"],
+        )
+        .expect("static metric");
+        let image_transform_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "image_transform_seconds",
+                "Time of successful image transforms (decode, resize, encode)",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+        )
+        .expect("static metric");
         for c in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(image_transforms.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(image_transform_seconds.clone()),
+            Box::new(requests.clone()),
             Box::new(request_duration.clone()),
             Box::new(upstream_requests.clone()),
             Box::new(upstream_errors.clone()),
@@ -152,6 +173,8 @@ impl Metrics {
             upgraded_connections,
             access_log_dropped,
             config_reloads,
+            image_transforms,
+            image_transform_seconds,
         }
     }
 

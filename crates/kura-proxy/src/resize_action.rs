@@ -32,10 +32,14 @@ pub struct ResizeRuntime {
     pub limits: Limits,
     pub transformer: Transformer,
     pub signer: Option<Signer>,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl ResizeRuntime {
-    pub fn new(cfg: &RuleResize) -> Result<Self, String> {
+    pub fn new(
+        cfg: &RuleResize,
+        metrics: Option<&Arc<crate::metrics::Metrics>>,
+    ) -> Result<Self, String> {
         let signer = match &cfg.signature {
             Some(s) => Some(Signer::from_hex(&s.keys, &s.salts)?),
             None => None,
@@ -53,6 +57,7 @@ impl ResizeRuntime {
             transformer: Transformer::new(cfg.max_concurrent),
             signer,
             cfg: cfg.clone(),
+            metrics: metrics.cloned(),
         })
     }
 }
@@ -370,7 +375,9 @@ impl ResizeOrigin {
 
     async fn transform(&self, src: Bytes) -> Result<kura_image::Output, OriginError> {
         let r = &self.rule;
-        r.transformer
+        let start = std::time::Instant::now();
+        let result = r
+            .transformer
             .run(
                 src,
                 self.params.clone(),
@@ -378,21 +385,36 @@ impl ResizeOrigin {
                 r.limits.clone(),
                 r.cfg.timeout,
             )
-            .await
-            .map_err(|e| {
-                let code = match &e {
-                    PoolError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
-                    PoolError::TimedOut(_) => StatusCode::GATEWAY_TIMEOUT,
-                    PoolError::Transform(TransformError::Unsupported(_)) => {
-                        StatusCode::UNSUPPORTED_MEDIA_TYPE
-                    }
-                    PoolError::Transform(TransformError::Encode(_)) => {
-                        StatusCode::INTERNAL_SERVER_ERROR
-                    }
-                    PoolError::Transform(_) => StatusCode::BAD_GATEWAY,
-                };
-                OriginError::new(code, e.to_string())
-            })
+            .await;
+        if let Some(m) = &r.metrics {
+            let label = match &result {
+                Ok(_) => {
+                    m.image_transform_seconds
+                        .observe(start.elapsed().as_secs_f64());
+                    "ok"
+                }
+                Err(PoolError::Busy(_)) => "busy",
+                Err(PoolError::TimedOut(_)) => "timeout",
+                Err(PoolError::Transform(TransformError::Unsupported(_))) => "unsupported",
+                Err(PoolError::Transform(TransformError::Encode(_))) => "error",
+                Err(PoolError::Transform(_)) => "bad_source",
+            };
+            m.image_transforms.with_label_values(&[label]).inc();
+        }
+        result.map_err(|e| {
+            let code = match &e {
+                PoolError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+                PoolError::TimedOut(_) => StatusCode::GATEWAY_TIMEOUT,
+                PoolError::Transform(TransformError::Unsupported(_)) => {
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE
+                }
+                PoolError::Transform(TransformError::Encode(_)) => {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
+                PoolError::Transform(_) => StatusCode::BAD_GATEWAY,
+            };
+            OriginError::new(code, e.to_string())
+        })
     }
 
     /// The source is missing: the configured not-found image at the requested size (404, or

@@ -254,7 +254,7 @@ impl RouteTable {
                     shadow,
                     resize: match &r.resize {
                         Some(cfg) => Some(Arc::new(
-                            ResizeRuntime::new(cfg)
+                            ResizeRuntime::new(cfg, metrics)
                                 .map_err(|e| format!("vhost {:?}: resize: {e}", v.name))?,
                         )),
                         None => None,

@@ -110,6 +110,8 @@ fn config(store: &str, rules: &str, extra: &str) -> String {
         r#"
 [[listeners]]
 address = "127.0.0.1:0"
+[admin]
+address = "127.0.0.1:0"
 [cache]
 memory = "64MiB"
 [pools.store]
@@ -337,6 +339,15 @@ width = "{{w}}"
     );
     let avif = get(&kura, "/plain/w16/pic.avif", &[]).await;
     assert_eq!(avif.status, 415, "{}", avif.text());
+    let m = kura.metrics().await;
+    assert!(
+        m.contains("kura_image_transforms_total{result=\"unsupported\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("kura_image_transforms_total{result=\"bad_source\"} 1"),
+        "{m}"
+    );
 
     // not_found_as_200.
     let rules200 = rules.replace(

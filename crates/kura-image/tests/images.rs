@@ -346,3 +346,34 @@ fn the_colour_profile_is_kept_in_jpeg_output() {
     dec.read_info().unwrap();
     assert_eq!(dec.icc_profile(), Some(profile));
 }
+
+#[test]
+fn webp_and_png_sources_are_resized_too() {
+    let limits = Limits::default();
+    let webp_src = webp::Encoder::from_rgb(&rgb(320, 240), 320, 240)
+        .encode(80.0)
+        .to_vec();
+    assert_eq!(
+        image::guess_format(&webp_src).unwrap(),
+        image::ImageFormat::WebP
+    );
+    let out = transform(&webp_src, &params("160", "", ""), Chosen::Source, &limits).unwrap();
+    assert_eq!(out.format, Format::Webp, "a WebP source stays WebP");
+    assert_eq!(
+        (decoded(&out.bytes).width(), decoded(&out.bytes).height()),
+        (160, 120)
+    );
+    let png_src = png_rgba(64, 32);
+    let out = transform(
+        &png_src,
+        &params("32", "", ""),
+        Chosen::Fixed(Format::Jpeg),
+        &limits,
+    )
+    .unwrap();
+    assert_eq!(
+        image::guess_format(&out.bytes).unwrap(),
+        image::ImageFormat::Jpeg
+    );
+    assert_eq!(decoded(&out.bytes).width(), 32);
+}

@@ -168,7 +168,7 @@ fn decode_jpeg(src: &[u8], params: &Params, limits: &Limits) -> Result<Decoded, 
             })
             .collect(),
     };
-    if data.len() != (w * h * 3) as usize {
+    if data.len() != w as usize * h as usize * 3 {
         return Err(TransformError::NotAnImage("truncated JPEG".into()));
     }
     Ok((

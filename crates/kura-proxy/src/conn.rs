@@ -75,13 +75,6 @@ impl ConnState {
         }
     }
 
-    fn bytes_arrived(&self) {
-        if self.phase.load(Relaxed) == IDLE && !self.multiplexed.load(Relaxed) {
-            self.since_ms.store(now_ms(), Relaxed);
-            self.phase.store(HEAD, Relaxed);
-        }
-    }
-
     pub fn check(&self, header_timeout: Duration, idle_timeout: Duration) -> Check {
         let elapsed = now_ms().saturating_sub(self.since_ms.load(Relaxed));
         let (limit, expired) = match self.phase.load(Relaxed) {
@@ -97,25 +90,40 @@ impl ConnState {
     }
 }
 
+/// Told by [`WatchedIo`] whenever bytes are read.
+pub trait ReadObserver {
+    fn bytes_arrived(&self);
+}
+
+impl ReadObserver for ConnState {
+    fn bytes_arrived(&self) {
+        if self.phase.load(Relaxed) == IDLE && !self.multiplexed.load(Relaxed) {
+            self.since_ms.store(now_ms(), Relaxed);
+            self.phase.store(HEAD, Relaxed);
+        }
+    }
+}
+
 impl Default for ConnState {
     fn default() -> Self {
         Self::new()
     }
 }
 
-/// A stream that tells its [`ConnState`] when bytes arrive on an idle connection.
-pub struct WatchedIo<T> {
+/// A stream that tells its observer when bytes arrive: the connection's [`ConnState`] (a new
+/// request head on an idle connection), or a tunnel's activity clock (`upgrade.rs`).
+pub struct WatchedIo<T, O: ReadObserver = ConnState> {
     inner: T,
-    state: std::sync::Arc<ConnState>,
+    state: std::sync::Arc<O>,
 }
 
-impl<T> WatchedIo<T> {
-    pub fn new(inner: T, state: std::sync::Arc<ConnState>) -> Self {
+impl<T, O: ReadObserver> WatchedIo<T, O> {
+    pub fn new(inner: T, state: std::sync::Arc<O>) -> Self {
         WatchedIo { inner, state }
     }
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for WatchedIo<T> {
+impl<T: AsyncRead + Unpin, O: ReadObserver> AsyncRead for WatchedIo<T, O> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -130,7 +138,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for WatchedIo<T> {
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for WatchedIo<T> {
+impl<T: AsyncWrite + Unpin, O: ReadObserver> AsyncWrite for WatchedIo<T, O> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -53,8 +53,8 @@ pub async fn serve(
             let state = Arc::new(ConnState::new());
             let info = conn_info(&shared, peer, "http", &state, &mode);
             let io = TokioIo::new(WatchedIo::new(stream, state.clone()));
-            let svc = service_fn(move |req| service::handle(info.clone(), req));
             if mode.h2c {
+                let svc = service_fn(move |req| service::handle(info.clone(), req));
                 let mut builder = auto::Builder::new(TokioExecutor::new());
                 // The auto builder has no header-size limit of its own: its read buffer bounds
                 // the head (hyper needs at least 8 KiB).
@@ -79,18 +79,7 @@ pub async fn serve(
                 )
                 .await;
             } else {
-                let mut builder = http1::Builder::new();
-                configure_h1(&mut builder, &limits);
-                let conn = builder.serve_connection(io, svc).with_upgrades();
-                drive(
-                    conn,
-                    |c| c.graceful_shutdown(),
-                    &shared,
-                    &state,
-                    &limits,
-                    peer,
-                )
-                .await;
+                serve_h1(io, info, &shared, &state, &limits, peer).await;
             }
         }
         Some(tls) => serve_tls(&shared, &mode, tls, stream, peer, &limits).await,
@@ -146,8 +135,8 @@ async fn serve_tls(
     });
     let info = conn_info(shared, peer, "https", &state, mode);
     let io = TokioIo::new(WatchedIo::new(stream, state.clone()));
-    let svc = service_fn(move |req| service::handle(info.clone(), req));
     if h2 {
+        let svc = service_fn(move |req| service::handle(info.clone(), req));
         let mut builder = http2::Builder::new(TokioExecutor::new());
         builder
             .max_header_list_size(limits.max_header_bytes as u32)
@@ -163,19 +152,26 @@ async fn serve_tls(
         )
         .await;
     } else {
-        let mut builder = http1::Builder::new();
-        configure_h1(&mut builder, limits);
-        let conn = builder.serve_connection(io, svc).with_upgrades();
-        drive(
-            conn,
-            |c| c.graceful_shutdown(),
-            shared,
-            &state,
-            limits,
-            peer,
-        )
-        .await;
+        serve_h1(io, info, shared, &state, limits, peer).await;
     }
+}
+
+/// HTTP/1.1 (with upgrades) on `io`, cleartext or TLS.
+async fn serve_h1<I>(
+    io: TokioIo<I>,
+    info: Arc<ConnInfo>,
+    shared: &Shared,
+    state: &ConnState,
+    limits: &Limits,
+    peer: SocketAddr,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req| service::handle(info.clone(), req));
+    let mut builder = http1::Builder::new();
+    configure_h1(&mut builder, limits);
+    let conn = builder.serve_connection(io, svc).with_upgrades();
+    drive(conn, |c| c.graceful_shutdown(), shared, state, limits, peer).await;
 }
 
 fn tls_error(shared: &Shared, kind: &str) {

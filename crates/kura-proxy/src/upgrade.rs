@@ -4,19 +4,16 @@
 //! closes, the tunnel has been silent for `websocket_idle_timeout`, or shutdown's grace period
 //! ends. kura does not parse frames: any protocol a backend agrees to upgrade to passes.
 
-use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderValue};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::clock::now_ms;
+use crate::conn::{ReadObserver, WatchedIo};
 use crate::state::Shared;
 use crate::upstream::Lease;
 
@@ -58,16 +55,16 @@ pub fn spawn_tunnel(
         drop(lease);
         let metrics = shared.metrics.clone();
         metrics.upgraded_connections.inc();
-        let last = Arc::new(AtomicU64::new(now_ms()));
-        let mut client = Watched::new(TokioIo::new(client), last.clone());
-        let mut upstream = Watched::new(TokioIo::new(upstream), last.clone());
+        let last = Arc::new(Activity(AtomicU64::new(now_ms())));
+        let mut client = WatchedIo::new(TokioIo::new(client), last.clone());
+        let mut upstream = WatchedIo::new(TokioIo::new(upstream), last.clone());
         tokio::select! {
             r = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
                 if let Err(e) = r {
                     tracing::debug!(error = %e, "upgraded connection ended with an error");
                 }
             }
-            _ = idle_timeout(&last, idle) => {
+            _ = idle_timeout(&last.0, idle) => {
                 tracing::debug!(?idle, "upgraded connection idle: closed");
             }
             _ = shared.force.cancelled() => {}
@@ -88,48 +85,12 @@ async fn idle_timeout(last: &AtomicU64, idle: Duration) {
     }
 }
 
-/// A stream that records when bytes last arrived.
-struct Watched<T> {
-    inner: T,
-    last: Arc<AtomicU64>,
-}
+/// The tunnel's activity clock: when bytes last arrived from either side.
+struct Activity(AtomicU64);
 
-impl<T> Watched<T> {
-    fn new(inner: T, last: Arc<AtomicU64>) -> Self {
-        Watched { inner, last }
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let res = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.last.store(now_ms(), Relaxed);
-        }
-        res
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+impl ReadObserver for Activity {
+    fn bytes_arrived(&self) {
+        self.0.store(now_ms(), Relaxed);
     }
 }
 

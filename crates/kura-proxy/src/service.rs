@@ -106,13 +106,20 @@ async fn proxy(
     if let Some(port) = conn.redirect_https {
         return Ok(redirect_to_https(&req, &host, port));
     }
+    // Without Redis frontends the vhost is borrowed from the snapshot (no reference count
+    // touched); with them, it is held by its own `Arc` for the request.
+    let from_redis;
     let vhost = {
         let dynamic = conn.shared.dynamic.load();
-        crate::router::lookup(&rt.table.hosts, &dynamic, &host)
-            .cloned()
-            .ok_or(ProxyError::UnknownHost)?
+        if dynamic.count() == 0 {
+            rt.table.lookup(&host).ok_or(ProxyError::UnknownHost)?
+        } else {
+            from_redis = crate::router::lookup(&rt.table.hosts, &dynamic, &host)
+                .cloned()
+                .ok_or(ProxyError::UnknownHost)?;
+            &from_redis
+        }
     };
-    let vhost = &vhost;
     x.vhost = Some(vhost.clone());
     let vars = Vars {
         host: &host,

@@ -42,8 +42,11 @@ pub struct CacheRequest {
     /// and rule edits applied); the client's conditional and Range headers are still in them.
     pub parts: request::Parts,
     /// The primary cache key.
-    pub key: String,
+    pub key: key::PrimaryKey,
     pub rule: Arc<RuleCache>,
+    /// The client's URL as keyed (`scheme://authority/path?query`), for a cluster owner to
+    /// derive the rule and key itself; `None` for requests kura makes (image originals).
+    pub target: Option<Arc<str>>,
 }
 
 impl CacheRequest {
@@ -53,6 +56,7 @@ impl CacheRequest {
             parts: clone_parts(&self.parts),
             key: self.key.clone(),
             rule: self.rule.clone(),
+            target: self.target.clone(),
         }
     }
 }
@@ -157,40 +161,41 @@ impl Cache {
         origin: Arc<dyn Origin>,
     ) -> Result<Response<CacheBody>, OriginError> {
         let dirs = policy::request_directives(&req.parts.headers);
-        if dirs.no_store {
+        let cookie_pass = req.rule.cookies == kura_config::CookiePolicy::Pass
+            && req.parts.headers.contains_key(header::COOKIE);
+        if dirs.no_store || cookie_pass {
             return self.pass(&req, origin, "bypass").await;
         }
         let now = SystemTime::now();
-        if let Some((obj, source)) = self.lookup(&req).await {
-            let auth_ok = obj.allows_auth || !req.parts.headers.contains_key(header::AUTHORIZATION);
-            if auth_ok {
-                match self.usable(&obj, &req, &dirs, now) {
-                    Use::Fresh => {
-                        self.count_hit(&obj, source);
-                        let status = CacheStatus {
-                            hit: true,
-                            ttl: Some(obj.ttl_secs(now)),
-                            ..Default::default()
-                        };
-                        return Ok(self.respond(&obj, &req, origin, status, now).await);
-                    }
-                    Use::StaleWhileRevalidate(reval) => {
-                        self.count_hit(&obj, source);
-                        Stats::inc(&self.stats.stale_served);
-                        self.spawn_revalidation(&obj, &req, origin.clone(), reval);
-                        let status = CacheStatus {
-                            hit: true,
-                            ttl: Some(obj.ttl_secs(now)),
-                            detail: Some("stale-while-revalidate"),
-                            ..Default::default()
-                        };
-                        return Ok(self.respond(&obj, &req, origin, status, now).await);
-                    }
-                    Use::Revalidate(reval) => {
-                        return self.revalidate(obj, &req, origin, reval, &dirs).await;
-                    }
-                    Use::Mismatch => {}
+        if let Some((obj, source)) = self.lookup(&req).await
+            && may_serve(&obj, &req)
+        {
+            match self.usable(&obj, &req, &dirs, now) {
+                Use::Fresh => {
+                    self.count_hit(&obj, source);
+                    let status = CacheStatus {
+                        hit: true,
+                        ttl: Some(obj.ttl_secs(now)),
+                        ..Default::default()
+                    };
+                    return Ok(self.respond(&obj, &req, origin, status, now).await);
                 }
+                Use::StaleWhileRevalidate(reval) => {
+                    self.count_hit(&obj, source);
+                    Stats::inc(&self.stats.stale_served);
+                    self.spawn_revalidation(&obj, &req, origin.clone(), reval);
+                    let status = CacheStatus {
+                        hit: true,
+                        ttl: Some(obj.ttl_secs(now)),
+                        detail: Some("stale-while-revalidate"),
+                        ..Default::default()
+                    };
+                    return Ok(self.respond(&obj, &req, origin, status, now).await);
+                }
+                Use::Revalidate(reval) => {
+                    return self.revalidate(obj, &req, origin, reval, &dirs).await;
+                }
+                Use::Mismatch => {}
             }
         }
         if dirs.only_if_cached {
@@ -208,14 +213,14 @@ impl Cache {
 
     /// The stored object for the request's key (following a Vary record).
     pub(crate) async fn lookup(&self, req: &CacheRequest) -> Option<(Arc<Object>, Source)> {
-        let (entry, source) = match self.storage.entry_hot(&req.key) {
+        let (entry, source) = match self.storage.entry_hot(req.key.as_str()) {
             Some(e) => (e, Source::Memory),
-            None => self.storage.entry(&req.key).await?,
+            None => self.storage.entry(req.key.as_str()).await?,
         };
         match entry {
             Entry::Object(o) => Some((o, source)),
             Entry::Vary(v) => {
-                let vk = key::variant_key(&req.key, &v.names, &req.parts.headers);
+                let vk = key::variant_key(req.key.as_str(), &v.names, &req.parts.headers);
                 let (entry, source) = match self.storage.entry_hot(&vk) {
                     Some(e) => (e, Source::Memory),
                     None => self.storage.entry(&vk).await?,
@@ -437,7 +442,8 @@ impl Cache {
             if let Ok(v) = HeaderValue::from_str(&format!("max-age={}", age.as_secs())) {
                 h.insert(header::CACHE_CONTROL, v);
             }
-            if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(now + age)) {
+            if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(policy::later(now, age)))
+            {
                 h.insert(header::EXPIRES, v);
             }
         }
@@ -476,11 +482,21 @@ impl Cache {
     }
 }
 
+/// Whether a stored object may answer this request at all: one stored without the origin's
+/// leave to share it with authenticated users (`public`, `s-maxage`, `must-revalidate`) never
+/// answers a request carrying `Authorization`. Every path that hands a stored object to a
+/// request (lookup, a coalesced fill, a fill that found the object stored) asks this.
+pub(crate) fn may_serve(obj: &Object, req: &CacheRequest) -> bool {
+    obj.allows_auth || !req.parts.headers.contains_key(header::AUTHORIZATION)
+}
+
 /// What an origin learns of the cache's fetch (made only when a fetch may happen, so hits
 /// do not pay for it).
 fn fetch_info(req: &CacheRequest, pass: bool) -> crate::origin::FetchInfo {
     crate::origin::FetchInfo {
         key: req.key.as_str().into(),
+        rule: req.key.rule(),
+        target: req.target.clone(),
         pass,
         prefetch: req
             .parts

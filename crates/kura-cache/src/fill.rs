@@ -34,6 +34,54 @@ enum Led {
     Failed(OriginError),
 }
 
+/// Ends what a fill task leads when the task ends without doing so itself (a panic, or the
+/// runtime dropping it at shutdown): waiters get a failure at once instead of waiting
+/// `lock_timeout`, readers of a segment see it fail instead of waiting for ever, and the key
+/// or segment can be fetched again. On the normal paths everything is already ended and the
+/// guard finds nothing to do.
+struct TaskGuard {
+    cache: Arc<Cache>,
+    object: Option<(String, Arc<crate::flight::ObjectFlight>)>,
+    segment: Option<(u64, u32, Arc<SegmentFlight>)>,
+    stream: Option<u64>,
+}
+
+impl TaskGuard {
+    fn new(cache: &Arc<Cache>) -> Self {
+        TaskGuard {
+            cache: cache.clone(),
+            object: None,
+            segment: None,
+            stream: None,
+        }
+    }
+}
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        let flights = &self.cache.flights;
+        if let Some((key, f)) = &self.object {
+            if !f.is_finished() {
+                f.finish(Outcome::Failed(StatusCode::BAD_GATEWAY.as_u16()));
+            }
+            flights.end_object(key, f);
+        }
+        if let Some((version, index, f)) = &self.segment
+            && !f.is_done()
+        {
+            f.finish(false, &flights.buffers);
+            flights.end_segment_flight(*version, *index, f);
+        }
+        if let Some(version) = self.stream {
+            if let Some(s) = flights.stream(version) {
+                s.finish();
+            }
+            flights.end_stream(version);
+            flights.fail_segments_of(version);
+        }
+    }
+}
+
 impl Cache {
     /// Fetches and stores (or passes through) a missing or changed object; coalesced per key.
     pub(crate) async fn fill(
@@ -44,7 +92,7 @@ impl Cache {
     ) -> Result<Response<CacheBody>, OriginError> {
         let flight_key = match &reval {
             Some((obj, _)) => obj.key.clone(),
-            None => req.key.clone(),
+            None => req.key.as_str().to_string(),
         };
         let revalidating = reval.is_some();
         match self.flights.join_object(&flight_key) {
@@ -84,6 +132,7 @@ impl Cache {
                 if !revalidating
                     && let Some((obj, _)) = self.lookup(req).await
                     && obj.is_fresh(SystemTime::now())
+                    && self.answers(&obj, req)
                 {
                     f.finish(Outcome::Stored(obj.clone()));
                     self.flights.end_object(&flight_key, &f);
@@ -101,6 +150,8 @@ impl Cache {
                 let task_req = req.copy();
                 let task_origin = origin.clone();
                 tokio::spawn(async move {
+                    let mut guard = TaskGuard::new(&cache);
+                    guard.object = Some((flight_key.clone(), f.clone()));
                     let led = cache.lead(&task_req, task_origin, reval).await;
                     let outcome = match &led {
                         Led::Stored(o, _, _) => Outcome::Stored(o.clone()),
@@ -134,11 +185,17 @@ impl Cache {
         }
     }
 
-    /// Whether a stored object answers this request (its variant is the request's).
+    /// Whether a stored object answers this request (its variant is the request's, and it
+    /// may be served to it).
     fn answers(&self, obj: &Object, req: &CacheRequest) -> bool {
+        if !crate::engine::may_serve(obj, req) {
+            return false;
+        }
         match key::vary_names(&obj.headers) {
-            Some(names) if names.is_empty() => obj.key == req.key,
-            Some(names) => key::variant_key(&req.key, &names, &req.parts.headers) == obj.key,
+            Some(names) if names.is_empty() => obj.key == req.key.as_str(),
+            Some(names) => {
+                key::variant_key(req.key.as_str(), &names, &req.parts.headers) == obj.key
+            }
             None => false,
         }
     }
@@ -268,7 +325,11 @@ impl Cache {
                 let cache = self.clone();
                 let o = obj.clone();
                 let lower = head.extensions.get::<FromPeer>().is_none();
-                tokio::spawn(async move { cache.pump_segment(&o, 0, body, segment, lower).await });
+                tokio::spawn(async move {
+                    let mut guard = TaskGuard::new(&cache);
+                    guard.segment = Some((o.version, 0, segment.clone()));
+                    cache.pump_segment(&o, 0, body, segment, lower).await
+                });
                 Led::Stored(obj, Some(206), None)
             }
             Err(reason) if total <= self.segment_size => {
@@ -328,6 +389,8 @@ impl Cache {
                 let o = obj.clone();
                 let lower = head.extensions.get::<FromPeer>().is_none();
                 tokio::spawn(async move {
+                    let mut guard = TaskGuard::new(&cache);
+                    guard.stream = Some(o.version);
                     cache.pump_stream(&o, body, first, lower).await;
                     stream.finish();
                     cache.flights.end_stream(o.version);
@@ -376,9 +439,9 @@ impl Cache {
         }
         let vary = key::vary_names(&headers).unwrap_or_default();
         let obj_key = if vary.is_empty() {
-            req.key.clone()
+            req.key.as_str().to_string()
         } else {
-            key::variant_key(&req.key, &vary, &req.parts.headers)
+            key::variant_key(req.key.as_str(), &vary, &req.parts.headers)
         };
         let obj = Arc::new(Object {
             key: obj_key,
@@ -399,7 +462,7 @@ impl Cache {
         });
         if !vary.is_empty() {
             self.storage.put_entry(&Entry::Vary(Arc::new(VaryRecord {
-                key: req.key.clone(),
+                key: req.key.as_str().to_string(),
                 names: vary,
             })));
         }
@@ -558,6 +621,8 @@ impl Cache {
         let mut parts = clone_parts(template);
         let f = flight.clone();
         tokio::spawn(async move {
+            let mut guard = TaskGuard::new(&cache);
+            guard.segment = Some((obj.version, index, f.clone()));
             let start = obj.segment_start(index);
             let Some(len) = obj.segment_len(index) else {
                 f.finish(false, &cache.flights.buffers);
@@ -683,3 +748,7 @@ fn pass_status(code: u16, reason: NoStore) -> HeaderValue {
     }
     .value()
 }
+
+#[cfg(test)]
+#[path = "fill_tests.rs"]
+mod tests;

@@ -41,6 +41,11 @@ impl ObjectFlight {
     pub fn subscribe(&self) -> watch::Receiver<Option<Outcome>> {
         self.tx.subscribe()
     }
+
+    /// An outcome has been published.
+    pub fn is_finished(&self) -> bool {
+        self.tx.borrow().is_some()
+    }
 }
 
 struct SegState {
@@ -77,6 +82,11 @@ impl SegmentFlight {
 
     pub fn bytes(&self) -> u64 {
         self.state.lock().map(|s| s.bytes).unwrap_or(0)
+    }
+
+    /// Completed or failed.
+    pub fn is_done(&self) -> bool {
+        self.state.lock().map(|s| s.done.is_some()).unwrap_or(true)
     }
 
     /// Marks the segment complete (or failed) and returns its bytes joined (in a buffer from
@@ -388,6 +398,36 @@ impl Flights {
     pub fn end_segment(&self, version: u64, index: u32) {
         let mut m = self.segments.lock().unwrap_or_else(|p| p.into_inner());
         m.remove(&(version, index));
+        drop(m);
+        self.segment_ended.notify_waiters();
+    }
+
+    /// Ends `flight` if it is still the flight of `(version, index)`.
+    pub fn end_segment_flight(&self, version: u64, index: u32, flight: &Arc<SegmentFlight>) {
+        let mut m = self.segments.lock().unwrap_or_else(|p| p.into_inner());
+        if m.get(&(version, index))
+            .is_some_and(|f| Arc::ptr_eq(f, flight))
+        {
+            m.remove(&(version, index));
+        }
+        drop(m);
+        self.segment_ended.notify_waiters();
+    }
+
+    /// Fails and ends every unfinished segment flight of `version` (its whole-body fill task
+    /// ended without finishing them).
+    pub fn fail_segments_of(&self, version: u64) {
+        let mut m = self.segments.lock().unwrap_or_else(|p| p.into_inner());
+        let open: Vec<(u64, u32)> = m
+            .iter()
+            .filter(|((v, _), f)| *v == version && !f.is_done())
+            .map(|(k, _)| *k)
+            .collect();
+        for k in open {
+            if let Some(f) = m.remove(&k) {
+                f.finish(false, &self.buffers);
+            }
+        }
         drop(m);
         self.segment_ended.notify_waiters();
     }

@@ -1,34 +1,165 @@
 //! Cache keys.
 //!
-//! A *primary* key names a resource (by default `host/path?query`, or a rule's template, Katana's
-//! `cache_path`). Its path is normalised (dot segments removed, as RFC 3986 §5.2.4) so that
-//! `/a/../b` and `/b` share an entry and no key can climb out of a template's prefix. When a
-//! response has `Vary`, each combination of the varying request headers gets a *variant* key:
-//! the primary key, a NUL, and the normalised header values. NUL cannot occur in a URL, so a
-//! variant key never equals another resource's primary key. Keys are hashed (XXH3-128) only to
-//! name files; the full key is stored beside the data and compared on read, so a hash
-//! collision is a miss, never a wrong answer.
+//! A *primary* key names a resource inside one rule's namespace: [`PrimaryKey`] can only be
+//! made by the constructors here, each of which starts the key with the rule's [`RuleId`] and
+//! a kind letter, so keys of different rules, and of different kinds within a rule, can never
+//! be equal, whatever a client puts in its Host or path:
+//!
+//! - `u` ([`PrimaryKey::url`]): `scheme://authority/path?query`, the default, exactly the
+//!   request kura forwards (the path already normalised by `kura_config::target`);
+//! - `t` ([`PrimaryKey::template`]): a rule's key template (Katana's `cache_path`), its path
+//!   part normalised (dot segments removed);
+//! - `s` ([`PrimaryKey::source`]): an image rule's original; `i` ([`PrimaryKey::image`]): one
+//!   of its variants. No client request maps to these kinds.
+//!
+//! When a response has `Vary`, each combination of the varying request headers gets a
+//! *variant* key: the primary key, a NUL, and the normalised header values. NUL cannot occur
+//! in a URL, so a variant key never equals another resource's primary key. Keys are hashed
+//! (XXH3-128) only to name files; the full key is stored beside the data and compared on read,
+//! so a hash collision is a miss, never a wrong answer.
+
+use std::fmt;
 
 use http::{HeaderMap, HeaderName};
 
 /// Separates the primary key from variant values.
 pub const VARIANT_SEP: char = '\0';
 
-/// The default primary key: `host` + normalised `path` + `?query` (when there is one).
-pub fn default_key(host: &str, path: &str, query: Option<&str>) -> String {
-    let mut k = String::with_capacity(host.len() + path.len() + query.map_or(0, |q| q.len() + 1));
-    k.push_str(host);
-    push_normalized_path(&mut k, path);
-    if let Some(q) = query
-        && !q.is_empty()
-    {
-        k.push('?');
-        k.push_str(q);
+/// A rule's stable identity: a hash of what decides which origin answers and how (its vhost,
+/// path regex, action, pool, templates and header edits), not of its place in the table or
+/// its TTLs. Members of a cluster compare it to refuse a fill for a rule they do not share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RuleId(pub u64);
+
+impl RuleId {
+    /// The identity of a rule described by `spec` (its fields, in a fixed order).
+    pub fn of(spec: &[&str]) -> RuleId {
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        for part in spec {
+            h.update(&(part.len() as u64).to_le_bytes());
+            h.update(part.as_bytes());
+        }
+        RuleId(h.digest())
     }
-    k
+
+    /// 16 hex digits, as in keys and the peer protocol.
+    pub fn hex(&self) -> String {
+        format!("{:016x}", self.0)
+    }
+
+    pub fn parse(hex: &str) -> Option<RuleId> {
+        if hex.len() != 16 {
+            return None;
+        }
+        u64::from_str_radix(hex, 16).ok().map(RuleId)
+    }
 }
 
-/// Normalises the path part of an expanded key template: everything after the first `/`.
+/// What a primary key names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    Url,
+    Template,
+    Source,
+    Image,
+}
+
+impl KeyKind {
+    fn letter(self) -> char {
+        match self {
+            KeyKind::Url => 'u',
+            KeyKind::Template => 't',
+            KeyKind::Source => 's',
+            KeyKind::Image => 'i',
+        }
+    }
+}
+
+/// A primary cache key: `<rule id>:<kind>:<body>`. Only made here.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PrimaryKey(String);
+
+impl PrimaryKey {
+    fn start(rule: RuleId, kind: KeyKind, body_len: usize) -> String {
+        let mut k = String::with_capacity(19 + body_len);
+        k.push_str(&rule.hex());
+        k.push(':');
+        k.push(kind.letter());
+        k.push(':');
+        k
+    }
+
+    /// The key of a URL: the scheme and authority (normalised, default port left out) and the
+    /// normalised path and raw query kura forwards.
+    pub fn url(rule: RuleId, scheme: &str, authority: &str, path: &str, query: &str) -> Self {
+        let mut k = Self::start(
+            rule,
+            KeyKind::Url,
+            scheme.len() + 3 + authority.len() + path.len() + query.len() + 1,
+        );
+        k.push_str(scheme);
+        k.push_str("://");
+        k.push_str(authority);
+        k.push_str(path);
+        if !query.is_empty() {
+            k.push('?');
+            k.push_str(query);
+        }
+        PrimaryKey(k)
+    }
+
+    /// The key a rule's template expanded to (its path part normalised).
+    pub fn template(rule: RuleId, expanded: &str) -> Self {
+        let body = normalize_key(expanded);
+        let mut k = Self::start(rule, KeyKind::Template, body.len());
+        k.push_str(&body);
+        PrimaryKey(k)
+    }
+
+    /// An image rule's original, named by where it is fetched from.
+    pub fn source(rule: RuleId, id: &str) -> Self {
+        let body = normalize_key(id);
+        let mut k = Self::start(rule, KeyKind::Source, body.len());
+        k.push_str(&body);
+        PrimaryKey(k)
+    }
+
+    /// A variant of the original `source` (a key of this rule) with canonical `params`.
+    pub fn image(source: &PrimaryKey, params: &str) -> Self {
+        let (rule, body) = source.0.split_at(16);
+        let body = &body[3..];
+        let mut k = String::with_capacity(source.0.len() + 1 + params.len());
+        k.push_str(rule);
+        k.push_str(":i:");
+        k.push_str(body);
+        k.push('#');
+        k.push_str(params);
+        PrimaryKey(k)
+    }
+
+    /// The raw-key prefix of a rule's keys of `kind` (for purges).
+    pub fn prefix(rule: RuleId, kind: KeyKind) -> String {
+        Self::start(rule, kind, 0)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The rule this key belongs to.
+    pub fn rule(&self) -> Option<RuleId> {
+        RuleId::parse(self.0.get(..16)?)
+    }
+}
+
+impl fmt::Display for PrimaryKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Normalises the path part of an expanded key template: everything after the first `/` and
+/// before the first `?`.
 pub fn normalize_key(key: &str) -> String {
     match key.find('/') {
         None => key.to_string(),
@@ -40,37 +171,10 @@ pub fn normalize_key(key: &str) -> String {
             };
             let mut k = String::with_capacity(key.len());
             k.push_str(head);
-            push_normalized_path(&mut k, path);
+            k.push_str(&kura_config::target::remove_dot_segments(path));
             k.push_str(query);
             k
         }
-    }
-}
-
-/// Appends `path` with `.` and `..` segments resolved (never above the root).
-fn push_normalized_path(out: &mut String, path: &str) {
-    if !path.split('/').any(|s| s == "." || s == "..") {
-        out.push_str(path);
-        return;
-    }
-    let mut segs: Vec<&str> = Vec::new();
-    for s in path.split('/').skip(1) {
-        match s {
-            "." => {}
-            ".." => {
-                segs.pop();
-            }
-            s => segs.push(s),
-        }
-    }
-    // A trailing dot segment leaves a directory path.
-    let trailing = path.ends_with("/.") || path.ends_with("/..");
-    for s in &segs {
-        out.push('/');
-        out.push_str(s);
-    }
-    if segs.is_empty() || trailing {
-        out.push('/');
     }
 }
 
@@ -138,16 +242,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn default_keys_normalise_dot_segments() {
-        assert_eq!(default_key("a.com", "/x/y", Some("q=1")), "a.com/x/y?q=1");
-        assert_eq!(default_key("a.com", "/x/../y", None), "a.com/y");
-        assert_eq!(
-            default_key("a.com", "/../../etc/passwd", None),
-            "a.com/etc/passwd"
+    fn keys_of_rules_and_kinds_never_meet() {
+        let (a, b) = (RuleId::of(&["v", "^/"]), RuleId::of(&["w", "^/"]));
+        assert_ne!(a, b);
+        assert_ne!(RuleId::of(&["ab", "c"]), RuleId::of(&["a", "bc"]));
+        let url = PrimaryKey::url(a, "http", "v.test", "/p", "q=1");
+        assert!(url.as_str().ends_with(":u:http://v.test/p?q=1"), "{url}");
+        assert_eq!(url.rule(), Some(a));
+        assert_ne!(url, PrimaryKey::url(b, "http", "v.test", "/p", "q=1"));
+        assert_ne!(url, PrimaryKey::url(a, "https", "v.test", "/p", "q=1"));
+        assert_ne!(url, PrimaryKey::url(a, "http", "v.test:1234", "/p", "q=1"));
+        // A template that expands to the same text as a URL is another key.
+        assert_ne!(
+            PrimaryKey::template(a, "http://v.test/p?q=1").as_str(),
+            url.as_str()
         );
-        assert_eq!(default_key("a.com", "/a/./b/", Some("")), "a.com/a/b/");
-        assert_eq!(default_key("a.com", "/a/b/..", None), "a.com/a/");
-        assert_eq!(default_key("a.com", "/", None), "a.com/");
+        let src = PrimaryKey::source(a, "storage/orig/x.jpg");
+        assert!(src.as_str().contains(":s:storage/orig/x.jpg"));
+        assert_ne!(src, PrimaryKey::template(a, "storage/orig/x.jpg"));
+        let img = PrimaryKey::image(&src, "w300");
+        assert!(
+            img.as_str().ends_with(":i:storage/orig/x.jpg#w300"),
+            "{img}"
+        );
+        assert_eq!(img.rule(), Some(a));
+        assert!(
+            img.as_str()
+                .starts_with(&PrimaryKey::prefix(a, KeyKind::Image))
+        );
+        assert_eq!(RuleId::parse(&a.hex()), Some(a));
+        assert_eq!(RuleId::parse("xyz"), None);
     }
 
     #[test]

@@ -64,7 +64,8 @@ impl Object {
     }
 
     pub fn age(&self, now: SystemTime) -> Duration {
-        self.age_at_store + now.duration_since(self.stored_at).unwrap_or_default()
+        self.age_at_store
+            .saturating_add(now.duration_since(self.stored_at).unwrap_or_default())
     }
 
     pub fn is_fresh(&self, now: SystemTime) -> bool {
@@ -79,8 +80,8 @@ impl Object {
     /// Seconds of freshness left, negative once stale (for `Cache-Status: ttl`).
     pub fn ttl_secs(&self, now: SystemTime) -> i64 {
         match self.fresh_until.duration_since(now) {
-            Ok(d) => d.as_secs() as i64,
-            Err(e) => -(e.duration().as_secs() as i64),
+            Ok(d) => d.as_secs().min(i64::MAX as u64) as i64,
+            Err(e) => -(e.duration().as_secs().min(i64::MAX as u64) as i64),
         }
     }
 

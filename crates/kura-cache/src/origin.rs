@@ -36,6 +36,10 @@ impl OriginError {
 #[derive(Clone, Debug)]
 pub struct FetchInfo {
     pub key: std::sync::Arc<str>,
+    /// The rule the key belongs to.
+    pub rule: Option<crate::key::RuleId>,
+    /// The client's URL as keyed (see [`crate::CacheRequest::target`]).
+    pub target: Option<std::sync::Arc<str>>,
     pub pass: bool,
     /// Whether readers of this request fetch segments ahead (not for a peer's request: the
     /// asking node fetches ahead itself, from each segment's owner).

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, request};
 use http_cache_semantics::{CacheOptions, CachePolicy, RequestLike, ResponseLike};
-use kura_config::RuleCache;
+use kura_config::{CookiePolicy, RuleCache};
 
 /// Cache-Control directives as (lowercase name, value) pairs.
 pub fn directives(headers: &HeaderMap) -> Vec<(String, Option<String>)> {
@@ -58,12 +58,80 @@ fn has(d: &[(String, Option<String>)], name: &str) -> bool {
     d.iter().any(|(n, _)| n == name)
 }
 
+/// The greatest delta-seconds kura represents: larger values, and values that overflow, are
+/// taken as this (RFC 9111 §1.2.2), so no time arithmetic can overflow.
+pub const MAX_DELTA_SECONDS: u64 = 1 << 31;
+
+/// A delta-seconds value (digits only), saturated at [`MAX_DELTA_SECONDS`]; `None` if it is
+/// not one.
+pub fn delta_seconds(v: &str) -> Option<u64> {
+    let v = v.trim();
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(
+        v.parse::<u64>()
+            .map_or(MAX_DELTA_SECONDS, |n| n.min(MAX_DELTA_SECONDS)),
+    )
+}
+
 fn seconds(d: &[(String, Option<String>)], name: &str) -> Option<Duration> {
     d.iter()
         .find(|(n, _)| n == name)
-        .and_then(|(_, v)| v.as_ref())
-        .and_then(|v| v.parse::<u64>().ok())
+        .and_then(|(_, v)| v.as_deref())
+        .and_then(delta_seconds)
         .map(Duration::from_secs)
+}
+
+/// `now + d`, or a far future when that does not fit.
+pub fn later(now: SystemTime, d: Duration) -> SystemTime {
+    now.checked_add(d)
+        .or_else(|| now.checked_add(Duration::from_secs(MAX_DELTA_SECONDS)))
+        .unwrap_or(now)
+}
+
+/// The directives of the first targeted cache-control field (RFC 9213) in `names` that is
+/// present and valid, when there is one: kura then obeys it instead of `Cache-Control` and
+/// `Expires` (both still reach clients untouched).
+pub fn targeted_directives(
+    headers: &HeaderMap,
+    names: &[HeaderName],
+) -> Option<Vec<(String, Option<String>)>> {
+    names.iter().find_map(|name| {
+        let values: Vec<&HeaderValue> = headers.get_all(name).iter().collect();
+        if values.is_empty() {
+            return None;
+        }
+        let mut out = Vec::new();
+        for v in values {
+            let s = v.to_str().ok()?;
+            for member in split_directives(s) {
+                let member = member.trim();
+                if member.is_empty() {
+                    continue;
+                }
+                let (key, value) = match member.split_once('=') {
+                    Some((k, v)) => (k.trim(), Some(v.trim().trim_matches('"').to_string())),
+                    None => (member, None),
+                };
+                // A Structured Field dictionary key: lowercase, starting with a letter or `*`.
+                let valid_key = key
+                    .bytes()
+                    .next()
+                    .is_some_and(|b| b.is_ascii_lowercase() || b == b'*')
+                    && key.bytes().all(|b| {
+                        b.is_ascii_lowercase()
+                            || b.is_ascii_digit()
+                            || matches!(b, b'_' | b'-' | b'.' | b'*')
+                    });
+                if !valid_key {
+                    return None;
+                }
+                out.push((key.to_string(), value));
+            }
+        }
+        (!out.is_empty()).then_some(out)
+    })
 }
 
 /// The request as the policy crate sees it. The URI and host are those the object was stored
@@ -128,6 +196,12 @@ pub enum NoStore {
     BelowMinTtl,
     /// Carries `Set-Cookie` without `public` or `s-maxage`: a session, not a shared document.
     SetCookie,
+    /// A response to a request with `Authorization` the origin did not mark shareable
+    /// (`public`, `s-maxage`, `must-revalidate`: RFC 9111 §3.5).
+    Authorization,
+    /// A response to a request with `Cookie` the origin did not make cacheable itself (the
+    /// rule's `cookies = "origin"`).
+    Cookie,
 }
 
 impl NoStore {
@@ -138,11 +212,17 @@ impl NoStore {
             NoStore::VaryStar => "vary-star",
             NoStore::BelowMinTtl => "below-min-ttl",
             NoStore::SetCookie => "set-cookie",
+            NoStore::Authorization => "authorization",
+            NoStore::Cookie => "cookie",
         }
     }
 }
 
 /// Evaluates `status`/`headers` (a response to `req`) under the rule's policy.
+///
+/// Who may see a stored response is decided by the origin alone: the rule's TTLs change how
+/// long an object lives, never whether a response to a request with `Authorization` (or, by
+/// default, `Cookie`) is shared.
 pub fn evaluate(
     req: &request::Parts,
     status: StatusCode,
@@ -150,14 +230,34 @@ pub fn evaluate(
     rule: &RuleCache,
     now: SystemTime,
 ) -> Result<Verdict, NoStore> {
-    let d = directives(headers);
+    // Interim answers are never a stored response (RFC 9110 §15.2).
+    if status.is_informational() {
+        return Err(NoStore::NotStorable);
+    }
+    let targeted = targeted_directives(headers, &rule.targeted_cache_control);
+    let d = match &targeted {
+        Some(t) => t.clone(),
+        None => directives(headers),
+    };
     if crate::key::vary_names(headers).is_none() {
         return Err(NoStore::VaryStar);
     }
     if headers.contains_key(header::SET_COOKIE) && !has(&d, "public") && !has(&d, "s-maxage") {
         return Err(NoStore::SetCookie);
     }
-    let (view, strip) = policy_view(headers, &d, rule);
+    let origin_shares = has(&d, "public") || has(&d, "s-maxage") || has(&d, "must-revalidate");
+    if req.headers.contains_key(header::AUTHORIZATION) && !origin_shares {
+        return Err(NoStore::Authorization);
+    }
+    let explicit = has(&d, "max-age")
+        || has(&d, "s-maxage")
+        || (targeted.is_none() && headers.contains_key(header::EXPIRES));
+    let cookie_bound =
+        rule.cookies == CookiePolicy::Origin && req.headers.contains_key(header::COOKIE);
+    if cookie_bound && !explicit && !has(&d, "public") {
+        return Err(NoStore::Cookie);
+    }
+    let (view, strip) = policy_view(headers, &d, targeted.is_some(), rule, !cookie_bound);
     let policy_headers = view.as_ref().unwrap_or(headers);
     let policy = CachePolicy::new_options(
         &PolicyRequest {
@@ -186,34 +286,56 @@ pub fn evaluate(
     let must_revalidate = has(&d, "must-revalidate")
         || has(&d, "proxy-revalidate")
         || unqualified_no_cache
-        || (!headers.contains_key(header::CACHE_CONTROL)
+        || (targeted.is_none()
+            && !headers.contains_key(header::CACHE_CONTROL)
             && headers
                 .get(header::PRAGMA)
                 .is_some_and(|p| p.as_bytes().windows(8).any(|w| w == b"no-cache")));
     Ok(Verdict {
         strip,
         age_at_store: policy.age(now),
-        fresh_until: now + ttl,
+        fresh_until: later(now, ttl),
         stale_while_revalidate: seconds(&d, "stale-while-revalidate")
             .unwrap_or(rule.stale_while_revalidate),
         stale_if_error: seconds(&d, "stale-if-error").unwrap_or(rule.stale_if_error),
         must_revalidate,
-        allows_auth: has(&d, "public") || has(&d, "s-maxage") || has(&d, "must-revalidate"),
+        allows_auth: origin_shares,
         policy,
     })
 }
 
+/// Whether an `Age` field is one valid delta-seconds value: one field line, digits only
+/// (RFC 9111 §5.1). Anything else (non-numeric, negative, fractional, a list, two lines) is
+/// invalid, and kura takes the response as stale on arrival: the public conformance suite
+/// requires it, and it is the reading that can cost a revalidation but never serve an old
+/// answer as fresh.
+fn age_is_valid(ages: &[&HeaderValue]) -> bool {
+    match ages {
+        [] => true,
+        [one] => {
+            let b = one.as_bytes();
+            !b.is_empty() && b.iter().all(u8::is_ascii_digit)
+        }
+        _ => false,
+    }
+}
+
 /// The headers the policy crate should judge, when they differ from the response's, and the
 /// fields not to store. The crate matches directive names case-sensitively, treats a qualified
-/// `no-cache="f"` / `private="f"` like the plain directive, and reads the first number of an
-/// invalid `Age`; RFC 9111 says names are case-insensitive (§5.2), the qualified forms only
-/// forbid storing (or reusing without revalidation) the listed fields (§5.2.2.4, §5.2.2.7), and
-/// an invalid `Age` makes the response stale. The rule's forced TTL replaces the response's
-/// freshness; its default TTL fills in when the response has none.
+/// `no-cache="f"` / `private="f"` like the plain directive, reads the first number of an
+/// invalid `Age` and does unchecked time arithmetic on the numbers it reads; RFC 9111 says
+/// names are case-insensitive (§5.2), the qualified forms only forbid storing (or reusing
+/// without revalidation) the listed fields (§5.2.2.4, §5.2.2.7), an invalid `Age` makes the
+/// response stale here, and delta-seconds saturate at 2^31 (§1.2.2). A targeted field
+/// (`targeted`) replaces `Cache-Control` and `Expires`. When `operator_ttl` is set, the
+/// rule's forced TTL replaces the response's freshness and its default TTL fills in when the
+/// response has none.
 fn policy_view(
     headers: &HeaderMap,
     d: &[(String, Option<String>)],
+    targeted: bool,
     rule: &RuleCache,
+    operator_ttl: bool,
 ) -> (Option<HeaderMap>, Vec<HeaderName>) {
     let qualified =
         |n: &str, v: &Option<String>| matches!(n, "no-cache" | "private") && v.is_some();
@@ -234,24 +356,45 @@ fn policy_view(
         .collect();
     let mixed_case = cc_raw.iter().any(|v| v.iter().any(u8::is_ascii_uppercase));
     let ages: Vec<&HeaderValue> = headers.get_all(header::AGE).iter().collect();
-    let bad_age = match ages.as_slice() {
-        [] => false,
-        [one] => one.is_empty() || !one.as_bytes().iter().all(u8::is_ascii_digit),
-        _ => true,
-    };
-    let explicit = has(d, "max-age") || has(d, "s-maxage") || headers.contains_key(header::EXPIRES);
+    let bad_age = !age_is_valid(&ages);
+    let big_age = ages.first().is_some_and(|a| {
+        a.to_str()
+            .ok()
+            .and_then(delta_seconds)
+            .is_some_and(|n| n >= MAX_DELTA_SECONDS || a.len() > 10)
+    });
+    // Numbers the crate would read unchecked: keep every delta-seconds within range.
+    let big_number = d.iter().any(|(_, v)| {
+        v.as_deref()
+            .is_some_and(|v| v.len() > 10 && v.bytes().all(|b| b.is_ascii_digit()))
+    });
+    let explicit = has(d, "max-age")
+        || has(d, "s-maxage")
+        || (!targeted && headers.contains_key(header::EXPIRES));
     let ttl = match (rule.force_ttl, rule.default_ttl) {
+        _ if !operator_ttl => None,
         (Some(force), _) => Some(force),
         (None, Some(default)) if !explicit => Some(default),
         _ => None,
     };
-    if !mixed_case && strip.is_empty() && !bad_age && ttl.is_none() {
+    if !mixed_case
+        && strip.is_empty()
+        && !bad_age
+        && !big_age
+        && !big_number
+        && !targeted
+        && ttl.is_none()
+    {
         return (None, strip);
     }
     let mut h = headers.clone();
     let mut parts: Vec<String> = Vec::new();
+    if targeted {
+        h.remove(header::EXPIRES);
+        h.remove(header::PRAGMA);
+    }
     if let Some(ttl) = ttl {
-        parts.push(format!("s-maxage={}", ttl.as_secs()));
+        parts.push(format!("s-maxage={}", ttl.as_secs().min(MAX_DELTA_SECONDS)));
         h.remove(header::EXPIRES);
         h.remove(header::PRAGMA);
     }
@@ -265,7 +408,10 @@ fn policy_view(
             continue;
         }
         parts.push(match v {
-            Some(v) => format!("{n}={v}"),
+            Some(v) => match delta_seconds(v) {
+                Some(secs) => format!("{n}={secs}"),
+                None => format!("{n}={v}"),
+            },
             None => n.clone(),
         });
     }
@@ -275,9 +421,9 @@ fn policy_view(
     {
         h.insert(header::CACHE_CONTROL, v);
     }
-    if bad_age {
+    if bad_age || big_age {
         // Older than any freshness lifetime: stale from the start.
-        h.insert(header::AGE, HeaderValue::from_static("2147483648"));
+        h.insert(header::AGE, HeaderValue::from(MAX_DELTA_SECONDS));
     }
     (Some(h), strip)
 }

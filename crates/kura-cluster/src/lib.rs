@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use http::HeaderValue;
 use kura_cache::Origin;
+use kura_cache::key::RuleId;
 use kura_config::{ClusterConfig, MemberSource};
 use tokio_util::sync::CancellationToken;
 
@@ -110,18 +111,13 @@ impl Cluster {
         })
     }
 
-    /// `local` (a rule's origin) behind the peer tier; `vhost` and `rule` index the rule in the
-    /// route table, which every member shares.
-    pub fn origin(
-        self: &Arc<Self>,
-        local: Arc<dyn Origin>,
-        vhost: usize,
-        rule: usize,
-    ) -> Arc<dyn Origin> {
+    /// `local` (a rule's origin) behind the peer tier; `rule` is the rule's identity, which
+    /// the owner checks against its own route table.
+    pub fn origin(self: &Arc<Self>, local: Arc<dyn Origin>, rule: RuleId) -> Arc<dyn Origin> {
         Arc::new(ClusterOrigin {
             cluster: self.clone(),
             local,
-            rule: HeaderValue::from_str(&format!("{vhost}:{rule}")).expect("digits"),
+            rule: HeaderValue::from_str(&rule.hex()).expect("hex digits"),
         })
     }
 

@@ -33,7 +33,7 @@ use crate::wire;
 pub struct ClusterOrigin {
     pub(crate) cluster: Arc<Cluster>,
     pub(crate) local: Arc<dyn Origin>,
-    /// `vhost-index:rule-index`.
+    /// The rule's identity, in hex.
     pub(crate) rule: HeaderValue,
 }
 
@@ -57,8 +57,8 @@ impl Origin for ClusterOrigin {
         Box::pin(async move {
             let hops = wire::hops(&req.headers);
             wire::strip_request(&mut req.headers);
-            if let Some((owner, addr, key)) = cluster.route(&req, hops) {
-                match ask(&cluster, addr, &req, &rule, key, hops).await {
+            if let Some((owner, addr, named)) = cluster.route(&req, hops) {
+                match ask(&cluster, addr, &req, &rule, named, hops).await {
                     Ok(resp) => return Ok(resp),
                     Err(miss) => {
                         tracing::debug!(peer = %owner, %miss, "owner's answer not used; fetching from the origin");
@@ -96,13 +96,12 @@ fn miss_kind(m: &Miss) -> &'static str {
 }
 
 impl Cluster {
-    /// The owner of this fetch, when it is another member: its id, address and the key.
-    fn route(
-        &self,
-        req: &request::Parts,
-        hops: u32,
-    ) -> Option<(Arc<str>, SocketAddr, HeaderValue)> {
+    /// The owner of this fetch, when it is another member: its id, address and what names
+    /// the fetch to it (the key, and the client URL it derives the key from).
+    fn route(&self, req: &request::Parts, hops: u32) -> Option<(Arc<str>, SocketAddr, Named)> {
         let info = req.extensions.get::<FetchInfo>()?;
+        // Without the client's URL the owner could not check the key: fetch here.
+        let target = HeaderValue::from_str(info.target.as_deref()?).ok()?;
         if info.pass || hops >= wire::MAX_HOPS {
             return None;
         }
@@ -120,8 +119,14 @@ impl Cluster {
         }
         let addr = owner.parse().ok()?;
         let key = HeaderValue::from_str(&info.key).ok()?;
-        Some((owner, addr, key))
+        Some((owner, addr, Named { key, target }))
     }
+}
+
+/// What names a fetch to its owner.
+struct Named {
+    key: HeaderValue,
+    target: HeaderValue,
 }
 
 /// Asks the owner for the fetch `req` stands for.
@@ -130,7 +135,7 @@ async fn ask(
     addr: SocketAddr,
     req: &request::Parts,
     rule: &HeaderValue,
-    key: HeaderValue,
+    named: Named,
     hops: u32,
 ) -> Result<Response<OriginBody>, Miss> {
     let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
@@ -157,7 +162,8 @@ async fn ask(
         HeaderValue::from_str(&cluster.secret).map_err(|_| Miss::Body("secret"))?,
     );
     h.insert(wire::RULE, rule.clone());
-    h.insert(wire::KEY, key);
+    h.insert(wire::KEY, named.key);
+    h.insert(wire::URL, named.target);
     h.insert(wire::HOPS, HeaderValue::from(hops + 1));
     let timeout = cluster.peer_timeout;
     let resp = match tokio::time::timeout(timeout, cluster.client.send(addr, out, timeout)).await {

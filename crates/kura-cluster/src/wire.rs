@@ -1,10 +1,12 @@
 //! The peer protocol, over HTTP/2 (cleartext, prior knowledge) between members.
 //!
 //! A request is the cache's own origin request (method, path, headers, `Range`, `If-Range`)
-//! plus: [`SECRET`] (the shared secret; refused without it), [`RULE`] (which cache rule of
-//! the route table, as `vhost-index:rule-index`; members run the same configuration), [`KEY`]
-//! (the cache key) and [`HOPS`] (forwards so far, to stop loops when two members disagree on
-//! the owner). The owner answers through its own cache, coalesced with everything else it
+//! plus: [`SECRET`] (the shared secret; refused without it), [`RULE`] (the identity of the
+//! asker's rule, a hash of its spec), [`URL`] (the client's URL as keyed), [`KEY`] (the key
+//! the asker computed) and [`HOPS`] (forwards so far, to stop loops when two members disagree on
+//! the owner). The owner derives rule and key itself by routing [`URL`] through its own
+//! table, and answers 421 when its rule or key differs (a member running another
+//! configuration), so a peer can never make it fill a key of its choosing. The owner answers through its own cache, coalesced with everything else it
 //! serves, adds [`OWNER`], and sends the body's CRC32C in the trailer [`CRC`] so the asker can
 //! check what it received before using it.
 
@@ -18,6 +20,7 @@ use http_body::{Body, Frame, SizeHint};
 pub const SECRET: HeaderName = HeaderName::from_static("x-kura-peer-secret");
 pub const RULE: HeaderName = HeaderName::from_static("x-kura-peer-rule");
 pub const KEY: HeaderName = HeaderName::from_static("x-kura-peer-key");
+pub const URL: HeaderName = HeaderName::from_static("x-kura-peer-url");
 pub const HOPS: HeaderName = HeaderName::from_static("x-kura-peer-hops");
 pub const OWNER: HeaderName = HeaderName::from_static("x-kura-peer-owner");
 pub const CRC: HeaderName = HeaderName::from_static("x-kura-crc32c");
@@ -27,7 +30,7 @@ pub const MAX_HOPS: u32 = 2;
 
 /// Removes the protocol's request headers (before a request goes to an origin).
 pub fn strip_request(h: &mut HeaderMap) {
-    for n in [SECRET, RULE, KEY, HOPS] {
+    for n in [SECRET, RULE, KEY, URL, HOPS] {
         h.remove(n);
     }
 }

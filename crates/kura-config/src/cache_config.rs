@@ -10,7 +10,7 @@ use crate::defaults::*;
 use crate::file::{FileCache, FileRuleCache, SizeValue};
 use crate::units::{parse_duration, size_value};
 use crate::validate::Errors;
-use crate::{CacheConfig, DiskConfig, RuleCache, Template};
+use crate::{CacheConfig, CookiePolicy, DiskConfig, RuleCache, Template};
 
 fn size_field(errs: &mut Errors, field: &str, v: &Option<SizeValue>, default: u64) -> u64 {
     match v {
@@ -74,19 +74,7 @@ pub(crate) fn validate_cache(c: Option<&FileCache>, base: &Path, errs: &mut Erro
             format!("must be between {MIN_SEGMENT_SIZE} and {MAX_SEGMENT_SIZE} bytes"),
         );
     }
-    let mut purge_allow = Vec::new();
-    for (i, a) in c.purge_allow.iter().flatten().enumerate() {
-        let parsed = a
-            .parse::<ipnet::IpNet>()
-            .or_else(|_| a.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
-        match parsed {
-            Ok(net) => purge_allow.push(net),
-            Err(_) => errs.push(
-                format!("cache.purge_allow[{i}]"),
-                format!("{a:?} is not an IP address or CIDR block"),
-            ),
-        }
-    }
+    let purge_allow = crate::validate::parse_nets("cache.purge_allow", &c.purge_allow, errs);
     CacheConfig {
         memory_bytes,
         disk,
@@ -94,6 +82,29 @@ pub(crate) fn validate_cache(c: Option<&FileCache>, base: &Path, errs: &mut Erro
         prefetch_segments: c.prefetch_segments.unwrap_or(DEFAULT_PREFETCH_SEGMENTS),
         purge_allow,
         lock_timeout: errs.duration("cache.lock_timeout", &c.lock_timeout, DEFAULT_LOCK_TIMEOUT),
+        targeted_cache_control: match &c.targeted_cache_control {
+            None => DEFAULT_TARGETED_CACHE_CONTROL
+                .iter()
+                .map(|n| http::HeaderName::from_static(n))
+                .collect(),
+            Some(names) => names
+                .iter()
+                .enumerate()
+                .filter_map(|(i, n)| {
+                    let parsed = http::HeaderName::from_bytes(n.trim().as_bytes()).ok();
+                    match parsed {
+                        Some(h) if h != http::header::CACHE_CONTROL => Some(h),
+                        _ => {
+                            errs.push(
+                                format!("cache.targeted_cache_control[{i}]"),
+                                format!("{n:?} is not a header name other than Cache-Control"),
+                            );
+                            None
+                        }
+                    }
+                })
+                .collect(),
+        },
     }
 }
 
@@ -140,7 +151,21 @@ pub(crate) fn validate_rule_cache(
             "needs a disk tier: set cache.dir",
         );
     }
+    let cookies = match c.cookies.as_deref() {
+        None | Some("origin") => CookiePolicy::Origin,
+        Some("pass") => CookiePolicy::Pass,
+        Some("ignore") => CookiePolicy::Ignore,
+        Some(other) => {
+            errs.push(
+                format!("{field}.cookies"),
+                format!("{other:?} is not one of origin, pass, ignore"),
+            );
+            CookiePolicy::Origin
+        }
+    };
     RuleCache {
+        cookies,
+        targeted_cache_control: Vec::new(),
         key,
         min_ttl: errs.duration(&format!("{field}.min_ttl"), &c.min_ttl, Duration::ZERO),
         default_ttl,

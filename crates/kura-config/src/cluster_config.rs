@@ -85,7 +85,7 @@ pub(crate) fn validate_cluster(
             if prefix.is_empty() {
                 errs.push("cluster.etcd_prefix", "must not be empty");
             }
-            let lease_ttl = errs.duration("cluster.lease_ttl", &c.lease_ttl, DEFAULT_LEASE_TTL);
+            let lease_ttl = errs.period("cluster.lease_ttl", &c.lease_ttl, DEFAULT_LEASE_TTL);
             if lease_ttl.as_secs() < 2 {
                 errs.push("cluster.lease_ttl", "must be at least 2s");
             }

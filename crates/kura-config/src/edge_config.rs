@@ -167,7 +167,7 @@ pub(crate) fn validate_redis(
     };
     pool_template.backends.clear();
     pool_template.dead_backend_ttl = dead_backend_ttl;
-    let resync_interval = errs.duration(
+    let resync_interval = errs.period(
         "redis.resync_interval",
         &r.resync_interval,
         DEFAULT_REDIS_RESYNC_INTERVAL,

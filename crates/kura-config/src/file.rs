@@ -103,6 +103,8 @@ pub struct FileServer {
     pub shutdown_grace: Option<String>,
     /// Token added to `Via` headers.
     pub via: Option<String>,
+    /// Peers (IPs or CIDR blocks) whose `Forwarded` / `X-Forwarded-*` headers are believed.
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
@@ -164,6 +166,9 @@ pub struct FileCache {
     pub purge_allow: Option<Vec<String>>,
     /// How long a request waits for another request's fetch of the same object.
     pub lock_timeout: Option<String>,
+    /// Targeted cache-control fields (RFC 9213) kura obeys instead of `Cache-Control`, the
+    /// first present one winning; default `["CDN-Cache-Control"]`.
+    pub targeted_cache_control: Option<Vec<String>>,
 }
 
 /// Caching policy of one rule (`action = "cache"`).
@@ -179,6 +184,8 @@ pub struct FileRuleCache {
     pub stale_while_revalidate: Option<String>,
     pub stale_if_error: Option<String>,
     pub accel_redirect: Option<String>,
+    /// Requests carrying `Cookie`: `origin` (default), `pass` or `ignore`.
+    pub cookies: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]

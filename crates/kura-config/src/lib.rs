@@ -14,6 +14,7 @@ mod edge_config;
 mod file;
 mod image_config;
 mod shadow_config;
+pub mod target;
 mod template;
 mod units;
 mod validate;
@@ -164,6 +165,8 @@ pub struct CacheConfig {
     pub prefetch_segments: u32,
     pub purge_allow: Vec<ipnet::IpNet>,
     pub lock_timeout: Duration,
+    /// Targeted cache-control fields obeyed instead of `Cache-Control` (RFC 9213), in order.
+    pub targeted_cache_control: Vec<HeaderName>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,6 +196,24 @@ pub struct RuleCache {
     pub stale_if_error: Duration,
     /// X-Accel-Redirect prefix: hits on disk answer with the file's internal path.
     pub accel_redirect: Option<String>,
+    /// What requests carrying `Cookie` get.
+    pub cookies: CookiePolicy,
+    /// Targeted cache-control fields, from `[cache]` (the same for every rule).
+    pub targeted_cache_control: Vec<HeaderName>,
+}
+
+/// What a cache rule does with requests that carry `Cookie`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CookiePolicy {
+    /// Served from the cache; their responses are stored only when the origin itself made
+    /// them cacheable (`max-age`, `s-maxage`, `Expires` or `public`): the rule's TTLs and
+    /// heuristic freshness never make a response to a cookie-carrying request shared.
+    #[default]
+    Origin,
+    /// Passed to the origin, never answered from nor stored in the cache (Varnish's default).
+    Pass,
+    /// Treated like any request (nginx's default): the rule's TTLs apply.
+    Ignore,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -263,6 +284,9 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// The pseudonym in `Via` headers (`1.1 kura`).
     pub via: String,
+    /// Peers whose forwarding headers are kept (`X-Forwarded-For` appended to, their
+    /// `X-Forwarded-Proto` taken as the scheme); from anyone else they are removed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// Client-facing limits. Each maps to a precise status: headers → 431, body → 413.

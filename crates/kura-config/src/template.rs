@@ -10,11 +10,14 @@ use std::fmt;
 
 use regex::{Captures, Regex};
 
+use crate::target::{Placement, TargetError, check_capture};
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Part {
     Literal(String),
-    Group(usize),
-    Var(Var),
+    /// A capture group, and where the template places it.
+    Group(usize, Placement),
+    Var(Var, Placement),
 }
 
 /// Built-in template variables, taken from the request.
@@ -81,12 +84,13 @@ impl Template {
                             }
                         }
                     }
+                    let at = placement(&parts, &lit);
                     let part = match group_index(re, &name) {
-                        Some(index) => Part::Group(index),
+                        Some(index) => Part::Group(index, at),
                         None => match name.as_str() {
-                            "host" => Part::Var(Var::Host),
-                            "path" => Part::Var(Var::Path),
-                            "query" => Part::Var(Var::Query),
+                            "host" => Part::Var(Var::Host, at),
+                            "path" => Part::Var(Var::Path, at),
+                            "query" => Part::Var(Var::Query, Placement::Query),
                             _ => {
                                 return Err(TemplateError(format!(
                                     "template {source:?} uses `{name}`, which is neither a capture of the path regex nor one of host, path, query"
@@ -123,7 +127,7 @@ impl Template {
 
     /// True when the template uses a capture group (the regex must then be run with captures).
     pub fn uses_captures(&self) -> bool {
-        self.parts.iter().any(|p| matches!(p, Part::Group(_)))
+        self.parts.iter().any(|p| matches!(p, Part::Group(..)))
     }
 
     /// Appends the expansion to `out`; a group that did not participate expands to nothing.
@@ -131,16 +135,42 @@ impl Template {
         for part in &self.parts {
             match part {
                 Part::Literal(s) => out.push_str(s),
-                Part::Group(i) => {
+                Part::Group(i, _) => {
                     if let Some(m) = caps.and_then(|c| c.get(*i)) {
                         out.push_str(m.as_str());
                     }
                 }
-                Part::Var(Var::Host) => out.push_str(vars.host),
-                Part::Var(Var::Path) => out.push_str(vars.path),
-                Part::Var(Var::Query) => out.push_str(vars.query),
+                Part::Var(v, _) => out.push_str(var(*v, vars)),
             }
         }
+    }
+
+    /// The expansion, with every capture and request value checked for where it lands
+    /// ([`check_capture`]): a value that would climb out of the template's prefix or change
+    /// a host is refused. Used for everything a request's path feeds (rewrites, cache keys,
+    /// image sources).
+    pub fn expand_checked(
+        &self,
+        caps: Option<&Captures<'_>>,
+        vars: &Vars<'_>,
+    ) -> Result<String, TargetError> {
+        let mut out = String::with_capacity(self.source.len() + 32);
+        for part in &self.parts {
+            let (value, at) = match part {
+                Part::Literal(s) => {
+                    out.push_str(s);
+                    continue;
+                }
+                Part::Group(i, at) => match caps.and_then(|c| c.get(*i)) {
+                    Some(m) => (m.as_str(), *at),
+                    None => continue,
+                },
+                Part::Var(v, at) => (var(*v, vars), *at),
+            };
+            check_capture(value, at)?;
+            out.push_str(value);
+        }
+        Ok(out)
     }
 
     /// The expansion as a new string.
@@ -148,6 +178,38 @@ impl Template {
         let mut out = String::with_capacity(self.source.len() + 32);
         self.expand_into(caps, vars, &mut out);
         out
+    }
+}
+
+fn var<'a>(v: Var, vars: &Vars<'a>) -> &'a str {
+    match v {
+        Var::Host => vars.host,
+        Var::Path => vars.path,
+        Var::Query => vars.query,
+    }
+}
+
+/// Where a placeholder that follows `parts` and the pending literal `lit` lands: in a URL's
+/// authority when the text so far is `scheme://` plus host characters with no `/` after it;
+/// in a query after a literal `?`; in a path otherwise.
+fn placement(parts: &[Part], lit: &str) -> Placement {
+    let mut before = String::new();
+    for p in parts {
+        match p {
+            Part::Literal(s) => before.push_str(s),
+            // A placeholder already in the query keeps what follows in the query; one in
+            // the authority keeps it there until a literal `/` ends the authority.
+            Part::Group(_, Placement::Query) | Part::Var(_, Placement::Query) => before.push('?'),
+            Part::Group(..) | Part::Var(..) => before.push('x'),
+        }
+    }
+    before.push_str(lit);
+    if before.contains('?') {
+        return Placement::Query;
+    }
+    match before.find("://") {
+        Some(i) if !before[i + 3..].contains('/') => Placement::Authority,
+        _ => Placement::Path,
     }
 }
 
@@ -221,5 +283,41 @@ mod tests {
         let v = Vars::default();
         assert_eq!(t.expand(Some(&re.captures("/a").unwrap()), &v), "/z");
         assert_eq!(t.expand(Some(&re.captures("/a/b").unwrap()), &v), "/z/b");
+    }
+
+    #[test]
+    fn checked_expansion_keeps_values_inside_their_place() {
+        let re = Regex::new(r"^/img/(?P<rest>.*)$").unwrap();
+        let vars = Vars::default();
+        let t = Template::compile("/v2/{rest}?r={rest}", &re).unwrap();
+        let caps = re.captures("/img/a/b.jpg").unwrap();
+        assert_eq!(
+            t.expand_checked(Some(&caps), &vars).unwrap(),
+            "/v2/a/b.jpg?r=a/b.jpg"
+        );
+        for bad in [
+            "/img/x/%2e%2e/y",
+            "/img/..%2f",
+            "/img/a\\b",
+            "/img/%252e%252e",
+        ] {
+            let caps = re.captures(bad).unwrap();
+            assert!(t.expand_checked(Some(&caps), &vars).is_err(), "{bad}");
+        }
+        // In an authority, a value can only be host characters.
+        let host = Template::compile("http://{rest}.img.test/x", &re).unwrap();
+        let ok = re.captures("/img/bucket-1").unwrap();
+        assert_eq!(
+            host.expand_checked(Some(&ok), &vars).unwrap(),
+            "http://bucket-1.img.test/x"
+        );
+        for bad in ["/img/evil.test@a", "/img/evil.test/x", "/img/a:1"] {
+            let caps = re.captures(bad).unwrap();
+            assert!(host.expand_checked(Some(&caps), &vars).is_err(), "{bad}");
+        }
+        // A whole-URL capture is an authority at first: `@` cannot smuggle a host.
+        let whole = Template::compile("http://{rest}", &re).unwrap();
+        let caps = re.captures("/img/allowed.test@evil.test/x").unwrap();
+        assert!(whole.expand_checked(Some(&caps), &vars).is_err());
     }
 }

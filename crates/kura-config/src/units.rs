@@ -5,10 +5,19 @@ use std::time::Duration;
 
 use crate::file::SizeValue;
 
-/// Parses a human duration such as `30s`, `1m 30s` or `250ms`.
+/// The longest duration any field takes: beyond it, time arithmetic (`now + ttl`) could
+/// overflow, and no operator means it.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 31_557_600);
+
+/// Parses a human duration such as `30s`, `1m 30s` or `250ms`, at most [`MAX_DURATION`].
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim())
-        .map_err(|e| format!("{text:?} is not a duration ({e}); write e.g. \"30s\" or \"250ms\""))
+    let d = humantime::parse_duration(text.trim()).map_err(|e| {
+        format!("{text:?} is not a duration ({e}); write e.g. \"30s\" or \"250ms\"")
+    })?;
+    if d > MAX_DURATION {
+        return Err(format!("{text:?} is longer than 100 years"));
+    }
+    Ok(d)
 }
 
 /// Parses a size: bytes, or a number with a unit (`K`/`M`/`G` are powers of 1000, `KiB`/`MiB`/`GiB`
@@ -37,6 +46,9 @@ mod tests {
         assert_eq!(parse_duration("1m 30s").unwrap(), Duration::from_secs(90));
         assert!(parse_duration("soon").unwrap_err().contains("soon"));
         assert!(parse_duration("30").is_err());
+        assert!(parse_duration("1000000000y").is_err());
+        assert!(parse_duration("101y").unwrap_err().contains("100 years"));
+        assert!(parse_duration("100y").is_ok());
     }
 
     #[test]

@@ -43,6 +43,21 @@ impl Errors {
             }),
         }
     }
+
+    /// A duration that must be more than zero (a timer period: zero would spin or panic).
+    pub(crate) fn period(
+        &mut self,
+        field: &str,
+        v: &Option<String>,
+        default: Duration,
+    ) -> Duration {
+        let d = self.duration(field, v, default);
+        if d.is_zero() {
+            self.push(field, "must be more than 0");
+            return default;
+        }
+        d
+    }
 }
 
 /// Validates `file`; relative paths resolve against `base_dir`.
@@ -79,6 +94,13 @@ pub fn validate(file: &FileConfig, base_dir: &Path) -> Result<Config, ConfigErro
     );
     let redis = validate_redis(file.redis.as_ref(), &routes, base_dir, &mut errs);
 
+    // Every rule obeys the same targeted cache-control fields.
+    let mut routes = routes;
+    for rule in routes.vhosts.iter_mut().flat_map(|v| v.rules.iter_mut()) {
+        if let Some(c) = &mut rule.cache {
+            c.targeted_cache_control = cache.targeted_cache_control.clone();
+        }
+    }
     if errs.0.is_empty() {
         Ok(Config {
             listeners,
@@ -125,7 +147,31 @@ fn validate_server(s: &FileServer, errs: &mut Errors) -> ServerConfig {
             DEFAULT_SHUTDOWN_GRACE,
         ),
         via,
+        trusted_proxies: parse_nets("server.trusted_proxies", &s.trusted_proxies, errs),
     }
+}
+
+/// A list of IP addresses and CIDR blocks; each bad entry is an error naming it.
+pub(crate) fn parse_nets(
+    field: &str,
+    list: &Option<Vec<String>>,
+    errs: &mut Errors,
+) -> Vec<ipnet::IpNet> {
+    let mut out = Vec::new();
+    for (i, a) in list.iter().flatten().enumerate() {
+        let parsed = a
+            .trim()
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| a.trim().parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+        match parsed {
+            Ok(net) => out.push(net),
+            Err(_) => errs.push(
+                format!("{field}[{i}]"),
+                format!("{a:?} is not an IP address or CIDR block"),
+            ),
+        }
+    }
+    out
 }
 
 fn validate_limits(l: &FileLimits, errs: &mut Errors) -> Limits {
@@ -435,7 +481,7 @@ pub(crate) fn validate_pool(
         }
         HealthCheckSpec {
             path,
-            interval: errs.duration(
+            interval: errs.period(
                 &f("health_check.interval"),
                 &h.interval,
                 DEFAULT_HEALTH_INTERVAL,

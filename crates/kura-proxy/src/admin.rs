@@ -153,11 +153,12 @@ async fn purge(shared: &Shared, query: &str) -> Response<Full<Bytes>> {
                 json!({"error": "no cache rule matches this URL", "url": url}),
             );
         };
-        let n = cache.purge_key(&key).await.0;
-        return json_reply(StatusCode::OK, json!({"purged": n, "key": key}));
+        let n = cache.purge_key(key.as_str()).await.0;
+        return json_reply(StatusCode::OK, json!({"purged": n, "key": key.as_str()}));
     }
     if let Some(prefix) = param("prefix") {
-        let n = cache.purge_prefix(&prefix).await.0;
+        let rt = shared.runtime.load();
+        let n = crate::cache_action::purge_prefix(&rt, cache, &prefix).await;
         return json_reply(StatusCode::OK, json!({"purged": n, "prefix": prefix}));
     }
     if param("all").as_deref() == Some("true") {
@@ -166,7 +167,7 @@ async fn purge(shared: &Shared, query: &str) -> Response<Full<Bytes>> {
     }
     json_reply(
         StatusCode::BAD_REQUEST,
-        json!({"error": "give url=URL, prefix=KEY_PREFIX or all=true"}),
+        json!({"error": "give url=URL, prefix=URL_PREFIX or all=true"}),
     )
 }
 
@@ -222,6 +223,7 @@ fn routes(shared: &Shared) -> serde_json::Value {
                 "name": &*v.name,
                 "hosts": v.hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
                 "rules": v.rules.iter().map(|r| json!({
+                    "id": r.id.hex(),
                     "path": r.path.as_str(),
                     "action": r.action.as_str(),
                     "pool": r.pool.spec.name,

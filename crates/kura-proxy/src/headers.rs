@@ -1,6 +1,9 @@
 //! Header rules of a forwarding proxy (RFC 9110 §7.6): hop-by-hop headers are removed in both
 //! directions, including those named in `Connection`; `Via` is appended; the client's address,
-//! scheme and host are passed on in `X-Forwarded-For/-Proto/-Host`.
+//! scheme and host are passed on in `X-Forwarded-For/-Proto/-Host`. Forwarding headers a
+//! client sends are believed only from `server.trusted_proxies`: from anyone else every one of
+//! them ([`strip_forwarding`]) is removed before kura sets its own, so no client can tell the
+//! origin which host, scheme or address it came from.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
@@ -44,6 +47,54 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
     if headers.contains_key(&PROXY_CONNECTION) {
         headers.remove(PROXY_CONNECTION);
+    }
+}
+
+/// Headers by which a proxy tells the origin about the client, besides `X-Forwarded-*` (all of
+/// which are covered by their prefix).
+const FORWARDING: [&str; 10] = [
+    "forwarded",
+    "x-real-ip",
+    "x-client-ip",
+    "x-cluster-client-ip",
+    "true-client-ip",
+    "client-ip",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-host",
+    "x-host",
+];
+
+/// Removes every forwarding header (an untrusted client's).
+pub fn strip_forwarding(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| {
+            let n = n.as_str();
+            n.starts_with("x-forwarded-") || FORWARDING.contains(&n)
+        })
+        .cloned()
+        .collect();
+    for n in named {
+        headers.remove(n);
+    }
+}
+
+/// The scheme a trusted proxy reports in `X-Forwarded-Proto` (`http` or `https` only).
+pub fn trusted_scheme(headers: &HeaderMap) -> Option<&'static str> {
+    let mut values = headers.get_all(X_FORWARDED_PROTO).iter();
+    let v = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    // A chain (`https, http`) starts with what the first proxy saw.
+    let first = v.to_str().ok()?.split(',').next()?.trim();
+    if first.eq_ignore_ascii_case("https") {
+        Some("https")
+    } else if first.eq_ignore_ascii_case("http") {
+        Some("http")
+    } else {
+        None
     }
 }
 
@@ -119,6 +170,30 @@ mod tests {
         set_forwarded(&mut h, &HeaderValue::from_static("::1"), "https", None);
         assert_eq!(h[X_FORWARDED_FOR], "::1");
         assert!(h.get(X_FORWARDED_HOST).is_none());
+    }
+
+    #[test]
+    fn forwarding_headers_are_stripped() {
+        let mut h = HeaderMap::new();
+        for n in [
+            "forwarded",
+            "x-forwarded-host",
+            "x-forwarded-for",
+            "x-forwarded-port",
+            "x-forwarded-anything",
+            "x-real-ip",
+            "x-original-url",
+        ] {
+            h.insert(HeaderName::from_static(n), "evil".parse().unwrap());
+        }
+        h.insert("x-kept", "yes".parse().unwrap());
+        strip_forwarding(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+        let mut h = HeaderMap::new();
+        h.insert(X_FORWARDED_PROTO, "HTTPS, http".parse().unwrap());
+        assert_eq!(trusted_scheme(&h), Some("https"));
+        h.insert(X_FORWARDED_PROTO, "gopher".parse().unwrap());
+        assert_eq!(trusted_scheme(&h), None);
     }
 
     #[test]

@@ -26,6 +26,7 @@ mod server;
 mod service;
 mod shadow_action;
 mod state;
+pub mod target;
 mod tls;
 mod upgrade;
 mod upstream;

@@ -2,9 +2,11 @@
 //! listener on `cluster.peering_address` that answers other members' fetches through this
 //! node's cache, so that a segment is fetched from the origin once, by its owner, and shared.
 //!
-//! A request without the shared secret gets 403. The rule is named by its place in the route
-//! table (members run the same configuration); one that is not a cache rule gets 421. The
-//! answer carries the body's CRC32C as a trailer.
+//! A request without the shared secret gets 403. The owner routes the client URL the asker
+//! sends through its own table and derives rule, key and upstream path itself; when its rule
+//! identity or key differs from the asker's (members running different configurations), or
+//! the URL maps to no cache rule, the answer is 421 and the asker fetches from the origin.
+//! The answer carries the body's CRC32C as a trailer.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -74,32 +76,31 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<PeerBody> {
             "peers fetch with GET or HEAD\n",
         );
     }
-    let (Some(cache), Some(key)) = (
-        &shared.cache,
-        req.headers()
-            .get(wire::KEY)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string),
-    ) else {
-        return refuse(StatusCode::BAD_REQUEST, "no cache key\n");
+    let Some(cache) = &shared.cache else {
+        return refuse(StatusCode::NOT_FOUND, "no cache\n");
     };
+    let header = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
     let rt = shared.runtime.load_full();
-    let rule = req
-        .headers()
-        .get(wire::RULE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(':'))
-        .and_then(|(v, r)| Some((v.parse::<usize>().ok()?, r.parse::<usize>().ok()?)))
-        .and_then(|(v, r)| rt.table.vhosts.get(v)?.rules.get(r));
-    let Some(rule) = rule.filter(|r| r.action == Action::Cache) else {
+    // The owner derives rule and key from the client's URL through its own routes; the
+    // asker's names for them are only compared, never used.
+    let Some(derived) = header(wire::URL).and_then(|url| derive(&rt, url)) else {
         return refuse(
             StatusCode::MISDIRECTED_REQUEST,
-            "no such cache rule here (do the members run the same configuration?)\n",
+            "no cache rule here for this URL\n",
         );
     };
-    let Some(policy) = rule.cache.clone() else {
+    if header(wire::RULE) != Some(derived.rule.id.hex().as_str())
+        || header(wire::KEY) != Some(derived.key.as_str())
+    {
+        return refuse(
+            StatusCode::MISDIRECTED_REQUEST,
+            "rule or key differs here (do the members run the same configuration?)\n",
+        );
+    }
+    let Some(policy) = derived.rule.cache.clone() else {
         return refuse(StatusCode::MISDIRECTED_REQUEST, "not a cache rule\n");
     };
+    let rule = derived.rule;
     cluster.stats.served.fetch_add(1, Relaxed);
     let (mut parts, _) = req.into_parts();
     // Keep the hop count: a fill this request causes must not be forwarded forever.
@@ -108,16 +109,15 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<PeerBody> {
     if let Some(h) = hops {
         parts.headers.insert(wire::HOPS, h);
     }
-    let pq = parts.uri.path_and_query().cloned();
-    parts.uri = pq
-        .map(http::Uri::from)
-        .unwrap_or_else(|| http::Uri::from_static("/"));
+    // The path sent upstream is the owner's own, as the key is.
+    parts.uri = http::Uri::from(derived.upstream);
     parts.version = http::Version::HTTP_11;
     parts.extensions.insert(kura_cache::PeerRequest);
     let creq = CacheRequest {
         parts,
-        key,
+        key: derived.key,
         rule: policy,
+        target: Some(derived.url.into()),
     };
     match cache.serve(creq, rule.origin.clone()).await {
         Ok(resp) => {
@@ -135,4 +135,37 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<PeerBody> {
             r
         }
     }
+}
+
+/// What the owner makes of a client URL: its rule, key and upstream path.
+struct Derived<'a> {
+    rule: &'a crate::router::Rule,
+    key: kura_cache::key::PrimaryKey,
+    upstream: http::uri::PathAndQuery,
+    url: String,
+}
+
+fn derive<'a>(rt: &'a crate::state::Runtime, url: &str) -> Option<Derived<'a>> {
+    let u = crate::target::ParsedUrl::parse(url)?;
+    let vhost = rt.table.lookup(&u.host)?;
+    let m = vhost
+        .route(&crate::router::RouteInput {
+            vars: u.vars(),
+            scheme: u.scheme,
+            authority: &u.authority,
+        })
+        .ok()??;
+    if m.rule.action != Action::Cache {
+        return None;
+    }
+    let query = (!u.query.is_empty()).then_some(u.query.as_str());
+    let upstream =
+        crate::cache_action::path_and_query(m.rewritten.as_deref().unwrap_or(&u.path), query)
+            .ok()?;
+    Some(Derived {
+        rule: m.rule,
+        key: m.cache_key?,
+        upstream,
+        url: url.to_string(),
+    })
 }

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version, request};
 use http_body_util::{BodyExt, Full};
+use kura_cache::key::PrimaryKey;
 use kura_cache::{Cache, CacheRequest, Origin, OriginBody, OriginError};
 use kura_config::{HostPattern, RuleCache, RuleResize};
 use kura_image::{Chosen, Limits, Params, PoolError, Raw, Signer, TransformError, Transformer};
@@ -75,33 +76,32 @@ pub fn args(
     r: &RuleResize,
     caps: &regex::Captures<'_>,
     vars: &kura_config::Vars<'_>,
-) -> ResizeArgs {
-    let t = |t: &Option<kura_config::Template>| {
-        t.as_ref()
-            .map(|t| t.expand(Some(caps), vars))
-            .unwrap_or_default()
+) -> Result<ResizeArgs, kura_config::target::TargetError> {
+    let t = |t: &Option<kura_config::Template>| match t {
+        Some(t) => t.expand_checked(Some(caps), vars),
+        None => Ok(String::new()),
     };
     let signature = r.signature.as_ref().and_then(|s| {
         let m = caps.name(&s.capture)?;
         Some((m.as_str().to_string(), vars.path[m.end()..].to_string()))
     });
-    let mut format = t(&r.format);
+    let mut format = t(&r.format)?;
     if format.trim().is_empty() && r.default_format != "source" {
         format = r.default_format.clone();
     }
-    ResizeArgs {
-        source: r.source.expand(Some(caps), vars),
+    Ok(ResizeArgs {
+        source: r.source.expand_checked(Some(caps), vars)?,
         raw: Raw {
-            width: t(&r.width),
-            height: t(&r.height),
-            fit: t(&r.fit),
-            gravity: t(&r.gravity),
-            quality: t(&r.quality),
+            width: t(&r.width)?,
+            height: t(&r.height)?,
+            fit: t(&r.fit)?,
+            gravity: t(&r.gravity)?,
+            quality: t(&r.quality)?,
             format,
-            dpr: t(&r.dpr),
+            dpr: t(&r.dpr)?,
         },
         signature,
-    }
+    })
 }
 
 fn status(code: StatusCode, msg: impl Into<String>) -> ProxyError {
@@ -140,8 +140,9 @@ pub async fn serve(
         .and_then(|v| v.to_str().ok());
     let chosen = params.choose(accept);
     let (source_origin, source_path, source_id) = source(rule, r, &args.source).await?;
-    let source_key = kura_cache::key::normalize_key(&source_id);
-    let variant_key = format!("{source_key}#{}", params.canonical(chosen));
+    // Originals and variants live in the rule's own key kinds, which no client URL maps to.
+    let source_key = PrimaryKey::source(rule.id, &source_id);
+    let variant_key = PrimaryKey::image(&source_key, &params.canonical(chosen));
 
     let mut parts = Request::builder()
         .method(method.clone())
@@ -171,6 +172,7 @@ pub async fn serve(
                 parts,
                 key: variant_key,
                 rule: policy,
+                target: None,
             },
             origin,
         )
@@ -212,7 +214,17 @@ async fn source(
     let uri: http::Uri = src
         .parse()
         .map_err(|_| status(StatusCode::BAD_REQUEST, "the source is not a URL"))?;
-    let host = uri.host().unwrap_or("").to_ascii_lowercase();
+    // The host as kura validates any Host: no userinfo (`allowed@evil`), names or IP
+    // literals only.
+    let authority =
+        kura_config::target::Authority::parse(uri.authority().map(|a| a.as_str()).unwrap_or(""))
+            .map_err(|_| {
+                status(
+                    StatusCode::BAD_REQUEST,
+                    "the source URL's host is malformed",
+                )
+            })?;
+    let host = authority.host.clone();
     if !r.cfg.allowed_sources.is_empty()
         && !r.cfg.allowed_sources.iter().any(|p| host_matches(p, &host))
     {
@@ -280,7 +292,7 @@ struct ResizeOrigin {
     cache: Arc<Cache>,
     source: Arc<dyn Origin>,
     source_path: String,
-    source_key: String,
+    source_key: PrimaryKey,
     params: Params,
     chosen: Chosen,
     rule: Arc<ResizeRuntime>,
@@ -320,6 +332,7 @@ impl ResizeOrigin {
                     parts: src_parts,
                     key: self.source_key.clone(),
                     rule: self.policy.clone(),
+                    target: None,
                 },
                 self.source.clone(),
             )

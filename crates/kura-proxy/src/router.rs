@@ -11,6 +11,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use kura_cache::Origin;
+use kura_cache::key::{PrimaryKey, RuleId};
+use kura_config::target::TargetError;
 use kura_config::{
     Action, HeaderEdits, HostPattern, Routes, RuleCache, ShadowConfig, Template, Vars,
 };
@@ -24,6 +26,9 @@ use crate::shadow_action::PoolUpstream;
 use crate::upstream::Pool;
 
 pub struct Rule {
+    /// Stable identity (vhost, regex, action, pool, templates, header edits): namespaces the
+    /// rule's cache keys and names the rule to cluster peers.
+    pub id: RuleId,
     pub path: Regex,
     pub action: Action,
     pub pool: Arc<Pool>,
@@ -56,54 +61,80 @@ pub struct VHost {
 pub struct Matched<'a> {
     pub rule: &'a Rule,
     pub rewritten: Option<String>,
-    pub cache_key: Option<String>,
+    pub cache_key: Option<PrimaryKey>,
     /// For `resize` rules: the source and parameters from the path.
     pub resize: Option<ResizeArgs>,
 }
 
+/// What routing reads of a request: its template variables (normalised path) and the scheme
+/// and authority its default cache key holds.
+pub struct RouteInput<'a> {
+    pub vars: Vars<'a>,
+    pub scheme: &'a str,
+    pub authority: &'a str,
+}
+
 impl VHost {
-    /// The first rule whose regex matches `path`; `vars` fill built-in template names.
-    pub fn route(&self, path: &str, vars: &Vars<'_>) -> Option<Matched<'_>> {
+    /// The first rule whose regex matches the path, with its templates expanded. A capture
+    /// that would escape its template's prefix is an error (400), not a match.
+    pub fn route(&self, input: &RouteInput<'_>) -> Result<Option<Matched<'_>>, TargetError> {
+        let vars = &input.vars;
         for rule in &self.rules {
             if !rule.needs_captures {
-                if rule.path.is_match(path) {
-                    return Some(Matched {
+                if rule.path.is_match(vars.path) {
+                    return Ok(Some(Matched {
                         rule,
                         rewritten: None,
-                        cache_key: rule.cache.as_ref().map(|c| cache_key(c, None, vars)),
+                        cache_key: cache_key(rule, None, input)?,
                         resize: None,
-                    });
+                    }));
                 }
                 continue;
             }
-            if let Some(caps) = rule.path.captures(path) {
-                return Some(Matched {
+            if let Some(caps) = rule.path.captures(vars.path) {
+                return Ok(Some(Matched {
                     rule,
-                    rewritten: rule.rewrite.as_ref().map(|t| t.expand(Some(&caps), vars)),
-                    cache_key: rule.cache.as_ref().map(|c| cache_key(c, Some(&caps), vars)),
-                    resize: rule
-                        .resize
-                        .as_ref()
-                        .map(|r| crate::resize_action::args(&r.cfg, &caps, vars)),
-                });
+                    rewritten: match &rule.rewrite {
+                        Some(t) => Some(t.expand_checked(Some(&caps), vars)?),
+                        None => None,
+                    },
+                    cache_key: cache_key(rule, Some(&caps), input)?,
+                    resize: match &rule.resize {
+                        Some(r) => Some(crate::resize_action::args(&r.cfg, &caps, vars)?),
+                        None => None,
+                    },
+                }));
             }
         }
-        None
+        Ok(None)
     }
 }
 
-/// The primary cache key: the rule's template (normalised), or host + path + query.
-fn cache_key(c: &RuleCache, caps: Option<&regex::Captures<'_>>, vars: &Vars<'_>) -> String {
-    match &c.key {
-        Some(t) => kura_cache::key::normalize_key(&t.expand(caps, vars)),
-        None => kura_cache::key::default_key(vars.host, vars.path, Some(vars.query)),
-    }
+/// The primary cache key of a `cache` rule: its template's, or the URL's.
+fn cache_key(
+    rule: &Rule,
+    caps: Option<&regex::Captures<'_>>,
+    input: &RouteInput<'_>,
+) -> Result<Option<PrimaryKey>, TargetError> {
+    let Some(c) = rule
+        .cache
+        .as_deref()
+        .filter(|_| rule.action == Action::Cache)
+    else {
+        return Ok(None);
+    };
+    let v = &input.vars;
+    Ok(Some(match &c.key {
+        Some(t) => PrimaryKey::template(rule.id, &t.expand_checked(caps, v)?),
+        None => PrimaryKey::url(rule.id, input.scheme, input.authority, v.path, v.query),
+    }))
 }
 
 impl Rule {
     /// A rule proxying every path to `pool` (a Redis frontend's only rule).
     pub fn proxy_all(pool: Arc<Pool>, every_path: Regex) -> Self {
         Rule {
+            id: RuleId::of(&["redis", &pool.spec.name]),
             path: every_path,
             action: Action::Proxy,
             origin: Arc::new(PoolOrigin(pool.clone())),
@@ -125,6 +156,24 @@ impl Rule {
             .clone()
             .unwrap_or_else(|| Arc::new(crate::metrics::Metrics::new()))
     }
+}
+
+/// A rule's identity from what decides which origin answers it and how.
+fn rule_id(vhost: &str, r: &kura_config::RuleSpec) -> RuleId {
+    let t = |t: &Option<Template>| t.as_ref().map(|t| t.source().to_string());
+    RuleId::of(&[
+        vhost,
+        r.path.as_str(),
+        &format!("{:?}", r.action),
+        &r.pool,
+        &t(&r.rewrite).unwrap_or_default(),
+        &t(&r.cache.as_ref().and_then(|c| c.key.clone())).unwrap_or_default(),
+        &r.resize
+            .as_ref()
+            .map(|z| z.source.source().to_string())
+            .unwrap_or_default(),
+        &format!("{:?}", r.request_headers),
+    ])
 }
 
 /// Host patterns → vhosts.
@@ -214,9 +263,9 @@ impl RouteTable {
             pools: pools.clone(),
             ..Default::default()
         };
-        for (vi, v) in routes.vhosts.iter().enumerate() {
+        for v in &routes.vhosts {
             let mut rules = Vec::with_capacity(v.rules.len());
-            for (ri, r) in v.rules.iter().enumerate() {
+            for r in &v.rules {
                 let pool = pools
                     .get(&r.pool)
                     .ok_or_else(|| format!("vhost {:?}: unknown pool {:?}", v.name, r.pool))?;
@@ -236,7 +285,9 @@ impl RouteTable {
                         .ok_or_else(|| format!("vhost {:?}: unknown shadow pool", v.name))?,
                     )),
                 };
+                let id = rule_id(&v.name, r);
                 rules.push(Rule {
+                    id,
                     path: r.path.clone(),
                     action: r.action,
                     pool: pool.clone(),
@@ -247,7 +298,7 @@ impl RouteTable {
                     origin: {
                         let local: Arc<dyn Origin> = Arc::new(PoolOrigin(pool.clone()));
                         match cluster {
-                            Some(c) if r.action == Action::Cache => c.origin(local, vi, ri),
+                            Some(c) if r.action == Action::Cache => c.origin(local, id),
                             _ => local,
                         }
                     },
@@ -364,15 +415,26 @@ pool = "web"
 "#,
         );
         let v = t.lookup("x.com").unwrap();
-        let vars = Vars::default();
-        let m = v.route("/api/v2/users/7", &vars).unwrap();
+        let route = |path: &'static str| {
+            v.route(&RouteInput {
+                vars: Vars {
+                    path,
+                    ..Vars::default()
+                },
+                scheme: "http",
+                authority: "x.com",
+            })
+            .unwrap()
+            .unwrap()
+        };
+        let m = route("/api/v2/users/7");
         assert_eq!(m.rule.pool.spec.name, "api");
         assert_eq!(m.rewritten.as_deref(), Some("/users/7?version=2"));
-        let m = v.route("/api/other", &vars).unwrap();
+        let m = route("/api/other");
         assert_eq!(m.rule.pool.spec.name, "web");
         assert!(m.rewritten.is_none());
         // The vhost's pool is the fallback after its rules.
-        assert_eq!(v.route("/", &vars).unwrap().rule.pool.spec.name, "web");
+        assert_eq!(route("/").rule.pool.spec.name, "web");
         assert!(t.lookup("y.com").is_none());
     }
 }

@@ -2,7 +2,6 @@
 //! request filter, upstream selection, response filter, logging). Every failure becomes a
 //! [`ProxyError`] and leaves through one place that picks its status and page.
 
-use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,7 +11,7 @@ use http::header::{self, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
-use kura_config::{Action, Vars};
+use kura_config::Action;
 
 use crate::body::{ProxyBody, ReqBody};
 use crate::cache_action;
@@ -20,9 +19,10 @@ use crate::conn::ConnState;
 use crate::errors::ProxyError;
 use crate::exchange::{Exchange, LogFields};
 use crate::headers;
-use crate::router::Rule;
+use crate::router::{RouteInput, Rule};
 use crate::shadow_action::{self, ShadowedRequest, Shadowing};
 use crate::state::{Runtime, Shared};
+use crate::target::{ClientTarget, target_error};
 use crate::upgrade;
 use crate::upstream::Outgoing;
 
@@ -99,12 +99,19 @@ async fn proxy(
     if req.method() == Method::CONNECT {
         return Err(ProxyError::BadTarget);
     }
-    let host = request_host(&req)?;
-    if host == PING_HOST {
+    // Forwarding headers are believed only from trusted proxies.
+    let trusted = rt.trusts(conn.client_addr);
+    let scheme = match trusted {
+        true => headers::trusted_scheme(req.headers()).unwrap_or(conn.scheme),
+        false => conn.scheme,
+    };
+    // The one reading of the target: everything below uses its normalised form.
+    let target = ClientTarget::read(&req, scheme)?;
+    if target.host == PING_HOST {
         return Ok(Response::new(ProxyBody::full("OK\n")));
     }
     if let Some(port) = conn.redirect_https {
-        return Ok(redirect_to_https(&req, &host, port));
+        return Ok(redirect_to_https(&req, &target, port));
     }
     // Without Redis frontends the vhost is borrowed from the snapshot (no reference count
     // touched); with them, it is held by its own `Arc` for the request.
@@ -112,29 +119,36 @@ async fn proxy(
     let vhost = {
         let dynamic = conn.shared.dynamic.load();
         if dynamic.count() == 0 {
-            rt.table.lookup(&host).ok_or(ProxyError::UnknownHost)?
+            rt.table
+                .lookup(&target.host)
+                .ok_or(ProxyError::UnknownHost)?
         } else {
-            from_redis = crate::router::lookup(&rt.table.hosts, &dynamic, &host)
+            from_redis = crate::router::lookup(&rt.table.hosts, &dynamic, &target.host)
                 .cloned()
                 .ok_or(ProxyError::UnknownHost)?;
             &from_redis
         }
     };
     x.vhost = Some(vhost.clone());
-    let vars = Vars {
-        host: &host,
-        path: req.uri().path(),
-        query: req.uri().query().unwrap_or(""),
-    };
-    let matched = vhost.route(vars.path, &vars).ok_or(ProxyError::NoRoute)?;
+    let query = req.uri().query().unwrap_or("");
+    let path = target.path(&req);
+    let matched = vhost
+        .route(&RouteInput {
+            vars: target.vars(path, query),
+            scheme: target.scheme,
+            authority: &target.authority,
+        })
+        .map_err(target_error)?
+        .ok_or(ProxyError::NoRoute)?;
     let rule = matched.rule;
     if let (Some(args), Some(cache)) = (matched.resize, &conn.shared.cache) {
         return crate::resize_action::serve(rt, rule, cache, args, req.method(), req.headers())
             .await;
     }
-    // Invalidation after an unsafe method needs the host once the request is consumed.
-    let host_owned = (rule.action == Action::Cache && cache_action::is_unsafe(req.method()))
-        .then(|| host.to_string());
+    let path_and_query = upstream_path(&req, &target, matched.rewritten.as_deref())?;
+    // The client's URL as keyed: invalidations and cluster owners derive keys from it.
+    let client_url = (rule.action == Action::Cache).then(|| target.url(path, query));
+    let client_path = rule.shadow.is_some().then(|| target.path(&req).to_string());
 
     // The body limit: a declared length is checked now; an undeclared one while streaming.
     let mut stream_limit = None;
@@ -147,29 +161,31 @@ async fn proxy(
         }
     }
 
-    let path_and_query = upstream_path(&req, matched.rewritten.as_deref())?;
     let client_version = req.version();
-    let original_authority = req.uri().authority().cloned();
-    let forwarded_host = match &original_authority {
-        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
-        None => req.headers().get(header::HOST).cloned(),
-    };
+    let forwarded_host = target.authority_value();
     let upgrade = upgrade::requested(req.headers()).filter(|_| req.version() == Version::HTTP_11);
     let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
     let mut body = ReqBody::new(body, stream_limit);
     let mut h = parts.headers;
     headers::strip_hop_by_hop(&mut h);
+    if !trusted {
+        headers::strip_forwarding(&mut h);
+    }
     if conn.shared.cluster.is_some() {
         // Only members speak the peer protocol: a client cannot steer fetches with it.
         kura_cluster::wire::strip_request(&mut h);
     }
-    if let Some(a) = original_authority
-        && let Ok(v) = HeaderValue::from_str(a.as_str())
-    {
-        h.insert(header::HOST, v);
+    // The Host forwarded is the one keyed: validated, lowercase, default port left out.
+    match &forwarded_host {
+        Some(v) => {
+            h.insert(header::HOST, v.clone());
+        }
+        None => {
+            h.remove(header::HOST);
+        }
     }
-    headers::set_forwarded(&mut h, &conn.client_ip, conn.scheme, forwarded_host);
+    headers::set_forwarded(&mut h, &conn.client_ip, target.scheme, forwarded_host);
     headers::append_via(
         &mut h,
         if client_version == Version::HTTP_10 {
@@ -191,13 +207,13 @@ async fn proxy(
         return forward_upgrade(rt, conn, rule, out, x, on_client).await;
     }
 
-    let shadowing = match &rule.shadow {
-        Some(sr) if rule.action == Action::Proxy => shadow_action::begin(
+    let shadowing = match (&rule.shadow, &client_path) {
+        (Some(sr), Some(client_path)) if rule.action == Action::Proxy => shadow_action::begin(
             &conn.shared.shadow,
             sr,
             ShadowedRequest {
                 method: &parts.method,
-                client_path: parts.uri.path(),
+                client_path,
                 upstream_path: &path_and_query,
                 headers: &h,
                 declared,
@@ -214,8 +230,14 @@ async fn proxy(
             return Ok(cache_action::purge(rt, conn.client_addr, cache, &key).await);
         }
         if matches!(parts.method, Method::GET | Method::HEAD) && body.is_empty() {
-            return cache_action::serve(rt, rule, cache, key, parts.method, path_and_query, h)
-                .await;
+            let cached = cache_action::Cached {
+                key,
+                target: client_url.map(Into::into),
+                method: parts.method,
+                path: path_and_query,
+                headers: h,
+            };
+            return cache_action::serve(rt, rule, cache, cached).await;
         }
         if cache_action::is_unsafe(&parts.method) {
             let out = Outgoing {
@@ -226,11 +248,9 @@ async fn proxy(
             };
             let resp = forward(rt, rule, out, x, None).await?;
             if resp.status().as_u16() < 400 {
-                cache.invalidate(&key).await;
-                if let Some(host) = &host_owned {
-                    for k in cache_action::related_keys(vhost, host, resp.headers()) {
-                        cache.invalidate(&k).await;
-                    }
+                cache.invalidate(key.as_str()).await;
+                for k in cache_action::related_keys(vhost, &target, resp.headers()) {
+                    cache.invalidate(k.as_str()).await;
                 }
             }
             return Ok(resp);
@@ -303,7 +323,8 @@ async fn forward_upgrade(
 }
 
 /// `301` (GET, HEAD) or `308` to the same URL over https.
-fn redirect_to_https(req: &Request<Incoming>, host: &str, port: u16) -> Response<ProxyBody> {
+fn redirect_to_https(req: &Request<Incoming>, t: &ClientTarget, port: u16) -> Response<ProxyBody> {
+    let host = &t.host;
     let target = req
         .uri()
         .path_and_query()
@@ -356,46 +377,6 @@ fn respond(
     Response::from_parts(parts, body)
 }
 
-/// The host the request is for, lowercase and without port. The authority of an absolute-form
-/// target wins over `Host` (RFC 9112 §3.2.2). HTTP/1.1 requires a host; HTTP/1.0 may omit it.
-fn request_host(req: &Request<Incoming>) -> Result<Cow<'_, str>, ProxyError> {
-    let mut hosts = req.headers().get_all(header::HOST).iter();
-    let host_header = hosts.next();
-    if hosts.next().is_some() {
-        // Two Host headers: which one a backend believes is anyone's guess (RFC 9112 §3.2).
-        return Err(ProxyError::BadHost);
-    }
-    let raw = if let Some(a) = req.uri().authority() {
-        a.host()
-    } else if let Some(h) = host_header {
-        h.to_str().map_err(|_| ProxyError::BadHost)?
-    } else if req.version() == Version::HTTP_10 {
-        ""
-    } else {
-        return Err(ProxyError::MissingHost);
-    };
-    let host = strip_port(raw);
-    Ok(if host.bytes().any(|b| b.is_ascii_uppercase()) {
-        Cow::Owned(host.to_ascii_lowercase())
-    } else {
-        Cow::Borrowed(host)
-    })
-}
-
-fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        // [v6]:port → [v6]
-        return match host.find(']') {
-            Some(end) => &host[..=end],
-            None => host,
-        };
-    }
-    match host.rfind(':') {
-        Some(i) if host[i + 1..].bytes().all(|b| b.is_ascii_digit()) => &host[..i],
-        _ => host,
-    }
-}
-
 fn declared_length(req: &Request<Incoming>) -> Option<u64> {
     use http_body::Body as _;
     let hint = req.body().size_hint();
@@ -405,27 +386,22 @@ fn declared_length(req: &Request<Incoming>) -> Option<u64> {
     hint.exact()
 }
 
-/// The path and query for the upstream: the rewritten path (which may carry its own query) with
-/// the client's query kept, or the client's path and query as they came.
+/// The path and query for the upstream: the rewritten path (which may carry its own query)
+/// with the client's query kept, or the client's normalised path and query.
 fn upstream_path(
     req: &Request<Incoming>,
+    target: &ClientTarget,
     rewritten: Option<&str>,
 ) -> Result<PathAndQuery, ProxyError> {
-    let original = req.uri().path_and_query();
     match rewritten {
-        None => match original {
+        None if !target.path_changed() => match req.uri().path_and_query() {
             Some(pq) => Ok(pq.clone()),
             None => Ok(PathAndQuery::from_static("/")),
         },
-        Some(path) => {
-            let mut s = String::with_capacity(path.len() + 64);
-            s.push_str(path);
-            if let Some(q) = req.uri().query() {
-                s.push(if path.contains('?') { '&' } else { '?' });
-                s.push_str(q);
-            }
-            PathAndQuery::try_from(s).map_err(|_| ProxyError::BadTarget)
-        }
+        _ => cache_action::path_and_query(
+            rewritten.unwrap_or_else(|| target.path(req)),
+            req.uri().query(),
+        ),
     }
 }
 
@@ -475,17 +451,4 @@ fn error_response(rt: &Runtime, e: &ProxyError, is_head: bool) -> Response<Proxy
         h.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     resp
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ports_are_stripped() {
-        assert_eq!(strip_port("example.com:8080"), "example.com");
-        assert_eq!(strip_port("example.com"), "example.com");
-        assert_eq!(strip_port("[::1]:80"), "[::1]");
-        assert_eq!(strip_port("[::1]"), "[::1]");
-    }
 }

@@ -30,6 +30,15 @@ pub struct Runtime {
     pub generation: u64,
     /// Client networks allowed to send PURGE.
     pub purge_allow: Vec<ipnet::IpNet>,
+    /// Peers whose forwarding headers are believed (`server.trusted_proxies`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+impl Runtime {
+    /// Whether `ip` is a trusted proxy.
+    pub fn trusts(&self, ip: std::net::IpAddr) -> bool {
+        !self.trusted_proxies.is_empty() && self.trusted_proxies.iter().any(|n| n.contains(&ip))
+    }
 }
 
 pub struct Shared {
@@ -80,6 +89,7 @@ impl Shared {
                 via_11: HeaderValue::from_static("1.1 kura"),
                 generation: 0,
                 purge_allow: Vec::new(),
+                trusted_proxies: Vec::new(),
             }),
             dynamic: ArcSwap::from_pointee(HostMap::default()),
             metrics,
@@ -129,6 +139,7 @@ impl Shared {
             via_11: via("1.1"),
             generation,
             purge_allow: config.cache.purge_allow.clone(),
+            trusted_proxies: config.server.trusted_proxies.clone(),
         }));
     }
 

@@ -328,43 +328,45 @@ async fn peer_requests_need_the_secret() {
     .await;
     let addr = node.handle.peer_addr().unwrap();
     let client = kura_cluster::client::PeerClient::default();
-    let ask = |secret: Option<&str>, rule: &str| {
+    let routes = node.admin_json("/routes").await;
+    let rule = routes["vhosts"][0]["rules"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let key = format!("{rule}:u:http://files.test/x.iso");
+    // What a member sends: the secret, its rule's identity, the client URL and its key.
+    let ask = |secret: Option<&str>, rule: &str, url: Option<&str>, key: &str| {
         let mut b = Request::get(format!("http://{addr}/x.iso"))
             .header("x-kura-peer-rule", rule)
-            .header("x-kura-peer-key", "files.test/x.iso?")
+            .header("x-kura-peer-key", key)
             .header("range", "bytes=0-1023");
         if let Some(s) = secret {
             b = b.header("x-kura-peer-secret", s);
         }
+        if let Some(u) = url {
+            b = b.header("x-kura-peer-url", u);
+        }
         b.body(Empty::<Bytes>::new()).unwrap()
     };
+    let url = Some("http://files.test/x.iso");
     let t = Duration::from_secs(2);
-    assert_eq!(
-        client
-            .send(addr, ask(None, "0:0"), t)
-            .await
-            .unwrap()
-            .status(),
-        403
-    );
-    assert_eq!(
-        client
-            .send(addr, ask(Some("wrong-secret-0123456789"), "0:0"), t)
-            .await
-            .unwrap()
-            .status(),
-        403
-    );
-    assert_eq!(
-        client
-            .send(addr, ask(Some(SECRET), "7:0"), t)
-            .await
-            .unwrap()
-            .status(),
-        421
-    );
+    let status = |req| {
+        let client = &client;
+        async move { client.send(addr, req, t).await.unwrap().status() }
+    };
+    assert_eq!(status(ask(None, &rule, url, &key)).await, 403);
+    let wrong = Some("wrong-secret-0123456789");
+    assert_eq!(status(ask(wrong, &rule, url, &key)).await, 403);
+    // The owner derives rule and key itself: without the URL, with another rule's identity
+    // or with a key of the asker's choosing, it refuses (421), never fills.
+    let s = Some(SECRET);
+    assert_eq!(status(ask(s, &rule, None, &key)).await, 421);
+    assert_eq!(status(ask(s, "0123456789abcdef", url, &key)).await, 421);
+    let forged = format!("{rule}:u:http://other.test/secret");
+    assert_eq!(status(ask(s, &rule, url, &forged)).await, 421);
+    assert_eq!(status(ask(s, &rule, Some("http://a b/"), &key)).await, 421);
     let resp = client
-        .send(addr, ask(Some(SECRET), "0:0"), t)
+        .send(addr, ask(s, &rule, url, &key), t)
         .await
         .unwrap();
     assert_eq!(resp.status(), 206);

@@ -226,6 +226,68 @@ impl Origin {
         .await
     }
 
+    /// The adversarial echo of the cache-safety tests: answers with the request as JSON
+    /// (method, uri, headers) and takes its answer's `Cache-Control`, `Age`, `Location` and
+    /// status from the query parameters `cc`, `age`, `loc` and `st` (percent-decoded; `HOST`
+    /// in `loc` becomes the Host the origin saw). Every answer has a unique `x-serial`.
+    pub async fn reflect(name: &str) -> Origin {
+        let serial = Arc::new(AtomicU64::new(0));
+        Self::start(
+            name,
+            Arc::new(move |seen: Seen| {
+                let n = serial.fetch_add(1, SeqCst);
+                Box::pin(async move {
+                    let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+                    for (k, v) in &seen.headers {
+                        headers
+                            .entry(k.to_string())
+                            .or_default()
+                            .push(String::from_utf8_lossy(v.as_bytes()).into_owned());
+                    }
+                    let query = seen.uri.split_once('?').map(|(_, q)| q).unwrap_or("");
+                    let param = |name: &str| {
+                        query
+                            .split('&')
+                            .filter_map(|kv| kv.split_once('='))
+                            .find(|(k, _)| *k == name)
+                            .map(|(_, v)| decode(v))
+                    };
+                    let host = seen
+                        .headers
+                        .get("host")
+                        .and_then(|h| h.to_str().ok())
+                        .unwrap_or("")
+                        .to_string();
+                    let v = serde_json::json!({
+                        "method": seen.method,
+                        "uri": seen.uri,
+                        "headers": headers,
+                        "serial": n,
+                    });
+                    let status = param("st").and_then(|s| s.parse().ok()).unwrap_or(200);
+                    let mut r = full(status, v.to_string());
+                    let h = r.headers_mut();
+                    h.insert("content-type", "application/json".parse().unwrap());
+                    h.insert("x-serial", n.into());
+                    if let Some(cc) = param("cc").and_then(|v| v.parse().ok()) {
+                        h.insert("cache-control", cc);
+                    }
+                    if let Some(age) = param("age").and_then(|v| v.parse().ok()) {
+                        h.insert("age", age);
+                    }
+                    if let Some(loc) = param("loc")
+                        .map(|l| l.replace("HOST", &host))
+                        .and_then(|v| v.parse().ok())
+                    {
+                        h.insert("location", loc);
+                    }
+                    r
+                })
+            }),
+        )
+        .await
+    }
+
     /// Streams `total` bytes in 64 KiB chunks, generated on the fly (no buffer of that size).
     pub async fn streaming(name: &str, total: u64) -> Origin {
         Self::start(
@@ -541,4 +603,29 @@ fn generated_body(version: u64, start: u64, end: u64) -> Response<Body> {
     r.headers_mut()
         .insert("content-length", (end - start).to_string().parse().unwrap());
     r
+}
+
+/// Decodes `%XX` and `+` in a query value.
+fn decode(v: &str) -> String {
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
+                {
+                    Ok(x) => {
+                        out.push(x);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }

@@ -15,6 +15,8 @@ fn rule() -> RuleCache {
         stale_while_revalidate: Duration::ZERO,
         stale_if_error: Duration::ZERO,
         accel_redirect: None,
+        cookies: kura_config::CookiePolicy::Origin,
+        targeted_cache_control: vec![http::HeaderName::from_static("cdn-cache-control")],
     }
 }
 
@@ -102,7 +104,7 @@ fn not_storable_responses() {
     let h = headers(&[("cache-control", "max-age=100")]);
     assert_eq!(
         evaluate(&r, StatusCode::OK, &h, &rule(), now).err(),
-        Some(NoStore::NotStorable)
+        Some(NoStore::Authorization)
     );
     let h = headers(&[("cache-control", "public, max-age=100")]);
     assert!(
@@ -325,4 +327,229 @@ fn a_304_does_not_replace_validators_or_body_fields() {
     assert_eq!(m["etag"], "\"abcdef\"");
     assert_eq!(m["content-md5"], "A");
     assert_eq!(m["x-c"], "2");
+}
+
+#[test]
+fn operator_ttls_never_share_what_the_origin_did_not() {
+    let now = SystemTime::now();
+    let mut with_default = rule();
+    with_default.default_ttl = Some(Duration::from_secs(300));
+    let mut with_force = rule();
+    with_force.force_ttl = Some(Duration::from_secs(300));
+    let mut auth = req();
+    auth.headers
+        .insert("authorization", "Bearer alice".parse().unwrap());
+    for r in [&with_default, &with_force] {
+        // No Cache-Control at all, or a plain max-age: not the origin's leave to share.
+        for h in [headers(&[]), headers(&[("cache-control", "max-age=60")])] {
+            assert_eq!(
+                evaluate(&auth, StatusCode::OK, &h, r, now).err(),
+                Some(NoStore::Authorization),
+                "{h:?}"
+            );
+        }
+        for ok in ["public", "s-maxage=60", "must-revalidate, max-age=60"] {
+            let h = headers(&[("cache-control", ok)]);
+            let v = evaluate(&auth, StatusCode::OK, &h, r, now).unwrap();
+            assert!(v.allows_auth, "{ok}");
+        }
+    }
+    // The same response to an anonymous request is stored under the rule's TTL, and may not
+    // answer authenticated requests later.
+    let v = evaluate(&req(), StatusCode::OK, &headers(&[]), &with_default, now).unwrap();
+    assert_eq!(ttl(&v, now), 300);
+    assert!(!v.allows_auth);
+}
+
+#[test]
+fn cookie_requests_follow_the_rules_cookie_policy() {
+    let now = SystemTime::now();
+    let mut r = rule();
+    r.default_ttl = Some(Duration::from_secs(300));
+    let mut cookie = req();
+    cookie
+        .headers
+        .insert("cookie", "session=1".parse().unwrap());
+    let bare = headers(&[]);
+    let lm = headers(&[("last-modified", "Mon, 01 Jan 2001 00:00:00 GMT")]);
+    // origin (default): only the origin's own explicit freshness stores it.
+    assert_eq!(
+        evaluate(&cookie, StatusCode::OK, &bare, &r, now).err(),
+        Some(NoStore::Cookie)
+    );
+    assert_eq!(
+        evaluate(&cookie, StatusCode::OK, &lm, &r, now).err(),
+        Some(NoStore::Cookie)
+    );
+    let own = headers(&[("cache-control", "max-age=60")]);
+    assert_eq!(
+        ttl(
+            &evaluate(&cookie, StatusCode::OK, &own, &r, now).unwrap(),
+            now
+        ),
+        60
+    );
+    // force_ttl does not stretch it either.
+    let mut forced = r.clone();
+    forced.force_ttl = Some(Duration::from_secs(9999));
+    assert_eq!(
+        ttl(
+            &evaluate(&cookie, StatusCode::OK, &own, &forced, now).unwrap(),
+            now
+        ),
+        60
+    );
+    // ignore: the rule's TTLs apply as to any request.
+    r.cookies = kura_config::CookiePolicy::Ignore;
+    assert_eq!(
+        ttl(
+            &evaluate(&cookie, StatusCode::OK, &bare, &r, now).unwrap(),
+            now
+        ),
+        300
+    );
+}
+
+#[test]
+fn time_arithmetic_saturates() {
+    let now = SystemTime::now();
+    for h in [
+        headers(&[("cache-control", "max-age=9999999999999999999")]),
+        headers(&[("cache-control", "max-age=999999999999999999999999")]),
+        headers(&[("cache-control", "s-maxage=18446744073709551615")]),
+        headers(&[
+            ("cache-control", "max-age=60"),
+            ("age", "18446744073709551615"),
+        ]),
+        headers(&[
+            ("cache-control", "max-age=60"),
+            ("age", "99999999999999999999999"),
+        ]),
+        headers(&[(
+            "cache-control",
+            "max-age=60, stale-while-revalidate=99999999999999999999",
+        )]),
+    ] {
+        // No panic, and every time is representable.
+        if let Ok(v) = evaluate(&req(), StatusCode::OK, &h, &rule(), now) {
+            let _ = v.policy.age(now + Duration::from_secs(86400 * 365));
+            let _ = v.policy.time_to_live(now);
+            assert!(v.fresh_until >= now, "{h:?}");
+        }
+    }
+    // A huge Age is the greatest age: stale on arrival.
+    let h = headers(&[
+        ("cache-control", "max-age=60"),
+        ("age", "18446744073709551615"),
+    ]);
+    let v = evaluate(&req(), StatusCode::OK, &h, &rule(), now).unwrap();
+    assert_eq!(ttl(&v, now), 0);
+    // A huge max-age is 2^31 seconds.
+    let h = headers(&[("cache-control", "max-age=9999999999999999999")]);
+    let v = evaluate(&req(), StatusCode::OK, &h, &rule(), now).unwrap();
+    assert_eq!(ttl(&v, now), MAX_DELTA_SECONDS);
+}
+
+#[test]
+fn invalid_age_is_stale_and_interim_answers_are_never_stored() {
+    let now = SystemTime::now();
+    for age in ["abc", "-7200", "7200.0", "0, 0", "1, 3600", ""] {
+        let mut h = headers(&[("cache-control", "max-age=3600")]);
+        h.insert("age", age.parse().unwrap());
+        let v = evaluate(&req(), StatusCode::OK, &h, &rule(), now).unwrap();
+        assert_eq!(ttl(&v, now), 0, "Age: {age:?}");
+    }
+    let mut h = headers(&[("cache-control", "max-age=3600")]);
+    h.append("age", "0".parse().unwrap());
+    h.append("age", "0".parse().unwrap());
+    assert_eq!(
+        ttl(
+            &evaluate(&req(), StatusCode::OK, &h, &rule(), now).unwrap(),
+            now
+        ),
+        0
+    );
+    let h = headers(&[("cache-control", "max-age=3600"), ("age", "100")]);
+    assert_eq!(
+        ttl(
+            &evaluate(&req(), StatusCode::OK, &h, &rule(), now).unwrap(),
+            now
+        ),
+        3500
+    );
+    for code in [100, 102, 103] {
+        let h = headers(&[("cache-control", "max-age=3600")]);
+        assert!(
+            evaluate(
+                &req(),
+                StatusCode::from_u16(code).unwrap(),
+                &h,
+                &rule(),
+                now
+            )
+            .is_err()
+        );
+    }
+}
+
+#[test]
+fn invalid_expires_is_in_the_past() {
+    let now = SystemTime::now();
+    for e in ["0", "-1", "yesterday", "Mon, 99 Jan 2001 00:00:00 GMT", ""] {
+        let mut h = headers(&[]);
+        h.insert("expires", e.parse().unwrap());
+        // Stored or not, never fresh.
+        if let Ok(v) = evaluate(&req(), StatusCode::OK, &h, &rule(), now) {
+            assert_eq!(ttl(&v, now), 0, "Expires: {e:?}");
+        }
+    }
+}
+
+#[test]
+fn a_targeted_field_wins_over_cache_control_and_expires() {
+    let now = SystemTime::now();
+    let h = headers(&[
+        ("cache-control", "no-store"),
+        ("cdn-cache-control", "max-age=120"),
+    ]);
+    assert_eq!(
+        ttl(
+            &evaluate(&req(), StatusCode::OK, &h, &rule(), now).unwrap(),
+            now
+        ),
+        120
+    );
+    let h = headers(&[
+        ("cache-control", "max-age=600"),
+        ("expires", "Mon, 01 Jan 2001 00:00:00 GMT"),
+        ("cdn-cache-control", "no-store"),
+    ]);
+    assert!(evaluate(&req(), StatusCode::OK, &h, &rule(), now).is_err());
+    // An invalid targeted field is ignored: Cache-Control applies.
+    let h = headers(&[
+        ("cache-control", "max-age=30"),
+        ("cdn-cache-control", "Max-Age=999"),
+    ]);
+    assert_eq!(
+        ttl(
+            &evaluate(&req(), StatusCode::OK, &h, &rule(), now).unwrap(),
+            now
+        ),
+        30
+    );
+    // A kura-specific field listed first wins over CDN-Cache-Control.
+    let mut r = rule();
+    r.targeted_cache_control = vec![
+        http::HeaderName::from_static("kura-cache-control"),
+        http::HeaderName::from_static("cdn-cache-control"),
+    ];
+    let h = headers(&[
+        ("kura-cache-control", "max-age=7"),
+        ("cdn-cache-control", "max-age=120"),
+        ("cache-control", "max-age=1"),
+    ]);
+    assert_eq!(
+        ttl(&evaluate(&req(), StatusCode::OK, &h, &r, now).unwrap(), now),
+        7
+    );
 }

@@ -1,0 +1,110 @@
+//! A fill task that dies must not leave its key locked: the drop guard ends the flight.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use kura_config::{CacheConfig, CookiePolicy, RuleCache};
+
+use crate::key::{PrimaryKey, RuleId};
+use crate::origin::{Origin, OriginBody, OriginError};
+use crate::tier::BoxFuture;
+use crate::{Cache, CacheRequest};
+
+/// Panics on its first `panics` fetches, then answers 200 with `max-age=60`.
+struct Dying {
+    calls: AtomicUsize,
+    panics: usize,
+}
+
+impl Origin for Dying {
+    fn fetch(
+        &self,
+        _req: http::request::Parts,
+    ) -> BoxFuture<'static, Result<Response<OriginBody>, OriginError>> {
+        let n = self.calls.fetch_add(1, SeqCst);
+        let panics = self.panics;
+        Box::pin(async move {
+            // Slow enough for a second request to join the flight.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if n < panics {
+                panic!("origin handler died");
+            }
+            let mut r = Response::new(
+                Full::new(Bytes::from_static(b"ok"))
+                    .map_err(|e| match e {})
+                    .boxed_unsync(),
+            );
+            r.headers_mut()
+                .insert("cache-control", "max-age=60".parse().unwrap());
+            r.headers_mut()
+                .insert("content-length", "2".parse().unwrap());
+            Ok(r)
+        })
+    }
+}
+
+fn config() -> CacheConfig {
+    CacheConfig {
+        memory_bytes: 1 << 20,
+        disk: None,
+        segment_size: 64 * 1024,
+        prefetch_segments: 1,
+        purge_allow: Vec::new(),
+        lock_timeout: Duration::from_secs(30),
+        targeted_cache_control: Vec::new(),
+    }
+}
+
+fn request() -> CacheRequest {
+    let rule = RuleCache {
+        key: None,
+        min_ttl: Duration::ZERO,
+        default_ttl: None,
+        force_ttl: None,
+        client_max_age: None,
+        stale_while_revalidate: Duration::ZERO,
+        stale_if_error: Duration::ZERO,
+        accel_redirect: None,
+        cookies: CookiePolicy::Origin,
+        targeted_cache_control: Vec::new(),
+    };
+    CacheRequest {
+        parts: Request::get("/x").body(()).unwrap().into_parts().0,
+        key: PrimaryKey::url(RuleId(7), "http", "a.test", "/x", ""),
+        rule: Arc::new(rule),
+        target: None,
+    }
+}
+
+#[tokio::test]
+async fn a_fill_task_that_panics_ends_its_flight() {
+    let cache = Cache::open(&config()).await.unwrap();
+    let origin = Arc::new(Dying {
+        calls: AtomicUsize::new(0),
+        panics: 1,
+    });
+    let start = Instant::now();
+    let (a, b) = tokio::join!(cache.serve(request(), origin.clone()), async {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        cache.serve(request(), origin.clone()).await
+    });
+    // The leader and the request that waited on it both fail at once (not after the 30 s
+    // lock timeout).
+    assert_eq!(a.err().map(|e| e.status), Some(StatusCode::BAD_GATEWAY));
+    assert_eq!(b.err().map(|e| e.status), Some(StatusCode::BAD_GATEWAY));
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    // The key is not locked: the next request fetches and stores.
+    let c = cache.serve(request(), origin.clone()).await.unwrap();
+    assert_eq!(c.status(), StatusCode::OK);
+    let body = c.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"ok");
+    assert!(start.elapsed() < Duration::from_secs(5));
+}

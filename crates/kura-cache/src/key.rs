@@ -48,7 +48,7 @@ impl RuleId {
     }
 
     pub fn parse(hex: &str) -> Option<RuleId> {
-        if hex.len() != 16 {
+        if hex.len() != 16 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
         u64::from_str_radix(hex, 16).ok().map(RuleId)
@@ -272,6 +272,7 @@ mod tests {
         );
         assert_eq!(RuleId::parse(&a.hex()), Some(a));
         assert_eq!(RuleId::parse("xyz"), None);
+        assert_eq!(RuleId::parse("+123456789abcdef"), None);
     }
 
     #[test]

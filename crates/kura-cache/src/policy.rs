@@ -304,19 +304,28 @@ pub fn evaluate(
     })
 }
 
-/// Whether an `Age` field is one valid delta-seconds value: one field line, digits only
-/// (RFC 9111 §5.1). Anything else (non-numeric, negative, fractional, a list, two lines) is
-/// invalid, and kura takes the response as stale on arrival: the public conformance suite
-/// requires it, and it is the reading that can cost a revalidation but never serve an old
-/// answer as fresh.
-fn age_is_valid(ages: &[&HeaderValue]) -> bool {
+/// The `Age` to use, read as RFC 9111 §5.1 says: one field line holding delta-seconds, or a
+/// list of them (`0,7200`), of which the first member counts. Anything else (non-numeric,
+/// negative, fractional, a parameter, a list member that is not bare digits, two field lines)
+/// is invalid (`Err`), and kura takes the response as stale on arrival: the reading that can
+/// cost a revalidation but never serves an old answer as fresh, and the one the public
+/// conformance suite requires. `Ok(None)`: no `Age`.
+fn age_value(ages: &[&HeaderValue]) -> Result<Option<u64>, ()> {
     match ages {
-        [] => true,
+        [] => Ok(None),
         [one] => {
-            let b = one.as_bytes();
-            !b.is_empty() && b.iter().all(u8::is_ascii_digit)
+            let mut first = None;
+            for member in one.as_bytes().split(|&b| b == b',') {
+                let n = std::str::from_utf8(member)
+                    .ok()
+                    .and_then(delta_seconds)
+                    .filter(|_| !member.is_empty() && member.iter().all(u8::is_ascii_digit))
+                    .ok_or(())?;
+                first.get_or_insert(n);
+            }
+            Ok(first)
         }
-        _ => false,
+        _ => Err(()),
     }
 }
 
@@ -356,13 +365,13 @@ fn policy_view(
         .collect();
     let mixed_case = cc_raw.iter().any(|v| v.iter().any(u8::is_ascii_uppercase));
     let ages: Vec<&HeaderValue> = headers.get_all(header::AGE).iter().collect();
-    let bad_age = !age_is_valid(&ages);
-    let big_age = ages.first().is_some_and(|a| {
-        a.to_str()
-            .ok()
-            .and_then(delta_seconds)
-            .is_some_and(|n| n >= MAX_DELTA_SECONDS || a.len() > 10)
-    });
+    let age = age_value(&ages);
+    let bad_age = age.is_err();
+    // The crate reads only a bare number, unchecked: give it the one to use when it differs.
+    let rewrite_age = match (&age, ages.first()) {
+        (Ok(Some(n)), Some(raw)) => raw.as_bytes() != n.to_string().as_bytes(),
+        _ => false,
+    };
     // Numbers the crate would read unchecked: keep every delta-seconds within range.
     let big_number = d.iter().any(|(_, v)| {
         v.as_deref()
@@ -380,7 +389,7 @@ fn policy_view(
     if !mixed_case
         && strip.is_empty()
         && !bad_age
-        && !big_age
+        && !rewrite_age
         && !big_number
         && !targeted
         && ttl.is_none()
@@ -421,9 +430,15 @@ fn policy_view(
     {
         h.insert(header::CACHE_CONTROL, v);
     }
-    if bad_age || big_age {
+    match age {
         // Older than any freshness lifetime: stale from the start.
-        h.insert(header::AGE, HeaderValue::from(MAX_DELTA_SECONDS));
+        Err(()) => {
+            h.insert(header::AGE, HeaderValue::from(MAX_DELTA_SECONDS));
+        }
+        Ok(Some(n)) if rewrite_age => {
+            h.insert(header::AGE, HeaderValue::from(n));
+        }
+        Ok(_) => {}
     }
     (Some(h), strip)
 }

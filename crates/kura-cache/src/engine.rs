@@ -436,10 +436,22 @@ impl Cache {
     }
 
     /// Applies the rule's client max-age (Katana's external_expires).
+    /// Only `max-age` and `s-maxage` are replaced: who may cache the answer downstream
+    /// (`private`, `no-store`, `no-cache`…) stays the origin's word.
     fn client_max_age(&self, r: &mut Response<CacheBody>, rule: &RuleCache, now: SystemTime) {
         if let Some(age) = rule.client_max_age {
             let h = r.headers_mut();
-            if let Ok(v) = HeaderValue::from_str(&format!("max-age={}", age.as_secs())) {
+            let mut parts: Vec<String> = policy::directives(h)
+                .into_iter()
+                .filter(|(n, _)| n != "max-age" && n != "s-maxage")
+                .map(|(n, v)| match v {
+                    Some(v) if v.bytes().all(|b| b.is_ascii_digit()) => format!("{n}={v}"),
+                    Some(v) => format!("{n}=\"{v}\""),
+                    None => n,
+                })
+                .collect();
+            parts.push(format!("max-age={}", age.as_secs()));
+            if let Ok(v) = HeaderValue::from_str(&parts.join(", ")) {
                 h.insert(header::CACHE_CONTROL, v);
             }
             if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(policy::later(now, age)))

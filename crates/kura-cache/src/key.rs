@@ -108,7 +108,9 @@ impl PrimaryKey {
         PrimaryKey(k)
     }
 
-    /// The key a rule's template expanded to (its path part normalised).
+    /// The key a rule's template expanded to (its path part normalised). The template says
+    /// which parts of the scheme and authority it holds; the proxy forwards no other part
+    /// (`kura_config::KeyScope`).
     pub fn template(rule: RuleId, expanded: &str) -> Self {
         let body = normalize_key(expanded);
         let mut k = Self::start(rule, KeyKind::Template, body.len());
@@ -214,11 +216,14 @@ pub fn hash_hex(key: &str) -> String {
     format!("{:032x}", xxhash_rust::xxh3::xxh3_128(key.as_bytes()))
 }
 
-/// The header names listed in `Vary` (lowercased), or `None` for `Vary: *`.
+/// The header names listed in `Vary` (lowercased), or `None` for `Vary: *` and for a `Vary`
+/// with a member that is not a header name (what it varies on is unknown: not storable, rather
+/// than stored as if it did not vary).
 pub fn vary_names(headers: &HeaderMap) -> Option<Vec<HeaderName>> {
     let mut names = Vec::new();
     for v in headers.get_all(http::header::VARY) {
-        for n in String::from_utf8_lossy(v.as_bytes()).split(',') {
+        let text = v.to_str().ok()?;
+        for n in text.split(',') {
             let n = n.trim();
             if n.is_empty() {
                 continue;
@@ -226,9 +231,8 @@ pub fn vary_names(headers: &HeaderMap) -> Option<Vec<HeaderName>> {
             if n == "*" {
                 return None;
             }
-            if let Ok(h) = HeaderName::from_bytes(n.to_ascii_lowercase().as_bytes())
-                && !names.contains(&h)
-            {
+            let h = HeaderName::from_bytes(n.to_ascii_lowercase().as_bytes()).ok()?;
+            if !names.contains(&h) {
                 names.push(h);
             }
         }
@@ -253,13 +257,12 @@ mod tests {
         assert_ne!(url, PrimaryKey::url(a, "https", "v.test", "/p", "q=1"));
         assert_ne!(url, PrimaryKey::url(a, "http", "v.test:1234", "/p", "q=1"));
         // A template that expands to the same text as a URL is another key.
-        assert_ne!(
-            PrimaryKey::template(a, "http://v.test/p?q=1").as_str(),
-            url.as_str()
-        );
+        let t = |x: &str| PrimaryKey::template(a, x);
+        assert_ne!(t("http://v.test/p?q=1").as_str(), url.as_str());
+        assert!(t("img/1").as_str().ends_with(":t:img/1"));
         let src = PrimaryKey::source(a, "storage/orig/x.jpg");
         assert!(src.as_str().contains(":s:storage/orig/x.jpg"));
-        assert_ne!(src, PrimaryKey::template(a, "storage/orig/x.jpg"));
+        assert_ne!(src, t("storage/orig/x.jpg"));
         let img = PrimaryKey::image(&src, "w300");
         assert!(
             img.as_str().ends_with(":i:storage/orig/x.jpg#w300"),
@@ -309,6 +312,9 @@ mod tests {
         assert_eq!(names.len(), 2);
         h.append("vary", "*".parse().unwrap());
         assert!(vary_names(&h).is_none());
+        let mut bad = HeaderMap::new();
+        bad.append("vary", "accept, a b".parse().unwrap());
+        assert!(vary_names(&bad).is_none());
         assert_eq!(vary_names(&HeaderMap::new()).unwrap().len(), 0);
     }
 

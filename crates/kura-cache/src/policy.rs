@@ -295,9 +295,18 @@ pub fn evaluate(
         strip,
         age_at_store: policy.age(now),
         fresh_until: later(now, ttl),
-        stale_while_revalidate: seconds(&d, "stale-while-revalidate")
-            .unwrap_or(rule.stale_while_revalidate),
-        stale_if_error: seconds(&d, "stale-if-error").unwrap_or(rule.stale_if_error),
+        // The rule's stale windows are operator policy too: a cookie-bound answer is served
+        // stale only as far as the origin itself allowed.
+        stale_while_revalidate: seconds(&d, "stale-while-revalidate").unwrap_or(if cookie_bound {
+            Duration::ZERO
+        } else {
+            rule.stale_while_revalidate
+        }),
+        stale_if_error: seconds(&d, "stale-if-error").unwrap_or(if cookie_bound {
+            Duration::ZERO
+        } else {
+            rule.stale_if_error
+        }),
         must_revalidate,
         allows_auth: origin_shares,
         policy,
@@ -375,7 +384,8 @@ fn policy_view(
     // Numbers the crate would read unchecked: keep every delta-seconds within range.
     let big_number = d.iter().any(|(_, v)| {
         v.as_deref()
-            .is_some_and(|v| v.len() > 10 && v.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(delta_seconds)
+            .is_some_and(|n| n >= MAX_DELTA_SECONDS)
     });
     let explicit = has(d, "max-age")
         || has(d, "s-maxage")
@@ -511,7 +521,12 @@ pub fn merge_304(stored: &HeaderMap, fresh: &HeaderMap) -> HeaderMap {
     let mut out = stored.clone();
     let mut replaced: Vec<&HeaderName> = Vec::new();
     for (name, value) in fresh {
-        if NOT_UPDATED_BY_304.contains(&name.as_str()) || crate::is_hop_by_hop(name) {
+        // A 304 answers one client's revalidation: its `Set-Cookie` is that client's, never
+        // the shared copy's.
+        if NOT_UPDATED_BY_304.contains(&name.as_str())
+            || crate::is_hop_by_hop(name)
+            || name == header::SET_COOKIE
+        {
             continue;
         }
         if !replaced.contains(&name) {

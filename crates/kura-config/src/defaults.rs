@@ -57,7 +57,7 @@ pub const MIN_SEGMENT_SIZE: u64 = 64 * 1024;
 pub const MAX_SEGMENT_SIZE: u64 = 64 * 1024 * 1024;
 pub const DEFAULT_PREFETCH_SEGMENTS: u32 = 4;
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
-pub const DEFAULT_CACHE_KEY: &str = "{host}{path}?{query}";
+pub const DEFAULT_CACHE_KEY: &str = "{scheme}://{authority}{path}?{query}";
 /// Targeted cache-control fields obeyed by default (RFC 9213).
 pub const DEFAULT_TARGETED_CACHE_CONTROL: &[&str] = &["cdn-cache-control"];
 

@@ -32,7 +32,7 @@ pub use defaults::*;
 pub use edge_config::{read_certs, read_key};
 pub use file::*;
 pub use shadow_config::is_safe_method;
-pub use template::{Template, TemplateError, Vars};
+pub use template::{KeyScope, Template, TemplateError, Vars};
 pub use units::{parse_duration, parse_size};
 pub use validate::{parse_backend, parse_host_pattern, validate};
 

@@ -95,7 +95,7 @@ pub fn normalize_path(path: &str) -> Result<Cow<'_, str>, TargetError> {
         return Err(TargetError::BadPath);
     }
     let plain = bytes.iter().all(|&b| path_char(b));
-    if plain && !has_dot_segment(path) {
+    if plain && !has_dot_segment(path) && !has_dot_param(path) {
         return Ok(Cow::Borrowed(path));
     }
     let mut out = String::with_capacity(path.len());
@@ -128,7 +128,17 @@ pub fn normalize_path(path: &str) -> Result<Cow<'_, str>, TargetError> {
         }
         i += 1;
     }
+    // `..;x` is `..` to Tomcat and Jetty (path parameters): refused rather than guessed.
+    if has_dot_param(&out) {
+        return Err(TargetError::BadPath);
+    }
     Ok(Cow::Owned(remove_dot_segments(&out)))
+}
+
+/// A segment that is `.` or `..` followed by path parameters (`/..;a/`).
+fn has_dot_param(path: &str) -> bool {
+    path.split('/')
+        .any(|s| matches!(s.split_once(';'), Some((".." | ".", _))))
 }
 
 fn has_dot_segment(path: &str) -> bool {
@@ -278,7 +288,10 @@ pub fn check_capture(value: &str, placement: Placement) -> Result<(), TargetErro
     if d.contains(&b'\\') {
         return Err(TargetError::Escape);
     }
-    if d.split(|&b| b == b'/').any(|s| s == b"..") {
+    // A `..` segment, also with path parameters (`..;x`, Tomcat's reading).
+    if d.split(|&b| b == b'/')
+        .any(|s| s.split(|&b| b == b';').next() == Some(b".."))
+    {
         return Err(TargetError::Escape);
     }
     if placement == Placement::Authority
@@ -331,6 +344,9 @@ mod tests {
         assert_eq!(n("/é").unwrap(), "/%C3%A9");
         assert_eq!(n("/a/%7Euser").unwrap(), "/a/~user");
         assert_eq!(n("/a\\b"), Err(TargetError::BadPath));
+        assert_eq!(n("/a/..;x/b"), Err(TargetError::BadPath));
+        assert_eq!(n("/a/%2e%2e;/b"), Err(TargetError::BadPath));
+        assert_eq!(n("/a;x/b").unwrap(), "/a;x/b");
         assert_eq!(n("/a%zz"), Err(TargetError::BadPath));
         assert_eq!(n("/a%4"), Err(TargetError::BadPath));
         assert_eq!(n("a/b"), Err(TargetError::BadPath));
@@ -389,6 +405,8 @@ mod tests {
             "a\\b",
             "a%5cb",
             "x%00",
+            "..;/x",
+            "a/..;jsessionid=1/b",
         ] {
             assert_eq!(check_capture(bad, Path), Err(TargetError::Escape), "{bad}");
         }

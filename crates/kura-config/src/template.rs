@@ -24,6 +24,8 @@ enum Part {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Var {
     Host,
+    Authority,
+    Scheme,
     Path,
     Query,
 }
@@ -33,9 +35,32 @@ enum Var {
 pub struct Vars<'a> {
     /// Lowercase host without port.
     pub host: &'a str,
+    /// The host with its port (the scheme's default port left out).
+    pub authority: &'a str,
+    /// `http` or `https`.
+    pub scheme: &'a str,
     pub path: &'a str,
     /// The query string without `?` (empty when absent).
     pub query: &'a str,
+}
+
+/// The parts of a request's origin a cache key holds. What a key does not hold is not
+/// forwarded (so it cannot change the stored answer): the Host without `host`, its port
+/// without `port`, `X-Forwarded-Proto` without `scheme`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyScope {
+    pub scheme: bool,
+    pub host: bool,
+    pub port: bool,
+}
+
+impl KeyScope {
+    /// Everything: the default key (the URL), and rules that do not cache.
+    pub const ALL: KeyScope = KeyScope {
+        scheme: true,
+        host: true,
+        port: true,
+    };
 }
 
 /// A template validated against one regex.
@@ -89,11 +114,14 @@ impl Template {
                         Some(index) => Part::Group(index, at),
                         None => match name.as_str() {
                             "host" => Part::Var(Var::Host, at),
-                            "path" => Part::Var(Var::Path, at),
+                            "authority" => Part::Var(Var::Authority, at),
+                            "scheme" => Part::Var(Var::Scheme, at),
+                            // The path starts with `/`: wherever it lands, it is a path.
+                            "path" => Part::Var(Var::Path, Placement::Path),
                             "query" => Part::Var(Var::Query, Placement::Query),
                             _ => {
                                 return Err(TemplateError(format!(
-                                    "template {source:?} uses `{name}`, which is neither a capture of the path regex nor one of host, path, query"
+                                    "template {source:?} uses `{name}`, which is neither a capture of the path regex nor one of host, authority, scheme, path, query"
                                 )));
                             }
                         },
@@ -123,6 +151,20 @@ impl Template {
     /// The text the operator wrote.
     pub fn source(&self) -> &str {
         &self.source
+    }
+
+    /// Which parts of the request's scheme and authority the template's expansion holds.
+    pub fn scope(&self) -> KeyScope {
+        let uses = |v: Var| {
+            self.parts
+                .iter()
+                .any(|p| matches!(p, Part::Var(x, _) if *x == v))
+        };
+        KeyScope {
+            scheme: uses(Var::Scheme),
+            host: uses(Var::Host) || uses(Var::Authority),
+            port: uses(Var::Authority),
+        }
     }
 
     /// True when the template uses a capture group (the regex must then be run with captures).
@@ -165,6 +207,11 @@ impl Template {
                     Some(m) => (m.as_str(), *at),
                     None => continue,
                 },
+                // The scheme and a validated Host cannot climb anywhere.
+                Part::Var(v @ (Var::Host | Var::Authority | Var::Scheme), _) => {
+                    out.push_str(var(*v, vars));
+                    continue;
+                }
                 Part::Var(v, at) => (var(*v, vars), *at),
             };
             check_capture(value, at)?;
@@ -184,6 +231,8 @@ impl Template {
 fn var<'a>(v: Var, vars: &Vars<'a>) -> &'a str {
     match v {
         Var::Host => vars.host,
+        Var::Authority => vars.authority,
+        Var::Scheme => vars.scheme,
         Var::Path => vars.path,
         Var::Query => vars.query,
     }
@@ -254,6 +303,7 @@ mod tests {
             host: "a.com",
             path: "/i/x.png",
             query: "w=1",
+            ..Vars::default()
         };
         let caps = re.captures("/i/x.png").unwrap();
         assert_eq!(t.expand(Some(&caps), &vars), "a.com/img/x.png?w=1");
@@ -319,5 +369,40 @@ mod tests {
         let whole = Template::compile("http://{rest}", &re).unwrap();
         let caps = re.captures("/img/allowed.test@evil.test/x").unwrap();
         assert!(whole.expand_checked(Some(&caps), &vars).is_err());
+    }
+
+    #[test]
+    fn the_scope_says_what_a_key_holds_of_the_origin() {
+        let re = Regex::new(r"^/(?P<f>.*)$").unwrap();
+        let scope = |t: &str| Template::compile(t, &re).unwrap().scope();
+        assert_eq!(
+            scope("img/{f}"),
+            KeyScope {
+                scheme: false,
+                host: false,
+                port: false
+            }
+        );
+        assert_eq!(
+            scope("{host}/{f}"),
+            KeyScope {
+                scheme: false,
+                host: true,
+                port: false
+            }
+        );
+        assert_eq!(scope("{scheme}://{authority}/{f}"), KeyScope::ALL);
+        let t = Template::compile("{scheme}://{authority}{path}", &re).unwrap();
+        let vars = Vars {
+            host: "[::1]",
+            authority: "[::1]:8080",
+            scheme: "http",
+            path: "/x",
+            query: "",
+        };
+        assert_eq!(
+            t.expand_checked(None, &vars).unwrap(),
+            "http://[::1]:8080/x"
+        );
     }
 }

@@ -11,7 +11,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::Relaxed};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -29,10 +29,12 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[error("request body exceeds the limit of {0} bytes")]
 pub struct BodyTooLarge(pub u64);
 
-/// Why a request body stopped, when the fault was the client's: shared between the body (which
-/// sets it) and the pool (which must not blame a backend for it).
+/// Why a request body stopped, when the fault was the client's, and whether it was sent to its
+/// end: shared between the body (which sets both), the pool (which must not blame a backend
+/// for a client's fault) and the lease (which must not hand out a connection still carrying
+/// the previous request's body).
 #[derive(Default)]
-pub struct BodyFault(AtomicU8);
+pub struct BodyFault(AtomicU8, AtomicBool);
 
 const FAULT_NONE: u8 = 0;
 const FAULT_TOO_LARGE: u8 = 1;
@@ -50,6 +52,15 @@ impl BodyFault {
 
     fn set(&self, fault: u8) {
         let _ = self.0.compare_exchange(FAULT_NONE, fault, Relaxed, Relaxed);
+    }
+
+    /// The body was read to its end (and so written to the upstream).
+    pub fn finished(&self) -> bool {
+        self.1.load(Relaxed)
+    }
+
+    fn finish(&self) {
+        self.1.store(true, Relaxed);
     }
 }
 
@@ -145,13 +156,17 @@ impl Body for ReqBody {
                         return Poll::Ready(Some(Err(Box::new(BodyTooLarge(max)))));
                     }
                 }
+                let ended = this.inner.as_ref().is_some_and(|b| b.is_end_stream());
                 if let Some(tee) = &mut this.tee {
                     if let Some(data) = frame.data_ref() {
                         tee.push(data);
                     }
-                    if this.inner.as_ref().is_some_and(|b| b.is_end_stream()) {
+                    if ended {
                         tee.finish();
                     }
+                }
+                if ended && let Some(f) = &this.fault {
+                    f.finish();
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
@@ -164,6 +179,9 @@ impl Body for ReqBody {
             Poll::Ready(None) => {
                 if let Some(tee) = &mut this.tee {
                     tee.finish();
+                }
+                if let Some(f) = &this.fault {
+                    f.finish();
                 }
                 Poll::Ready(None)
             }

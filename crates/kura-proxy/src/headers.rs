@@ -1,9 +1,9 @@
 //! Header rules of a forwarding proxy (RFC 9110 §7.6): hop-by-hop headers are removed in both
 //! directions, including those named in `Connection`; `Via` is appended; the client's address,
 //! scheme and host are passed on in `X-Forwarded-For/-Proto/-Host`. Forwarding headers a
-//! client sends are believed only from `server.trusted_proxies`: from anyone else every one of
-//! them ([`strip_forwarding`]) is removed before kura sets its own, so no client can tell the
-//! origin which host, scheme or address it came from.
+//! client sends are believed only from `server.trusted_proxies`, and then only for the
+//! client's address and scheme ([`strip_forwarding`]): no client can tell the origin which
+//! host, port, prefix or URL it came from.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
@@ -65,13 +65,27 @@ const FORWARDING: [&str; 10] = [
     "x-host",
 ];
 
-/// Removes every forwarding header (an untrusted client's).
-pub fn strip_forwarding(headers: &mut HeaderMap) {
+/// Removes forwarding headers before kura sets its own. From a trusted proxy, the client's
+/// address (`X-Forwarded-For`, `X-Real-IP`) and scheme (`X-Forwarded-Proto`, which kura keys)
+/// are kept; everything else (`Forwarded`, `X-Forwarded-Host/-Port/-Prefix`, `X-Original-URL`…)
+/// goes whoever sent it, since a front proxy relays its own clients' headers. Names are
+/// compared with `_` read as `-`: CGI and WSGI origins map both spellings to one variable.
+pub fn strip_forwarding(headers: &mut HeaderMap, trusted: bool) {
     let named: Vec<HeaderName> = headers
         .keys()
         .filter(|n| {
-            let n = n.as_str();
-            n.starts_with("x-forwarded-") || FORWARDING.contains(&n)
+            let raw = n.as_str();
+            let kept =
+                trusted && matches!(raw, "x-forwarded-for" | "x-forwarded-proto" | "x-real-ip");
+            if kept {
+                return false;
+            }
+            let n: std::borrow::Cow<'_, str> = if raw.contains('_') {
+                raw.replace('_', "-").into()
+            } else {
+                raw.into()
+            };
+            n.starts_with("x-forwarded-") || FORWARDING.contains(&n.as_ref())
         })
         .cloned()
         .collect();
@@ -104,12 +118,12 @@ pub fn append_via(headers: &mut HeaderMap, via: &HeaderValue) {
 }
 
 /// Sets the `X-Forwarded-*` headers: the client address is appended to an existing
-/// `X-Forwarded-For` chain; scheme and host are set from what this proxy saw (the host as the
-/// client sent it, port included).
+/// `X-Forwarded-For` chain (only a trusted proxy's survives to here); scheme and host are set
+/// from what kura keyed, and removed when `None` (the rule's key does not hold them).
 pub fn set_forwarded(
     headers: &mut HeaderMap,
     client_ip: &HeaderValue,
-    scheme: &'static str,
+    scheme: Option<&'static str>,
     host: Option<HeaderValue>,
 ) {
     match headers.get(&X_FORWARDED_FOR).map(|v| v.as_bytes()) {
@@ -126,10 +140,14 @@ pub fn set_forwarded(
             headers.insert(X_FORWARDED_FOR, client_ip.clone());
         }
     }
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(scheme));
-    if let Some(host) = host {
-        headers.insert(X_FORWARDED_HOST, host);
-    }
+    match scheme {
+        Some(s) => headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(s)),
+        None => headers.remove(X_FORWARDED_PROTO),
+    };
+    match host {
+        Some(host) => headers.insert(X_FORWARDED_HOST, host),
+        None => headers.remove(X_FORWARDED_HOST),
+    };
 }
 
 #[cfg(test)]
@@ -159,7 +177,7 @@ mod tests {
         set_forwarded(
             &mut h,
             &HeaderValue::from_static("10.1.2.3"),
-            "http",
+            Some("http"),
             Some(HeaderValue::from_static("example.com")),
         );
         assert_eq!(h[X_FORWARDED_FOR], "203.0.113.9, 10.1.2.3");
@@ -167,9 +185,16 @@ mod tests {
         assert_eq!(h[X_FORWARDED_HOST], "example.com");
 
         let mut h = HeaderMap::new();
-        set_forwarded(&mut h, &HeaderValue::from_static("::1"), "https", None);
+        set_forwarded(
+            &mut h,
+            &HeaderValue::from_static("::1"),
+            Some("https"),
+            None,
+        );
         assert_eq!(h[X_FORWARDED_FOR], "::1");
         assert!(h.get(X_FORWARDED_HOST).is_none());
+        set_forwarded(&mut h, &HeaderValue::from_static("::1"), None, None);
+        assert!(h.get(X_FORWARDED_PROTO).is_none());
     }
 
     #[test]
@@ -186,9 +211,17 @@ mod tests {
         ] {
             h.insert(HeaderName::from_static(n), "evil".parse().unwrap());
         }
+        h.insert("x_forwarded_host", "evil".parse().unwrap());
+        h.insert("x_original_url", "/admin".parse().unwrap());
         h.insert("x-kept", "yes".parse().unwrap());
-        strip_forwarding(&mut h);
+        let mut from_trusted = h.clone();
+        strip_forwarding(&mut h, false);
         assert_eq!(h.len(), 1, "{h:?}");
+        // A trusted proxy keeps only the address chain, the real IP and the scheme.
+        strip_forwarding(&mut from_trusted, true);
+        let mut kept: Vec<&str> = from_trusted.keys().map(|k| k.as_str()).collect();
+        kept.sort();
+        assert_eq!(kept, ["x-forwarded-for", "x-kept", "x-real-ip"]);
         let mut h = HeaderMap::new();
         h.insert(X_FORWARDED_PROTO, "HTTPS, http".parse().unwrap());
         assert_eq!(trusted_scheme(&h), Some("https"));

@@ -26,6 +26,9 @@ use crate::shadow_action::PoolUpstream;
 use crate::upstream::Pool;
 
 pub struct Rule {
+    /// What of the request's scheme and authority the rule's cache key holds, and so may be
+    /// forwarded (everything, unless a key template leaves parts out).
+    pub scope: kura_config::KeyScope,
     /// Stable identity (vhost, regex, action, pool, templates, header edits): namespaces the
     /// rule's cache keys and names the rule to cluster peers.
     pub id: RuleId,
@@ -134,6 +137,7 @@ impl Rule {
     /// A rule proxying every path to `pool` (a Redis frontend's only rule).
     pub fn proxy_all(pool: Arc<Pool>, every_path: Regex) -> Self {
         Rule {
+            scope: kura_config::KeyScope::ALL,
             id: RuleId::of(&["redis", &pool.spec.name]),
             path: every_path,
             action: Action::Proxy,
@@ -287,6 +291,12 @@ impl RouteTable {
                 };
                 let id = rule_id(&v.name, r);
                 rules.push(Rule {
+                    scope: r
+                        .cache
+                        .as_ref()
+                        .filter(|_| r.action == Action::Cache)
+                        .and_then(|c| c.key.as_ref())
+                        .map_or(kura_config::KeyScope::ALL, |t| t.scope()),
                     id,
                     path: r.path.clone(),
                     action: r.action,

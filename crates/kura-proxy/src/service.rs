@@ -146,8 +146,9 @@ async fn proxy(
             .await;
     }
     let path_and_query = upstream_path(&req, &target, matched.rewritten.as_deref())?;
-    // The client's URL as keyed: invalidations and cluster owners derive keys from it.
-    let client_url = (rule.action == Action::Cache).then(|| target.url(path, query));
+    // The client's URL as keyed, for a cluster owner to derive the key from.
+    let client_url = (rule.action == Action::Cache && conn.shared.cluster.is_some())
+        .then(|| target.url(path, query));
     let client_path = rule.shadow.is_some().then(|| target.path(&req).to_string());
 
     // The body limit: a declared length is checked now; an undeclared one while streaming.
@@ -162,21 +163,26 @@ async fn proxy(
     }
 
     let client_version = req.version();
-    let forwarded_host = target.authority_value();
+    // What of the scheme and authority is forwarded is what the rule's key holds.
+    let scope = rule.scope;
+    let forwarded_host = match (scope.port, scope.host) {
+        (true, _) => target.authority_value(),
+        (false, true) => HeaderValue::from_str(&target.host).ok(),
+        (false, false) => None,
+    };
     let upgrade = upgrade::requested(req.headers()).filter(|_| req.version() == Version::HTTP_11);
     let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
     let mut body = ReqBody::new(body, stream_limit);
     let mut h = parts.headers;
     headers::strip_hop_by_hop(&mut h);
-    if !trusted {
-        headers::strip_forwarding(&mut h);
-    }
+    headers::strip_forwarding(&mut h, trusted);
     if conn.shared.cluster.is_some() {
         // Only members speak the peer protocol: a client cannot steer fetches with it.
         kura_cluster::wire::strip_request(&mut h);
     }
-    // The Host forwarded is the one keyed: validated, lowercase, default port left out.
+    // The Host forwarded is the one keyed: validated, lowercase, default port left out; none
+    // (the backend's own authority) when the key holds no host.
     match &forwarded_host {
         Some(v) => {
             h.insert(header::HOST, v.clone());
@@ -185,7 +191,12 @@ async fn proxy(
             h.remove(header::HOST);
         }
     }
-    headers::set_forwarded(&mut h, &conn.client_ip, target.scheme, forwarded_host);
+    headers::set_forwarded(
+        &mut h,
+        &conn.client_ip,
+        scope.scheme.then_some(target.scheme),
+        forwarded_host,
+    );
     headers::append_via(
         &mut h,
         if client_version == Version::HTTP_10 {

@@ -81,6 +81,8 @@ impl ClientTarget {
     pub fn vars<'a>(&'a self, path: &'a str, query: &'a str) -> Vars<'a> {
         Vars {
             host: &self.host,
+            authority: &self.authority,
+            scheme: self.scheme,
             path,
             query,
         }
@@ -161,6 +163,8 @@ impl ParsedUrl {
     pub fn vars(&self) -> Vars<'_> {
         Vars {
             host: &self.host,
+            authority: &self.authority,
+            scheme: self.scheme,
             path: &self.path,
             query: &self.query,
         }

@@ -151,6 +151,74 @@ async fn cookie_requests_follow_the_rules_cookie_policy() {
     assert_eq!(origin.requests(), 1);
 }
 
+#[tokio::test]
+async fn a_cookie_bound_answer_is_not_shared_by_the_rules_stale_windows() {
+    // The origin made it cacheable but stale at once; the rule would serve stale for an hour.
+    let (origin, kura) = start(r#"stale_while_revalidate = "1h", stale_if_error = "1d""#).await;
+    let path = "/account?cc=max-age%3D0";
+    let alice = get(&kura, "v.test", path, &[("cookie", "session=alice")]).await;
+    assert_eq!(
+        seen_header(&alice, "cookie").as_deref(),
+        Some("session=alice")
+    );
+    let anon = get(&kura, "v.test", path, &[]).await;
+    assert_eq!(seen_header(&anon, "cookie"), None, "{:?}", anon.headers);
+    assert_eq!(origin.requests(), 2);
+}
+
+#[tokio::test]
+async fn a_304_never_puts_one_clients_set_cookie_into_the_shared_copy() {
+    let origin = Origin::start(
+        "reval",
+        std::sync::Arc::new(|seen: kura_testkit::origin::Seen| {
+            Box::pin(async move {
+                let mut r = if seen.headers.contains_key("if-none-match") {
+                    let who = seen
+                        .headers
+                        .get("cookie")
+                        .and_then(|c| c.to_str().ok())
+                        .unwrap_or("nobody")
+                        .to_string();
+                    let mut r = kura_testkit::origin::full(304, "");
+                    r.headers_mut()
+                        .insert("set-cookie", format!("session-for-{who}").parse().unwrap());
+                    r
+                } else {
+                    let mut r = kura_testkit::origin::full(200, "page");
+                    r.headers_mut()
+                        .insert("cache-control", "public, max-age=1".parse().unwrap());
+                    r
+                };
+                r.headers_mut().insert("etag", "\"v1\"".parse().unwrap());
+                r
+            })
+        }),
+    )
+    .await;
+    let kura = TestKura::start(&config(&origin.url(), "", "")).await;
+    get(&kura, "v.test", "/p", &[]).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let alice = get(&kura, "v.test", "/p", &[("cookie", "id=alice")]).await;
+    assert_eq!(alice.status, 200);
+    let anon = get(&kura, "v.test", "/p", &[]).await;
+    assert!(is_hit(&anon), "{:?}", anon.headers);
+    assert_eq!(anon.header("set-cookie"), None, "{:?}", anon.headers);
+}
+
+#[tokio::test]
+async fn client_max_age_keeps_who_may_cache_downstream() {
+    let (_o, kura) = start(r#"client_max_age = "1d""#).await;
+    let path = "/cm?cc=private&h.cdn-cache-control=max-age%3D300";
+    get(&kura, "v.test", path, &[]).await;
+    let r = get(&kura, "v.test", path, &[]).await;
+    assert!(is_hit(&r));
+    let cc = r.header("cache-control").unwrap();
+    assert!(
+        cc.contains("private") && cc.contains("max-age=86400"),
+        "{cc}"
+    );
+}
+
 // 2. What changes the answer is in the key: the port, the scheme.
 #[tokio::test]
 async fn the_host_port_is_keyed_as_it_is_forwarded() {
@@ -167,6 +235,29 @@ async fn the_host_port_is_keyed_as_it_is_forwarded() {
         seen_header(&plain, "x-forwarded-host").as_deref(),
         Some("v.test")
     );
+    // A key template (`{host}/k/{rest}`) holds the host without its port: the port is then not
+    // forwarded either, so both spellings are truly one resource.
+    let t = get(
+        &kura,
+        "v.test:1234",
+        "/k/a?cc=max-age%3D60&loc=http%3A%2F%2FHOST%2Fx",
+        &[],
+    )
+    .await;
+    assert_eq!(
+        seen_header(&t, "x-forwarded-host").as_deref(),
+        Some("v.test")
+    );
+    assert_eq!(seen_header(&t, "x-forwarded-proto"), None);
+    assert!(!seen_header(&t, "host").unwrap().contains("1234"));
+    let t2 = get(
+        &kura,
+        "v.test",
+        "/k/a?cc=max-age%3D60&loc=http%3A%2F%2FHOST%2Fx",
+        &[],
+    )
+    .await;
+    assert!(is_hit(&t2), "{:?}", t2.headers);
     // The default port is the same resource, spelled another way.
     let default_port = get(&kura, "V.TEST:80", path, &[]).await;
     assert!(is_hit(&default_port));
@@ -205,6 +296,25 @@ async fn the_scheme_is_keyed_and_only_trusted_proxies_set_it() {
         seen_header(&chain, "x-forwarded-for").as_deref(),
         Some("203.0.113.7, 127.0.0.1")
     );
+    // Only the address and the scheme: what a front proxy relays of its own clients' headers
+    // (host, port, prefix, URL) does not reach the origin.
+    let relayed = get(
+        &trusting,
+        "v.test",
+        "/c",
+        &[
+            ("forwarded", "host=evil;proto=https"),
+            ("x-forwarded-host", "evil"),
+            ("x-forwarded-prefix", "/evil"),
+            ("x-original-url", "/admin"),
+        ],
+    )
+    .await;
+    let h = &relayed.json()["headers"];
+    for gone in ["forwarded", "x-forwarded-prefix", "x-original-url"] {
+        assert!(h.get(gone).is_none(), "{gone}: {h}");
+    }
+    assert_eq!(h["x-forwarded-host"][0], "v.test");
 
     // From an untrusted client the header is not believed: both share the http entry.
     let (_o, kura) = start(r#"default_ttl = "5m""#).await;
@@ -277,6 +387,8 @@ async fn captures_cannot_escape_their_templates_prefix() {
         "/api/x/..%5cadmin",
         "/k/..%2F..%2Fother.test/secret",
         "/api/%00",
+        "/api/x/..;/admin",
+        "/api/x/..%3B/admin",
     ] {
         let r = get(&kura, "v.test", escape, &[]).await;
         assert_eq!(r.status, 400, "{escape}: {}", r.text());
@@ -396,6 +508,17 @@ async fn huge_ages_and_lifetimes_neither_panic_nor_lock_the_key() {
     assert!(start.elapsed() < Duration::from_secs(5));
     assert!(is_hit(&second), "{:?}", second.headers);
     let ttl: i64 = second
+        .header("cache-status")
+        .and_then(|s| s.split("ttl=").nth(1))
+        .and_then(|s| s.split(';').next())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap();
+    assert!(ttl <= 1 << 31, "{ttl}");
+    // Ten digits are no exception: every delta-seconds above 2^31 is 2^31.
+    let ten = "/ten?cc=max-age%3D9999999999";
+    get(&kura, "v.test", ten, &[]).await;
+    let r = get(&kura, "v.test", ten, &[]).await;
+    let ttl: i64 = r
         .header("cache-status")
         .and_then(|s| s.split("ttl=").nth(1))
         .and_then(|s| s.split(';').next())

@@ -229,7 +229,8 @@ impl Origin {
     /// The adversarial echo of the cache-safety tests: answers with the request as JSON
     /// (method, uri, headers) and takes its answer's `Cache-Control`, `Age`, `Location` and
     /// status from the query parameters `cc`, `age`, `loc` and `st` (percent-decoded; `HOST`
-    /// in `loc` becomes the Host the origin saw). Every answer has a unique `x-serial`.
+    /// in `loc` becomes the Host the origin saw), and any other header from `h.<name>=<value>`.
+    /// Every answer has a unique `x-serial`.
     pub async fn reflect(name: &str) -> Origin {
         let serial = Arc::new(AtomicU64::new(0));
         Self::start(
@@ -274,6 +275,17 @@ impl Origin {
                     }
                     if let Some(age) = param("age").and_then(|v| v.parse().ok()) {
                         h.insert("age", age);
+                    }
+                    // `h.<name>=<value>`: any other response header.
+                    for (k, v) in query.split('&').filter_map(|kv| kv.split_once('=')) {
+                        if let Some(name) = k.strip_prefix("h.")
+                            && let (Ok(n), Ok(v)) = (
+                                http::HeaderName::from_bytes(name.as_bytes()),
+                                http::HeaderValue::from_str(&decode(v)),
+                            )
+                        {
+                            h.append(n, v);
+                        }
                     }
                     if let Some(loc) = param("loc")
                         .map(|l| l.replace("HOST", &host))

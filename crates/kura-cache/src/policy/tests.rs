@@ -453,7 +453,17 @@ fn time_arithmetic_saturates() {
 #[test]
 fn invalid_age_is_stale_and_interim_answers_are_never_stored() {
     let now = SystemTime::now();
-    for age in ["abc", "-7200", "7200.0", "0, 0", "1, 3600", "", "7200;foo=1", "7200,0", "0,"] {
+    for age in [
+        "abc",
+        "-7200",
+        "7200.0",
+        "0, 0",
+        "1, 3600",
+        "",
+        "7200;foo=1",
+        "7200,0",
+        "0,",
+    ] {
         let mut h = headers(&[("cache-control", "max-age=3600")]);
         h.insert("age", age.parse().unwrap());
         let v = evaluate(&req(), StatusCode::OK, &h, &rule(), now).unwrap();

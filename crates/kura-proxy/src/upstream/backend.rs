@@ -244,6 +244,7 @@ impl Backend {
             reused: false,
             max_idle: pool.max_idle_per_backend,
             idle_for: pool.idle_timeout,
+            body: None,
         };
         let permit = match self.permits.clone().try_acquire_owned() {
             Ok(p) => p,
@@ -260,7 +261,7 @@ impl Backend {
             }
         };
         lease.permit = Some(permit);
-        if let Some(sender) = self.take_idle().await {
+        if let Some(sender) = self.take_idle(pool.connect_timeout).await {
             lease.sender = Some(sender);
             lease.reused = true;
             return Ok(lease);
@@ -269,7 +270,7 @@ impl Backend {
         Ok(lease)
     }
 
-    async fn take_idle(&self) -> Option<Sender> {
+    async fn take_idle(&self, wait: Duration) -> Option<Sender> {
         if self.http2 {
             let shared = self.shared_h2.lock().ok()?.clone()?;
             if shared.is_closed() {
@@ -291,7 +292,9 @@ impl Backend {
             if sender.is_closed() {
                 continue;
             }
-            if sender.ready().await.is_ok() {
+            // A kept connection is ready at once; one that is not (still busy, half-closed)
+            // is dropped after `wait` rather than holding the request.
+            if let Ok(Ok(())) = tokio::time::timeout(wait, sender.ready()).await {
                 return Some(sender);
             }
         }
@@ -391,9 +394,17 @@ pub struct Lease {
     max_idle: usize,
     /// How long the connection may wait idle once released.
     idle_for: Duration,
+    /// The request body being written on this connection, when it has one: until it is sent
+    /// to its end the connection is busy, even when the response (an early 401 or 413) is done.
+    body: Option<Arc<crate::body::BodyFault>>,
 }
 
 impl Lease {
+    /// Ties the connection to the request body it carries.
+    pub fn carries(&mut self, body: Option<Arc<crate::body::BodyFault>>) {
+        self.body = body;
+    }
+
     pub fn sender(&mut self) -> &mut Sender {
         self.sender
             .as_mut()
@@ -421,8 +432,13 @@ impl Lease {
         }
     }
 
-    /// The response body was read to its end: the connection can serve another exchange.
+    /// The response body was read to its end: the connection can serve another exchange,
+    /// unless the request's body is still being written (an early answer), in which case the
+    /// connection is closed rather than handed to a request that would wait behind it.
     pub fn release(mut self) {
+        if self.body.as_ref().is_some_and(|b| !b.finished()) {
+            return;
+        }
         if let Some(sender) = self.sender.take() {
             self.backend.put_idle(sender, self.max_idle, self.idle_for);
         }

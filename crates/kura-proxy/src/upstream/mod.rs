@@ -314,6 +314,7 @@ impl Pool {
             }
         };
         backend.count_request();
+        lease.carries(request.body().fault());
         let timeout = self.spec.response_timeout;
         let result = tokio::time::timeout(timeout, lease.sender().try_send_request(request)).await;
         let result = match result {

@@ -547,10 +547,6 @@ impl Cache {
                     self.complete_segment(obj, index, &current, lower).await;
                     index += 1;
                     filled = 0;
-                    if let Some(s) = &stream {
-                        // Do not run too far ahead of slow readers: they need these bytes.
-                        s.wait_room(index).await;
-                    }
                     current = self.lead_segment(obj, index);
                     if let Some(s) = &stream {
                         s.started(index, current.clone());

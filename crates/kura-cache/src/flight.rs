@@ -175,7 +175,8 @@ impl FlightReader {
 
 use std::future::Future as _;
 
-/// Segments a whole-body fill may complete ahead of its slowest reader.
+/// Completed segments a whole-body fill keeps in flight for readers behind it; readers further
+/// behind read from storage.
 pub const STREAM_WINDOW: u32 = 4;
 
 struct StreamState {
@@ -190,8 +191,9 @@ struct StreamState {
 }
 
 /// A whole-body fill (origin without range support): its segments can only come from this one
-/// response, so it keeps them until its readers have passed them, and waits for slow readers
-/// instead of running ahead (the origin connection is then back-pressured).
+/// response. It runs at the origin's (and the storage's) speed, never at a reader's: it keeps
+/// the last [`STREAM_WINDOW`] segments in flight for readers close behind, and readers further
+/// behind read what is stored (memory or disk), or fetch again if it was evicted.
 pub struct StreamFill {
     state: Mutex<StreamState>,
     notify: Arc<Notify>,
@@ -270,24 +272,6 @@ impl StreamFill {
         self.notify.notify_waiters();
     }
 
-    /// The producer waits before starting segment `next` while it would be more than
-    /// [`STREAM_WINDOW`] segments ahead of its slowest reader.
-    pub async fn wait_room(&self, next: u32) {
-        loop {
-            let mut w = Box::pin(self.notify.clone().notified_owned());
-            w.as_mut().enable();
-            {
-                let s = self.lock();
-                match s.readers.values().min() {
-                    None => return,
-                    Some(&slowest) if next <= slowest + STREAM_WINDOW => return,
-                    _ => {}
-                }
-            }
-            w.await;
-        }
-    }
-
     /// Waits until segment `index` is in flight or complete, or the fill has ended.
     pub async fn wait_for(&self, index: u32) {
         loop {
@@ -334,11 +318,13 @@ impl Drop for Seat {
 }
 
 /// Drops retained flights no reader can still need (all but the one in flight when no
-/// reader is left).
+/// reader is left), and any more than [`STREAM_WINDOW`] behind the one in flight: a reader
+/// that far behind reads its segments from storage, so a slow reader costs no memory here.
 fn prune(s: &mut StreamState) {
+    let started = s.started.unwrap_or(0);
     let keep_from = match s.readers.values().min() {
-        Some(&slowest) => slowest,
-        None => s.started.unwrap_or(0),
+        Some(&slowest) => slowest.max(started.saturating_sub(STREAM_WINDOW)),
+        None => started,
     };
     s.retained.retain(|&i, _| i >= keep_from);
 }

@@ -19,6 +19,14 @@ pub const DEFAULT_CLIENT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// nginx's proxy_read_timeout: a WebSocket silent both ways this long is closed.
 pub const DEFAULT_WEBSOCKET_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// nginx's `send_timeout`.
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_MAX_UPGRADED: usize = 1024;
+/// `Upgrade` protocols a rule relays unless it says otherwise.
+pub const DEFAULT_UPGRADES: &[&str] = &["websocket"];
+/// nginx's `http2_max_concurrent_streams`.
+pub const DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS: u32 = 128;
+pub const DEFAULT_HTTP2_STREAM_BUFFER: u64 = 256 * 1024;
 
 pub const DEFAULT_TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(10);
 pub const DEFAULT_HTTPS_PORT: u16 = 443;

@@ -117,6 +117,14 @@ pub struct FileLimits {
     pub client_header_timeout: Option<String>,
     pub client_idle_timeout: Option<String>,
     pub websocket_idle_timeout: Option<String>,
+    /// A client that accepts no byte of a response for this long is disconnected.
+    pub send_timeout: Option<String>,
+    /// Upgraded connections (tunnels) open at once.
+    pub max_upgraded: Option<usize>,
+    /// HTTP/2 streams a client may have open on one connection.
+    pub http2_max_concurrent_streams: Option<u32>,
+    /// Bytes of an HTTP/2 response kura buffers for a stream whose client stopped reading.
+    pub http2_stream_buffer: Option<SizeValue>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
@@ -255,6 +263,8 @@ pub struct FileVHost {
     pub cache: Option<FileRuleCache>,
     /// With `pool`: shadowing of that fallback rule.
     pub shadow: Option<FileRuleShadow>,
+    /// With `pool`: the `Upgrade` protocols that fallback rule relays.
+    pub upgrades: Option<Vec<String>>,
     #[serde(default)]
     pub rules: Vec<FileRule>,
 }
@@ -279,6 +289,8 @@ pub struct FileRule {
     pub shadow: Option<FileRuleShadow>,
     /// Image parameters and limits (for `action = "resize"`).
     pub resize: Option<FileRuleResize>,
+    /// `Upgrade` protocols relayed (case-insensitive); default `["websocket"]`.
+    pub upgrades: Option<Vec<String>>,
 }
 
 /// An image rule: where the original is and which captures give the parameters. Every

@@ -306,6 +306,15 @@ pub struct Limits {
     pub client_idle_timeout: Duration,
     /// An upgraded connection (WebSocket) with no bytes either way for this long is closed.
     pub websocket_idle_timeout: Duration,
+    /// A response the client accepts no byte of for this long ends its connection.
+    pub send_timeout: Duration,
+    /// Upgraded connections (WebSocket tunnels) open at once; more get 503.
+    pub max_upgraded: usize,
+    /// HTTP/2 streams one client connection may have open at once.
+    pub http2_max_concurrent_streams: u32,
+    /// HTTP/2: bytes of a response buffered for a stream the client does not read; past them
+    /// and `send_timeout`, the stream is reset and its upstream released.
+    pub http2_stream_buffer: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -487,6 +496,8 @@ pub struct RuleSpec {
     pub shadow: Option<RuleShadow>,
     /// Set when `action = "resize"`.
     pub resize: Option<RuleResize>,
+    /// `Upgrade` protocols relayed (lowercase tokens); others are answered as plain requests.
+    pub upgrades: Vec<String>,
 }
 
 /// An image rule, validated (templates compiled against the rule's path regex).

@@ -293,6 +293,16 @@ fn documented_defaults_match_the_code() {
         dur("limits.websocket_idle_timeout"),
         DEFAULT_WEBSOCKET_IDLE_TIMEOUT
     );
+    assert_eq!(dur("limits.send_timeout"), DEFAULT_SEND_TIMEOUT);
+    assert_eq!(int("limits.max_upgraded"), DEFAULT_MAX_UPGRADED as u64);
+    assert_eq!(
+        int("limits.http2_max_concurrent_streams"),
+        DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS as u64
+    );
+    assert_eq!(
+        size("limits.http2_stream_buffer"),
+        DEFAULT_HTTP2_STREAM_BUFFER
+    );
     assert_eq!(
         dur("listeners.tls.reload_interval"),
         DEFAULT_TLS_RELOAD_INTERVAL

@@ -231,6 +231,35 @@ fn validate_limits(l: &FileLimits, errs: &mut Errors) -> Limits {
             &l.websocket_idle_timeout,
             DEFAULT_WEBSOCKET_IDLE_TIMEOUT,
         ),
+        send_timeout: errs.period("limits.send_timeout", &l.send_timeout, DEFAULT_SEND_TIMEOUT),
+        max_upgraded: match l.max_upgraded {
+            Some(0) => {
+                errs.push("limits.max_upgraded", "must be at least 1");
+                DEFAULT_MAX_UPGRADED
+            }
+            v => v.unwrap_or(DEFAULT_MAX_UPGRADED),
+        },
+        http2_max_concurrent_streams: match l.http2_max_concurrent_streams {
+            Some(0) => {
+                errs.push("limits.http2_max_concurrent_streams", "must be at least 1");
+                DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS
+            }
+            v => v.unwrap_or(DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS),
+        },
+        http2_stream_buffer: match &l.http2_stream_buffer {
+            None => DEFAULT_HTTP2_STREAM_BUFFER,
+            Some(v) => match size_value(v) {
+                Ok(n) if n >= 16 * 1024 => n,
+                Ok(_) => {
+                    errs.push("limits.http2_stream_buffer", "must be at least 16KiB");
+                    DEFAULT_HTTP2_STREAM_BUFFER
+                }
+                Err(e) => {
+                    errs.push("limits.http2_stream_buffer", e);
+                    DEFAULT_HTTP2_STREAM_BUFFER
+                }
+            },
+        },
     }
 }
 
@@ -702,7 +731,34 @@ fn validate_rule(
         .shadow
         .as_ref()
         .map(|s| validate_rule_shadow(&format!("{field}.shadow"), s, source, pools, errs));
+    let mut upgrades = Vec::new();
+    match &r.upgrades {
+        None => upgrades.extend(DEFAULT_UPGRADES.iter().map(|s| s.to_string())),
+        Some(list) => {
+            for (i, u) in list.iter().enumerate() {
+                let token = u.trim().to_ascii_lowercase();
+                let valid = !token.is_empty()
+                    && token
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-._/".contains(&b));
+                if !valid {
+                    errs.push(
+                        format!("{field}.upgrades[{i}]"),
+                        format!("{u:?} is not a protocol token such as \"websocket\""),
+                    );
+                } else if token == "h2c" {
+                    errs.push(
+                        format!("{field}.upgrades[{i}]"),
+                        "h2c would hand the client a raw HTTP/2 session behind kura's routing and header rules; use `http2 = true` on the listener",
+                    );
+                } else {
+                    upgrades.push(token);
+                }
+            }
+        }
+    }
     Some(RuleSpec {
+        upgrades,
         path: path?,
         action,
         pool: r.pool.clone(),
@@ -776,7 +832,12 @@ fn validate_routes(
                 rules.push(rule);
             }
         }
-        if v.pool.is_none() && (v.action.is_some() || v.cache.is_some() || v.shadow.is_some()) {
+        if v.pool.is_none()
+            && (v.action.is_some()
+                || v.cache.is_some()
+                || v.shadow.is_some()
+                || v.upgrades.is_some())
+        {
             errs.push(
                 format!("{field}.action"),
                 "applies to the vhost's `pool` fallback: set `pool`",
@@ -788,6 +849,7 @@ fn validate_routes(
                 action: v.action.clone(),
                 cache: v.cache.clone(),
                 shadow: v.shadow.clone(),
+                upgrades: v.upgrades.clone(),
                 ..Default::default()
             };
             if let Some(rule) = validate_rule(&field, &fallback, pools, has_disk, base_dir, errs) {

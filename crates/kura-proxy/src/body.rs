@@ -212,7 +212,20 @@ enum Kind {
         inner: Incoming,
         lease: Option<Lease>,
     },
+    /// Read ahead by a task into a bounded buffer (HTTP/2, see [`ProxyBody::pumped`]).
+    Pumped {
+        rx: tokio::sync::mpsc::Receiver<Result<Frame<Bytes>, BoxError>>,
+        room: Arc<tokio::sync::Semaphore>,
+        limit: usize,
+        hint: SizeHint,
+        done: bool,
+    },
 }
+
+/// The client stopped reading an HTTP/2 stream for `send_timeout` with its buffer full.
+#[derive(Debug, thiserror::Error)]
+#[error("the client accepted no byte of the response for the send timeout")]
+pub struct SendTimedOut;
 
 /// A response body on its way to the client.
 pub struct ProxyBody {
@@ -273,6 +286,57 @@ impl ProxyBody {
         self
     }
 
+    /// For an HTTP/2 stream: a task reads this body ahead into a buffer of at most `limit`
+    /// bytes, so a stream whose client stops reading (flow-control window closed) holds only
+    /// that; when the buffer stays full for `timeout`, the task drops the body (releasing its
+    /// upstream connection and slot, or its cache reader) and the stream ends with an error
+    /// (hyper resets it). Bodies already complete are returned as they are.
+    pub fn pumped(self, limit: u64, timeout: std::time::Duration) -> Self {
+        if self.is_end_stream() || matches!(self.kind, Kind::Full(_)) {
+            return self;
+        }
+        let limit = limit.clamp(1, u32::MAX as u64) as usize;
+        let hint = self.size_hint();
+        let room = Arc::new(tokio::sync::Semaphore::new(limit));
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let task_room = room.clone();
+        tokio::spawn(async move {
+            use http_body_util::BodyExt;
+            let mut inner = self;
+            while let Some(frame) = inner.frame().await {
+                let len = frame
+                    .as_ref()
+                    .ok()
+                    .and_then(|f| f.data_ref())
+                    .map_or(0, |d| d.len().clamp(1, limit));
+                if len > 0 {
+                    match tokio::time::timeout(timeout, task_room.acquire_many(len as u32)).await {
+                        Ok(Ok(p)) => p.forget(),
+                        _ => {
+                            let _ = tx.try_send(Err(Box::new(SendTimedOut) as BoxError));
+                            return;
+                        }
+                    }
+                }
+                if tx.send(frame).await.is_err() {
+                    return;
+                }
+            }
+        });
+        ProxyBody {
+            kind: Kind::Pumped {
+                rx,
+                room,
+                limit,
+                hint,
+                done: false,
+            },
+            exchange: None,
+            sent: 0,
+            capture: None,
+        }
+    }
+
     /// Attaches the record completed when this body is done or dropped.
     pub fn with_exchange(mut self, exchange: Box<Exchange>) -> Self {
         self.exchange = Some(exchange);
@@ -318,6 +382,27 @@ impl Body for ProxyBody {
                 }
                 other => other.map(|o| o.map(|r| r.map_err(|e| Box::new(e) as BoxError))),
             },
+            Kind::Pumped {
+                rx,
+                room,
+                limit,
+                done,
+                ..
+            } => match rx.poll_recv(cx) {
+                Poll::Ready(Some(frame)) => {
+                    if let Ok(f) = &frame
+                        && let Some(d) = f.data_ref()
+                    {
+                        room.add_permits(d.len().clamp(1, *limit));
+                    }
+                    Poll::Ready(Some(frame))
+                }
+                Poll::Ready(None) => {
+                    *done = true;
+                    Poll::Ready(None)
+                }
+                Poll::Pending => Poll::Pending,
+            },
         };
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
@@ -352,6 +437,7 @@ impl Body for ProxyBody {
             Kind::Full(b) => b.is_none(),
             Kind::Cache(b) => b.is_end_stream(),
             Kind::Upstream { inner, .. } => inner.is_end_stream(),
+            Kind::Pumped { done, .. } => *done,
         }
     }
 
@@ -360,6 +446,7 @@ impl Body for ProxyBody {
             Kind::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             Kind::Cache(b) => b.size_hint(),
             Kind::Upstream { inner, .. } => inner.size_hint(),
+            Kind::Pumped { hint, .. } => *hint,
         }
     }
 }

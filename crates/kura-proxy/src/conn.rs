@@ -9,6 +9,11 @@
 //! requests). [`WatchedIo`] notices the first bytes of a new head; the service marks `Busy`; the
 //! response body's completion marks `Idle`. The connection task checks the deadline only when
 //! its timer fires, so the hot path costs one relaxed load per read.
+//!
+//! `send_timeout` (nginx's) bounds a client that stops reading: [`WatchedIo`] notes when a write
+//! is refused (the socket buffer is full) and when one succeeds; a connection whose writes stay
+//! refused for the timeout is closed, which drops everything its responses held (upstream
+//! leases, backend connection slots, cache readers).
 
 use std::io;
 use std::pin::Pin;
@@ -31,6 +36,7 @@ pub enum Check {
     Later(Duration),
     HeaderTimeout,
     IdleTimeout,
+    SendTimeout,
 }
 
 pub struct ConnState {
@@ -40,6 +46,8 @@ pub struct ConnState {
     active: AtomicU32,
     /// HTTP/2: bytes between requests (pings, window updates) are not a new request head.
     multiplexed: AtomicBool,
+    /// Clock ms since which writes have been refused (0: the last write went through).
+    blocked_since_ms: AtomicU64,
 }
 
 impl ConnState {
@@ -51,6 +59,7 @@ impl ConnState {
             since_ms: AtomicU64::new(now_ms()),
             active: AtomicU32::new(0),
             multiplexed: AtomicBool::new(false),
+            blocked_since_ms: AtomicU64::new(0),
         }
     }
 
@@ -75,24 +84,48 @@ impl ConnState {
         }
     }
 
-    pub fn check(&self, header_timeout: Duration, idle_timeout: Duration) -> Check {
-        let elapsed = now_ms().saturating_sub(self.since_ms.load(Relaxed));
+    pub fn check(
+        &self,
+        header_timeout: Duration,
+        idle_timeout: Duration,
+        send_timeout: Duration,
+    ) -> Check {
+        let now = now_ms();
+        let blocked = self.blocked_since_ms.load(Relaxed);
+        let send_left = match blocked {
+            0 => ms(send_timeout),
+            since => {
+                let waited = now.saturating_sub(since);
+                if waited >= ms(send_timeout) {
+                    return Check::SendTimeout;
+                }
+                ms(send_timeout) - waited
+            }
+        };
+        let elapsed = now.saturating_sub(self.since_ms.load(Relaxed));
         let (limit, expired) = match self.phase.load(Relaxed) {
             HEAD => (ms(header_timeout), Check::HeaderTimeout),
             IDLE => (ms(idle_timeout), Check::IdleTimeout),
-            _ => return Check::Later(header_timeout.min(idle_timeout)),
+            _ => {
+                let next = ms(header_timeout.min(idle_timeout)).min(send_left);
+                return Check::Later(Duration::from_millis(next));
+            }
         };
         if elapsed >= limit {
             expired
         } else {
-            Check::Later(Duration::from_millis(limit - elapsed))
+            Check::Later(Duration::from_millis((limit - elapsed).min(send_left)))
         }
     }
 }
 
-/// Told by [`WatchedIo`] whenever bytes are read.
+/// Told by [`WatchedIo`] whenever bytes are read, and whether writes go through.
 pub trait ReadObserver {
     fn bytes_arrived(&self);
+    /// A write was refused (the peer is not reading); `now` is the clock in ms.
+    fn write_blocked(&self) {}
+    /// A write went through.
+    fn write_done(&self) {}
 }
 
 impl ReadObserver for ConnState {
@@ -100,6 +133,18 @@ impl ReadObserver for ConnState {
         if self.phase.load(Relaxed) == IDLE && !self.multiplexed.load(Relaxed) {
             self.since_ms.store(now_ms(), Relaxed);
             self.phase.store(HEAD, Relaxed);
+        }
+    }
+
+    fn write_blocked(&self) {
+        if self.blocked_since_ms.load(Relaxed) == 0 {
+            self.blocked_since_ms.store(now_ms().max(1), Relaxed);
+        }
+    }
+
+    fn write_done(&self) {
+        if self.blocked_since_ms.load(Relaxed) != 0 {
+            self.blocked_since_ms.store(0, Relaxed);
         }
     }
 }
@@ -120,6 +165,14 @@ pub struct WatchedIo<T, O: ReadObserver = ConnState> {
 impl<T, O: ReadObserver> WatchedIo<T, O> {
     pub fn new(inner: T, state: std::sync::Arc<O>) -> Self {
         WatchedIo { inner, state }
+    }
+
+    fn note_write(&self, res: &Poll<io::Result<usize>>) {
+        match res {
+            Poll::Pending => self.state.write_blocked(),
+            Poll::Ready(Ok(n)) if *n > 0 => self.state.write_done(),
+            Poll::Ready(_) => {}
+        }
     }
 }
 
@@ -144,7 +197,9 @@ impl<T: AsyncWrite + Unpin, O: ReadObserver> AsyncWrite for WatchedIo<T, O> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let res = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.note_write(&res);
+        res
     }
 
     fn poll_write_vectored(
@@ -152,7 +207,9 @@ impl<T: AsyncWrite + Unpin, O: ReadObserver> AsyncWrite for WatchedIo<T, O> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let res = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.note_write(&res);
+        res
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -177,17 +234,32 @@ mod tests {
         let s = ConnState::new();
         let h = Duration::from_secs(10);
         let i = Duration::from_secs(60);
-        assert!(matches!(s.check(h, i), Check::Later(d) if d <= h));
-        assert_eq!(s.check(Duration::ZERO, i), Check::HeaderTimeout);
+        let w = Duration::from_secs(600);
+        assert!(matches!(s.check(h, i, w), Check::Later(d) if d <= h));
+        assert_eq!(s.check(Duration::ZERO, i, w), Check::HeaderTimeout);
         s.busy();
         assert_eq!(
-            s.check(Duration::ZERO, Duration::ZERO),
+            s.check(Duration::ZERO, Duration::ZERO, w),
             Check::Later(Duration::ZERO)
         );
         s.idle();
-        assert_eq!(s.check(h, Duration::ZERO), Check::IdleTimeout);
-        assert!(matches!(s.check(Duration::ZERO, i), Check::Later(d) if d > h));
+        assert_eq!(s.check(h, Duration::ZERO, w), Check::IdleTimeout);
+        assert!(matches!(s.check(Duration::ZERO, i, w), Check::Later(d) if d > h));
         s.bytes_arrived();
-        assert_eq!(s.check(Duration::ZERO, i), Check::HeaderTimeout);
+        assert_eq!(s.check(Duration::ZERO, i, w), Check::HeaderTimeout);
+    }
+
+    #[test]
+    fn writes_refused_for_the_send_timeout_end_the_connection() {
+        let s = ConnState::new();
+        s.busy();
+        let (h, i) = (Duration::from_secs(10), Duration::from_secs(60));
+        s.write_blocked();
+        assert!(
+            matches!(s.check(h, i, Duration::from_secs(5)), Check::Later(d) if d <= Duration::from_secs(5))
+        );
+        assert_eq!(s.check(h, i, Duration::ZERO), Check::SendTimeout);
+        s.write_done();
+        assert!(matches!(s.check(h, i, Duration::ZERO), Check::Later(_)));
     }
 }

@@ -52,6 +52,7 @@ pub async fn serve(
         None => {
             let state = Arc::new(ConnState::new());
             let info = conn_info(&shared, peer, "http", &state, &mode);
+            let conn_info = info.clone();
             let io = TokioIo::new(WatchedIo::new(stream, state.clone()));
             if mode.h2c {
                 let svc = service_fn(move |req| service::handle(info.clone(), req));
@@ -67,6 +68,7 @@ pub async fn serve(
                 builder
                     .http2()
                     .max_header_list_size(limits.max_header_bytes as u32)
+                    .max_concurrent_streams(limits.http2_max_concurrent_streams)
                     .timer(hyper_util::rt::TokioTimer::new());
                 let conn = builder.serve_connection_with_upgrades(io, svc);
                 drive(
@@ -81,10 +83,20 @@ pub async fn serve(
             } else {
                 serve_h1(io, info, &shared, &state, &limits, peer).await;
             }
+            finish_tunnel(&conn_info).await;
         }
         Some(tls) => serve_tls(&shared, &mode, tls, stream, peer, &limits).await,
     }
     metrics.connections.dec();
+}
+
+/// Waits for the tunnel an upgrade made of this connection (holding the connection's permit
+/// and keeping it tracked by shutdown meanwhile).
+async fn finish_tunnel(info: &ConnInfo) {
+    let tunnel = info.tunnel.lock().ok().and_then(|mut t| t.take());
+    if let Some(t) = tunnel {
+        let _ = t.await;
+    }
 }
 
 async fn serve_tls(
@@ -140,6 +152,7 @@ async fn serve_tls(
         let mut builder = http2::Builder::new(TokioExecutor::new());
         builder
             .max_header_list_size(limits.max_header_bytes as u32)
+            .max_concurrent_streams(limits.http2_max_concurrent_streams)
             .timer(hyper_util::rt::TokioTimer::new());
         let conn = builder.serve_connection(io, svc);
         drive(
@@ -152,7 +165,9 @@ async fn serve_tls(
         )
         .await;
     } else {
+        let conn_info = info.clone();
         serve_h1(io, info, shared, &state, limits, peer).await;
+        finish_tunnel(&conn_info).await;
     }
 }
 
@@ -221,7 +236,8 @@ async fn drive<C, E>(
     let metrics = &shared.metrics;
     let header_timeout = limits.client_header_timeout;
     let idle_timeout = limits.client_idle_timeout;
-    let timer = tokio::time::sleep(header_timeout.min(idle_timeout));
+    let send_timeout = limits.send_timeout;
+    let timer = tokio::time::sleep(header_timeout.min(idle_timeout).min(send_timeout));
     tokio::pin!(timer);
     let shutdown = shared.shutdown.cancelled();
     tokio::pin!(shutdown);
@@ -242,7 +258,7 @@ async fn drive<C, E>(
                 drain(conn.as_mut());
             }
             _ = &mut force => break,
-            _ = &mut timer => match state.check(header_timeout, idle_timeout) {
+            _ = &mut timer => match state.check(header_timeout, idle_timeout, send_timeout) {
                 Check::Later(d) => timer.as_mut().reset(tokio::time::Instant::now() + d),
                 Check::HeaderTimeout => {
                     metrics.connection_timeouts.with_label_values(&["header"]).inc();
@@ -251,6 +267,11 @@ async fn drive<C, E>(
                 }
                 Check::IdleTimeout => {
                     metrics.connection_timeouts.with_label_values(&["idle"]).inc();
+                    break;
+                }
+                Check::SendTimeout => {
+                    metrics.connection_timeouts.with_label_values(&["send"]).inc();
+                    tracing::debug!(client = %peer, "client send timeout");
                     break;
                 }
             },

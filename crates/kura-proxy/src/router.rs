@@ -49,6 +49,8 @@ pub struct Rule {
     metrics: Option<Arc<crate::metrics::Metrics>>,
     /// The regex must run with captures (a rewrite or a key template uses them).
     needs_captures: bool,
+    /// `Upgrade` protocols relayed (lowercase); other upgrade requests are plain requests.
+    pub upgrades: Vec<String>,
 }
 
 pub struct VHost {
@@ -151,7 +153,27 @@ impl Rule {
             resize: None,
             metrics: None,
             needs_captures: false,
+            upgrades: kura_config::DEFAULT_UPGRADES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
         }
+    }
+
+    /// Whether this rule relays an `Upgrade` to `protocol` (the first token of the header).
+    pub fn relays_upgrade(&self, value: &http::HeaderValue) -> bool {
+        let first = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.split(',').next())
+            .map(|t| {
+                t.trim()
+                    .split('/')
+                    .next()
+                    .unwrap_or("")
+                    .to_ascii_lowercase()
+            });
+        first.is_some_and(|p| self.upgrades.contains(&p))
     }
 
     /// The metrics registry pools made for this rule report to.
@@ -322,6 +344,7 @@ impl RouteTable {
                     },
                     metrics: metrics.cloned(),
                     needs_captures: r.rewrite.is_some() || key_captures || r.resize.is_some(),
+                    upgrades: r.upgrades.clone(),
                 });
             }
             let name: Arc<str> = v.name.as_str().into();

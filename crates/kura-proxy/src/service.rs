@@ -40,6 +40,8 @@ pub struct ConnInfo {
     pub state: Arc<ConnState>,
     /// Answer every request with a redirect to https on this port.
     pub redirect_https: Option<u16>,
+    /// The tunnel an upgrade made of this connection, awaited by the connection's task.
+    pub tunnel: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl ConnInfo {
@@ -57,6 +59,7 @@ impl ConnInfo {
             scheme,
             state,
             redirect_https: None,
+            tunnel: std::sync::Mutex::new(None),
         }
     }
 }
@@ -82,12 +85,20 @@ pub async fn handle(
         log,
     });
     let is_head = req.method() == Method::HEAD;
+    let h2 = req.version() == Version::HTTP_2;
     let resp = match proxy(&rt, &conn, req, &mut x).await {
         Ok(r) => r,
         Err(e) => error_response(&rt, &e, is_head),
     };
     x.status = resp.status();
-    Ok(resp.map(|b| b.with_exchange(x)))
+    let resp = resp.map(|b| b.with_exchange(x));
+    if h2 {
+        // One stream's closed window must not hold an upstream connection: read ahead into a
+        // bounded buffer, and give up after the send timeout.
+        let (limit, timeout) = (rt.limits.http2_stream_buffer, rt.limits.send_timeout);
+        return Ok(resp.map(|b| b.pumped(limit, timeout)));
+    }
+    Ok(resp)
 }
 
 async fn proxy(
@@ -170,7 +181,10 @@ async fn proxy(
         (false, true) => HeaderValue::from_str(&target.host).ok(),
         (false, false) => None,
     };
-    let upgrade = upgrade::requested(req.headers()).filter(|_| req.version() == Version::HTTP_11);
+    // Only the protocols the rule relays (WebSocket by default): any other `Upgrade` (`h2c`
+    // among them) is dropped with the hop-by-hop headers and the request served as usual.
+    let upgrade = upgrade::requested(req.headers())
+        .filter(|v| req.version() == Version::HTTP_11 && rule.relays_upgrade(v));
     let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
     let mut body = ReqBody::new(body, stream_limit);
@@ -307,6 +321,14 @@ async fn forward_upgrade(
             "an upgrade (WebSocket) needs an HTTP/1.1 pool".into(),
         ));
     }
+    // Tunnels are counted: one more than `limits.max_upgraded` is refused before any backend
+    // is asked.
+    let Ok(slot) = conn.shared.upgrades.clone().try_acquire_owned() else {
+        return Err(ProxyError::Status(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many upgraded connections".into(),
+        ));
+    };
     let sent_at = Instant::now();
     let mut answer = rule.pool.send(out).await?;
     x.upstream_time = Some(sent_at.elapsed());
@@ -323,13 +345,21 @@ async fn forward_upgrade(
     }
     rule.response_headers.apply(&mut parts.headers);
     parts.version = Version::HTTP_11;
-    upgrade::spawn_tunnel(
+    let tunnel = upgrade::spawn_tunnel(
         on_client,
         on_upstream,
-        answer.lease,
+        upgrade::Held {
+            lease: answer.lease,
+            slot,
+        },
         rt.limits.websocket_idle_timeout,
         conn.shared.clone(),
     );
+    // The client connection's task waits for its tunnel: the connection stays counted in
+    // `max_connections` and tracked by shutdown until the tunnel closes.
+    if let Ok(mut t) = conn.tunnel.lock() {
+        *t = Some(tunnel);
+    }
     Ok(Response::from_parts(parts, ProxyBody::empty()))
 }
 

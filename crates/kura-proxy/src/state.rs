@@ -68,6 +68,8 @@ pub struct Shared {
     pub shadow: Arc<kura_shadow::Shadow>,
     /// Cluster membership and the peer tier, when `[cluster]` is configured (restart to change).
     pub cluster: Option<Arc<kura_cluster::Cluster>>,
+    /// Slots for upgraded connections (`limits.max_upgraded`, restart to change).
+    pub upgrades: Arc<tokio::sync::Semaphore>,
 }
 
 impl Shared {
@@ -104,6 +106,7 @@ impl Shared {
             cache,
             shadow,
             cluster,
+            upgrades: Arc::new(tokio::sync::Semaphore::new(config.limits.max_upgraded)),
         };
         shared.apply(config);
         shared

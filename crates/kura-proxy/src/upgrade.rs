@@ -2,7 +2,10 @@
 //! balancing with its `Upgrade` and `Connection: upgrade` kept; when the backend answers 101
 //! both connections are taken over from hyper and bytes are copied both ways until either side
 //! closes, the tunnel has been silent for `websocket_idle_timeout`, or shutdown's grace period
-//! ends. kura does not parse frames: any protocol a backend agrees to upgrade to passes.
+//! ends. kura does not parse frames; only the protocols a rule lists in `upgrades` (WebSocket
+//! by default) are relayed. A tunnel holds what its request held (the backend connection
+//! slot, and through its connection's task the client's `max_connections` permit) plus one of
+//! `limits.max_upgraded` slots, until it closes.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -35,14 +38,23 @@ pub fn restore(headers: &mut HeaderMap, upgrade: HeaderValue) {
     headers.insert(header::UPGRADE, upgrade);
 }
 
+/// What a tunnel holds until it closes (held for what dropping them releases).
+#[allow(dead_code)]
+pub struct Held {
+    /// The backend connection and its slot under `max_connections_per_backend`.
+    pub lease: Lease,
+    /// One of `limits.max_upgraded`.
+    pub slot: tokio::sync::OwnedSemaphorePermit,
+}
+
 /// Waits for both sides to hand over their connections, then copies between them.
 pub fn spawn_tunnel(
     client: OnUpgrade,
     upstream: OnUpgrade,
-    lease: Lease,
+    held: Held,
     idle: Duration,
     shared: Arc<Shared>,
-) {
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let (client, upstream) = match tokio::try_join!(client, upstream) {
             Ok(pair) => pair,
@@ -51,8 +63,9 @@ pub fn spawn_tunnel(
                 return;
             }
         };
-        // The backend connection now belongs to the tunnel; it never returns to the pool.
-        drop(lease);
+        // The backend connection now belongs to the tunnel; it never returns to the pool, and
+        // its slot is held (with the tunnel's) until the tunnel closes.
+        let _held = held;
         let metrics = shared.metrics.clone();
         metrics.upgraded_connections.inc();
         let last = Arc::new(Activity(AtomicU64::new(now_ms())));
@@ -70,7 +83,7 @@ pub fn spawn_tunnel(
             _ = shared.force.cancelled() => {}
         }
         metrics.upgraded_connections.dec();
-    });
+    })
 }
 
 /// Resolves once nothing moved for `idle`.

@@ -307,40 +307,38 @@ async fn x_accel_redirect_names_the_cached_file() {
     assert_eq!(r.header("etag"), Some("\"v1\""));
 }
 
-#[tokio::test]
-async fn a_slow_reader_of_a_whole_body_fill_loses_nothing() {
-    // 64 MiB from an origin that ignores ranges, a memory tier of 1 MiB, and a client that
-    // stalls: the fill waits for its reader instead of running ahead (or dropping data).
-    // The object is far larger than what socket buffers can absorb on loopback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_never_holds_a_whole_body_fill_and_loses_nothing() {
+    // 64 MiB from an origin that ignores ranges, a memory tier of 1 MiB. One client reads a
+    // frame and stalls; another reads the same object meanwhile: it gets it whole at the
+    // origin's speed (the fill does not wait for the stalled one). The stalled client then
+    // gets every byte right: what it missed is read from storage or fetched again.
     let size = 1024 * SEG;
     let (o, st) = ranged("o", size, "max-age=3600").await;
     st.honor_range.store(false, SeqCst);
     let kura = TestKura::start(&config(&o.url(), "memory = \"1MiB\"", "")).await;
-    let mut client = Client::connect(kura.addr).await;
-    let resp = client.send_streaming(get_request("a.com", "/slow")).await;
+    let mut slow = Client::connect(kura.addr).await;
+    let resp = slow.send_streaming(get_request("a.com", "/slow")).await;
     let mut body = resp.into_body();
     let mut got = Vec::with_capacity(size as usize);
-    let mut first = true;
+    if let Some(frame) = body.frame().await {
+        got.extend_from_slice(frame.expect("a first frame").data_ref().unwrap());
+    }
+    let fast = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        kura.get("a.com", "/slow"),
+    )
+    .await
+    .expect("a second reader is not held by the stalled one");
+    assert_eq!(fast.body.len() as u64, size);
+    assert!(fast.body[..] == expected(1, 0, size)[..]);
     while let Some(frame) = body.frame().await {
         if let Some(d) = frame.expect("no byte is lost").data_ref() {
             got.extend_from_slice(d);
         }
-        if first {
-            first = false;
-            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-            let pulled = kura.admin_json("/cache").await["origin_bytes"]
-                .as_u64()
-                .unwrap();
-            assert!(
-                pulled < size / 4,
-                "the fill ran {} MiB ahead of a stalled reader",
-                pulled >> 20
-            );
-        }
     }
     assert_eq!(got.len() as u64, size);
     assert!(got[..] == expected(1, 0, size)[..]);
-    assert_eq!(st.range_requests().len(), 1);
 }
 
 #[tokio::test]

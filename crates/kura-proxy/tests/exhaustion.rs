@@ -3,13 +3,12 @@
 //! connection slot, so a slot that is never given back shows as a `503` for the next client.
 
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use http::Request;
-use http_body_util::{BodyExt, Empty, Full, StreamBody};
+use http_body_util::{Empty, Full, StreamBody};
 use hyper::body::Frame;
 use kura_testkit::ws::EchoServer;
 use kura_testkit::{Origin, TestKura, TokioIo, eventually, raw};

@@ -397,6 +397,9 @@ pub struct BackendSpec {
     pub base_path: String,
     /// `https://`: TLS to the backend.
     pub tls: bool,
+    /// The address to connect to, when it was resolved and checked ahead (image sources): the
+    /// connection goes there, never to a second resolution of `host`.
+    pub pinned: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -413,6 +413,7 @@ pub fn parse_backend(url: &str) -> Result<BackendSpec, String> {
         port,
         base_path,
         tls,
+        pinned: None,
     })
 }
 

@@ -11,6 +11,6 @@ pub mod sign;
 pub mod transform;
 
 pub use params::{Chosen, Fit, Format, Gravity, Limits, OutputFormat, Params, Raw};
-pub use pool::{PoolError, Transformer};
+pub use pool::{PoolError, Slot, Transformer};
 pub use sign::Signer;
 pub use transform::{Output, TransformError, transform};

@@ -49,18 +49,51 @@ impl Transformer {
         limits: Limits,
         timeout: Duration,
     ) -> Result<Output, PoolError> {
+        let slot = self.slot(timeout).await?;
+        slot.run(src, params, chosen, limits).await
+    }
+
+    /// Takes a slot, waiting up to `timeout`; the transform it runs must then finish within
+    /// what is left of `timeout`. Taking the slot before reading a source means a source is
+    /// held in memory only by a request that is about to transform it: requests waiting for a
+    /// slot hold no source bytes.
+    pub async fn slot(&self, timeout: Duration) -> Result<Slot, PoolError> {
         let start = tokio::time::Instant::now();
         let permit = tokio::time::timeout(timeout, self.slots.clone().acquire_owned())
             .await
             .map_err(|_| PoolError::Busy(self.max))?
             .map_err(|_| PoolError::Busy(self.max))?;
+        Ok(Slot {
+            permit,
+            deadline: start + timeout,
+            timeout,
+        })
+    }
+}
+
+/// One of the pool's slots, taken by [`Transformer::slot`].
+pub struct Slot {
+    permit: tokio::sync::OwnedSemaphorePermit,
+    deadline: tokio::time::Instant,
+    timeout: Duration,
+}
+
+impl Slot {
+    /// Runs one transform in this slot, within the slot's deadline.
+    pub async fn run(
+        self,
+        src: bytes::Bytes,
+        params: Params,
+        chosen: Chosen,
+        limits: Limits,
+    ) -> Result<Output, PoolError> {
+        let permit = self.permit;
         let job = tokio::task::spawn_blocking(move || {
             let _permit = permit;
             transform(&src, &params, chosen, &limits)
         });
-        let left = timeout.saturating_sub(start.elapsed());
-        match tokio::time::timeout(left, job).await {
-            Err(_) => Err(PoolError::TimedOut(timeout)),
+        match tokio::time::timeout_at(self.deadline, job).await {
+            Err(_) => Err(PoolError::TimedOut(self.timeout)),
             Ok(Err(e)) => Err(PoolError::Transform(TransformError::Encode(format!(
                 "transform task failed: {e}"
             )))),

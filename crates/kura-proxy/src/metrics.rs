@@ -187,7 +187,26 @@ impl Metrics {
     }
 }
 
+/// The `kind` label values of `kura_upstream_errors_total`.
+pub const UPSTREAM_ERROR_KINDS: &[&str] =
+    &["connect", "connect_timeout", "reset", "status", "timeout"];
+
 impl Metrics {
+    /// Drops the series of a backend that left the routes (a Redis frontend removed, an image
+    /// source pool evicted), so series do not pile up with churn.
+    pub fn forget_backend(&self, pool: &str, backend: &str) {
+        let _ = self.upstream_requests.remove_label_values(&[pool, backend]);
+        let _ = self.backend_up.remove_label_values(&[pool, backend]);
+        let _ = self
+            .backend_marked_dead
+            .remove_label_values(&[pool, backend]);
+        for kind in UPSTREAM_ERROR_KINDS {
+            let _ = self
+                .upstream_errors
+                .remove_label_values(&[pool, backend, kind]);
+        }
+    }
+
     /// Exposes the cache's counters (read at scrape time).
     pub fn register_cache(&self, cache: Arc<kura_cache::Cache>) {
         if let Err(e) = self.registry.register(Box::new(CacheCollector::new(cache))) {

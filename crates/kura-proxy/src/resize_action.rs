@@ -5,27 +5,28 @@
 //! cached once for all its variants), transforms it on the bounded pool, and answers with an
 //! `ETag` derived from the source's validator and the parameters: a revalidation whose source
 //! did not change gets a 304 without transforming again, and clients' conditional requests are
-//! answered from the stored variant.
+//! answered from the stored variant. A `HEAD` is answered from the variant a `GET` stores, so
+//! it costs one transform, coalesced and kept like any miss. Sources are resolved by
+//! `image_source` (absolute URLs checked against SSRF).
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Version, request};
-use http_body_util::{BodyExt, Full};
+use http::{Method, Request, Response, StatusCode, Version};
 use kura_cache::key::PrimaryKey;
-use kura_cache::{Cache, CacheRequest, Origin, OriginBody, OriginError};
-use kura_config::{HostPattern, RuleCache, RuleResize};
-use kura_image::{Chosen, Limits, Params, PoolError, Raw, Signer, TransformError, Transformer};
+use kura_cache::{Cache, CacheRequest};
+use kura_config::RuleResize;
+use kura_image::{Chosen, Limits, Params, Raw, Signer, Transformer};
 
 use crate::body::ProxyBody;
 use crate::errors::ProxyError;
 use crate::headers;
-use crate::origin::{PoolOrigin, proxy_error};
+use crate::image_source::SourcePools;
+use crate::origin::proxy_error;
+use crate::resize_origin::ResizeOrigin;
 use crate::router::Rule;
 use crate::state::Runtime;
-use crate::upstream::Pool;
 
 /// A resize rule ready to serve: its settings, its transform pool and its signer.
 pub struct ResizeRuntime {
@@ -33,8 +34,17 @@ pub struct ResizeRuntime {
     pub limits: Limits,
     pub transformer: Transformer,
     pub signer: Option<Signer>,
-    metrics: Option<Arc<crate::metrics::Metrics>>,
+    pub(crate) metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// Pools of absolute sources, by authority (bounded).
+    pub(crate) sources: SourcePools,
+    /// The not-found image per variant, transformed once (bounded; concurrent misses wait
+    /// for the one transform).
+    pub(crate) not_found: NotFoundCache,
 }
+
+/// Transformed not-found images by canonical parameters.
+pub(crate) type NotFoundCache =
+    moka::sync::Cache<String, Arc<tokio::sync::OnceCell<(Bytes, &'static str)>>>;
 
 impl ResizeRuntime {
     pub fn new(
@@ -59,6 +69,8 @@ impl ResizeRuntime {
             signer,
             cfg: cfg.clone(),
             metrics: metrics.cloned(),
+            sources: SourcePools::new(metrics.cloned()),
+            not_found: moka::sync::Cache::builder().max_capacity(256).build(),
         })
     }
 }
@@ -139,13 +151,16 @@ pub async fn serve(
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok());
     let chosen = params.choose(accept);
-    let (source_origin, source_path, source_id) = source(rule, r, &args.source).await?;
+    let (source_origin, source_path, source_id) =
+        crate::image_source::source(rule, &r.cfg, &r.sources, &args.source).await?;
     // Originals and variants live in the rule's own key kinds, which no client URL maps to.
     let source_key = PrimaryKey::source(rule.id, &source_id);
     let variant_key = PrimaryKey::image(&source_key, &params.canonical(chosen));
 
+    // A HEAD is answered from the variant a GET stores: transformed once, coalesced, kept.
+    let head = *method == Method::HEAD;
     let mut parts = Request::builder()
-        .method(method.clone())
+        .method(Method::GET)
         .uri(source_path.as_str())
         .body(())
         .map_err(|_| ProxyError::BadTarget)?
@@ -156,6 +171,10 @@ pub async fn serve(
             parts.headers.insert(name, v.clone());
         }
     }
+    let keep_source = params.width.is_none()
+        && params.height.is_none()
+        && matches!(chosen, Chosen::Source)
+        && args.raw.quality.trim().is_empty();
     let origin = Arc::new(ResizeOrigin {
         cache: cache.clone(),
         source: source_origin,
@@ -163,6 +182,7 @@ pub async fn serve(
         source_key,
         params,
         chosen,
+        keep_source,
         rule: r.clone(),
         policy: policy.clone(),
     });
@@ -187,314 +207,14 @@ pub async fn serve(
     headers::append_via(&mut parts.headers, &rt.via_11);
     parts.version = Version::HTTP_11;
     rule.response_headers.apply(&mut parts.headers);
+    if head {
+        // The fill (if this was a miss) goes on without this reader.
+        drop(body);
+        return Ok(Response::from_parts(parts, ProxyBody::empty()));
+    }
     Ok(Response::from_parts(parts, ProxyBody::cache(body)))
 }
 
 fn params_vary(raw: &Raw) -> bool {
     matches!(raw.format.trim(), "auto" | "best")
-}
-
-/// Where the original comes from: a path on the rule's pool, or an absolute URL (checked
-/// against `allowed_sources` and, unless allowed, refused when it resolves to loopback or
-/// link-local addresses).
-async fn source(
-    rule: &Rule,
-    r: &ResizeRuntime,
-    src: &str,
-) -> Result<(Arc<dyn Origin>, String, String), ProxyError> {
-    if !(src.starts_with("http://") || src.starts_with("https://")) {
-        let path = if src.starts_with('/') {
-            src.to_string()
-        } else {
-            format!("/{src}")
-        };
-        let id = format!("{}{path}", rule.pool.spec.name);
-        return Ok((rule.origin.clone(), path, id));
-    }
-    let uri: http::Uri = src
-        .parse()
-        .map_err(|_| status(StatusCode::BAD_REQUEST, "the source is not a URL"))?;
-    // The host as kura validates any Host: no userinfo (`allowed@evil`), names or IP
-    // literals only.
-    let authority =
-        kura_config::target::Authority::parse(uri.authority().map(|a| a.as_str()).unwrap_or(""))
-            .map_err(|_| {
-                status(
-                    StatusCode::BAD_REQUEST,
-                    "the source URL's host is malformed",
-                )
-            })?;
-    let host = authority.host.clone();
-    if !r.cfg.allowed_sources.is_empty()
-        && !r.cfg.allowed_sources.iter().any(|p| host_matches(p, &host))
-    {
-        return Err(status(
-            StatusCode::FORBIDDEN,
-            format!("source host {host:?} is not allowed"),
-        ));
-    }
-    let tls = uri.scheme_str() == Some("https");
-    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-    if !r.cfg.allow_local_sources {
-        let addrs = tokio::net::lookup_host((host.trim_matches(['[', ']']), port))
-            .await
-            .map_err(|e| status(StatusCode::BAD_GATEWAY, format!("source host: {e}")))?;
-        for a in addrs {
-            if is_local(a.ip()) {
-                return Err(status(
-                    StatusCode::FORBIDDEN,
-                    "the source resolves to a loopback or link-local address",
-                ));
-            }
-        }
-    }
-    let base = format!(
-        "{}://{}",
-        uri.scheme_str().unwrap_or("http"),
-        uri.authority().map(|a| a.as_str()).unwrap_or(&host)
-    );
-    let backend = kura_config::parse_backend(&base)
-        .map_err(|e| status(StatusCode::BAD_REQUEST, format!("source: {e}")))?;
-    let spec = kura_config::PoolSpec {
-        name: format!("source:{}", backend.authority),
-        backends: vec![backend],
-        clusters: Vec::new(),
-        preserve_host: false,
-        ..rule.pool.spec.clone()
-    };
-    let pool = Pool::new(spec, rule.pool_metrics(), 1);
-    let path = uri
-        .path_and_query()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "/".into());
-    Ok((Arc::new(PoolOrigin(pool)), path, src.to_string()))
-}
-
-fn host_matches(p: &HostPattern, host: &str) -> bool {
-    match p {
-        HostPattern::Any => true,
-        HostPattern::Exact(h) => h == host,
-        HostPattern::Wildcard(s) => host.len() > s.len() + 1 && host.ends_with(&format!(".{s}")),
-    }
-}
-
-fn is_local(ip: IpAddr) -> bool {
-    match ip.to_canonical() {
-        IpAddr::V4(v) => v.is_loopback() || v.is_link_local() || v.is_unspecified(),
-        IpAddr::V6(v) => {
-            v.is_loopback() || v.is_unspecified() || (v.segments()[0] & 0xffc0) == 0xfe80
-        }
-    }
-}
-
-/// The cache's origin for one variant: reads the source through the cache and transforms it.
-struct ResizeOrigin {
-    cache: Arc<Cache>,
-    source: Arc<dyn Origin>,
-    source_path: String,
-    source_key: PrimaryKey,
-    params: Params,
-    chosen: Chosen,
-    rule: Arc<ResizeRuntime>,
-    policy: Arc<RuleCache>,
-}
-
-impl Origin for ResizeOrigin {
-    fn fetch(
-        &self,
-        req: request::Parts,
-    ) -> kura_cache::tier::BoxFuture<'static, Result<Response<OriginBody>, OriginError>> {
-        let me = ResizeOrigin {
-            cache: self.cache.clone(),
-            source: self.source.clone(),
-            source_path: self.source_path.clone(),
-            source_key: self.source_key.clone(),
-            params: self.params.clone(),
-            chosen: self.chosen,
-            rule: self.rule.clone(),
-            policy: self.policy.clone(),
-        };
-        Box::pin(async move { me.variant(req).await })
-    }
-}
-
-impl ResizeOrigin {
-    async fn variant(self, req: request::Parts) -> Result<Response<OriginBody>, OriginError> {
-        let src_parts = Request::get(self.source_path.as_str())
-            .body(())
-            .map_err(|e| OriginError::new(StatusCode::BAD_GATEWAY, e.to_string()))?
-            .into_parts()
-            .0;
-        let src = self
-            .cache
-            .serve(
-                CacheRequest {
-                    parts: src_parts,
-                    key: self.source_key.clone(),
-                    rule: self.policy.clone(),
-                    target: None,
-                },
-                self.source.clone(),
-            )
-            .await?;
-        let st = src.status();
-        if st == StatusCode::NOT_FOUND || st == StatusCode::GONE {
-            return self.not_found().await;
-        }
-        if !st.is_success() {
-            return Err(OriginError::new(
-                StatusCode::BAD_GATEWAY,
-                format!("the source answered {st}"),
-            ));
-        }
-        let (parts, body) = src.into_parts();
-        let max = self.rule.limits.max_source_bytes;
-        let bytes = read_limited(body, max).await?;
-        let validator = parts
-            .headers
-            .get(header::ETAG)
-            .or_else(|| parts.headers.get(header::LAST_MODIFIED))
-            .map(|v| v.as_bytes().to_vec())
-            .unwrap_or_else(|| xxhash_rust::xxh3::xxh3_64(&bytes).to_le_bytes().to_vec());
-        let mut seed = validator;
-        seed.extend_from_slice(self.params.canonical(self.chosen).as_bytes());
-        let etag = format!("\"k{:016x}\"", xxhash_rust::xxh3::xxh3_64(&seed));
-        let mut head = HeaderMap::new();
-        head.insert(header::ETAG, hv(&etag));
-        for name in [
-            header::LAST_MODIFIED,
-            header::CACHE_CONTROL,
-            header::EXPIRES,
-        ] {
-            if let Some(v) = parts.headers.get(&name) {
-                head.insert(name, v.clone());
-            }
-        }
-        if req
-            .headers
-            .get(header::IF_NONE_MATCH)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.split(',').any(|t| t.trim() == etag))
-        {
-            return Ok(respond(StatusCode::NOT_MODIFIED, head, Bytes::new()));
-        }
-        let out = self.transform(bytes).await?;
-        head.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(out.format.mime()),
-        );
-        Ok(respond(StatusCode::OK, head, Bytes::from(out.bytes)))
-    }
-
-    async fn transform(&self, src: Bytes) -> Result<kura_image::Output, OriginError> {
-        let r = &self.rule;
-        let start = std::time::Instant::now();
-        let result = r
-            .transformer
-            .run(
-                src,
-                self.params.clone(),
-                self.chosen,
-                r.limits.clone(),
-                r.cfg.timeout,
-            )
-            .await;
-        if let Some(m) = &r.metrics {
-            let label = match &result {
-                Ok(_) => {
-                    m.image_transform_seconds
-                        .observe(start.elapsed().as_secs_f64());
-                    "ok"
-                }
-                Err(PoolError::Busy(_)) => "busy",
-                Err(PoolError::TimedOut(_)) => "timeout",
-                Err(PoolError::Transform(TransformError::Unsupported(_))) => "unsupported",
-                Err(PoolError::Transform(TransformError::Encode(_))) => "error",
-                Err(PoolError::Transform(_)) => "bad_source",
-            };
-            m.image_transforms.with_label_values(&[label]).inc();
-        }
-        result.map_err(|e| {
-            let code = match &e {
-                PoolError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
-                PoolError::TimedOut(_) => StatusCode::GATEWAY_TIMEOUT,
-                PoolError::Transform(TransformError::Unsupported(_)) => {
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE
-                }
-                PoolError::Transform(TransformError::Encode(_)) => {
-                    StatusCode::INTERNAL_SERVER_ERROR
-                }
-                PoolError::Transform(_) => StatusCode::BAD_GATEWAY,
-            };
-            OriginError::new(code, e.to_string())
-        })
-    }
-
-    /// The source is missing: the configured not-found image at the requested size (404, or
-    /// 200 with `not_found_as_200`), never stored; without one, a plain 404.
-    async fn not_found(&self) -> Result<Response<OriginBody>, OriginError> {
-        let mut head = HeaderMap::new();
-        head.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        let code = if self.rule.cfg.not_found_as_200 {
-            StatusCode::OK
-        } else {
-            StatusCode::NOT_FOUND
-        };
-        let Some(img) = self.rule.cfg.not_found.clone() else {
-            head.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-            return Ok(respond(
-                StatusCode::NOT_FOUND,
-                head,
-                Bytes::from_static(b"source image not found\n"),
-            ));
-        };
-        let out = self.transform(Bytes::from(img.as_ref().clone())).await?;
-        head.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(out.format.mime()),
-        );
-        Ok(respond(code, head, Bytes::from(out.bytes)))
-    }
-}
-
-fn hv(s: &str) -> HeaderValue {
-    HeaderValue::from_str(s).unwrap_or(HeaderValue::from_static("\"\""))
-}
-
-fn respond(code: StatusCode, head: HeaderMap, body: Bytes) -> Response<OriginBody> {
-    let len = body.len();
-    let mut resp = Response::new(
-        Full::new(body)
-            .map_err(|never| match never {})
-            .boxed_unsync(),
-    );
-    *resp.status_mut() = code;
-    *resp.headers_mut() = head;
-    if code != StatusCode::NOT_MODIFIED {
-        resp.headers_mut()
-            .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    }
-    resp
-}
-
-/// Reads a source body whole, refusing one larger than `max` as soon as it is.
-async fn read_limited<B>(mut body: B, max: u64) -> Result<Bytes, OriginError>
-where
-    B: http_body::Body<Data = Bytes> + Unpin,
-    B::Error: std::fmt::Display,
-{
-    let mut buf = bytes::BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| OriginError::new(StatusCode::BAD_GATEWAY, e.to_string()))?;
-        if let Ok(data) = frame.into_data() {
-            if buf.len() as u64 + data.len() as u64 > max {
-                return Err(OriginError::new(
-                    StatusCode::BAD_GATEWAY,
-                    format!("the source is larger than max_source_bytes ({max})"),
-                ));
-            }
-            buf.extend_from_slice(&data);
-        }
-    }
-    Ok(buf.freeze())
 }

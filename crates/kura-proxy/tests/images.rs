@@ -457,11 +457,11 @@ width = "{{w}}"
         )
     };
     let url = format!("/u/w50/{}/d.jpg", store.origin.url());
-    // Loopback is refused unless allowed.
+    // Loopback (as every private or special address) is refused unless allowed.
     let kura = TestKura::start(&config(&store.origin.url(), &rule(""), "")).await;
     let r = get(&kura, &url, &[]).await;
     assert_eq!(r.status, 403);
-    assert!(r.text().contains("loopback"), "{}", r.text());
+    assert!(r.text().contains("private or special"), "{}", r.text());
     // Allowed, but the host is not in the list.
     let kura = TestKura::start(&config(
         &store.origin.url(),
@@ -480,4 +480,120 @@ width = "{{w}}"
     let ok = get(&kura, &url, &[]).await;
     assert_eq!(ok.status, 200, "{}", ok.text());
     assert_eq!(dims(&ok.body), (50, 25));
+}
+
+/// `kura_image_transforms_total{result="ok"}` as a number.
+async fn transforms(kura: &TestKura) -> u64 {
+    kura.metrics()
+        .await
+        .lines()
+        .find_map(|l| l.strip_prefix("kura_image_transforms_total{result=\"ok\"} "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_routes_do_no_work_for_free() {
+    let src = jpeg(400, 300);
+    let store = files("store", vec![("/p/a.jpg", src.clone())]).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("404.jpg"), jpeg(100, 100)).unwrap();
+    let rules = format!(
+        r#"
+[[vhosts.rules]]
+path = "^/i/w(?P<w>[0-9]+)/(?P<src>.+)$"
+action = "resize"
+pool = "store"
+[vhosts.rules.resize]
+source = "/{{src}}"
+width = "{{w}}"
+not_found_source = "{}"
+"#,
+        dir.path().join("404.jpg").display()
+    );
+    let kura = TestKura::start(&config(&store.origin.url(), &rules, "")).await;
+    // A HEAD miss transforms once, and the GET after it is a hit.
+    let head = send(
+        kura.addr,
+        Request::head("/i/w100/p/a.jpg")
+            .header("host", "img.test")
+            .body(Full::new(Bytes::new()))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    let get1 = get(&kura, "/i/w100/p/a.jpg", &[]).await;
+    assert_eq!(dims(&get1.body), (100, 75));
+    assert!(get1.header("cache-status").unwrap().contains("hit"));
+    assert_eq!(transforms(&kura).await, 1, "HEAD then GET: one transform");
+    // The not-found image is transformed once per variant, however many misses ask for it.
+    for _ in 0..3 {
+        let nf = get(&kura, "/i/w60/p/missing.jpg", &[]).await;
+        assert_eq!(nf.status, 404);
+        assert_eq!(dims(&nf.body), (60, 60));
+    }
+    assert_eq!(transforms(&kura).await, 2);
+    // `w0`: nothing would change, so the original passes through byte for byte, untransformed.
+    let same = get(&kura, "/i/w0/p/a.jpg", &[]).await;
+    assert_eq!(same.status, 200);
+    assert!(same.body[..] == src[..]);
+    assert_eq!(transforms(&kura).await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absolute_sources_reach_only_the_public_internet_and_say_little() {
+    let store = files(
+        "store",
+        vec![("/d.jpg", jpeg(200, 100)), ("/e.jpg", jpeg(200, 100))],
+    )
+    .await;
+    let rule = |extra: &str| {
+        format!(
+            r#"
+[[vhosts.rules]]
+path = "^/u/w(?P<w>[0-9]+)/(?P<url>https?://.+)$"
+action = "resize"
+pool = "store"
+[vhosts.rules.resize]
+source = "{{url}}"
+width = "{{w}}"
+{extra}
+"#
+        )
+    };
+    let kura = TestKura::start(&config(&store.origin.url(), &rule(""), "")).await;
+    // Private, CGNAT, metadata and unspecified addresses, as literals (no DNS involved; IPv6
+    // ranges are covered by `image_source`'s unit test).
+    for inside in [
+        "http://10.255.255.1/x.jpg",
+        "http://100.64.0.1/x.jpg",
+        "http://169.254.169.254/latest/meta-data",
+        "http://192.168.0.1/x.jpg",
+        "http://0.0.0.0/x.jpg",
+    ] {
+        let r = get(&kura, &format!("/u/w50/{inside}"), &[]).await;
+        assert_eq!(r.status, 403, "{inside}: {}", r.text());
+    }
+    // Allowed local sources: one keep-alive pool per source host, reused across originals.
+    let kura = TestKura::start(&config(
+        &store.origin.url(),
+        &rule("allow_local_sources = true"),
+        "",
+    ))
+    .await;
+    for f in ["d.jpg", "e.jpg"] {
+        let r = get(&kura, &format!("/u/w50/{}/{f}", store.origin.url()), &[]).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    assert_eq!(store.gets.load(SeqCst), 2);
+    assert_eq!(store.origin.connections(), 1, "one kept-alive connection");
+    // What answered on a port is not told: a closed port and a 500 read the same.
+    let failing = Origin::failing("bad", 500).await;
+    let closed = closed_addr();
+    let a = get(&kura, &format!("/u/w50/{}/x.jpg", failing.url()), &[]).await;
+    let b = get(&kura, &format!("/u/w50/http://{closed}/x.jpg"), &[]).await;
+    assert_eq!((a.status, b.status), (502, 502));
+    assert_eq!(a.text(), b.text());
+    assert!(!a.text().contains("500") && !b.text().to_lowercase().contains("refused"));
 }

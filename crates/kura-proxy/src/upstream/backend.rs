@@ -114,11 +114,13 @@ impl Backend {
         metrics: Arc<Metrics>,
         slots: usize,
     ) -> Self {
-        let addr = spec
-            .host
-            .parse::<std::net::IpAddr>()
-            .ok()
-            .map(|ip| SocketAddr::new(ip, spec.port));
+        let addr = spec.pinned.or_else(|| {
+            spec.host
+                .trim_matches(['[', ']'])
+                .parse::<std::net::IpAddr>()
+                .ok()
+                .map(|ip| SocketAddr::new(ip, spec.port))
+        });
         let requests = metrics
             .upstream_requests
             .with_label_values(&[pool.name.as_str(), spec.url.as_str()]);

@@ -112,6 +112,13 @@ pub(crate) fn validate_cluster(
         secret: c.secret.clone(),
         peer_timeout,
         peer_down_ttl,
+        max_connections: match c.max_connections {
+            Some(0) => {
+                errs.push("cluster.max_connections", "must be at least 1");
+                DEFAULT_PEER_MAX_CONNECTIONS
+            }
+            n => n.unwrap_or(DEFAULT_PEER_MAX_CONNECTIONS),
+        },
     })
 }
 

@@ -20,6 +20,12 @@ pub const DEFAULT_CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// nginx's proxy_read_timeout: a WebSocket silent both ways this long is closed.
 pub const DEFAULT_WEBSOCKET_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// nginx's `send_timeout`.
+/// Connections open at once on the admin listener.
+pub const DEFAULT_ADMIN_MAX_CONNECTIONS: usize = 64;
+/// Connections open at once on the cluster's peer listener.
+pub const DEFAULT_PEER_MAX_CONNECTIONS: usize = 256;
+/// The shortest admin token accepted.
+pub const MIN_ADMIN_TOKEN: usize = 16;
 pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_MAX_UPGRADED: usize = 1024;
 /// `Upgrade` protocols a rule relays unless it says otherwise.

@@ -90,6 +90,15 @@ pub struct FileRedis {
 #[serde(deny_unknown_fields)]
 pub struct FileAdmin {
     pub address: String,
+    /// Bearer token for the admin API (or the `KURA_ADMIN_TOKEN` environment variable):
+    /// required for every request that changes state, and for reads with `protect_reads`.
+    pub token: Option<String>,
+    /// Reads need the token too.
+    pub protect_reads: Option<bool>,
+    /// Names the admin answers to in `Host` besides its own address and `localhost`.
+    pub hosts: Option<Vec<String>>,
+    /// Connections open at once on the admin listener.
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
@@ -398,6 +407,8 @@ pub struct FileCluster {
     pub peer_timeout: Option<String>,
     /// How long a peer that failed is left out of ownership.
     pub peer_down_ttl: Option<String>,
+    /// Connections open at once on the peer listener.
+    pub max_connections: Option<usize>,
 }
 
 /// Shadowing of one rule.

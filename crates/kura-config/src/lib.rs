@@ -62,6 +62,8 @@ pub struct ClusterConfig {
     pub secret: String,
     pub peer_timeout: Duration,
     pub peer_down_ttl: Duration,
+    /// Connections open at once on the peer listener.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -271,6 +273,13 @@ pub struct RedisConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminConfig {
     pub address: SocketAddr,
+    /// Required (as `Authorization: Bearer …`) for requests that change state.
+    pub token: Option<String>,
+    /// Reads require the token too.
+    pub protect_reads: bool,
+    /// Lowercase names accepted in `Host`, besides the listener's address and `localhost`.
+    pub hosts: Vec<String>,
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

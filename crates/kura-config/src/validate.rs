@@ -60,17 +60,62 @@ impl Errors {
     }
 }
 
+fn validate_admin(a: &FileAdmin, errs: &mut Errors) -> Option<AdminConfig> {
+    let address = parse_addr(&a.address)
+        .map_err(|e| errs.push("admin.address", e))
+        .ok()?;
+    let token = a
+        .token
+        .clone()
+        .or_else(|| std::env::var("KURA_ADMIN_TOKEN").ok())
+        .filter(|t| !t.is_empty());
+    if let Some(t) = &token
+        && (t.len() < MIN_ADMIN_TOKEN || HeaderValue::from_str(t).is_err())
+    {
+        errs.push(
+            "admin.token",
+            format!("must be at least {MIN_ADMIN_TOKEN} printable characters"),
+        );
+    }
+    let protect_reads = a.protect_reads.unwrap_or(false);
+    if protect_reads && token.is_none() {
+        errs.push(
+            "admin.protect_reads",
+            "needs admin.token (or KURA_ADMIN_TOKEN)",
+        );
+    }
+    let mut hosts = Vec::new();
+    for (i, h) in a.hosts.iter().flatten().enumerate() {
+        match crate::target::Authority::parse(h) {
+            Ok(auth) => hosts.push(auth.host),
+            Err(_) => errs.push(
+                format!("admin.hosts[{i}]"),
+                format!("{h:?} is not a host name"),
+            ),
+        }
+    }
+    let max_connections = a.max_connections.unwrap_or(DEFAULT_ADMIN_MAX_CONNECTIONS);
+    if max_connections == 0 {
+        errs.push("admin.max_connections", "must be at least 1");
+    }
+    Some(AdminConfig {
+        address,
+        token,
+        protect_reads,
+        hosts,
+        max_connections: max_connections.max(1),
+    })
+}
+
 /// Validates `file`; relative paths resolve against `base_dir`.
 pub fn validate(file: &FileConfig, base_dir: &Path) -> Result<Config, ConfigError> {
     let mut errs = Errors(Vec::new());
 
     let listeners = validate_listeners(file, base_dir, &mut errs);
-    let admin = file.admin.as_ref().and_then(|a| {
-        parse_addr(&a.address)
-            .map_err(|e| errs.push("admin.address", e))
-            .ok()
-            .map(|address| AdminConfig { address })
-    });
+    let admin = file
+        .admin
+        .as_ref()
+        .and_then(|a| validate_admin(a, &mut errs));
     let server = validate_server(&file.server, &mut errs);
     let limits = validate_limits(&file.limits, &mut errs);
     let logging = validate_logging(&file.logging, &mut errs);

@@ -1,6 +1,19 @@
 //! The admin listener: Prometheus metrics, the live route table, backend health, and reload.
-//! It runs on its own address (keep it on loopback or a private network: it has no
-//! authentication) and shares the server's state read-only, except for the reload hook.
+//! It runs on its own address (keep it on loopback or a private network) and shares the
+//! server's state read-only, except for the reload hook, purges and the shadow reset.
+//!
+//! Because a browser on the operator's machine can reach it, every request is checked
+//! ([`Access`]) before it is routed:
+//! - `Host` must be an IP literal, `localhost` or a name in `admin.hosts` (DNS rebinding: a
+//!   page served from an attacker's name cannot read the API through that name);
+//! - a request that changes state (`POST`) is refused when a browser says it comes from
+//!   another origin (`Origin` not this listener, `Sec-Fetch-Site` not same-origin), so a page's
+//!   `fetch(..., {mode: 'no-cors'})` purges nothing;
+//! - with `admin.token` (or `KURA_ADMIN_TOKEN`), state changes need `Authorization: Bearer
+//!   <token>`, and reads too with `admin.protect_reads`.
+//!
+//! Connections are capped (`admin.max_connections`) and held to `[limits]`' header, idle and
+//! send timeouts (`side.rs`).
 //!
 //! | method | path        | answer                                                   |
 //! |--------|-------------|----------------------------------------------------------|
@@ -23,7 +36,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode, header};
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -31,7 +44,10 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use serde_json::json;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
+
+use crate::side::Tracked;
 
 use crate::clock::now_ms;
 use crate::state::Shared;
@@ -41,36 +57,142 @@ use crate::upstream::Pool;
 /// Set by the binary, which knows the configuration file.
 pub type ReloadHook = Arc<dyn Fn() -> Result<String, String> + Send + Sync>;
 
-/// The next connection on a side listener (admin, peers), or `None` once shutdown begins.
-pub(crate) async fn next_connection(
-    listener: &TcpListener,
-    shared: &Shared,
-) -> Option<tokio::net::TcpStream> {
-    loop {
-        tokio::select! {
-            r = listener.accept() => if let Ok((stream, _)) = r {
-                return Some(stream);
-            },
-            _ = shared.shutdown.cancelled() => return None,
+/// Who may do what on the admin listener.
+pub(crate) struct Access {
+    token: Option<String>,
+    protect_reads: bool,
+    hosts: Vec<String>,
+    /// This listener's port, for comparing a browser's `Origin`.
+    port: u16,
+}
+
+impl Access {
+    pub(crate) fn new(cfg: &kura_config::AdminConfig, port: u16) -> Self {
+        Access {
+            token: cfg.token.clone(),
+            protect_reads: cfg.protect_reads,
+            hosts: cfg.hosts.clone(),
+            port,
         }
+    }
+
+    /// `None` when `req` may proceed; else the refusal.
+    fn check<B>(&self, req: &Request<B>) -> Option<Response<Full<Bytes>>> {
+        let h = req.headers();
+        let host = h
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| kura_config::target::Authority::parse(v).ok());
+        let host_ok = host.as_ref().is_some_and(|a| {
+            a.host == "localhost"
+                || a.host.starts_with('[')
+                || a.host.parse::<std::net::Ipv4Addr>().is_ok()
+                || self.hosts.contains(&a.host)
+        });
+        if !host_ok {
+            return Some(json_reply(
+                StatusCode::MISDIRECTED_REQUEST,
+                json!({"error": "Host is not this admin listener (see admin.hosts)"}),
+            ));
+        }
+        let changes = !matches!(*req.method(), Method::GET | Method::HEAD);
+        if changes {
+            let same_origin = match h.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+                None => true,
+                Some(o) => {
+                    let authority = o.split_once("://").map_or("", |(_, a)| a);
+                    host.as_ref().is_some_and(|a| {
+                        kura_config::target::Authority::parse(authority).is_ok_and(|o| {
+                            o.host == a.host && o.port.or(Some(80)) == a.port.or(Some(self.port))
+                        })
+                    })
+                }
+            };
+            let fetch_site_ok = h
+                .get("sec-fetch-site")
+                .and_then(|v| v.to_str().ok())
+                .is_none_or(|v| v == "same-origin" || v == "none");
+            if !same_origin || !fetch_site_ok {
+                return Some(json_reply(
+                    StatusCode::FORBIDDEN,
+                    json!({"error": "cross-origin requests may not change state"}),
+                ));
+            }
+        }
+        if let Some(token) = &self.token
+            && (changes || self.protect_reads)
+        {
+            let given = h
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::trim);
+            let ok = given.is_some_and(|g| {
+                g.len() == token.len()
+                    && g.bytes()
+                        .zip(token.bytes())
+                        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                        == 0
+            });
+            if !ok {
+                let mut r = json_reply(
+                    StatusCode::UNAUTHORIZED,
+                    json!({"error": "this needs the admin token (Authorization: Bearer …)"}),
+                );
+                r.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                return Some(r);
+            }
+        }
+        None
     }
 }
 
-pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, tracker: TaskTracker) {
-    while let Some(stream) = next_connection(&listener, &shared).await {
+pub(crate) async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    tracker: TaskTracker,
+    cfg: kura_config::AdminConfig,
+) {
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    let access = Arc::new(Access::new(&cfg, port));
+    let cap = Arc::new(Semaphore::new(cfg.max_connections));
+    while let Some(conn) = crate::side::next(&listener, &shared, &cap, false).await {
         let shared = shared.clone();
+        let access = access.clone();
         tracker.spawn(async move {
+            // The whole connection (its slot under the cap included) lives as long as this task.
+            let conn = conn;
             let svc_shared = shared.clone();
+            let state = conn.state.clone();
             let svc = service_fn(move |req| {
                 let shared = svc_shared.clone();
-                async move { Ok::<_, Infallible>(route(&shared, req).await) }
+                let access = access.clone();
+                let state = state.clone();
+                state.busy();
+                async move {
+                    let resp = match access.check(&req) {
+                        Some(refused) => refused,
+                        None => route(&shared, req).await,
+                    };
+                    Ok::<_, Infallible>(resp.map(|b| Tracked::new(b, &state)))
+                }
             });
-            let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = shared.shutdown.cancelled() => {}
-            }
+            let limits = shared.runtime.load().limits.clone();
+            let mut builder = http1::Builder::new();
+            builder
+                .header_read_timeout(None)
+                .max_buf_size(limits.max_header_bytes.max(8192));
+            let c = builder.serve_connection(TokioIo::new(conn.stream), svc);
+            crate::connection::drive(
+                c,
+                |c| c.graceful_shutdown(),
+                &shared,
+                &conn.state,
+                &limits,
+                conn.peer,
+            )
+            .await;
         });
     }
 }

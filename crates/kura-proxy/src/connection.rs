@@ -221,7 +221,7 @@ fn configure_h1(builder: &mut http1::Builder, limits: &Limits) {
 }
 
 /// Runs `conn` until it ends, a timeout fires, or shutdown forces it closed.
-async fn drive<C, E>(
+pub(crate) async fn drive<C, E>(
     conn: C,
     drain: impl Fn(Pin<&mut C>),
     shared: &Shared,

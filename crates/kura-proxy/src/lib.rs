@@ -27,6 +27,7 @@ mod router;
 mod server;
 mod service;
 mod shadow_action;
+mod side;
 mod state;
 pub mod target;
 mod tls;

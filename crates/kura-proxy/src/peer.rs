@@ -29,25 +29,45 @@ use crate::state::Shared;
 
 type PeerBody = UnsyncBoxBody<Bytes, BoxError>;
 
-pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, tracker: TaskTracker) {
-    while let Some(stream) = crate::admin::next_connection(&listener, &shared).await {
-        let _ = stream.set_nodelay(true);
+pub(crate) async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    tracker: TaskTracker,
+    max_connections: usize,
+) {
+    let cap = Arc::new(tokio::sync::Semaphore::new(max_connections));
+    while let Some(conn) = crate::side::next(&listener, &shared, &cap, true).await {
         let shared = shared.clone();
         tracker.spawn(async move {
+            // The whole connection (its slot under the cap included) lives as long as this task.
+            let conn = conn;
             let svc_shared = shared.clone();
+            let state = conn.state.clone();
             let svc = service_fn(move |req| {
                 let shared = svc_shared.clone();
-                async move { Ok::<_, Infallible>(handle(&shared, req).await) }
+                let state = state.clone();
+                state.busy();
+                async move {
+                    let resp = handle(&shared, req).await;
+                    Ok::<_, Infallible>(resp.map(|b| crate::side::Tracked::new(b, &state)))
+                }
             });
-            let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            let limits = shared.runtime.load().limits.clone();
+            let c = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                 .initial_stream_window_size(4 * 1024 * 1024)
                 .initial_connection_window_size(16 * 1024 * 1024)
-                .serve_connection(TokioIo::new(stream), svc);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = shared.force.cancelled() => {}
-            }
+                .max_concurrent_streams(limits.http2_max_concurrent_streams)
+                .timer(hyper_util::rt::TokioTimer::new())
+                .serve_connection(TokioIo::new(conn.stream), svc);
+            crate::connection::drive(
+                c,
+                |c| c.graceful_shutdown(),
+                &shared,
+                &conn.state,
+                &limits,
+                conn.peer,
+            )
+            .await;
         });
     }
 }

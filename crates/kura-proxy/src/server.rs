@@ -150,15 +150,16 @@ pub async fn start(config: Config) -> io::Result<ServerHandle> {
                 })?,
         );
     }
-    if let Some(redis) = &config.redis {
-        crate::redis_routes::spawn(redis.clone(), shared.clone(), &tracker)
-            .map_err(io::Error::other)?;
-    }
     let admin_addr = match &config.admin {
         Some(a) => {
             let listener = TcpListener::from_std(bind(a.address)?)?;
             let addr = listener.local_addr()?;
-            tracker.spawn(admin::serve(listener, shared.clone(), tracker.clone()));
+            tracker.spawn(admin::serve(
+                listener,
+                shared.clone(),
+                tracker.clone(),
+                a.clone(),
+            ));
             tracing::info!(address = %addr, "admin listening");
             Some(addr)
         }
@@ -172,12 +173,23 @@ pub async fn start(config: Config) -> io::Result<ServerHandle> {
                 listener,
                 shared.clone(),
                 tracker.clone(),
+                c.max_connections,
             ));
             tracing::info!(address = %addr, "peer listener for the cluster");
             Some(addr)
         }
         None => None,
     };
+    // Store-fed routes start once every listener is bound: their backends are checked
+    // against kura's own addresses.
+    let mut own: Vec<SocketAddr> = addrs.clone();
+    own.extend(admin_addr);
+    own.extend(peer_addr);
+    let _ = shared.own_addrs.set(own);
+    if let Some(redis) = &config.redis {
+        crate::redis_routes::spawn(redis.clone(), shared.clone(), &tracker)
+            .map_err(io::Error::other)?;
+    }
     Ok(ServerHandle {
         peer_addr,
         shared,

@@ -70,6 +70,30 @@ pub struct Shared {
     pub cluster: Option<Arc<kura_cluster::Cluster>>,
     /// Slots for upgraded connections (`limits.max_upgraded`, restart to change).
     pub upgrades: Arc<tokio::sync::Semaphore>,
+    /// Every address kura listens on (client, admin, peer listeners), once bound: store-fed
+    /// backends may not point there.
+    pub own_addrs: OnceLock<Vec<std::net::SocketAddr>>,
+}
+
+/// Whether `b` is one of kura's own listeners `own`: the same port, and the same address, a
+/// loopback one, or any address when the listener is bound to all interfaces. A name other
+/// than `localhost` is not resolved here.
+pub fn is_own(b: &kura_config::BackendSpec, own: &[std::net::SocketAddr]) -> bool {
+    let ip = match b.pinned {
+        Some(a) => Some(a.ip()),
+        None if b.host == "localhost" => Some(std::net::IpAddr::from([127, 0, 0, 1])),
+        None => b.host.parse::<std::net::IpAddr>().ok(),
+    };
+    let Some(ip) = ip.map(|i| i.to_canonical()) else {
+        return false;
+    };
+    own.iter().any(|o| {
+        o.port() == b.port
+            && (o.ip().to_canonical() == ip
+                || ip.is_loopback()
+                || ip.is_unspecified()
+                || o.ip().is_unspecified())
+    })
 }
 
 impl Shared {
@@ -107,6 +131,7 @@ impl Shared {
             shadow,
             cluster,
             upgrades: Arc::new(tokio::sync::Semaphore::new(config.limits.max_upgraded)),
+            own_addrs: OnceLock::new(),
         };
         shared.apply(config);
         shared

@@ -76,11 +76,11 @@ pool = "dead"
     assert_eq!(b["pools"]["web"]["backends"][0]["alive"], true);
     assert_eq!(b["pools"]["dead"]["backends"][0]["alive"], false);
 
-    let r = kura_testkit::get(kura.admin.unwrap(), "admin", "/nope").await;
+    let r = kura_testkit::get(kura.admin.unwrap(), "127.0.0.1", "/nope").await;
     assert_eq!(r.status, 404);
     // No reload hook in-process: the endpoint says so rather than pretending.
     let req = http::Request::post("/reload")
-        .header("host", "admin")
+        .header("host", "127.0.0.1")
         .body(http_body_util::Full::new(bytes::Bytes::new()))
         .unwrap();
     assert_eq!(
@@ -121,4 +121,172 @@ async fn access_log_lines_are_written() {
     ))
     .unwrap();
     assert!(re.is_match(line.trim_end()), "{line}");
+}
+
+fn admin_config(admin_extra: &str, limits: &str) -> String {
+    format!(
+        r#"
+[[listeners]]
+address = "127.0.0.1:0"
+[admin]
+address = "127.0.0.1:0"
+{admin_extra}
+[limits]
+{limits}
+[cache]
+memory = "8MiB"
+[pools.p]
+backends = ["http://{}"]
+[[vhosts]]
+hosts = ["*"]
+pool = "p"
+action = "cache"
+"#,
+        closed_addr()
+    )
+}
+
+async fn admin_req(
+    kura: &TestKura,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> kura_testkit::Reply {
+    let admin = kura.admin.unwrap();
+    let mut b = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", admin.to_string());
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    kura_testkit::send(
+        admin,
+        b.body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_web_page_cannot_drive_the_admin_api() {
+    let kura = TestKura::start(&admin_config("hosts = [\"kura-admin.internal\"]", "")).await;
+    let admin = kura.admin.unwrap();
+    // DNS rebinding: the page's own name in Host is refused; the admin's address, localhost
+    // and the listed names are not.
+    for (host, status) in [
+        ("evil.example", 421),
+        ("evil.example:9901", 421),
+        ("localhost", 200),
+        ("kura-admin.internal", 200),
+    ] {
+        let r = kura_testkit::get(admin, host, "/routes").await;
+        assert_eq!(r.status, status, "Host: {host}");
+    }
+    // A cross-origin POST (what `fetch(url, {method: 'POST', mode: 'no-cors'})` sends) changes
+    // nothing, whichever header gives it away.
+    for h in [
+        ("origin", "http://evil.example"),
+        ("origin", "null"),
+        ("sec-fetch-site", "cross-site"),
+    ] {
+        let r = admin_req(&kura, "POST", "/purge?all=true", &[h]).await;
+        assert_eq!(r.status, 403, "{h:?}: {}", r.text());
+    }
+    let own = format!("http://{admin}");
+    let r = admin_req(&kura, "POST", "/purge?all=true", &[("origin", &own)]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // curl sends neither header.
+    assert_eq!(
+        admin_req(&kura, "POST", "/purge?all=true", &[])
+            .await
+            .status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn the_admin_token_guards_state_changes_and_optionally_reads() {
+    let token = "0123456789abcdef-token";
+    let kura = TestKura::start(&admin_config(&format!("token = \"{token}\""), "")).await;
+    let bearer = format!("Bearer {token}");
+    let r = admin_req(&kura, "POST", "/purge?all=true", &[]).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+    let wrong = admin_req(
+        &kura,
+        "POST",
+        "/purge?all=true",
+        &[("authorization", "Bearer nope")],
+    )
+    .await;
+    assert_eq!(wrong.status, 401);
+    let ok = admin_req(
+        &kura,
+        "POST",
+        "/purge?all=true",
+        &[("authorization", &bearer)],
+    )
+    .await;
+    assert_eq!(ok.status, 200);
+    assert_eq!(admin_req(&kura, "GET", "/routes", &[]).await.status, 200);
+
+    let kura = TestKura::start(&admin_config(
+        &format!("token = \"{token}\"\nprotect_reads = true"),
+        "",
+    ))
+    .await;
+    assert_eq!(admin_req(&kura, "GET", "/routes", &[]).await.status, 401);
+    let r = admin_req(&kura, "GET", "/routes", &[("authorization", &bearer)]).await;
+    assert_eq!(r.status, 200);
+    // A short token is a configuration error naming the field.
+    let err = kura_config::Config::from_toml(
+        &admin_config("token = \"short\"", ""),
+        std::path::Path::new("."),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("admin.token"), "{err}");
+}
+
+#[tokio::test]
+async fn side_listeners_have_a_connection_cap_and_timeouts() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let kura = TestKura::start(&admin_config(
+        "max_connections = 2",
+        "client_header_timeout = \"700ms\"",
+    ))
+    .await;
+    let admin = kura.admin.unwrap();
+    // A client that connects and says nothing is closed after the header timeout.
+    let mut silent = tokio::net::TcpStream::connect(admin).await.unwrap();
+    let mut buf = [0u8; 64];
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(3), silent.read(&mut buf))
+        .await
+        .expect("the silent connection is closed");
+    assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+    // Two slow clients take both slots; a third waits until one goes.
+    let mut a = tokio::net::TcpStream::connect(admin).await.unwrap();
+    let mut b = tokio::net::TcpStream::connect(admin).await.unwrap();
+    a.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
+    b.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let third = tokio::time::timeout(
+        std::time::Duration::from_millis(300),
+        kura_testkit::get(admin, "127.0.0.1", "/healthz"),
+    )
+    .await;
+    assert!(
+        third.is_err(),
+        "a third connection was served beyond the cap"
+    );
+    drop(a);
+    drop(b);
+    let r = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        kura_testkit::get(admin, "127.0.0.1", "/healthz"),
+    )
+    .await
+    .expect("served once a slot is free");
+    assert_eq!(r.status, 200);
 }

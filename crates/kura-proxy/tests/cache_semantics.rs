@@ -450,7 +450,7 @@ async fn purge_by_admin_and_by_method() {
         kura_testkit::send(
             admin,
             http::Request::post(q)
-                .header("host", "admin")
+                .header("host", "127.0.0.1")
                 .body(Full::new(Bytes::new()))
                 .unwrap(),
         )

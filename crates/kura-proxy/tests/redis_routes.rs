@@ -453,3 +453,44 @@ async fn frontends_naming_the_same_backend_share_its_connections() {
         a.connections() - before
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_writer_cannot_aim_at_kura_itself_and_gone_backends_leave_no_series() {
+    let redis = Redis::start();
+    let a = Origin::fixed("a", 200, "a").await;
+    let mut r = redis_conn(&redis).await;
+    let kura = TestKura::start(&config(&redis.url, "")).await;
+    let admin = kura.admin.unwrap();
+    // Kura's own admin listener (by address, by localhost) and its client listener.
+    for (key, url) in [
+        ("frontend:admin.test", format!("http://{admin}")),
+        (
+            "frontend:local.test",
+            format!("http://localhost:{}", admin.port()),
+        ),
+        ("frontend:loop.test", format!("http://{}", kura.addr)),
+    ] {
+        let _: i64 = cmd(&mut r, &["RPUSH", key, "id", &url]).await;
+    }
+    let _: i64 = cmd(&mut r, &["RPUSH", "frontend:app.test", "app", &a.url()]).await;
+    time_until(&kura, "app.test", "a", Duration::from_secs(5)).await;
+    for host in ["admin.test", "local.test", "loop.test"] {
+        let resp = kura.get(host, "/metrics").await;
+        assert_eq!(resp.status, 502, "{host}: {}", resp.text());
+        assert!(
+            !resp.text().contains("kura_"),
+            "{host} reached the admin API"
+        );
+    }
+    // A backend that leaves the routes takes its metric series along.
+    let series = format!("backend=\"{}\"", a.url());
+    assert!(kura.metrics().await.contains(&series));
+    let _: i64 = cmd(&mut r, &["DEL", "frontend:app.test"]).await;
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            !kura.metrics().await.contains(&series)
+        })
+        .await,
+        "the series of a removed backend stayed"
+    );
+}

@@ -31,7 +31,7 @@ fn config(pools: &[(&str, String)], vhosts: &str, shadow: &str) -> String {
 
 async fn admin_post(kura: &TestKura, path: &str) -> u16 {
     let req = Request::post(path)
-        .header("host", "admin")
+        .header("host", "127.0.0.1")
         .body(Full::new(Bytes::new()))
         .unwrap();
     kura_testkit::send(kura.admin.unwrap(), req).await.status
@@ -393,7 +393,7 @@ ignore_headers = ["x-origin"]
     );
 
     // The HTML report parses and shows the same.
-    let page = kura_testkit::get(kura.admin.unwrap(), "admin", "/shadow.html").await;
+    let page = kura_testkit::get(kura.admin.unwrap(), "127.0.0.1", "/shadow.html").await;
     assert_eq!(
         page.header("content-type"),
         Some("text/html; charset=utf-8")

@@ -66,12 +66,17 @@ impl TestKura {
 
     /// GET on the admin listener, body parsed as JSON.
     pub async fn admin_json(&self, path: &str) -> serde_json::Value {
-        let r = get(self.admin.expect("admin configured"), "admin", path).await;
+        let r = get(self.admin.expect("admin configured"), "127.0.0.1", path).await;
         serde_json::from_slice(&r.body).expect("admin JSON")
     }
 
     pub async fn metrics(&self) -> String {
-        let r = get(self.admin.expect("admin configured"), "admin", "/metrics").await;
+        let r = get(
+            self.admin.expect("admin configured"),
+            "127.0.0.1",
+            "/metrics",
+        )
+        .await;
         String::from_utf8(r.body.to_vec()).unwrap()
     }
 }

@@ -186,7 +186,10 @@ impl ServeArgs {
                     ..Default::default()
                 })
                 .collect(),
-            admin: self.admin.clone().map(|address| FileAdmin { address }),
+            admin: self.admin.clone().map(|address| FileAdmin {
+                address,
+                ..Default::default()
+            }),
             access_log: self.access_log.clone().map(|path| FileAccessLog {
                 path,
                 ..Default::default()

@@ -114,7 +114,9 @@ async fn quick_mode_proxies_to_the_upstreams() {
     bodies.sort();
     assert_eq!(bodies, ["a", "a", "b", "b"]);
     assert_eq!(
-        get(kura.admin.unwrap(), "admin", "/healthz").await.status,
+        get(kura.admin.unwrap(), "127.0.0.1", "/healthz")
+            .await
+            .status,
         200
     );
 
@@ -172,14 +174,16 @@ async fn reload_on_file_change_sighup_and_admin_keeps_old_on_error() {
     std::fs::write(&path, "not toml [").unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
     let req = http::Request::post("/reload")
-        .header("host", "admin")
+        .header("host", "127.0.0.1")
         .body(http_body_util::Full::new(Bytes::new()))
         .unwrap();
     let r = kura_testkit::send(kura.admin.unwrap(), req).await;
     assert_eq!(r.status, 422, "{}", r.text());
     assert_eq!(r.json()["reloaded"], false);
     assert_eq!(get(addr, "a.com", "/").await.text(), "one");
-    let m = get(kura.admin.unwrap(), "admin", "/metrics").await.text();
+    let m = get(kura.admin.unwrap(), "127.0.0.1", "/metrics")
+        .await
+        .text();
     assert!(
         m.contains("kura_config_reloads_total{result=\"error\"}"),
         "{m}"

@@ -387,8 +387,23 @@ impl State {
         if self.frontends.get(host).is_some_and(|e| e.items == items) {
             return false;
         }
-        let (frontend, warnings) = schema::parse_frontend(host, &items);
+        let (mut frontend, mut warnings) = schema::parse_frontend(host, &items);
         let key = format!("{FRONTEND_PREFIX}{host}");
+        // A frontend may not send requests to kura's own listeners (its admin API, its peer
+        // protocol, or itself in a loop).
+        if let Some(f) = &mut frontend {
+            let own = self.shared.own_addrs.get().cloned().unwrap_or_default();
+            f.backends.retain(|b| {
+                let mine = crate::state::is_own(b, &own);
+                if mine {
+                    warnings.push(format!(
+                        "{key}: item {} skipped: it is one of kura's own listeners",
+                        b.url
+                    ));
+                }
+                !mine
+            });
+        }
         if !warnings.is_empty() && self.warned.get(&key) != Some(&items) {
             for w in &warnings {
                 tracing::warn!("{w}");
@@ -538,6 +553,12 @@ impl State {
         }
         self.metrics.frontends.set(self.frontends.len() as i64);
         self.shared.dynamic.store(Arc::new(map));
-        self.backends.retain(|_, b| Arc::strong_count(b) > 1);
+        self.backends.retain(|_, b| {
+            let kept = Arc::strong_count(b) > 1;
+            if !kept {
+                b.forget_metrics();
+            }
+            kept
+        });
     }
 }

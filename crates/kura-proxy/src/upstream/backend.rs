@@ -366,6 +366,12 @@ impl Backend {
         Ok(Sender::H1(sender))
     }
 
+    /// Drops this backend's metric series (it left the routes).
+    pub fn forget_metrics(&self) {
+        self.metrics
+            .forget_backend(&self.pool_name, self.spec.url.as_str());
+    }
+
     pub fn count_request(&self) {
         self.requests.inc();
     }

@@ -75,6 +75,17 @@ impl KeyKind {
     }
 }
 
+/// Appends `text`, with NUL (the variant separator) escaped as `%00`, so no primary key can
+/// contain it, whatever a caller passes (requests cannot carry NUL today; this keeps the
+/// guarantee local to this module).
+fn push_clean(k: &mut String, text: &str) {
+    if text.contains(VARIANT_SEP) {
+        k.push_str(&text.replace(VARIANT_SEP, "%00"));
+    } else {
+        k.push_str(text);
+    }
+}
+
 /// A primary cache key: `<rule id>:<kind>:<body>`. Only made here.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PrimaryKey(String);
@@ -97,13 +108,13 @@ impl PrimaryKey {
             KeyKind::Url,
             scheme.len() + 3 + authority.len() + path.len() + query.len() + 1,
         );
-        k.push_str(scheme);
+        push_clean(&mut k, scheme);
         k.push_str("://");
-        k.push_str(authority);
-        k.push_str(path);
+        push_clean(&mut k, authority);
+        push_clean(&mut k, path);
         if !query.is_empty() {
             k.push('?');
-            k.push_str(query);
+            push_clean(&mut k, query);
         }
         PrimaryKey(k)
     }
@@ -114,7 +125,7 @@ impl PrimaryKey {
     pub fn template(rule: RuleId, expanded: &str) -> Self {
         let body = normalize_key(expanded);
         let mut k = Self::start(rule, KeyKind::Template, body.len());
-        k.push_str(&body);
+        push_clean(&mut k, &body);
         PrimaryKey(k)
     }
 
@@ -122,7 +133,7 @@ impl PrimaryKey {
     pub fn source(rule: RuleId, id: &str) -> Self {
         let body = normalize_key(id);
         let mut k = Self::start(rule, KeyKind::Source, body.len());
-        k.push_str(&body);
+        push_clean(&mut k, &body);
         PrimaryKey(k)
     }
 
@@ -135,7 +146,7 @@ impl PrimaryKey {
         k.push_str(":i:");
         k.push_str(body);
         k.push('#');
-        k.push_str(params);
+        push_clean(&mut k, params);
         PrimaryKey(k)
     }
 
@@ -276,6 +287,12 @@ mod tests {
         assert_eq!(RuleId::parse(&a.hex()), Some(a));
         assert_eq!(RuleId::parse("xyz"), None);
         assert_eq!(RuleId::parse("+123456789abcdef"), None);
+        // Found by fuzzing: a NUL in a key's text would let a primary key look like a variant
+        // key. Constructors escape it.
+        let nul = PrimaryKey::url(a, "http", "v.test", "/a\0b", "q=\0");
+        assert!(!nul.as_str().contains(VARIANT_SEP));
+        assert_eq!(primary_of(nul.as_str()), nul.as_str());
+        assert!(!PrimaryKey::template(a, "x\0y").as_str().contains(VARIANT_SEP));
     }
 
     #[test]

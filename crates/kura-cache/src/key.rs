@@ -292,7 +292,11 @@ mod tests {
         let nul = PrimaryKey::url(a, "http", "v.test", "/a\0b", "q=\0");
         assert!(!nul.as_str().contains(VARIANT_SEP));
         assert_eq!(primary_of(nul.as_str()), nul.as_str());
-        assert!(!PrimaryKey::template(a, "x\0y").as_str().contains(VARIANT_SEP));
+        assert!(
+            !PrimaryKey::template(a, "x\0y")
+                .as_str()
+                .contains(VARIANT_SEP)
+        );
     }
 
     #[test]

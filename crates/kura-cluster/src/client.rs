@@ -1,5 +1,5 @@
 //! HTTP/2 connections to peers: one multiplexed connection per peer, made on first use and
-//! again after it fails.
+//! again after it fails; over TLS when the cluster has `tls_*` (`tls.rs`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -18,6 +18,7 @@ type Sender = SendRequest<Empty<Bytes>>;
 #[derive(Default)]
 pub struct PeerClient {
     conns: Mutex<HashMap<SocketAddr, Sender>>,
+    tls: Option<crate::tls::ClientTls>,
 }
 
 /// Why a peer did not answer.
@@ -30,6 +31,14 @@ pub enum PeerError {
 }
 
 impl PeerClient {
+    /// A client speaking TLS to members.
+    pub fn with_tls(tls: crate::tls::ClientTls) -> Self {
+        PeerClient {
+            conns: Mutex::default(),
+            tls: Some(tls),
+        }
+    }
+
     async fn sender(&self, addr: SocketAddr, timeout: Duration) -> Result<Sender, PeerError> {
         let existing = self
             .conns
@@ -47,15 +56,36 @@ impl PeerClient {
             .map_err(|_| PeerError::Connect("timed out".into()))?
             .map_err(|e| PeerError::Connect(e.to_string()))?;
         let _ = stream.set_nodelay(true);
-        let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        let mut builder = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
+        builder
             .initial_stream_window_size(4 * 1024 * 1024)
-            .initial_connection_window_size(16 * 1024 * 1024)
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| PeerError::Connect(e.to_string()))?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
+            .initial_connection_window_size(16 * 1024 * 1024);
+        let sender = match &self.tls {
+            None => {
+                let (sender, conn) = builder
+                    .handshake(TokioIo::new(stream))
+                    .await
+                    .map_err(|e| PeerError::Connect(e.to_string()))?;
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+                sender
+            }
+            Some(tls) => {
+                let stream = tokio::time::timeout(timeout, tls.connect(addr, stream))
+                    .await
+                    .map_err(|_| PeerError::Connect("TLS handshake timed out".into()))?
+                    .map_err(|e| PeerError::Connect(format!("TLS: {e}")))?;
+                let (sender, conn) = builder
+                    .handshake(TokioIo::new(stream))
+                    .await
+                    .map_err(|e| PeerError::Connect(e.to_string()))?;
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+                sender
+            }
+        };
         self.conns
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -20,6 +20,34 @@ pub struct EtcdSource {
     pub endpoints: Vec<String>,
     pub prefix: String,
     pub lease_ttl: Duration,
+    /// TLS to etcd (CA, optional client certificate).
+    pub tls: Option<kura_config::EtcdTls>,
+    /// etcd user and password.
+    pub auth: Option<(String, String)>,
+}
+
+/// Connection options: timeouts, and TLS and authentication when configured.
+fn options(source: &EtcdSource) -> Result<ConnectOptions, String> {
+    let mut options = ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(2))
+        .with_timeout(Duration::from_secs(5));
+    if let Some((user, password)) = &source.auth {
+        options = options.with_user(user.clone(), password.clone());
+    }
+    if let Some(t) = &source.tls {
+        // tonic's TLS builds its rustls configuration from the process-wide provider.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+        };
+        let mut tls = etcd_client::TlsOptions::new()
+            .ca_certificate(etcd_client::Certificate::from_pem(read(&t.ca)?));
+        if let Some((cert, key)) = &t.identity {
+            tls = tls.identity(etcd_client::Identity::from_pem(read(cert)?, read(key)?));
+        }
+        options = options.with_tls(tls);
+    }
+    Ok(options)
 }
 
 /// Runs until `stop` fires: register, keep the lease alive, follow the prefix.
@@ -49,9 +77,7 @@ async fn session(
     membership: &Membership,
     stop: &CancellationToken,
 ) -> Result<(), etcd_client::Error> {
-    let options = ConnectOptions::new()
-        .with_connect_timeout(Duration::from_secs(2))
-        .with_timeout(Duration::from_secs(5));
+    let options = options(source).map_err(etcd_client::Error::InvalidArgs)?;
     let mut client = tokio::select! {
         c = Client::connect(&source.endpoints, Some(options)) => c?,
         _ = stop.cancelled() => return Ok(()),

@@ -15,6 +15,7 @@ pub mod etcd;
 pub mod hash;
 pub mod membership;
 pub mod origin;
+pub mod tls;
 pub mod wire;
 
 use std::sync::Arc;
@@ -77,8 +78,13 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts membership (the etcd task, on the current runtime, when configured).
-    pub fn start(cfg: &ClusterConfig, segment_size: u64) -> Arc<Cluster> {
+    /// Starts membership (the etcd task, on the current runtime, when configured). Fails when
+    /// the TLS files do not make a usable configuration.
+    pub fn start(cfg: &ClusterConfig, segment_size: u64) -> Result<Arc<Cluster>, String> {
+        let client = match &cfg.tls {
+            Some(t) => PeerClient::with_tls(tls::ClientTls::new(t)?),
+            None => PeerClient::default(),
+        };
         let me = cfg.peering_address.to_string();
         let initial = match &cfg.members {
             MemberSource::Static(list) => list.iter().map(|a| a.to_string()).collect(),
@@ -90,6 +96,8 @@ impl Cluster {
             endpoints,
             prefix,
             lease_ttl,
+            tls,
+            auth,
         } = &cfg.members
         {
             membership.etcd_up.store(0, Relaxed);
@@ -97,18 +105,20 @@ impl Cluster {
                 endpoints: endpoints.clone(),
                 prefix: prefix.clone(),
                 lease_ttl: *lease_ttl,
+                tls: tls.clone(),
+                auth: auth.clone(),
             };
             tokio::spawn(etcd::run(source, membership.clone(), stop.clone()));
         }
-        Arc::new(Cluster {
+        Ok(Arc::new(Cluster {
             membership,
-            client: PeerClient::default(),
+            client,
             secret: cfg.secret.clone(),
             peer_timeout: cfg.peer_timeout,
             segment_size,
             stats: Arc::default(),
             stop,
-        })
+        }))
     }
 
     /// `local` (a rule's origin) behind the peer tier; `rule` is the rule's identity, which

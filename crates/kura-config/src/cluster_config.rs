@@ -1,13 +1,94 @@
 //! Validation of `[cluster]`: the peer listener's address, where members come from (a static
 //! list or etcd), the shared secret and the peer timeouts.
 
+use std::path::{Path, PathBuf};
+
 use crate::defaults::*;
 use crate::file::FileCluster;
 use crate::validate::Errors;
-use crate::{ClusterConfig, MemberSource};
+use crate::{ClusterConfig, EtcdTls, MemberSource, PeerTls, read_certs, read_key};
+
+/// A PEM file field: resolved against `base`, and read now so a bad file is named.
+fn pem(
+    errs: &mut Errors,
+    base: &Path,
+    field: &str,
+    value: &Option<String>,
+    key: bool,
+) -> Option<PathBuf> {
+    let path = base.join(value.as_ref()?);
+    let read = if key {
+        read_key(&path).map(|_| ())
+    } else {
+        read_certs(&path).map(|_| ())
+    };
+    if let Err(e) = read {
+        errs.push(field, e);
+    }
+    Some(path)
+}
+
+fn peer_tls(c: &FileCluster, base: &Path, errs: &mut Errors) -> Option<PeerTls> {
+    let set = [&c.tls_cert, &c.tls_key, &c.tls_ca]
+        .iter()
+        .filter(|v| v.is_some())
+        .count();
+    if set == 0 {
+        for (field, v) in [
+            ("cluster.tls_client_auth", c.tls_client_auth.is_some()),
+            ("cluster.tls_server_name", c.tls_server_name.is_some()),
+        ] {
+            if v {
+                errs.push(field, "needs tls_cert, tls_key and tls_ca");
+            }
+        }
+        return None;
+    }
+    if set != 3 {
+        errs.push(
+            "cluster.tls_cert",
+            "TLS between members needs tls_cert, tls_key and tls_ca together",
+        );
+        return None;
+    }
+    Some(PeerTls {
+        cert: pem(errs, base, "cluster.tls_cert", &c.tls_cert, false)?,
+        key: pem(errs, base, "cluster.tls_key", &c.tls_key, true)?,
+        ca: pem(errs, base, "cluster.tls_ca", &c.tls_ca, false)?,
+        client_auth: c.tls_client_auth.unwrap_or(true),
+        server_name: c.tls_server_name.clone(),
+    })
+}
+
+fn etcd_tls(c: &FileCluster, base: &Path, errs: &mut Errors) -> Option<EtcdTls> {
+    let ca = pem(errs, base, "cluster.etcd_ca", &c.etcd_ca, false);
+    let identity = match (&c.etcd_cert, &c.etcd_key) {
+        (Some(_), Some(_)) => Some((
+            pem(errs, base, "cluster.etcd_cert", &c.etcd_cert, false)?,
+            pem(errs, base, "cluster.etcd_key", &c.etcd_key, true)?,
+        )),
+        (None, None) => None,
+        _ => {
+            errs.push("cluster.etcd_cert", "etcd_cert and etcd_key go together");
+            None
+        }
+    };
+    match ca {
+        Some(ca) => Some(EtcdTls { ca, identity }),
+        None if identity.is_some() => {
+            errs.push(
+                "cluster.etcd_ca",
+                "a client certificate for etcd needs etcd_ca",
+            );
+            None
+        }
+        None => None,
+    }
+}
 
 pub(crate) fn validate_cluster(
     c: Option<&FileCluster>,
+    base: &Path,
     errs: &mut Errors,
 ) -> Option<ClusterConfig> {
     let c = c?;
@@ -89,10 +170,35 @@ pub(crate) fn validate_cluster(
             if lease_ttl.as_secs() < 2 {
                 errs.push("cluster.lease_ttl", "must be at least 2s");
             }
+            let tls = etcd_tls(c, base, errs);
+            if tls.is_some() && endpoints.iter().any(|e| e.starts_with("http://")) {
+                errs.push("cluster.etcd", "with etcd_ca, endpoints must be https://");
+            }
+            let password = c
+                .etcd_password
+                .clone()
+                .or_else(|| std::env::var("KURA_ETCD_PASSWORD").ok());
+            let auth = match (&c.etcd_user, password) {
+                (Some(u), Some(p)) => Some((u.clone(), p)),
+                (None, None) => None,
+                (Some(_), None) => {
+                    errs.push(
+                        "cluster.etcd_password",
+                        "etcd_user needs a password (or KURA_ETCD_PASSWORD)",
+                    );
+                    None
+                }
+                (None, Some(_)) => {
+                    errs.push("cluster.etcd_user", "an etcd password needs etcd_user");
+                    None
+                }
+            };
             Some(MemberSource::Etcd {
                 endpoints: endpoints.clone(),
                 prefix,
                 lease_ttl,
+                tls,
+                auth,
             })
         }
     };
@@ -106,7 +212,19 @@ pub(crate) fn validate_cluster(
         &c.peer_down_ttl,
         DEFAULT_PEER_DOWN_TTL,
     );
+    if c.peers.is_some() {
+        for (field, set) in [
+            ("cluster.etcd_ca", c.etcd_ca.is_some()),
+            ("cluster.etcd_user", c.etcd_user.is_some()),
+        ] {
+            if set {
+                errs.push(field, "has no effect without `etcd`");
+            }
+        }
+    }
+    let tls = peer_tls(c, base, errs);
     Some(ClusterConfig {
+        tls,
         peering_address: peering_address?,
         members: members?,
         secret: c.secret.clone(),
@@ -178,9 +296,35 @@ action = "cache"
                 endpoints: vec!["http://10.0.0.9:2379".into()],
                 prefix: DEFAULT_ETCD_PREFIX.into(),
                 lease_ttl: Duration::from_secs(5),
+                tls: None,
+                auth: None,
             }
         );
         assert!(load("").is_err(), "peering_address and secret are required");
+    }
+
+    #[test]
+    fn tls_settings_go_together_and_name_their_field() {
+        let base = "peering_address = \"10.0.0.1:7000\"\npeers = [\"10.0.0.2:7000\"]\nsecret = \"0123456789abcdef\"";
+        let err = load(&format!("{base}\ntls_cert = \"a.pem\""))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cluster.tls_cert"), "{err}");
+        let err = load(&format!(
+            "{base}\ntls_cert = \"a.pem\"\ntls_key = \"a.key\"\ntls_ca = \"ca.pem\""
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("cannot read"), "{err}");
+        let err = load(&format!("{base}\ntls_client_auth = false"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cluster.tls_client_auth"), "{err}");
+        let etcd = "peering_address = \"10.0.0.1:7000\"\netcd = [\"http://10.0.0.9:2379\"]\nsecret = \"0123456789abcdef\"";
+        let err = load(&format!("{etcd}\netcd_user = \"root\""))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cluster.etcd_password"), "{err}");
     }
 
     #[test]

@@ -409,6 +409,22 @@ pub struct FileCluster {
     pub peer_down_ttl: Option<String>,
     /// Connections open at once on the peer listener.
     pub max_connections: Option<usize>,
+    /// TLS between members: this node's certificate and key (PEM) for its peer listener and,
+    /// with `tls_client_auth`, as its client certificate; the CA members' certificates chain to.
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
+    pub tls_ca: Option<String>,
+    /// Members must present a certificate from `tls_ca` (default true with TLS).
+    pub tls_client_auth: Option<bool>,
+    /// The name members' certificates carry; default: each member's IP address.
+    pub tls_server_name: Option<String>,
+    /// TLS to etcd (`https://` endpoints): the CA, and an optional client certificate and key.
+    pub etcd_ca: Option<String>,
+    pub etcd_cert: Option<String>,
+    pub etcd_key: Option<String>,
+    /// etcd authentication; the password may come from `KURA_ETCD_PASSWORD` instead.
+    pub etcd_user: Option<String>,
+    pub etcd_password: Option<String>,
 }
 
 /// Shadowing of one rule.

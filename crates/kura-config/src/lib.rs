@@ -64,6 +64,20 @@ pub struct ClusterConfig {
     pub peer_down_ttl: Duration,
     /// Connections open at once on the peer listener.
     pub max_connections: usize,
+    /// TLS between members (the peer listener and the peer client).
+    pub tls: Option<PeerTls>,
+}
+
+/// TLS between cluster members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+    /// The listener requires client certificates from `ca`; the client presents `cert`.
+    pub client_auth: bool,
+    /// The name members' certificates are checked against; `None`: the member's IP.
+    pub server_name: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -74,7 +88,17 @@ pub enum MemberSource {
         endpoints: Vec<String>,
         prefix: String,
         lease_ttl: Duration,
+        /// TLS to etcd: the CA, and an optional client certificate and key.
+        tls: Option<EtcdTls>,
+        /// etcd user and password.
+        auth: Option<(String, String)>,
     },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdTls {
+    pub ca: PathBuf,
+    pub identity: Option<(PathBuf, PathBuf)>,
 }
 
 /// Shadow traffic settings shared by every rule.

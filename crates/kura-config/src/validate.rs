@@ -129,7 +129,7 @@ pub fn validate(file: &FileConfig, base_dir: &Path) -> Result<Config, ConfigErro
     };
     let cache = validate_cache(file.cache.as_ref(), base_dir, &mut errs);
     let shadow = validate_shadow(file.shadow.as_ref(), base_dir, &mut errs);
-    let cluster = validate_cluster(file.cluster.as_ref(), &mut errs);
+    let cluster = validate_cluster(file.cluster.as_ref(), base_dir, &mut errs);
     let routes = validate_routes(
         &file.pools,
         &file.vhosts,

@@ -34,10 +34,12 @@ pub(crate) async fn serve(
     shared: Arc<Shared>,
     tracker: TaskTracker,
     max_connections: usize,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) {
     let cap = Arc::new(tokio::sync::Semaphore::new(max_connections));
     while let Some(conn) = crate::side::next(&listener, &shared, &cap, true).await {
         let shared = shared.clone();
+        let tls = tls.clone();
         tracker.spawn(async move {
             // The whole connection (its slot under the cap included) lives as long as this task.
             let conn = conn;
@@ -53,21 +55,50 @@ pub(crate) async fn serve(
                 }
             });
             let limits = shared.runtime.load().limits.clone();
-            let c = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+            builder
                 .initial_stream_window_size(4 * 1024 * 1024)
                 .initial_connection_window_size(16 * 1024 * 1024)
                 .max_concurrent_streams(limits.http2_max_concurrent_streams)
-                .timer(hyper_util::rt::TokioTimer::new())
-                .serve_connection(TokioIo::new(conn.stream), svc);
-            crate::connection::drive(
-                c,
-                |c| c.graceful_shutdown(),
-                &shared,
-                &conn.state,
-                &limits,
-                conn.peer,
-            )
-            .await;
+                .timer(hyper_util::rt::TokioTimer::new());
+            match &tls {
+                None => {
+                    let c = builder.serve_connection(TokioIo::new(conn.stream), svc);
+                    crate::connection::drive(
+                        c,
+                        |c| c.graceful_shutdown(),
+                        &shared,
+                        &conn.state,
+                        &limits,
+                        conn.peer,
+                    )
+                    .await;
+                }
+                Some(acceptor) => {
+                    let handshake = acceptor.accept(conn.stream);
+                    let stream =
+                        match tokio::time::timeout(limits.client_header_timeout, handshake).await {
+                            Ok(Ok(s)) => s,
+                            _ => {
+                                tracing::debug!(peer = %conn.peer, "peer TLS handshake failed");
+                                if let Some(c) = &shared.cluster {
+                                    c.stats.refused.fetch_add(1, Relaxed);
+                                }
+                                return;
+                            }
+                        };
+                    let c = builder.serve_connection(TokioIo::new(stream), svc);
+                    crate::connection::drive(
+                        c,
+                        |c| c.graceful_shutdown(),
+                        &shared,
+                        &conn.state,
+                        &limits,
+                        conn.peer,
+                    )
+                    .await;
+                }
+            }
         });
     }
 }

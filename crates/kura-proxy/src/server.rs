@@ -57,10 +57,12 @@ pub async fn start(config: Config) -> io::Result<ServerHandle> {
     metrics.register_cache(cache.clone());
     let shadow = kura_shadow::Shadow::start(&config.shadow)?;
     metrics.register_shadow(shadow.clone());
-    let cluster = config
-        .cluster
-        .as_ref()
-        .map(|c| kura_cluster::Cluster::start(c, config.cache.segment_size));
+    let cluster = match &config.cluster {
+        Some(c) => Some(
+            kura_cluster::Cluster::start(c, config.cache.segment_size).map_err(io::Error::other)?,
+        ),
+        None => None,
+    };
     if let Some(c) = &cluster {
         metrics.register_cluster(c.clone());
     }
@@ -169,11 +171,18 @@ pub async fn start(config: Config) -> io::Result<ServerHandle> {
         Some(c) => {
             let listener = TcpListener::from_std(bind(c.peering_address)?)?;
             let addr = listener.local_addr()?;
+            let tls = match &c.tls {
+                Some(t) => Some(tokio_rustls::TlsAcceptor::from(
+                    kura_cluster::tls::server_config(t).map_err(io::Error::other)?,
+                )),
+                None => None,
+            };
             tracker.spawn(crate::peer::serve(
                 listener,
                 shared.clone(),
                 tracker.clone(),
                 c.max_connections,
+                tls,
             ));
             tracing::info!(address = %addr, "peer listener for the cluster");
             Some(addr)

@@ -20,32 +20,66 @@ pub fn free_addr(ip: &str) -> SocketAddr {
         .unwrap_or_else(|e| panic!("no free port on {ip}: {e}"))
 }
 
+/// TLS for an etcd under test: its certificate and key, and the CA whose client certificates
+/// it requires.
+pub struct EtcdTls<'a> {
+    pub cert: &'a std::path::Path,
+    pub key: &'a std::path::Path,
+    pub ca: &'a std::path::Path,
+}
+
 impl Etcd {
     pub fn start() -> Etcd {
+        Self::start_with(None)
+    }
+
+    /// An etcd serving clients over TLS with client certificates (`https://` in `url`); its
+    /// health is read from a plain metrics listener.
+    pub fn start_with(tls: Option<EtcdTls<'_>>) -> Etcd {
         let dir = tempfile::tempdir().unwrap();
         let client = free_addr("127.0.0.1");
         let peer = free_addr("127.0.0.1");
-        let url = format!("http://{client}");
+        let metrics = free_addr("127.0.0.1");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{client}");
         let peer_url = format!("http://{peer}");
+        let metrics_url = format!("http://{metrics}");
+        let mut args: Vec<String> = [
+            "--name",
+            "kura-test",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--listen-client-urls",
+            &url,
+            "--advertise-client-urls",
+            &url,
+            "--listen-peer-urls",
+            &peer_url,
+            "--initial-advertise-peer-urls",
+            &peer_url,
+            "--initial-cluster",
+            &format!("kura-test={peer_url}"),
+            "--listen-metrics-urls",
+            &metrics_url,
+            "--log-level",
+            "error",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        if let Some(t) = &tls {
+            for (flag, path) in [
+                ("--cert-file", t.cert),
+                ("--key-file", t.key),
+                ("--trusted-ca-file", t.ca),
+            ] {
+                args.push(flag.to_string());
+                args.push(path.display().to_string());
+            }
+            args.push("--client-cert-auth".to_string());
+        }
         let child = Command::new("etcd")
-            .args([
-                "--name",
-                "kura-test",
-                "--data-dir",
-                dir.path().to_str().unwrap(),
-                "--listen-client-urls",
-                &url,
-                "--advertise-client-urls",
-                &url,
-                "--listen-peer-urls",
-                &peer_url,
-                "--initial-advertise-peer-urls",
-                &peer_url,
-                "--initial-cluster",
-                &format!("kura-test={peer_url}"),
-                "--log-level",
-                "error",
-            ])
+            .args(&args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -56,7 +90,7 @@ impl Etcd {
             _dir: dir,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !healthy(client) {
+        while !healthy(metrics) {
             assert!(Instant::now() < deadline, "etcd did not become healthy");
             std::thread::sleep(Duration::from_millis(50));
         }

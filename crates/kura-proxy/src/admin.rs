@@ -53,9 +53,18 @@ use crate::clock::now_ms;
 use crate::state::Shared;
 use crate::upstream::Pool;
 
-/// Reloads the configuration; `Ok` carries a summary, `Err` says why the old one is kept.
-/// Set by the binary, which knows the configuration file.
-pub type ReloadHook = Arc<dyn Fn() -> Result<String, String> + Send + Sync>;
+/// What a successful reload did.
+#[derive(Debug, Clone)]
+pub struct ReloadReport {
+    /// One line: what is now running.
+    pub summary: String,
+    /// Fields changed in the file that only a restart applies.
+    pub needs_restart: Vec<String>,
+}
+
+/// Reloads the configuration; `Ok` says what changed, `Err` why the old one is kept. Set by
+/// the binary, which knows the configuration file.
+pub type ReloadHook = Arc<dyn Fn() -> Result<ReloadReport, String> + Send + Sync>;
 
 /// Who may do what on the admin listener.
 pub(crate) struct Access {
@@ -238,9 +247,13 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>>
                 json!({"error": "this server has no configuration file to reload"}),
             ),
             Some(reload) => match reload() {
-                Ok(summary) => json_reply(
+                Ok(report) => json_reply(
                     StatusCode::OK,
-                    json!({"reloaded": true, "summary": summary}),
+                    json!({
+                        "reloaded": true,
+                        "summary": report.summary,
+                        "needs_restart": report.needs_restart,
+                    }),
                 ),
                 Err(e) => json_reply(
                     StatusCode::UNPROCESSABLE_ENTITY,

@@ -21,6 +21,7 @@ pub mod metrics;
 mod origin;
 mod peer;
 pub mod redis_routes;
+mod reload;
 mod resize_action;
 mod resize_origin;
 mod router;
@@ -35,7 +36,8 @@ mod upgrade;
 mod upstream;
 pub mod worker;
 
-pub use admin::ReloadHook;
+pub use admin::{ReloadHook, ReloadReport};
 pub use errors::ProxyError;
 pub use kura_cache;
-pub use server::{Reloader, ServerHandle, start};
+pub use reload::Reloader;
+pub use server::{ServerHandle, start};

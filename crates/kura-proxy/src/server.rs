@@ -5,10 +5,10 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
-use kura_config::{Config, ListenerConfig};
+use kura_config::Config;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
@@ -17,6 +17,7 @@ use crate::access_log::AccessLog;
 use crate::admin::{self, ReloadHook};
 use crate::connection::{self, ListenerMode};
 use crate::metrics::Metrics;
+use crate::reload::Reloader;
 use crate::state::Shared;
 use crate::tls::TlsListener;
 
@@ -27,10 +28,10 @@ pub struct ServerHandle {
     addrs: Vec<SocketAddr>,
     admin_addr: Option<SocketAddr>,
     peer_addr: Option<SocketAddr>,
-    listeners: Vec<ListenerConfig>,
+    /// The configuration the server started with: what a reload cannot change is compared
+    /// with it.
+    started: Arc<Config>,
     tls: Vec<Arc<TlsListener>>,
-    redis: Option<kura_config::RedisConfig>,
-    max_connections: usize,
     grace: Duration,
     tracker: TaskTracker,
     threads: Vec<std::thread::JoinHandle<()>>,
@@ -204,11 +205,9 @@ pub async fn start(config: Config) -> io::Result<ServerHandle> {
         shared,
         addrs,
         admin_addr,
-        listeners: config.listeners.clone(),
         tls: tls_listeners,
-        redis: config.redis.clone(),
-        max_connections: config.limits.max_connections,
         grace: config.server.shutdown_grace,
+        started: Arc::new(config),
         tracker,
         threads,
     })
@@ -290,20 +289,18 @@ impl ServerHandle {
     }
 
     /// Swaps in the routes, pools, limits and error pages of `config`; see [`Reloader::apply`].
-    pub fn reload(&self, config: &Config) -> Vec<String> {
+    pub fn reload(&self, config: &Config) -> Result<Vec<String>, String> {
         self.reloader().apply(config)
     }
 
     /// A handle that reloads this server, for signal handlers, file watchers and hooks. It does
     /// not keep the server alive.
     pub fn reloader(&self) -> Reloader {
-        Reloader {
-            shared: Arc::downgrade(&self.shared),
-            listeners: self.listeners.clone(),
-            tls: self.tls.clone(),
-            redis: self.redis.clone(),
-            max_connections: self.max_connections,
-        }
+        Reloader::new(
+            Arc::downgrade(&self.shared),
+            self.started.clone(),
+            self.tls.clone(),
+        )
     }
 
     /// What `POST /reload` on the admin listener runs. Only the first hook set is kept.
@@ -359,82 +356,6 @@ impl Drop for ServerHandle {
         self.shared.shutdown.cancel();
         self.shared.force.cancel();
         self.shared.stopped.cancel();
-    }
-}
-
-/// Applies new configurations to a running server.
-#[derive(Clone)]
-pub struct Reloader {
-    shared: Weak<Shared>,
-    listeners: Vec<ListenerConfig>,
-    tls: Vec<Arc<TlsListener>>,
-    redis: Option<kura_config::RedisConfig>,
-    max_connections: usize,
-}
-
-impl Reloader {
-    /// Swaps in the routes, pools, limits and error pages of `config`. Changes to listeners,
-    /// the admin listener, `max_connections`, logging and the access log need a restart: they
-    /// are returned (and logged), not applied.
-    pub fn apply(&self, config: &Config) -> Vec<String> {
-        let Some(shared) = self.shared.upgrade() else {
-            return Vec::new();
-        };
-        let mut ignored = Vec::new();
-        if config.listeners != self.listeners {
-            ignored.push("listeners".to_string());
-        }
-        if config.limits.max_connections != self.max_connections {
-            ignored.push("limits.max_connections".to_string());
-        }
-        if config.shadow != *shared.shadow.settings() {
-            ignored.push("shadow".to_string());
-        }
-        if config.cluster.is_some() != shared.cluster.is_some() {
-            ignored.push("cluster".to_string());
-        }
-        if config.redis != self.redis {
-            ignored.push("redis".to_string());
-        }
-        // Certificate files are re-read on every reload (their paths need a restart).
-        for tls in &self.tls {
-            tls.check_files();
-        }
-        shared.apply(config);
-        shared
-            .metrics
-            .config_reloads
-            .with_label_values(&["ok"])
-            .inc();
-        for field in &ignored {
-            tracing::warn!(
-                field,
-                "changed in the new configuration but needs a restart"
-            );
-        }
-        ignored
-    }
-
-    /// Reopens the access log file and the shadow diff log (SIGUSR1).
-    pub fn reopen_access_log(&self) {
-        let Some(shared) = self.shared.upgrade() else {
-            return;
-        };
-        if let Some(log) = &shared.access_log {
-            log.reopen();
-        }
-        shared.shadow.reopen_diff_log();
-    }
-
-    /// Counts a reload that failed validation (the old configuration keeps running).
-    pub fn failed(&self) {
-        if let Some(shared) = self.shared.upgrade() {
-            shared
-                .metrics
-                .config_reloads
-                .with_label_values(&["error"])
-                .inc();
-        }
     }
 }
 

@@ -133,27 +133,23 @@ impl Shared {
             upgrades: Arc::new(tokio::sync::Semaphore::new(config.limits.max_upgraded)),
             own_addrs: OnceLock::new(),
         };
-        shared.apply(config);
+        if let Err(e) = shared.apply(config) {
+            tracing::error!(error = %e, "route table not built");
+        }
         shared
     }
 
-    /// Builds a snapshot from `config` and swaps it in.
-    pub fn apply(&self, config: &Config) {
+    /// Builds a snapshot from `config` and swaps it in; `Err` (and the running snapshot
+    /// kept) when the route table cannot be built.
+    pub fn apply(&self, config: &Config) -> Result<(), String> {
         let pools = self.pools_for(&config.routes);
-        let table = match RouteTable::build(
+        let table = RouteTable::build(
             &config.routes,
             &pools,
             self.shadow.settings(),
             self.cluster.as_ref(),
             Some(&self.metrics),
-        ) {
-            Ok(t) => t,
-            // `validate` checked every pool reference; this cannot happen for a validated Config.
-            Err(e) => {
-                tracing::error!(error = %e, "route table not built; keeping the previous one");
-                return;
-            }
-        };
+        )?;
         let via = |v: &str| {
             HeaderValue::from_str(&format!("{v} {}", config.server.via))
                 .unwrap_or_else(|_| HeaderValue::from_static("1.1 kura"))
@@ -169,6 +165,7 @@ impl Shared {
             purge_allow: config.cache.purge_allow.clone(),
             trusted_proxies: config.server.trusted_proxies.clone(),
         }));
+        Ok(())
     }
 
     /// Pools for `routes`, reusing the running pool of each unchanged definition.

@@ -173,23 +173,26 @@ fn reload_from(
     path: &Path,
     reloader: &kura_proxy::Reloader,
     log: &LogHandle,
-) -> Result<String, String> {
+) -> Result<kura_proxy::ReloadReport, String> {
     match Config::from_file(path) {
         Ok(config) => {
-            let ignored = reloader.apply(&config);
+            let needs_restart = reloader.apply(&config)?;
             log.set_level(&config.logging.level);
             let summary = format!(
                 "{} vhost(s), {} pool(s){}",
                 config.routes.vhosts.len(),
                 config.routes.pools.len(),
-                if ignored.is_empty() {
+                if needs_restart.is_empty() {
                     String::new()
                 } else {
-                    format!("; needs a restart to change: {}", ignored.join(", "))
+                    format!("; needs a restart to change: {}", needs_restart.join(", "))
                 }
             );
             tracing::info!(file = %path.display(), %summary, "configuration reloaded");
-            Ok(summary)
+            Ok(kura_proxy::ReloadReport {
+                summary,
+                needs_restart,
+            })
         }
         Err(e) => {
             reloader.failed();

@@ -3,13 +3,12 @@
 //! and SIGHUP. Bursts of events are coalesced into one reload.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-pub type Reload = Arc<dyn Fn() -> Result<String, String> + Send + Sync>;
+pub type Reload = kura_proxy::ReloadHook;
 
 /// How long to wait after a change for more changes before reloading once.
 const SETTLE: Duration = Duration::from_millis(200);

@@ -412,3 +412,41 @@ pool = "sink"
         baseline >> 20
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_names_what_only_a_restart_applies() {
+    let one = Origin::fixed("one", 200, "one").await;
+    let two = Origin::fixed("two", 200, "two").await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &one.url(), "");
+    let kura = KuraProcess::start(bin(), &["serve", "--config", path.to_str().unwrap()], 1);
+    let reload = || async {
+        let req = http::Request::post("/reload")
+            .header("host", "127.0.0.1")
+            .body(http_body_util::Full::new(Bytes::new()))
+            .unwrap();
+        kura_testkit::send(kura.admin.unwrap(), req).await
+    };
+    // Routes change and a restart-only field changes: the first applies, the second is named.
+    write_config(
+        dir.path(),
+        &two.url(),
+        "[server]\nshutdown_grace = \"7s\"\nworkers = 1\n[limits]\nmax_upgraded = 3",
+    );
+    let r = reload().await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["reloaded"], true);
+    assert_eq!(
+        v["needs_restart"],
+        serde_json::json!([
+            "server.workers",
+            "server.shutdown_grace",
+            "limits.max_upgraded"
+        ]),
+        "{v}"
+    );
+    assert!(v["summary"].as_str().unwrap().contains("needs a restart"));
+    assert_eq!(get(kura.addr(), "a.com", "/").await.text(), "two");
+    assert!(kura.wait_for_log("needs a restart", Duration::from_secs(2)));
+}

@@ -433,6 +433,8 @@ impl Cache {
         for n in names {
             headers.remove(n);
         }
+        // Kept for the entry's life: not slices of the origin connection's read buffer.
+        let mut headers = policy::owned(&headers);
         headers.remove(header::AGE);
         for f in &v.strip {
             headers.remove(f);

@@ -39,7 +39,8 @@ impl MemoryTier {
             .max_capacity(max_bytes)
             .weigher(|_k: &MemKey, v: &MemVal| match v {
                 MemVal::Entry(e) => e.weight(),
-                MemVal::Segment(b) => (b.len() + 64).min(u32::MAX as usize) as u32,
+                // The bytes, and the entry and `Bytes` that hold them.
+                MemVal::Segment(b) => (b.len() + 256).min(u32::MAX as usize) as u32,
             })
             .build();
         MemoryTier { cache }

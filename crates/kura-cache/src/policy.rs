@@ -258,16 +258,16 @@ pub fn evaluate(
         return Err(NoStore::Cookie);
     }
     let (view, strip) = policy_view(headers, &d, targeted.is_some(), rule, !cookie_bound);
-    let policy_headers = view.as_ref().unwrap_or(headers);
+    let policy_headers = owned(view.as_ref().unwrap_or(headers));
     let policy = CachePolicy::new_options(
         &PolicyRequest {
             method: &req.method,
             uri: &req.uri,
-            headers: &req.headers,
+            headers: &policy_request_headers(&req.headers, headers),
         },
         &PolicyResponse {
             status,
-            headers: policy_headers,
+            headers: &policy_headers,
         },
         now,
         CacheOptions {
@@ -311,6 +311,44 @@ pub fn evaluate(
         allows_auth: origin_shares,
         policy,
     })
+}
+
+/// `h` with every value copied out: values hyper parsed are slices of a connection's read
+/// buffer, and a stored copy would keep that whole buffer alive as long as the entry lives.
+pub fn owned(h: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(h.len());
+    for (name, value) in h {
+        let mut v = HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
+        v.set_sensitive(value.is_sensitive());
+        out.append(name.clone(), v);
+    }
+    out
+}
+
+/// The request headers a stored policy keeps: only those it reads later (`Host`,
+/// `Cache-Control`, `Pragma`, whether there was an `Authorization`, and the ones the response
+/// varies on), as owned copies. The rest (cookies, user agents, credentials) has no business in the cache's
+/// memory or on its disk.
+fn policy_request_headers(req: &HeaderMap, resp: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    for name in [header::HOST, header::CACHE_CONTROL, header::PRAGMA] {
+        for v in req.get_all(&name) {
+            if let Ok(v) = HeaderValue::from_bytes(v.as_bytes()) {
+                out.append(name.clone(), v);
+            }
+        }
+    }
+    if req.contains_key(header::AUTHORIZATION) {
+        out.insert(header::AUTHORIZATION, HeaderValue::from_static("present"));
+    }
+    for name in crate::key::vary_names(resp).unwrap_or_default() {
+        for v in req.get_all(&name) {
+            if let Ok(v) = HeaderValue::from_bytes(v.as_bytes()) {
+                out.append(name.clone(), v);
+            }
+        }
+    }
+    out
 }
 
 /// The `Age` to use, read as RFC 9111 §5.1 says: one field line holding delta-seconds, or a

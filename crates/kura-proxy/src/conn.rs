@@ -48,6 +48,10 @@ pub struct ConnState {
     multiplexed: AtomicBool,
     /// Clock ms since which writes have been refused (0: the last write went through).
     blocked_since_ms: AtomicU64,
+    /// Responses whose head is out and whose body is not finished.
+    responding: AtomicU32,
+    /// Clock ms of the last write that went through, or of the start of responding.
+    progress_ms: AtomicU64,
 }
 
 impl ConnState {
@@ -60,6 +64,8 @@ impl ConnState {
             active: AtomicU32::new(0),
             multiplexed: AtomicBool::new(false),
             blocked_since_ms: AtomicU64::new(0),
+            responding: AtomicU32::new(0),
+            progress_ms: AtomicU64::new(0),
         }
     }
 
@@ -76,7 +82,19 @@ impl ConnState {
         self.phase.store(BUSY, Relaxed);
     }
 
+    /// A response head is ready: from now until its body is done (`idle`), the connection
+    /// must make write progress within the send timeout. This covers what a refused write
+    /// does not: an HTTP/2 stream whose window stays closed is never written at all.
+    pub fn responding(&self) {
+        if self.responding.fetch_add(1, Relaxed) == 0 {
+            self.progress_ms.store(now_ms(), Relaxed);
+        }
+    }
+
     pub fn idle(&self) {
+        let _ = self
+            .responding
+            .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1));
         if self.active.fetch_sub(1, Relaxed) <= 1 {
             self.active.store(0, Relaxed);
             self.since_ms.store(now_ms(), Relaxed);
@@ -91,6 +109,11 @@ impl ConnState {
         send_timeout: Duration,
     ) -> Check {
         let now = now_ms();
+        if self.responding.load(Relaxed) > 0
+            && now.saturating_sub(self.progress_ms.load(Relaxed)) >= ms(send_timeout)
+        {
+            return Check::SendTimeout;
+        }
         let blocked = self.blocked_since_ms.load(Relaxed);
         let send_left = match blocked {
             0 => ms(send_timeout),
@@ -145,6 +168,9 @@ impl ReadObserver for ConnState {
     fn write_done(&self) {
         if self.blocked_since_ms.load(Relaxed) != 0 {
             self.blocked_since_ms.store(0, Relaxed);
+        }
+        if self.responding.load(Relaxed) > 0 {
+            self.progress_ms.store(now_ms(), Relaxed);
         }
     }
 }
@@ -260,6 +286,27 @@ mod tests {
         );
         assert_eq!(s.check(h, i, Duration::ZERO), Check::SendTimeout);
         s.write_done();
+        assert!(matches!(
+            s.check(h, i, Duration::from_secs(5)),
+            Check::Later(_)
+        ));
+    }
+
+    #[test]
+    fn a_response_that_makes_no_progress_ends_the_connection() {
+        // An HTTP/2 stream with a closed window: no write is even attempted.
+        let s = ConnState::multiplexed();
+        s.busy();
+        let (h, i) = (Duration::from_secs(10), Duration::from_secs(60));
+        // Waiting for the upstream is not sending.
+        assert!(matches!(s.check(h, i, Duration::ZERO), Check::Later(_)));
+        s.responding();
+        assert_eq!(s.check(h, i, Duration::ZERO), Check::SendTimeout);
+        assert!(matches!(
+            s.check(h, i, Duration::from_secs(5)),
+            Check::Later(_)
+        ));
+        s.idle();
         assert!(matches!(s.check(h, i, Duration::ZERO), Check::Later(_)));
     }
 }

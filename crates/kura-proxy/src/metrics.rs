@@ -15,6 +15,10 @@ pub const UNMATCHED_VHOST: &str = "_unmatched";
 
 pub struct Metrics {
     pub registry: Registry,
+    /// Not a metric: the addresses this server listens on, read by every backend connection
+    /// of this server (the metrics registry is the one per-server value every pool already
+    /// holds). See [`Metrics::reaches_own_listener`].
+    pub own_listeners: std::sync::RwLock<Vec<std::net::SocketAddr>>,
     /// Requests answered, by vhost name and status code.
     pub requests: IntCounterVec,
     /// Seconds from request head to the last body byte sent, by vhost.
@@ -159,6 +163,7 @@ impl Metrics {
             registry.register(c).expect("unique metric names");
         }
         Metrics {
+            own_listeners: std::sync::RwLock::new(Vec::new()),
             registry,
             requests,
             request_duration,
@@ -184,6 +189,30 @@ impl Metrics {
         // Encoding into a Vec cannot fail for well-formed metrics.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         out
+    }
+}
+
+impl Metrics {
+    /// Whether a connection from `local` to `peer` reached one of this server's listeners: the
+    /// same port, and the listener's address, or (for a listener on all interfaces) an address
+    /// of this host (loopback, or the connection's own local address). Backend connections
+    /// check it, so no spelling of an address (`127.1`, a decimal IP, a name resolving to this
+    /// host) reaches the admin API, the peer protocol or kura itself.
+    pub fn reaches_own_listener(
+        &self,
+        local: std::net::SocketAddr,
+        peer: std::net::SocketAddr,
+    ) -> bool {
+        let Ok(own) = self.own_listeners.read() else {
+            return false;
+        };
+        let p = peer.ip().to_canonical();
+        own.iter().any(|o| {
+            o.port() == peer.port()
+                && (o.ip().to_canonical() == p
+                    || (o.ip().is_unspecified()
+                        && (p.is_loopback() || p == local.ip().to_canonical())))
+        })
     }
 }
 

@@ -160,20 +160,32 @@ impl Rule {
         }
     }
 
-    /// Whether this rule relays an `Upgrade` to `protocol` (the first token of the header).
-    pub fn relays_upgrade(&self, value: &http::HeaderValue) -> bool {
-        let first = value
+    /// The part of an `Upgrade` list this rule relays (its allowed protocols, in the client's
+    /// order), or `None` when it relays none of them. Only that part is sent upstream, so a
+    /// backend cannot pick a protocol the rule does not allow (`websocket, h2c`).
+    pub fn allowed_upgrade(&self, value: &http::HeaderValue) -> Option<http::HeaderValue> {
+        let allowed: Vec<&str> = value
             .to_str()
-            .ok()
-            .and_then(|v| v.split(',').next())
-            .map(|t| {
-                t.trim()
-                    .split('/')
-                    .next()
-                    .unwrap_or("")
-                    .to_ascii_lowercase()
-            });
-        first.is_some_and(|p| self.upgrades.contains(&p))
+            .ok()?
+            .split(',')
+            .map(str::trim)
+            .filter(|t| self.relays_protocol(t))
+            .collect();
+        if allowed.is_empty() {
+            return None;
+        }
+        http::HeaderValue::from_str(&allowed.join(", ")).ok()
+    }
+
+    /// Whether `token` (`websocket`, `foo/2`) names a protocol this rule relays.
+    pub fn relays_protocol(&self, token: &str) -> bool {
+        let name = token
+            .trim()
+            .split('/')
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        !name.is_empty() && self.upgrades.contains(&name)
     }
 
     /// The metrics registry pools made for this rule report to.

@@ -195,6 +195,9 @@ pub async fn start(config: Config) -> io::Result<ServerHandle> {
     let mut own: Vec<SocketAddr> = addrs.clone();
     own.extend(admin_addr);
     own.extend(peer_addr);
+    if let Ok(mut o) = shared.metrics.own_listeners.write() {
+        *o = own.clone();
+    }
     let _ = shared.own_addrs.set(own);
     if let Some(redis) = &config.redis {
         crate::redis_routes::spawn(redis.clone(), shared.clone(), &tracker)

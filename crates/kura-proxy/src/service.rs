@@ -91,6 +91,7 @@ pub async fn handle(
         Err(e) => error_response(&rt, &e, is_head),
     };
     x.status = resp.status();
+    conn.state.responding();
     let resp = resp.map(|b| b.with_exchange(x));
     if h2 {
         // One stream's closed window must not hold an upstream connection: read ahead into a
@@ -184,7 +185,8 @@ async fn proxy(
     // Only the protocols the rule relays (WebSocket by default): any other `Upgrade` (`h2c`
     // among them) is dropped with the hop-by-hop headers and the request served as usual.
     let upgrade = upgrade::requested(req.headers())
-        .filter(|v| req.version() == Version::HTTP_11 && rule.relays_upgrade(v));
+        .filter(|_| req.version() == Version::HTTP_11)
+        .and_then(|v| rule.allowed_upgrade(&v));
     let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
     let mut body = ReqBody::new(body, stream_limit);
@@ -335,6 +337,18 @@ async fn forward_upgrade(
     x.upstream = Some(answer.lease.backend.spec.authority.as_str().into());
     if answer.response.status() != StatusCode::SWITCHING_PROTOCOLS {
         return Ok(respond(rt, rule, answer, None));
+    }
+    // The backend must have switched to a protocol the rule relays.
+    let chosen = answer
+        .response
+        .headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|p| !p.contains(',') && rule.relays_protocol(p));
+    if !chosen {
+        return Err(ProxyError::Upstream(
+            "the backend switched to a protocol the rule does not relay".into(),
+        ));
     }
     let on_upstream = hyper::upgrade::on(&mut answer.response);
     let (mut parts, _) = answer.response.into_parts();

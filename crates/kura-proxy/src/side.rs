@@ -67,8 +67,10 @@ pub(crate) struct Tracked<B> {
 }
 
 impl<B> Tracked<B> {
-    /// Ends the busy phase the service began (`ConnState::busy`) when the body is dropped.
+    /// Ends the busy phase the service began (`ConnState::busy`) when the body is dropped;
+    /// until then the response must make write progress within the send timeout.
     pub fn new(inner: B, state: &Arc<ConnState>) -> Self {
+        state.responding();
         Tracked {
             inner,
             state: Some(state.clone()),

@@ -469,12 +469,27 @@ async fn a_redis_writer_cannot_aim_at_kura_itself_and_gone_backends_leave_no_ser
             format!("http://localhost:{}", admin.port()),
         ),
         ("frontend:loop.test", format!("http://{}", kura.addr)),
+        // Other spellings of loopback, caught when the connection is made.
+        (
+            "frontend:short.test",
+            format!("http://127.1:{}", admin.port()),
+        ),
+        (
+            "frontend:decimal.test",
+            format!("http://2130706433:{}", admin.port()),
+        ),
     ] {
         let _: i64 = cmd(&mut r, &["RPUSH", key, "id", &url]).await;
     }
     let _: i64 = cmd(&mut r, &["RPUSH", "frontend:app.test", "app", &a.url()]).await;
     time_until(&kura, "app.test", "a", Duration::from_secs(5)).await;
-    for host in ["admin.test", "local.test", "loop.test"] {
+    for host in [
+        "admin.test",
+        "local.test",
+        "loop.test",
+        "short.test",
+        "decimal.test",
+    ] {
         let resp = kura.get(host, "/metrics").await;
         assert_eq!(resp.status, 502, "{host}: {}", resp.text());
         assert!(

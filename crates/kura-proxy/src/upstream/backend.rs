@@ -28,16 +28,17 @@ use crate::clock::{ms, now_ms};
 use crate::errors::ProxyError;
 use crate::metrics::Metrics;
 
-/// A connection's request side, HTTP/1.1 or HTTP/2.
+/// A connection's request side, HTTP/1.1 or HTTP/2. An HTTP/1.1 one carries the handle of
+/// its connection task, so a connection left mid-exchange can be closed at once.
 pub enum Sender {
-    H1(http1::SendRequest<ReqBody>),
+    H1(http1::SendRequest<ReqBody>, tokio::task::AbortHandle),
     H2(http2::SendRequest<ReqBody>),
 }
 
 impl Sender {
     pub fn is_closed(&self) -> bool {
         match self {
-            Sender::H1(s) => s.is_closed(),
+            Sender::H1(s, _) => s.is_closed(),
             Sender::H2(s) => s.is_closed(),
         }
     }
@@ -48,7 +49,7 @@ impl Sender {
 
     async fn ready(&mut self) -> hyper::Result<()> {
         match self {
-            Sender::H1(s) => s.ready().await,
+            Sender::H1(s, _) => s.ready().await,
             Sender::H2(s) => s.ready().await,
         }
     }
@@ -62,7 +63,7 @@ impl Sender {
         hyper::client::conn::TrySendError<http::Request<ReqBody>>,
     > {
         match self {
-            Sender::H1(s) => s.try_send_request(req).await,
+            Sender::H1(s, _) => s.try_send_request(req).await,
             Sender::H2(s) => s.try_send_request(req).await,
         }
     }
@@ -311,6 +312,14 @@ impl Backend {
                 None => TcpStream::connect((self.spec.host.as_str(), self.spec.port)).await,
             }
             .map_err(|e| ProxyError::Connect(e.to_string()))?;
+            // Never one of kura's own listeners, however the address was written.
+            if let (Ok(local), Ok(peer)) = (stream.local_addr(), stream.peer_addr())
+                && self.metrics.reaches_own_listener(local, peer)
+            {
+                return Err(ProxyError::Connect(
+                    "the backend is one of kura's own listeners".into(),
+                ));
+            }
             let _ = stream.set_nodelay(true);
             match &self.tls {
                 None => self.handshake(stream).await,
@@ -358,12 +367,12 @@ impl Backend {
             .handshake(TokioIo::new(io))
             .await
             .map_err(failed)?;
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             if let Err(e) = conn.with_upgrades().await {
                 tracing::debug!(error = %e, "upstream connection ended with an error");
             }
         });
-        Ok(Sender::H1(sender))
+        Ok(Sender::H1(sender, task.abort_handle()))
     }
 
     /// Drops this backend's metric series (it left the routes).
@@ -445,6 +454,7 @@ impl Lease {
     /// connection is closed rather than handed to a request that would wait behind it.
     pub fn release(mut self) {
         if self.body.as_ref().is_some_and(|b| !b.finished()) {
+            // Dropping the lease (below) closes the connection.
             return;
         }
         if let Some(sender) = self.sender.take() {
@@ -455,8 +465,12 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        // Dropping an unreleased sender closes its connection: the exchange did not finish
-        // cleanly and the connection's state is unknown.
+        // An unreleased HTTP/1.1 connection is closed now: the exchange did not finish cleanly
+        // (or its request body is still being written), so its state is unknown, and it must
+        // not go on using the backend outside the slot it gives back.
+        if let Some(Sender::H1(_, task)) = self.sender.take() {
+            task.abort();
+        }
         self.backend.in_flight.fetch_sub(1, Relaxed);
         drop(self.permit.take());
     }

@@ -314,10 +314,24 @@ impl Pool {
             }
         };
         backend.count_request();
-        lease.carries(request.body().fault());
+        let body = request.body().fault();
+        lease.carries(body.clone());
         let timeout = self.spec.response_timeout;
         let result = tokio::time::timeout(timeout, lease.sender().try_send_request(request)).await;
         let result = match result {
+            // Still uploading the client's body when the time ran out: the client is slow, not
+            // the backend (which must not be marked dead for it).
+            Err(_) if body.as_ref().is_some_and(|b| !b.finished()) => {
+                return Err(Failure {
+                    error: ProxyError::Status(
+                        http::StatusCode::REQUEST_TIMEOUT,
+                        "the request body was not sent within the response timeout".into(),
+                    ),
+                    kind: None,
+                    unsent: None,
+                    stale: false,
+                });
+            }
             Err(_) => return Err(Failure::sent(ProxyError::Timeout, "timeout")),
             Ok(Ok(response)) => {
                 lease.note_keep_alive(response.headers());

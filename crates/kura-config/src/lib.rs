@@ -519,19 +519,72 @@ impl Action {
     }
 }
 
+/// What a rule does, with what only that action needs: the combinations validation allows,
+/// and no other.
+#[derive(Debug, Clone)]
+pub enum RuleAction {
+    /// Forward to the pool, copying a share of requests to shadow targets.
+    Proxy { shadow: Option<RuleShadow> },
+    /// Answer `GET`/`HEAD` through the cache with this policy.
+    Cache(RuleCache),
+    /// Serve resized images; `cache` is the variants' (and originals') policy.
+    Resize {
+        cache: RuleCache,
+        resize: Box<RuleResize>,
+    },
+}
+
+impl RuleAction {
+    /// Which action this is.
+    pub fn kind(&self) -> Action {
+        match self {
+            RuleAction::Proxy { .. } => Action::Proxy,
+            RuleAction::Cache(_) => Action::Cache,
+            RuleAction::Resize { .. } => Action::Resize,
+        }
+    }
+
+    /// The caching policy, for `cache` and `resize` rules.
+    pub fn cache(&self) -> Option<&RuleCache> {
+        match self {
+            RuleAction::Cache(c) | RuleAction::Resize { cache: c, .. } => Some(c),
+            RuleAction::Proxy { .. } => None,
+        }
+    }
+
+    /// Mutable access to the caching policy (filled in after validation).
+    pub fn cache_mut(&mut self) -> Option<&mut RuleCache> {
+        match self {
+            RuleAction::Cache(c) | RuleAction::Resize { cache: c, .. } => Some(c),
+            RuleAction::Proxy { .. } => None,
+        }
+    }
+
+    /// The shadowing, for `proxy` rules.
+    pub fn shadow(&self) -> Option<&RuleShadow> {
+        match self {
+            RuleAction::Proxy { shadow } => shadow.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// The image settings, for `resize` rules.
+    pub fn resize(&self) -> Option<&RuleResize> {
+        match self {
+            RuleAction::Resize { resize, .. } => Some(resize.as_ref()),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct RuleSpec {
     pub path: Regex,
-    pub action: Action,
+    pub action: RuleAction,
     pub pool: String,
     pub rewrite: Option<Template>,
     pub request_headers: HeaderEdits,
     pub response_headers: HeaderEdits,
-    /// Set when `action = "cache"` or `"resize"` (the variants' caching).
-    pub cache: Option<RuleCache>,
-    pub shadow: Option<RuleShadow>,
-    /// Set when `action = "resize"`.
-    pub resize: Option<RuleResize>,
     /// `Upgrade` protocols relayed (lowercase tokens); others are answered as plain requests.
     pub upgrades: Vec<String>,
 }

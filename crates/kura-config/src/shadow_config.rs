@@ -328,7 +328,7 @@ targets = [{ pool = "v2" }]
         )
         .unwrap();
         assert_eq!(c.shadow, ShadowConfig::default());
-        let s = c.routes.vhosts[0].rules[0].shadow.as_ref().unwrap();
+        let s = c.routes.vhosts[0].rules[0].action.shadow().unwrap();
         assert_eq!(s.targets[0].name, "v2");
         assert!(s.methods.is_empty() && !s.allow_unsafe);
         assert_eq!(s.sample_percent, 100.0);
@@ -373,7 +373,7 @@ diff_log = "diffs.jsonl"
             c.shadow.diff_log.as_deref(),
             Some(Path::new("/etc/kura/diffs.jsonl"))
         );
-        let s = c.routes.vhosts[0].rules[0].shadow.as_ref().unwrap();
+        let s = c.routes.vhosts[0].rules[0].action.shadow().unwrap();
         assert_eq!(s.targets[0].name, "canary");
         assert_eq!(s.targets[0].request_headers.set[0].0, "x-env");
         assert_eq!(s.methods, [Method::GET, Method::POST]);

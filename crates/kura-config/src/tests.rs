@@ -447,8 +447,8 @@ fn cache_sections_validate_and_default() {
     assert_eq!(c.cache.segment_size, DEFAULT_SEGMENT_SIZE);
     assert_eq!(c.cache.purge_allow.len(), 2);
     let rule = &c.routes.vhosts[0].rules[0];
-    assert_eq!(rule.action, Action::Cache);
-    let rc = rule.cache.as_ref().unwrap();
+    assert_eq!(rule.action.kind(), Action::Cache);
+    let rc = rule.action.cache().unwrap();
     assert_eq!(rc.min_ttl, std::time::Duration::from_secs(60));
     assert_eq!(rc.key.as_ref().unwrap().source(), "{host}{path}");
 
@@ -456,7 +456,7 @@ fn cache_sections_validate_and_default() {
     let c = load(&format!("{MINIMAL}action = \"cache\"\n")).unwrap();
     assert_eq!(c.cache.memory_bytes, DEFAULT_CACHE_MEMORY);
     assert!(c.cache.disk.is_none());
-    assert!(c.routes.vhosts[0].rules[0].cache.is_some());
+    assert!(c.routes.vhosts[0].rules[0].action.cache().is_some());
 }
 
 #[test]
@@ -633,9 +633,9 @@ width = "{w}"
 "#;
     let c = Config::from_toml(toml, Path::new(".")).unwrap();
     let rule = &c.routes.vhosts[0].rules[0];
-    assert_eq!(rule.action, Action::Resize);
-    assert!(rule.cache.is_some(), "variants are cached");
-    let r = rule.resize.as_ref().unwrap();
+    assert_eq!(rule.action.kind(), Action::Resize);
+    assert!(rule.action.cache().is_some(), "variants are cached");
+    let r = rule.action.resize().unwrap();
     assert_eq!((r.max_width, r.max_height), (1920, 1080));
     assert_eq!((r.max_quality, r.default_quality), (90, 75));
     assert_eq!(r.default_format, "source");

@@ -142,7 +142,7 @@ pub fn validate(file: &FileConfig, base_dir: &Path) -> Result<Config, ConfigErro
     // Every rule obeys the same targeted cache-control fields.
     let mut routes = routes;
     for rule in routes.vhosts.iter_mut().flat_map(|v| v.rules.iter_mut()) {
-        if let Some(c) = &mut rule.cache {
+        if let Some(c) = rule.action.cache_mut() {
             c.targeted_cache_control = cache.targeted_cache_control.clone();
         }
     }
@@ -803,6 +803,16 @@ fn validate_rule(
             }
         }
     }
+    // Validation above refused every other combination: the enum holds only these.
+    let action = match (action, cache, resize) {
+        (Action::Cache, Some(cache), _) => RuleAction::Cache(cache),
+        (Action::Resize, Some(cache), Some(resize)) => RuleAction::Resize {
+            cache,
+            resize: Box::new(resize),
+        },
+        (Action::Proxy, _, _) => RuleAction::Proxy { shadow },
+        _ => return None,
+    };
     Some(RuleSpec {
         upgrades,
         path: path?,
@@ -811,9 +821,6 @@ fn validate_rule(
         rewrite,
         request_headers,
         response_headers,
-        cache,
-        shadow,
-        resize,
     })
 }
 

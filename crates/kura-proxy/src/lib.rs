@@ -4,40 +4,35 @@
 //! Start a server with [`start`] (it binds its listeners, port 0 allowed) and keep the returned
 //! [`ServerHandle`] to reload its configuration, reopen its access log, or shut it down
 //! gracefully. The binary (`crates/kura`) adds the CLI, signals and the config file watcher.
+//!
+//! The folders follow a request's path (see `docs/architecture.md`):
+//! - `listen/`: accepting connections, TLS, HTTP/1 and HTTP/2, their timeouts, side listeners;
+//! - `request.rs`: one request's phases, from its head to its finished response;
+//! - `route/`: the request target and the route table (host → vhost → rule);
+//! - `action/`: what a rule does (proxy with shadowing and upgrades, cache, resize);
+//! - `upstream/`: backend pools, balancing, health, who-has;
+//! - `control/`: admin API, metrics, access log, reloads, Redis routes, the peer listener.
 
-mod access_log;
-pub mod admin;
+mod action;
 mod body;
-mod cache_action;
 mod clock;
-mod collectors;
-mod conn;
-mod connection;
+mod context;
+mod control;
 mod errors;
-mod exchange;
 mod headers;
-mod image_source;
-pub mod metrics;
-mod origin;
-mod peer;
-pub mod redis_routes;
-mod reload;
-mod resize_action;
-mod resize_origin;
-mod router;
-mod server;
-mod service;
-mod shadow_action;
-mod side;
+mod listen;
+mod request;
+mod route;
 mod state;
-pub mod target;
-mod tls;
-mod upgrade;
 mod upstream;
-pub mod worker;
 
-pub use admin::{ReloadHook, ReloadReport};
+pub use control::admin;
+pub use control::metrics;
+pub use control::redis_routes;
+pub use control::reload::Reloader;
 pub use errors::ProxyError;
 pub use kura_cache;
-pub use reload::Reloader;
-pub use server::{ServerHandle, start};
+pub use listen::server::{ServerHandle, start};
+pub use listen::worker;
+pub use route::target;
+pub use state::{ReloadHook, ReloadReport};

@@ -11,12 +11,25 @@ use http::HeaderValue;
 use kura_config::{Config, Limits, Routes};
 use tokio_util::sync::CancellationToken;
 
-use crate::access_log::AccessLog;
-use crate::admin::ReloadHook;
+use crate::action::upgrade::Tunnels;
+use crate::control::access_log::AccessLog;
+use crate::control::metrics::{Metrics, UNMATCHED_VHOST, VHostCounters};
 use crate::errors::ErrorPages;
-use crate::metrics::{Metrics, UNMATCHED_VHOST, VHostCounters};
-use crate::router::{HostMap, RouteTable};
+use crate::route::table::{HostMap, Parts, RouteTable};
 use crate::upstream::Pool;
+
+/// What a successful reload did.
+#[derive(Debug, Clone)]
+pub struct ReloadReport {
+    /// One line: what is now running.
+    pub summary: String,
+    /// Fields changed in the file that only a restart applies.
+    pub needs_restart: Vec<String>,
+}
+
+/// Reloads the configuration; `Ok` says what changed, `Err` why the old one is kept. Set by
+/// the binary, which knows the configuration file.
+pub type ReloadHook = Arc<dyn Fn() -> Result<ReloadReport, String> + Send + Sync>;
 
 /// What a request reads: one consistent version of everything reloadable.
 pub struct Runtime {
@@ -60,16 +73,17 @@ pub struct Shared {
     /// Worker threads + 1 (the control runtime): idle-connection slots per backend.
     pub slots: usize,
     /// Counters for requests that matched no vhost.
-    pub unmatched: VHostCounters,
-    /// The cache shared by every `cache` rule (its storage settings need a restart).
-    pub cache: Option<Arc<kura_cache::Cache>>,
+    pub unmatched: Arc<VHostCounters>,
+    /// The cache shared by every `cache` and `resize` rule (its storage settings need a
+    /// restart).
+    pub cache: Arc<kura_cache::Cache>,
     /// The shadow engine shared by every rule with a `shadow` table (its settings need a
     /// restart).
     pub shadow: Arc<kura_shadow::Shadow>,
     /// Cluster membership and the peer tier, when `[cluster]` is configured (restart to change).
     pub cluster: Option<Arc<kura_cluster::Cluster>>,
     /// Slots for upgraded connections (`limits.max_upgraded`, restart to change).
-    pub upgrades: Arc<tokio::sync::Semaphore>,
+    pub tunnels: Tunnels,
     /// Every address kura listens on (client, admin, peer listeners), once bound: store-fed
     /// backends may not point there.
     pub own_addrs: OnceLock<Vec<std::net::SocketAddr>>,
@@ -102,10 +116,16 @@ impl Shared {
         metrics: Arc<Metrics>,
         access_log: Option<Arc<AccessLog>>,
         workers: usize,
-        cache: Option<Arc<kura_cache::Cache>>,
+        cache: Arc<kura_cache::Cache>,
         shadow: Arc<kura_shadow::Shadow>,
         cluster: Option<Arc<kura_cluster::Cluster>>,
     ) -> Self {
+        let force = CancellationToken::new();
+        let tunnels = Tunnels::new(
+            config.limits.max_upgraded,
+            metrics.upgraded_connections.clone(),
+            force.clone(),
+        );
         let shared = Shared {
             runtime: ArcSwap::from_pointee(Runtime {
                 table: RouteTable::default(),
@@ -122,15 +142,15 @@ impl Shared {
             access_log,
             pools: Mutex::new(BTreeMap::new()),
             shutdown: CancellationToken::new(),
-            force: CancellationToken::new(),
+            force,
             reload_hook: OnceLock::new(),
             stopped: CancellationToken::new(),
             slots: workers + 1,
-            unmatched: VHostCounters::new(UNMATCHED_VHOST.into()),
+            unmatched: Arc::new(VHostCounters::new(UNMATCHED_VHOST.into())),
             cache,
             shadow,
             cluster,
-            upgrades: Arc::new(tokio::sync::Semaphore::new(config.limits.max_upgraded)),
+            tunnels,
             own_addrs: OnceLock::new(),
         };
         if let Err(e) = shared.apply(config) {
@@ -143,13 +163,13 @@ impl Shared {
     /// kept) when the route table cannot be built.
     pub fn apply(&self, config: &Config) -> Result<(), String> {
         let pools = self.pools_for(&config.routes);
-        let table = RouteTable::build(
-            &config.routes,
-            &pools,
-            self.shadow.settings(),
-            self.cluster.as_ref(),
-            Some(&self.metrics),
-        )?;
+        let parts = Parts {
+            cache: &self.cache,
+            shadow: self.shadow.settings(),
+            cluster: self.cluster.as_ref(),
+            metrics: &self.metrics,
+        };
+        let table = RouteTable::build(&config.routes, &pools, &parts)?;
         let via = |v: &str| {
             HeaderValue::from_str(&format!("{v} {}", config.server.via))
                 .unwrap_or_else(|_| HeaderValue::from_static("1.1 kura"))

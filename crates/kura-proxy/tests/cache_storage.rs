@@ -205,7 +205,7 @@ async fn the_disk_tier_survives_a_restart() {
     let cache = format!("dir = \"{}\"", dir.path().display());
     let kura = TestKura::start(&config(&o.url(), &cache, "")).await;
     assert_eq!(kura.get("a.com", "/p").await.body.len() as u64, size);
-    kura.handle.cache().unwrap().flush().await;
+    kura.handle.cache().flush().await;
     kura.handle.shutdown().await;
 
     let kura = TestKura::start(&config(&o.url(), &cache, "")).await;
@@ -225,7 +225,7 @@ async fn corrupt_disk_data_is_refetched_never_served() {
     let cache = format!("memory = 0\ndir = \"{}\"", dir.path().display());
     let kura = TestKura::start(&config(&o.url(), &cache, "")).await;
     kura.get("a.com", "/z").await;
-    kura.handle.cache().unwrap().flush().await;
+    kura.handle.cache().flush().await;
     let segs = files(dir.path(), ".seg");
     assert_eq!(segs.len(), 2);
     for s in &segs {
@@ -255,7 +255,7 @@ async fn the_disk_is_cleaned_between_its_marks() {
         dir.path().display()
     );
     let kura = TestKura::start(&config(&o.url(), &cache, "")).await;
-    let c = kura.handle.cache().unwrap();
+    let c = kura.handle.cache();
     for i in 0..20 {
         assert_eq!(kura.get("a.com", &format!("/o/{i}")).await.status, 200);
         c.flush().await;
@@ -286,7 +286,7 @@ async fn x_accel_redirect_names_the_cached_file() {
     // Normally the body; a redirect already if the file reached the disk first.
     assert!(first.body.len() == 5000 || first.header("x-accel-redirect").is_some());
     // The segment reaches the disk a moment after the client has its bytes.
-    let cache = kura.handle.cache().unwrap();
+    let cache = kura.handle.cache();
     let mut r = kura.get("a.com", "/img.jpg").await;
     for _ in 0..100 {
         if r.header("x-accel-redirect").is_some() {
@@ -351,7 +351,7 @@ async fn a_whole_body_object_that_no_longer_fits_is_read_again_from_the_origin()
     let kura = TestKura::start(&config(&o.url(), "memory = \"1MiB\"", "")).await;
     let want = expected(1, 0, size);
     assert!(kura.get("a.com", "/gone").await.body[..] == want[..]);
-    kura.handle.cache().unwrap().flush().await;
+    kura.handle.cache().flush().await;
     let r = kura.get("a.com", "/gone").await;
     assert_eq!(r.status, 200);
     assert!(
@@ -374,7 +374,7 @@ async fn with_a_disk_tier_large_objects_skip_memory_and_small_ones_stay() {
     let cache = format!("memory = \"1MiB\"\ndir = \"{}\"", dir.path().display());
     let kb = TestKura::start(&config(&big.url(), &cache, "")).await;
     assert_eq!(kb.get("a.com", "/big").await.body.len() as u64, 8 * SEG);
-    kb.handle.cache().unwrap().flush().await;
+    kb.handle.cache().flush().await;
     let s = kb.admin_json("/cache").await;
     assert!(s["memory_bytes"].as_u64().unwrap() < SEG, "{s}");
     let r = kb.get("a.com", "/big").await;
@@ -387,7 +387,7 @@ async fn with_a_disk_tier_large_objects_skip_memory_and_small_ones_stay() {
     let cache = format!("memory = \"1MiB\"\ndir = \"{}\"", dir.path().display());
     let ks = TestKura::start(&config(&small.url(), &cache, "")).await;
     ks.get("a.com", "/small").await;
-    ks.handle.cache().unwrap().flush().await;
+    ks.handle.cache().flush().await;
     let s = ks.admin_json("/cache").await;
     assert!(s["memory_bytes"].as_u64().unwrap() >= SEG, "{s}");
     ks.get("a.com", "/small").await;

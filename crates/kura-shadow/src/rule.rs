@@ -12,7 +12,9 @@ use kura_config::{GroupBy, HeaderEdits, RuleShadow, ShadowConfig};
 
 use crate::compare::CompareOptions;
 
+/// Any error a shadow target's response body may fail with.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// A boxed future that can move between threads, as [`Upstream::send`] returns.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// A streaming response body from a shadow target.
 pub type ShadowBody = UnsyncBoxBody<Bytes, BoxError>;
@@ -20,22 +22,33 @@ pub type ShadowBody = UnsyncBoxBody<Bytes, BoxError>;
 /// Where shadow requests go: implemented by the proxy over its pools (balancing, health,
 /// keep-alive), and by tests over anything.
 pub trait Upstream: Send + Sync + 'static {
+    /// Sends one copy and returns the response with its body still streaming; an error is a
+    /// message for the debug log, counted against the target.
     fn send(&self, req: Request<Bytes>)
     -> BoxFuture<'static, Result<Response<ShadowBody>, String>>;
 }
 
 /// A candidate backend of a rule.
 pub struct Target {
+    /// The target's name in reports and metrics, also sent as the marker header's value.
     pub name: Arc<str>,
+    /// Where its copies are sent.
     pub upstream: Arc<dyn Upstream>,
+    /// Header edits made to its copies only (the target's `request_headers`).
     pub edits: HeaderEdits,
 }
 
+/// One rule's shadowing, compiled: selection, targets, comparison options and the rule's own
+/// queue and concurrency limits.
 pub struct ShadowRule {
+    /// The rule's `shadow` settings as configured (filters, sample, grouping, ignore lists).
     pub spec: RuleShadow,
+    /// The candidates every selected request is copied to.
     pub targets: Vec<Target>,
     /// The second primary, for noise.
     pub secondary: Option<Arc<dyn Upstream>>,
+    /// What comparisons leave out for this rule: the global and the rule's ignored headers (and
+    /// the marker), the rule's ignored fields.
     pub compare: Arc<CompareOptions>,
     /// This rule's jobs in progress (`concurrency` permits): each rule has its own, so one
     /// slow target cannot starve the shadows of other rules.
@@ -216,7 +229,11 @@ targets = [{{ pool = "p", name = "v2" }}]
 "#
         );
         let c = kura_config::Config::from_toml(&text, std::path::Path::new(".")).unwrap();
-        let spec = c.routes.vhosts[0].rules[0].shadow.clone().unwrap();
+        let spec = c.routes.vhosts[0].rules[0]
+            .action
+            .shadow()
+            .cloned()
+            .unwrap();
         struct Nowhere;
         impl Upstream for Nowhere {
             fn send(

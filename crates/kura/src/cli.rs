@@ -275,7 +275,7 @@ mod tests {
             vec![kura_config::HostPattern::Any]
         );
         assert_eq!(
-            cfg.routes.vhosts[0].rules[0].action,
+            cfg.routes.vhosts[0].rules[0].action.kind(),
             kura_config::Action::Cache
         );
     }
@@ -359,7 +359,7 @@ mod tests {
         );
         let rule = &cfg.routes.vhosts[0].rules[0];
         assert_eq!(
-            rule.cache.as_ref().unwrap().min_ttl,
+            rule.action.cache().unwrap().min_ttl,
             std::time::Duration::from_secs(60)
         );
 
@@ -369,7 +369,7 @@ mod tests {
         };
         let cfg = kura_config::validate(&args.quick_config(), std::path::Path::new(".")).unwrap();
         assert_eq!(
-            cfg.routes.vhosts[0].rules[0].action,
+            cfg.routes.vhosts[0].rules[0].action.kind(),
             kura_config::Action::Proxy
         );
         assert!(

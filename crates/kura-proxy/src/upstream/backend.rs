@@ -25,8 +25,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::body::ReqBody;
 use crate::clock::{ms, now_ms};
+use crate::control::metrics::Metrics;
 use crate::errors::ProxyError;
-use crate::metrics::Metrics;
 
 /// A connection's request side, HTTP/1.1 or HTTP/2. An HTTP/1.1 one carries the handle of
 /// its connection task, so a connection left mid-exchange can be closed at once.
@@ -91,7 +91,7 @@ pub struct Backend {
     http2: bool,
     /// HTTP/2: the shared connection.
     shared_h2: Mutex<Option<http2::SendRequest<ReqBody>>>,
-    /// Idle connections per worker slot (see `crate::worker`).
+    /// Idle connections per worker slot (see `crate::listen::worker`).
     idle: Box<[Mutex<Vec<IdleConn>>]>,
     permits: Arc<Semaphore>,
     /// Exchanges in progress (least-connections balancing reads this).
@@ -165,7 +165,7 @@ impl Backend {
 
     /// This worker's idle stack.
     fn idle_here(&self) -> &Mutex<Vec<IdleConn>> {
-        &self.idle[crate::worker::slot() % self.idle.len()]
+        &self.idle[crate::listen::worker::slot() % self.idle.len()]
     }
 
     /// Records a failed exchange; after `max_fails` in a row the backend is dead for the TTL

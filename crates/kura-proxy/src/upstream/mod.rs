@@ -8,6 +8,7 @@
 
 mod backend;
 pub mod health;
+pub mod origin;
 mod tls;
 mod whohas;
 
@@ -25,8 +26,8 @@ pub use backend::{Backend, Lease};
 
 use crate::body::ReqBody;
 use crate::clock::now_ms;
+use crate::control::metrics::Metrics;
 use crate::errors::ProxyError;
-use crate::metrics::Metrics;
 
 /// A pool of backends with shared settings and balancing state.
 pub struct Pool {

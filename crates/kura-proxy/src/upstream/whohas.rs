@@ -13,7 +13,7 @@ use http::uri::PathAndQuery;
 use kura_config::PoolSpec;
 
 use super::Pool;
-use crate::metrics::Metrics;
+use crate::control::metrics::Metrics;
 
 /// Nodes of one cluster asked at once.
 const PROBES_PER_CLUSTER: usize = 3;

@@ -13,13 +13,14 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
-use crate::access_log::AccessLog;
-use crate::admin::{self, ReloadHook};
-use crate::connection::{self, ListenerMode};
-use crate::metrics::Metrics;
-use crate::reload::Reloader;
+use crate::control::access_log::AccessLog;
+use crate::control::admin;
+use crate::control::metrics::Metrics;
+use crate::control::reload::Reloader;
+use crate::listen::connection::{self, ListenerMode};
+use crate::listen::tls::TlsListener;
+use crate::state::ReloadHook;
 use crate::state::Shared;
-use crate::tls::TlsListener;
 
 /// A running server. Call [`ServerHandle::shutdown`] to drain it; dropping the handle stops
 /// it at once.
@@ -68,13 +69,7 @@ pub async fn start(config: Config) -> io::Result<ServerHandle> {
         metrics.register_cluster(c.clone());
     }
     let shared = Arc::new(Shared::new(
-        &config,
-        metrics,
-        access_log,
-        workers,
-        Some(cache),
-        shadow,
-        cluster,
+        &config, metrics, access_log, workers, cache, shadow, cluster,
     ));
     let tracker = TaskTracker::new();
     let per_core = !config.server.work_stealing;
@@ -124,7 +119,7 @@ pub async fn start(config: Config) -> io::Result<ServerHandle> {
                 std::thread::Builder::new()
                     .name(format!("kura-worker-{}", i + 1))
                     .spawn(move || {
-                        crate::worker::set_slot(i + 1);
+                        crate::listen::worker::set_slot(i + 1);
                         let rt = tokio::runtime::Builder::new_current_thread()
                             .enable_all()
                             .build();
@@ -146,7 +141,7 @@ pub async fn start(config: Config) -> io::Result<ServerHandle> {
                         .worker_threads(workers)
                         .thread_name("kura-worker")
                         // Every worker shares one idle-connection slot.
-                        .on_thread_start(|| crate::worker::set_slot(1))
+                        .on_thread_start(|| crate::listen::worker::set_slot(1))
                         .enable_all()
                         .build();
                     run_runtime(rt, sockets, modes, shared, limit, tracker)
@@ -178,7 +173,7 @@ pub async fn start(config: Config) -> io::Result<ServerHandle> {
                 )),
                 None => None,
             };
-            tracker.spawn(crate::peer::serve(
+            tracker.spawn(crate::control::peer::serve(
                 listener,
                 shared.clone(),
                 tracker.clone(),
@@ -200,7 +195,7 @@ pub async fn start(config: Config) -> io::Result<ServerHandle> {
     }
     let _ = shared.own_addrs.set(own);
     if let Some(redis) = &config.redis {
-        crate::redis_routes::spawn(redis.clone(), shared.clone(), &tracker)
+        crate::control::redis_routes::spawn(redis.clone(), shared.clone(), &tracker)
             .map_err(io::Error::other)?;
     }
     Ok(ServerHandle {
@@ -286,8 +281,8 @@ impl ServerHandle {
         &self.shared.metrics
     }
 
-    /// The cache shared by `cache` rules.
-    pub fn cache(&self) -> Option<Arc<kura_cache::Cache>> {
+    /// The cache shared by `cache` and `resize` rules.
+    pub fn cache(&self) -> Arc<kura_cache::Cache> {
         self.shared.cache.clone()
     }
 

@@ -10,65 +10,77 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use kura_cache::Origin;
-use kura_cache::key::{PrimaryKey, RuleId};
+use http::HeaderMap;
+use http::header;
+use kura_cache::key::{KeyKind, PrimaryKey, RuleId};
+use kura_cache::{Cache, Origin};
 use kura_config::target::TargetError;
-use kura_config::{
-    Action, HeaderEdits, HostPattern, Routes, RuleCache, ShadowConfig, Template, Vars,
-};
+use kura_config::{HeaderEdits, HostPattern, KeyScope, Routes, ShadowConfig, Template, Vars};
 use kura_shadow::{ShadowRule, Upstream};
 use regex::Regex;
 
-use crate::metrics::VHostCounters;
-use crate::origin::PoolOrigin;
-use crate::resize_action::{ResizeArgs, ResizeRuntime};
-use crate::shadow_action::PoolUpstream;
+use crate::action::resize::ResizeArgs;
+use crate::action::shadow::PoolUpstream;
+use crate::action::{CacheAction, ProxyAction, ResizeAction, RuleAction};
+use crate::control::metrics::{Metrics, VHostCounters};
+use crate::route::target::{ClientTarget, ParsedUrl};
 use crate::upstream::Pool;
+use crate::upstream::origin::PoolOrigin;
 
+/// One rule of a vhost: which paths it takes, where they go, how they are rewritten and
+/// edited, and its action.
 pub struct Rule {
-    /// What of the request's scheme and authority the rule's cache key holds, and so may be
-    /// forwarded (everything, unless a key template leaves parts out).
-    pub scope: kura_config::KeyScope,
     /// Stable identity (vhost, regex, action, pool, templates, header edits): namespaces the
     /// rule's cache keys and names the rule to cluster peers.
     pub id: RuleId,
+    /// What of the request's scheme and authority the rule's cache key holds, and so may be
+    /// forwarded (everything, unless a key template leaves parts out).
+    pub scope: KeyScope,
     pub path: Regex,
-    pub action: Action,
     pub pool: Arc<Pool>,
     pub rewrite: Option<Template>,
     pub request_headers: HeaderEdits,
     pub response_headers: HeaderEdits,
-    /// The caching policy, for `cache` rules.
-    pub cache: Option<Arc<RuleCache>>,
-    /// The pool as the cache's origin (made once per table, not per request).
-    pub origin: Arc<dyn Origin>,
-    /// Shadowing of the rule's requests, if configured.
-    pub shadow: Option<Arc<ShadowRule>>,
-    /// Image settings and transform pool, for `resize` rules.
-    pub resize: Option<Arc<ResizeRuntime>>,
-    metrics: Option<Arc<crate::metrics::Metrics>>,
-    /// The regex must run with captures (a rewrite or a key template uses them).
-    needs_captures: bool,
     /// `Upgrade` protocols relayed (lowercase); other upgrade requests are plain requests.
     pub upgrades: Vec<String>,
+    pub action: RuleAction,
+    /// The regex must run with captures (a rewrite or a template uses them).
+    needs_captures: bool,
 }
 
 pub struct VHost {
     /// Label for logs and metrics.
     pub name: Arc<str>,
-    pub counters: VHostCounters,
+    pub counters: Arc<VHostCounters>,
     pub hosts: Vec<HostPattern>,
     pub rules: Vec<Rule>,
 }
 
-/// A matched rule, the rewritten path (when the rule rewrites; query not included) and the
-/// cache key (for `cache` rules).
+/// What the matched rule's action will do with this request, with what routing made of it.
+pub enum Plan<'a> {
+    Proxy(&'a ProxyAction),
+    /// A cache rule and the request's primary key.
+    Cache(&'a Arc<CacheAction>, PrimaryKey),
+    /// An image rule and the source and parameters from the path.
+    Resize(&'a Arc<ResizeAction>, Box<ResizeArgs>),
+}
+
+/// A matched rule, the rewritten path (when the rule rewrites; query not included) and its
+/// action's plan.
 pub struct Matched<'a> {
     pub rule: &'a Rule,
     pub rewritten: Option<String>,
-    pub cache_key: Option<PrimaryKey>,
-    /// For `resize` rules: the source and parameters from the path.
-    pub resize: Option<ResizeArgs>,
+    pub plan: Plan<'a>,
+}
+
+impl Matched<'_> {
+    /// The cache key, for a cache rule.
+    pub fn cache_key(self) -> Option<PrimaryKey> {
+        match self.plan {
+            Plan::Cache(_, key) => Some(key),
+            _ => None,
+        }
+    }
 }
 
 /// What routing reads of a request: its template variables (normalised path) and the scheme
@@ -90,8 +102,7 @@ impl VHost {
                     return Ok(Some(Matched {
                         rule,
                         rewritten: None,
-                        cache_key: cache_key(rule, None, input)?,
-                        resize: None,
+                        plan: rule.plan(None, input)?,
                     }));
                 }
                 continue;
@@ -103,61 +114,81 @@ impl VHost {
                         Some(t) => Some(t.expand_checked(Some(&caps), vars)?),
                         None => None,
                     },
-                    cache_key: cache_key(rule, Some(&caps), input)?,
-                    resize: match &rule.resize {
-                        Some(r) => Some(crate::resize_action::args(&r.cfg, &caps, vars)?),
-                        None => None,
-                    },
+                    plan: rule.plan(Some(&caps), input)?,
                 }));
             }
         }
         Ok(None)
     }
-}
 
-/// The primary cache key of a `cache` rule: its template's, or the URL's.
-fn cache_key(
-    rule: &Rule,
-    caps: Option<&regex::Captures<'_>>,
-    input: &RouteInput<'_>,
-) -> Result<Option<PrimaryKey>, TargetError> {
-    let Some(c) = rule
-        .cache
-        .as_deref()
-        .filter(|_| rule.action == Action::Cache)
-    else {
-        return Ok(None);
-    };
-    let v = &input.vars;
-    Ok(Some(match &c.key {
-        Some(t) => PrimaryKey::template(rule.id, &t.expand_checked(caps, v)?),
-        None => PrimaryKey::url(rule.id, input.scheme, input.authority, v.path, v.query),
-    }))
+    /// Keys to invalidate after an unsafe request answered with `resp_headers`: those of
+    /// `Location` / `Content-Location` when they point at the same host (RFC 9111 §4.4).
+    pub fn related_keys(&self, t: &ClientTarget, resp_headers: &HeaderMap) -> Vec<PrimaryKey> {
+        let mut keys = Vec::new();
+        for name in [header::LOCATION, header::CONTENT_LOCATION] {
+            let Some(loc) = resp_headers.get(name).and_then(|v| v.to_str().ok()) else {
+                continue;
+            };
+            let Ok(uri) = loc.parse::<http::Uri>() else {
+                continue;
+            };
+            if let Some(h) = uri.host()
+                && !h.eq_ignore_ascii_case(&t.host)
+            {
+                continue;
+            }
+            let Ok(path) = kura_config::target::normalize_path(uri.path()) else {
+                continue;
+            };
+            let input = RouteInput {
+                vars: t.vars(&path, uri.query().unwrap_or("")),
+                scheme: t.scheme,
+                authority: &t.authority,
+            };
+            if let Ok(Some(m)) = self.route(&input)
+                && let Some(k) = m.cache_key()
+            {
+                keys.push(k);
+            }
+        }
+        keys
+    }
 }
 
 impl Rule {
     /// A rule proxying every path to `pool` (a Redis frontend's only rule).
     pub fn proxy_all(pool: Arc<Pool>, every_path: Regex) -> Self {
         Rule {
-            scope: kura_config::KeyScope::ALL,
             id: RuleId::of(&["redis", &pool.spec.name]),
+            scope: KeyScope::ALL,
             path: every_path,
-            action: Action::Proxy,
-            origin: Arc::new(PoolOrigin(pool.clone())),
             pool,
             rewrite: None,
             request_headers: HeaderEdits::default(),
             response_headers: HeaderEdits::default(),
-            cache: None,
-            shadow: None,
-            resize: None,
-            metrics: None,
-            needs_captures: false,
             upgrades: kura_config::DEFAULT_UPGRADES
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
+            action: RuleAction::Proxy(ProxyAction { shadow: None }),
+            needs_captures: false,
         }
+    }
+
+    /// The action's plan for a request whose path matched (with `caps`, when captured).
+    fn plan<'a>(
+        &'a self,
+        caps: Option<&regex::Captures<'_>>,
+        input: &RouteInput<'_>,
+    ) -> Result<Plan<'a>, TargetError> {
+        Ok(match &self.action {
+            RuleAction::Proxy(p) => Plan::Proxy(p),
+            RuleAction::Cache(c) => {
+                let key = c.key(self.id, caps, &input.vars, input.scheme, input.authority)?;
+                Plan::Cache(c, key)
+            }
+            RuleAction::Resize(r) => Plan::Resize(r, Box::new(r.args(caps, &input.vars)?)),
+        })
     }
 
     /// The part of an `Upgrade` list this rule relays (its allowed protocols, in the client's
@@ -188,28 +219,26 @@ impl Rule {
         !name.is_empty() && self.upgrades.contains(&name)
     }
 
-    /// The metrics registry pools made for this rule report to.
-    pub fn pool_metrics(&self) -> Arc<crate::metrics::Metrics> {
-        self.metrics
-            .clone()
-            .unwrap_or_else(|| Arc::new(crate::metrics::Metrics::new()))
+    /// The cache action, for a cache rule.
+    pub fn cache(&self) -> Option<&Arc<CacheAction>> {
+        match &self.action {
+            RuleAction::Cache(c) => Some(c),
+            _ => None,
+        }
     }
 }
 
 /// A rule's identity from what decides which origin answers it and how.
 fn rule_id(vhost: &str, r: &kura_config::RuleSpec) -> RuleId {
-    let t = |t: &Option<Template>| t.as_ref().map(|t| t.source().to_string());
+    let t = |t: Option<&Template>| t.map(|t| t.source().to_string());
     RuleId::of(&[
         vhost,
         r.path.as_str(),
-        &format!("{:?}", r.action),
+        &format!("{:?}", r.action.kind()),
         &r.pool,
-        &t(&r.rewrite).unwrap_or_default(),
-        &t(&r.cache.as_ref().and_then(|c| c.key.clone())).unwrap_or_default(),
-        &r.resize
-            .as_ref()
-            .map(|z| z.source.source().to_string())
-            .unwrap_or_default(),
+        &t(r.rewrite.as_ref()).unwrap_or_default(),
+        &t(r.action.cache().and_then(|c| c.key.as_ref())).unwrap_or_default(),
+        &t(r.action.resize().map(|z| &z.source)).unwrap_or_default(),
         &format!("{:?}", r.request_headers),
     ])
 }
@@ -287,15 +316,23 @@ pub struct RouteTable {
     pub pools: BTreeMap<String, Arc<Pool>>,
 }
 
+/// What a route table is built with besides the routes: the server's parts that actions
+/// hold (they change only with a restart).
+pub struct Parts<'a> {
+    pub cache: &'a Arc<Cache>,
+    /// The running shadow engine's settings.
+    pub shadow: &'a ShadowConfig,
+    pub cluster: Option<&'a Arc<kura_cluster::Cluster>>,
+    pub metrics: &'a Arc<Metrics>,
+}
+
 impl RouteTable {
-    /// Compiles `routes`, taking pools from `pools` (which must hold every pool `routes` names).
-    /// `shadow` is the running shadow engine's settings (they change only with a restart).
+    /// Compiles `routes`, taking pools from `pools` (which must hold every pool `routes` names)
+    /// and building each rule's action once.
     pub fn build(
         routes: &Routes,
         pools: &BTreeMap<String, Arc<Pool>>,
-        shadow: &ShadowConfig,
-        cluster: Option<&Arc<kura_cluster::Cluster>>,
-        metrics: Option<&Arc<crate::metrics::Metrics>>,
+        parts: &Parts<'_>,
     ) -> Result<Self, String> {
         let mut table = RouteTable {
             pools: pools.clone(),
@@ -307,61 +344,33 @@ impl RouteTable {
                 let pool = pools
                     .get(&r.pool)
                     .ok_or_else(|| format!("vhost {:?}: unknown pool {:?}", v.name, r.pool))?;
-                let key_captures = r
-                    .cache
-                    .as_ref()
-                    .and_then(|c| c.key.as_ref())
-                    .is_some_and(|t| t.uses_captures());
-                let shadow = match &r.shadow {
-                    None => None,
-                    Some(spec) => Some(Arc::new(
-                        ShadowRule::new(spec, shadow, |name| {
-                            pools
-                                .get(name)
-                                .map(|p| Arc::new(PoolUpstream(p.clone())) as Arc<dyn Upstream>)
-                        })
-                        .ok_or_else(|| format!("vhost {:?}: unknown shadow pool", v.name))?,
-                    )),
-                };
                 let id = rule_id(&v.name, r);
+                let action = build_action(r, id, pool, pools, parts)
+                    .map_err(|e| format!("vhost {:?}: {e}", v.name))?;
+                let key = r.action.cache().and_then(|c| c.key.as_ref());
+                let scope = match (&action, key) {
+                    (RuleAction::Cache(_), Some(t)) => t.scope(),
+                    _ => KeyScope::ALL,
+                };
+                let needs_captures = r.rewrite.is_some()
+                    || key.is_some_and(|t| t.uses_captures())
+                    || matches!(action, RuleAction::Resize(_));
                 rules.push(Rule {
-                    scope: r
-                        .cache
-                        .as_ref()
-                        .filter(|_| r.action == Action::Cache)
-                        .and_then(|c| c.key.as_ref())
-                        .map_or(kura_config::KeyScope::ALL, |t| t.scope()),
                     id,
+                    scope,
                     path: r.path.clone(),
-                    action: r.action,
                     pool: pool.clone(),
                     rewrite: r.rewrite.clone(),
                     request_headers: r.request_headers.clone(),
                     response_headers: r.response_headers.clone(),
-                    cache: r.cache.clone().map(Arc::new),
-                    origin: {
-                        let local: Arc<dyn Origin> = Arc::new(PoolOrigin(pool.clone()));
-                        match cluster {
-                            Some(c) if r.action == Action::Cache => c.origin(local, id),
-                            _ => local,
-                        }
-                    },
-                    shadow,
-                    resize: match &r.resize {
-                        Some(cfg) => Some(Arc::new(
-                            ResizeRuntime::new(cfg, metrics)
-                                .map_err(|e| format!("vhost {:?}: resize: {e}", v.name))?,
-                        )),
-                        None => None,
-                    },
-                    metrics: metrics.cloned(),
-                    needs_captures: r.rewrite.is_some() || key_captures || r.resize.is_some(),
                     upgrades: r.upgrades.clone(),
+                    action,
+                    needs_captures,
                 });
             }
             let name: Arc<str> = v.name.as_str().into();
             let vhost = Arc::new(VHost {
-                counters: VHostCounters::new(name.clone()),
+                counters: Arc::new(VHostCounters::new(name.clone())),
                 name,
                 hosts: v.hosts.clone(),
                 rules,
@@ -380,6 +389,90 @@ impl RouteTable {
         static NONE: std::sync::LazyLock<HostMap> = std::sync::LazyLock::new(HostMap::default);
         lookup(&self.hosts, &NONE, host)
     }
+
+    /// The cache key a URL maps to under these routes (admin purge by URL).
+    pub fn key_for_url(&self, url: &str) -> Option<PrimaryKey> {
+        let u = ParsedUrl::parse(url)?;
+        let vhost = self.lookup(&u.host)?;
+        let input = RouteInput {
+            vars: u.vars(),
+            scheme: u.scheme,
+            authority: &u.authority,
+        };
+        vhost.route(&input).ok()??.cache_key()
+    }
+
+    /// The raw key prefixes that `prefix` names in every cache rule: URL keys starting with it
+    /// (`host/path` matches both schemes; `https://host/path` one) and template keys starting
+    /// with it.
+    pub fn purge_prefixes(&self, prefix: &str) -> Vec<String> {
+        let mut raw = Vec::new();
+        for vhost in &self.vhosts {
+            for rule in vhost.rules.iter().filter(|r| r.cache().is_some()) {
+                let url = PrimaryKey::prefix(rule.id, KeyKind::Url);
+                if prefix.starts_with("http://") || prefix.starts_with("https://") {
+                    raw.push(format!("{url}{prefix}"));
+                } else {
+                    raw.push(format!("{url}http://{prefix}"));
+                    raw.push(format!("{url}https://{prefix}"));
+                }
+                raw.push(format!(
+                    "{}{prefix}",
+                    PrimaryKey::prefix(rule.id, KeyKind::Template)
+                ));
+            }
+        }
+        raw.sort();
+        raw.dedup();
+        raw
+    }
+}
+
+/// A rule's action, made once per table with what it owns.
+fn build_action(
+    r: &kura_config::RuleSpec,
+    id: RuleId,
+    pool: &Arc<Pool>,
+    pools: &BTreeMap<String, Arc<Pool>>,
+    parts: &Parts<'_>,
+) -> Result<RuleAction, String> {
+    let local: Arc<dyn Origin> = Arc::new(PoolOrigin(pool.clone()));
+    Ok(match &r.action {
+        kura_config::RuleAction::Proxy { shadow } => {
+            let shadow = match shadow {
+                None => None,
+                Some(spec) => Some(Arc::new(
+                    ShadowRule::new(spec, parts.shadow, |name| {
+                        pools
+                            .get(name)
+                            .map(|p| Arc::new(PoolUpstream(p.clone())) as Arc<dyn Upstream>)
+                    })
+                    .ok_or("unknown shadow pool")?,
+                )),
+            };
+            RuleAction::Proxy(ProxyAction { shadow })
+        }
+        kura_config::RuleAction::Cache(policy) => RuleAction::Cache(Arc::new(CacheAction {
+            cache: parts.cache.clone(),
+            policy: Arc::new(policy.clone()),
+            origin: match parts.cluster {
+                Some(c) => c.origin(local, id),
+                None => local,
+            },
+        })),
+        kura_config::RuleAction::Resize { cache, resize } => RuleAction::Resize(Arc::new(
+            ResizeAction::new(
+                parts.cache.clone(),
+                id,
+                resize,
+                cache,
+                pool.clone(),
+                local,
+                parts.metrics.clone(),
+            )
+            .map_err(|e| format!("resize: {e}"))?,
+        )),
+    })
 }
 
 #[cfg(test)]
@@ -387,9 +480,9 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::metrics::Metrics;
+    use crate::control::metrics::Metrics;
 
-    fn table(toml: &str) -> RouteTable {
+    async fn table(toml: &str) -> RouteTable {
         let cfg = kura_config::Config::from_toml(toml, Path::new(".")).unwrap();
         let metrics = Arc::new(Metrics::new());
         let pools = cfg
@@ -398,7 +491,14 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.clone(), Pool::new(v.clone(), metrics.clone(), 1)))
             .collect();
-        RouteTable::build(&cfg.routes, &pools, &cfg.shadow, None, None).unwrap()
+        let cache = Cache::open(&cfg.cache).await.unwrap();
+        let parts = Parts {
+            cache: &cache,
+            shadow: &cfg.shadow,
+            cluster: None,
+            metrics: &metrics,
+        };
+        RouteTable::build(&cfg.routes, &pools, &parts).unwrap()
     }
 
     const HOSTS: &str = r#"
@@ -424,9 +524,9 @@ hosts = ["*"]
 pool = "p"
 "#;
 
-    #[test]
-    fn most_specific_host_wins() {
-        let t = table(HOSTS);
+    #[tokio::test]
+    async fn most_specific_host_wins() {
+        let t = table(HOSTS).await;
         let name = |h: &str| t.lookup(h).map(|v| v.name.to_string());
         assert_eq!(name("a.example.com").unwrap(), "exact");
         assert_eq!(name("x.a.example.com").unwrap(), "wild");
@@ -458,7 +558,8 @@ rewrite = "/{rest}?version={v}"
 path = "^/api/"
 pool = "web"
 "#,
-        );
+        )
+        .await;
         let v = t.lookup("x.com").unwrap();
         let route = |path: &'static str| {
             v.route(&RouteInput {

@@ -9,16 +9,47 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderMap, HeaderValue};
+use http::{Response, StatusCode};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use prometheus::IntGauge;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
+use crate::action::Reply;
+use crate::body::ProxyBody;
 use crate::clock::now_ms;
-use crate::conn::{ReadObserver, WatchedIo};
-use crate::state::Shared;
-use crate::upstream::Lease;
+use crate::context::Exchange;
+use crate::errors::ProxyError;
+use crate::listen::timeouts::{ReadObserver, WatchedIo};
+use crate::upstream::{Lease, Outgoing, Pool};
+
+/// What every tunnel of a server shares: the `limits.max_upgraded` slots, the gauge of open
+/// tunnels and the token that ends them when shutdown's grace period is over.
+pub struct Tunnels {
+    slots: Arc<Semaphore>,
+    open: IntGauge,
+    force: CancellationToken,
+}
+
+impl Tunnels {
+    pub fn new(max: usize, open: IntGauge, force: CancellationToken) -> Self {
+        Tunnels {
+            slots: Arc::new(Semaphore::new(max)),
+            open,
+            force,
+        }
+    }
+
+    /// One tunnel slot, or `None` when `limits.max_upgraded` are open.
+    pub fn slot(&self) -> Option<OwnedSemaphorePermit> {
+        self.slots.clone().try_acquire_owned().ok()
+    }
+}
 
 /// The `Upgrade` value of a request asking for an upgrade (`Connection: upgrade` + `Upgrade`).
 pub fn requested(headers: &HeaderMap) -> Option<HeaderValue> {
@@ -38,23 +69,88 @@ pub fn restore(headers: &mut HeaderMap, upgrade: HeaderValue) {
     headers.insert(header::UPGRADE, upgrade);
 }
 
+/// Sends an upgrade request to `pool`. A `101` naming a protocol `relays` accepts becomes a
+/// tunnel between the two connections (returned for the client connection's task to await);
+/// any other answer is relayed as usual. A backend switching to a protocol the rule does not
+/// relay is a 502.
+pub async fn open(
+    pool: &Pool,
+    out: Outgoing,
+    on_client: OnUpgrade,
+    tunnels: &Tunnels,
+    idle: Duration,
+    relays: impl Fn(&str) -> bool,
+    x: &mut Exchange,
+) -> Result<(Reply, Option<JoinHandle<()>>), ProxyError> {
+    if pool.spec.http2 {
+        return Err(ProxyError::Upstream(
+            "an upgrade (WebSocket) needs an HTTP/1.1 pool".into(),
+        ));
+    }
+    // Tunnels are counted: one more than `limits.max_upgraded` is refused before any backend
+    // is asked.
+    let Some(slot) = tunnels.slot() else {
+        return Err(ProxyError::Status(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many upgraded connections".into(),
+        ));
+    };
+    let sent_at = Instant::now();
+    let mut answer = pool.send(out).await?;
+    x.upstream_time = Some(sent_at.elapsed());
+    x.upstream = Some(answer.lease.backend.spec.authority.as_str().into());
+    if answer.response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        let (parts, body) = answer.response.into_parts();
+        let received = parts.version;
+        let response = Response::from_parts(parts, ProxyBody::upstream(body, answer.lease));
+        let reply = Reply::Relayed {
+            response,
+            received,
+            shadowing: None,
+        };
+        return Ok((reply, None));
+    }
+    // The backend must have switched to a protocol the rule relays.
+    let chosen = answer
+        .response
+        .headers()
+        .get(header::UPGRADE)
+        .filter(|v| v.to_str().is_ok_and(|p| !p.contains(',') && relays(p)))
+        .cloned();
+    let Some(upgrade) = chosen else {
+        return Err(ProxyError::Upstream(
+            "the backend switched to a protocol the rule does not relay".into(),
+        ));
+    };
+    let on_upstream = hyper::upgrade::on(&mut answer.response);
+    let (parts, _) = answer.response.into_parts();
+    let held = Held {
+        lease: answer.lease,
+        slot,
+    };
+    let tunnel = spawn_tunnel(on_client, on_upstream, held, idle, tunnels);
+    let response = Response::from_parts(parts, ProxyBody::empty());
+    Ok((Reply::Switched { response, upgrade }, Some(tunnel)))
+}
+
 /// What a tunnel holds until it closes (held for what dropping them releases).
 #[allow(dead_code)]
 pub struct Held {
     /// The backend connection and its slot under `max_connections_per_backend`.
     pub lease: Lease,
     /// One of `limits.max_upgraded`.
-    pub slot: tokio::sync::OwnedSemaphorePermit,
+    pub slot: OwnedSemaphorePermit,
 }
 
 /// Waits for both sides to hand over their connections, then copies between them.
-pub fn spawn_tunnel(
+fn spawn_tunnel(
     client: OnUpgrade,
     upstream: OnUpgrade,
     held: Held,
     idle: Duration,
-    shared: Arc<Shared>,
-) -> tokio::task::JoinHandle<()> {
+    tunnels: &Tunnels,
+) -> JoinHandle<()> {
+    let (open, force) = (tunnels.open.clone(), tunnels.force.clone());
     tokio::spawn(async move {
         let (client, upstream) = match tokio::try_join!(client, upstream) {
             Ok(pair) => pair,
@@ -66,8 +162,7 @@ pub fn spawn_tunnel(
         // The backend connection now belongs to the tunnel; it never returns to the pool, and
         // its slot is held (with the tunnel's) until the tunnel closes.
         let _held = held;
-        let metrics = shared.metrics.clone();
-        metrics.upgraded_connections.inc();
+        open.inc();
         let last = Arc::new(Activity(AtomicU64::new(now_ms())));
         let mut client = WatchedIo::new(TokioIo::new(client), last.clone());
         let mut upstream = WatchedIo::new(TokioIo::new(upstream), last.clone());
@@ -80,9 +175,9 @@ pub fn spawn_tunnel(
             _ = idle_timeout(&last.0, idle) => {
                 tracing::debug!(?idle, "upgraded connection idle: closed");
             }
-            _ = shared.force.cancelled() => {}
+            _ = force.cancelled() => {}
         }
-        metrics.upgraded_connections.dec();
+        open.dec();
     })
 }
 

@@ -47,24 +47,11 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
-use crate::side::Tracked;
+use crate::listen::side::Tracked;
 
 use crate::clock::now_ms;
 use crate::state::Shared;
 use crate::upstream::Pool;
-
-/// What a successful reload did.
-#[derive(Debug, Clone)]
-pub struct ReloadReport {
-    /// One line: what is now running.
-    pub summary: String,
-    /// Fields changed in the file that only a restart applies.
-    pub needs_restart: Vec<String>,
-}
-
-/// Reloads the configuration; `Ok` says what changed, `Err` why the old one is kept. Set by
-/// the binary, which knows the configuration file.
-pub type ReloadHook = Arc<dyn Fn() -> Result<ReloadReport, String> + Send + Sync>;
 
 /// Who may do what on the admin listener.
 pub(crate) struct Access {
@@ -166,7 +153,7 @@ pub(crate) async fn serve(
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
     let access = Arc::new(Access::new(&cfg, port));
     let cap = Arc::new(Semaphore::new(cfg.max_connections));
-    while let Some(conn) = crate::side::next(&listener, &shared, &cap, false).await {
+    while let Some(conn) = crate::listen::side::next(&listener, &shared, &cap, false).await {
         let shared = shared.clone();
         let access = access.clone();
         tracker.spawn(async move {
@@ -193,7 +180,7 @@ pub(crate) async fn serve(
                 .header_read_timeout(None)
                 .max_buf_size(limits.max_header_bytes.max(8192));
             let c = builder.serve_connection(TokioIo::new(conn.stream), svc);
-            crate::connection::drive(
+            crate::listen::connection::drive(
                 c,
                 |c| c.graceful_shutdown(),
                 &shared,
@@ -208,10 +195,7 @@ pub(crate) async fn serve(
 
 async fn route(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
     match (req.method(), req.uri().path()) {
-        (&Method::GET, "/cache") => match &shared.cache {
-            Some(c) => json_reply(StatusCode::OK, json!(c.stats())),
-            None => json_reply(StatusCode::NOT_FOUND, json!({"error": "no cache"})),
-        },
+        (&Method::GET, "/cache") => json_reply(StatusCode::OK, json!(shared.cache.stats())),
         (&Method::POST, "/purge") => purge(shared, req.uri().query().unwrap_or("")).await,
         (&Method::GET, "/cluster") => match &shared.cluster {
             Some(c) => json_reply(StatusCode::OK, json!(c.snapshot())),
@@ -270,9 +254,7 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>>
 
 /// `POST /purge?url=…`, `?prefix=…` or `?all=true`.
 async fn purge(shared: &Shared, query: &str) -> Response<Full<Bytes>> {
-    let Some(cache) = &shared.cache else {
-        return json_reply(StatusCode::NOT_FOUND, json!({"error": "no cache"}));
-    };
+    let cache = &shared.cache;
     let param = |name: &str| {
         query
             .split('&')
@@ -282,7 +264,7 @@ async fn purge(shared: &Shared, query: &str) -> Response<Full<Bytes>> {
     };
     if let Some(url) = param("url") {
         let rt = shared.runtime.load();
-        let Some(key) = crate::cache_action::key_for_url(&rt, &url) else {
+        let Some(key) = rt.table.key_for_url(&url) else {
             return json_reply(
                 StatusCode::NOT_FOUND,
                 json!({"error": "no cache rule matches this URL", "url": url}),
@@ -292,8 +274,11 @@ async fn purge(shared: &Shared, query: &str) -> Response<Full<Bytes>> {
         return json_reply(StatusCode::OK, json!({"purged": n, "key": key.as_str()}));
     }
     if let Some(prefix) = param("prefix") {
-        let rt = shared.runtime.load();
-        let n = crate::cache_action::purge_prefix(&rt, cache, &prefix).await;
+        let prefixes = shared.runtime.load().table.purge_prefixes(&prefix);
+        let mut n = 0;
+        for p in prefixes {
+            n += cache.purge_prefix(&p).await.0;
+        }
         return json_reply(StatusCode::OK, json!({"purged": n, "prefix": prefix}));
     }
     if param("all").as_deref() == Some("true") {
@@ -360,7 +345,7 @@ fn routes(shared: &Shared) -> serde_json::Value {
                 "rules": v.rules.iter().map(|r| json!({
                     "id": r.id.hex(),
                     "path": r.path.as_str(),
-                    "action": r.action.as_str(),
+                    "action": r.action.kind().as_str(),
                     "pool": r.pool.spec.name,
                     "rewrite": r.rewrite.as_ref().map(|t| t.source()),
                 })).collect::<Vec<_>>(),

@@ -10,8 +10,8 @@ use std::sync::{Arc, Weak};
 
 use kura_config::Config;
 
+use crate::listen::tls::TlsListener;
 use crate::state::Shared;
-use crate::tls::TlsListener;
 
 /// Applies new configurations to a running server.
 #[derive(Clone)]

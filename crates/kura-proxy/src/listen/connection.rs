@@ -21,10 +21,10 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::conn::{Check, ConnState, WatchedIo};
-use crate::service::{self, ConnInfo};
+use crate::listen::timeouts::{Check, ConnState, WatchedIo};
+use crate::listen::tls::TlsListener;
+use crate::request::{self, ConnInfo};
 use crate::state::Shared;
-use crate::tls::TlsListener;
 
 /// What a listener does with its connections.
 pub struct ListenerMode {
@@ -55,7 +55,7 @@ pub async fn serve(
             let conn_info = info.clone();
             let io = TokioIo::new(WatchedIo::new(stream, state.clone()));
             if mode.h2c {
-                let svc = service_fn(move |req| service::handle(info.clone(), req));
+                let svc = service_fn(move |req| request::handle(info.clone(), req));
                 let mut builder = auto::Builder::new(TokioExecutor::new());
                 // The auto builder has no header-size limit of its own: its read buffer bounds
                 // the head (hyper needs at least 8 KiB).
@@ -148,7 +148,7 @@ async fn serve_tls(
     let info = conn_info(shared, peer, "https", &state, mode);
     let io = TokioIo::new(WatchedIo::new(stream, state.clone()));
     if h2 {
-        let svc = service_fn(move |req| service::handle(info.clone(), req));
+        let svc = service_fn(move |req| request::handle(info.clone(), req));
         let mut builder = http2::Builder::new(TokioExecutor::new());
         builder
             .max_header_list_size(limits.max_header_bytes as u32)
@@ -182,7 +182,7 @@ async fn serve_h1<I>(
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let svc = service_fn(move |req| service::handle(info.clone(), req));
+    let svc = service_fn(move |req| request::handle(info.clone(), req));
     let mut builder = http1::Builder::new();
     configure_h1(&mut builder, limits);
     let conn = builder.serve_connection(io, svc).with_upgrades();

@@ -13,30 +13,36 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Version};
-use kura_cache::key::PrimaryKey;
-use kura_cache::{Cache, CacheRequest};
-use kura_config::RuleResize;
+use http::{Method, Request, Response, StatusCode};
+use kura_cache::key::{PrimaryKey, RuleId};
+use kura_cache::{Cache, CacheBody, CacheRequest, Origin};
+use kura_config::{RuleCache, RuleResize};
 use kura_image::{Chosen, Limits, Params, Raw, Signer, Transformer};
 
-use crate::body::ProxyBody;
+use crate::action::Reply;
+use crate::action::image_source::Sources;
+use crate::action::resize_origin::ResizeOrigin;
+use crate::control::metrics::Metrics;
 use crate::errors::ProxyError;
-use crate::headers;
-use crate::image_source::SourcePools;
-use crate::origin::proxy_error;
-use crate::resize_origin::ResizeOrigin;
-use crate::router::Rule;
-use crate::state::Runtime;
+use crate::upstream::Pool;
+use crate::upstream::origin::proxy_error;
 
-/// A resize rule ready to serve: its settings, its transform pool and its signer.
-pub struct ResizeRuntime {
+/// A resize rule ready to serve, built once per route table: its settings, its transform pool,
+/// its signer, its caching policy and the pool its originals come from.
+pub struct ResizeAction {
+    /// The server's cache: variants and originals are stored there.
+    pub cache: Arc<Cache>,
+    /// The rule's identity (its originals' and variants' keys are in its namespace).
+    pub id: RuleId,
     pub cfg: RuleResize,
     pub limits: Limits,
     pub transformer: Transformer,
     pub signer: Option<Signer>,
-    pub(crate) metrics: Option<Arc<crate::metrics::Metrics>>,
-    /// Pools of absolute sources, by authority (bounded).
-    pub(crate) sources: SourcePools,
+    /// The variants' and originals' caching policy.
+    pub policy: Arc<RuleCache>,
+    pub(crate) metrics: Arc<Metrics>,
+    /// Where originals come from: the rule's pool, or absolute sources' own (bounded).
+    pub(crate) sources: Sources,
     /// The not-found image per variant, transformed once (bounded; concurrent misses wait
     /// for the one transform).
     pub(crate) not_found: NotFoundCache,
@@ -46,16 +52,23 @@ pub struct ResizeRuntime {
 pub(crate) type NotFoundCache =
     moka::sync::Cache<String, Arc<tokio::sync::OnceCell<(Bytes, &'static str)>>>;
 
-impl ResizeRuntime {
+impl ResizeAction {
     pub fn new(
+        cache: Arc<Cache>,
+        id: RuleId,
         cfg: &RuleResize,
-        metrics: Option<&Arc<crate::metrics::Metrics>>,
+        policy: &RuleCache,
+        pool: Arc<Pool>,
+        origin: Arc<dyn Origin>,
+        metrics: Arc<Metrics>,
     ) -> Result<Self, String> {
         let signer = match &cfg.signature {
             Some(s) => Some(Signer::from_hex(&s.keys, &s.salts)?),
             None => None,
         };
-        Ok(ResizeRuntime {
+        Ok(ResizeAction {
+            cache,
+            id,
             limits: Limits {
                 max_width: cfg.max_width,
                 max_height: cfg.max_height,
@@ -68,9 +81,44 @@ impl ResizeRuntime {
             transformer: Transformer::new(cfg.max_concurrent),
             signer,
             cfg: cfg.clone(),
-            metrics: metrics.cloned(),
-            sources: SourcePools::new(metrics.cloned()),
+            policy: Arc::new(policy.clone()),
+            sources: Sources::new(cfg, pool, origin, metrics.clone()),
+            metrics,
             not_found: moka::sync::Cache::builder().max_capacity(256).build(),
+        })
+    }
+
+    /// Expands the rule's templates with the path's captures.
+    pub fn args(
+        &self,
+        caps: Option<&regex::Captures<'_>>,
+        vars: &kura_config::Vars<'_>,
+    ) -> Result<ResizeArgs, kura_config::target::TargetError> {
+        let r = &self.cfg;
+        let t = |t: &Option<kura_config::Template>| match t {
+            Some(t) => t.expand_checked(caps, vars),
+            None => Ok(String::new()),
+        };
+        let signature = r.signature.as_ref().and_then(|s| {
+            let m = caps?.name(&s.capture)?;
+            Some((m.as_str().to_string(), vars.path[m.end()..].to_string()))
+        });
+        let mut format = t(&r.format)?;
+        if format.trim().is_empty() && r.default_format != "source" {
+            format = r.default_format.clone();
+        }
+        Ok(ResizeArgs {
+            source: r.source.expand_checked(caps, vars)?,
+            raw: Raw {
+                width: t(&r.width)?,
+                height: t(&r.height)?,
+                fit: t(&r.fit)?,
+                gravity: t(&r.gravity)?,
+                quality: t(&r.quality)?,
+                format,
+                dpr: t(&r.dpr)?,
+            },
+            signature,
         })
     }
 }
@@ -83,55 +131,19 @@ pub struct ResizeArgs {
     pub signature: Option<(String, String)>,
 }
 
-/// Expands the rule's templates with the path's captures.
-pub fn args(
-    r: &RuleResize,
-    caps: &regex::Captures<'_>,
-    vars: &kura_config::Vars<'_>,
-) -> Result<ResizeArgs, kura_config::target::TargetError> {
-    let t = |t: &Option<kura_config::Template>| match t {
-        Some(t) => t.expand_checked(Some(caps), vars),
-        None => Ok(String::new()),
-    };
-    let signature = r.signature.as_ref().and_then(|s| {
-        let m = caps.name(&s.capture)?;
-        Some((m.as_str().to_string(), vars.path[m.end()..].to_string()))
-    });
-    let mut format = t(&r.format)?;
-    if format.trim().is_empty() && r.default_format != "source" {
-        format = r.default_format.clone();
-    }
-    Ok(ResizeArgs {
-        source: r.source.expand_checked(Some(caps), vars)?,
-        raw: Raw {
-            width: t(&r.width)?,
-            height: t(&r.height)?,
-            fit: t(&r.fit)?,
-            gravity: t(&r.gravity)?,
-            quality: t(&r.quality)?,
-            format,
-            dpr: t(&r.dpr)?,
-        },
-        signature,
-    })
-}
-
 fn status(code: StatusCode, msg: impl Into<String>) -> ProxyError {
     ProxyError::Status(code, msg.into())
 }
 
-/// Answers an image request.
+/// Answers an image request; the response is finished by the request phases.
 pub async fn serve(
-    rt: &Runtime,
-    rule: &Rule,
-    cache: &Arc<Cache>,
+    action: &Arc<ResizeAction>,
     args: ResizeArgs,
     method: &Method,
     client_headers: &HeaderMap,
-) -> Result<Response<ProxyBody>, ProxyError> {
-    let (Some(r), Some(policy)) = (rule.resize.as_ref(), rule.cache.clone()) else {
-        return Err(ProxyError::NoRoute);
-    };
+) -> Result<Reply, ProxyError> {
+    let r = action;
+    let cache = &r.cache;
     if !matches!(*method, Method::GET | Method::HEAD) {
         return Err(status(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -151,10 +163,9 @@ pub async fn serve(
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok());
     let chosen = params.choose(accept);
-    let (source_origin, source_path, source_id) =
-        crate::image_source::source(rule, &r.cfg, &r.sources, &args.source).await?;
+    let (source_origin, source_path, source_id) = r.sources.source(&args.source).await?;
     // Originals and variants live in the rule's own key kinds, which no client URL maps to.
-    let source_key = PrimaryKey::source(rule.id, &source_id);
+    let source_key = PrimaryKey::source(r.id, &source_id);
     let variant_key = PrimaryKey::image(&source_key, &params.canonical(chosen));
 
     // A HEAD is answered from the variant a GET stores: transformed once, coalesced, kept.
@@ -176,7 +187,6 @@ pub async fn serve(
         && matches!(chosen, Chosen::Source)
         && args.raw.quality.trim().is_empty();
     let origin = Arc::new(ResizeOrigin {
-        cache: cache.clone(),
         source: source_origin,
         source_path,
         source_key,
@@ -184,14 +194,14 @@ pub async fn serve(
         chosen,
         keep_source,
         rule: r.clone(),
-        policy: policy.clone(),
+        policy: r.policy.clone(),
     });
     let resp = cache
         .serve(
             CacheRequest {
                 parts,
                 key: variant_key,
-                rule: policy,
+                rule: r.policy.clone(),
                 target: None,
             },
             origin,
@@ -204,15 +214,12 @@ pub async fn serve(
             .headers
             .append(header::VARY, HeaderValue::from_static("Accept"));
     }
-    headers::append_via(&mut parts.headers, &rt.via_11);
-    parts.version = Version::HTTP_11;
-    rule.response_headers.apply(&mut parts.headers);
     if head {
         // The fill (if this was a miss) goes on without this reader.
         drop(body);
-        return Ok(Response::from_parts(parts, ProxyBody::empty()));
+        return Ok(Reply::cached(Response::from_parts(parts, CacheBody::Empty)));
     }
-    Ok(Response::from_parts(parts, ProxyBody::cache(body)))
+    Ok(Reply::cached(Response::from_parts(parts, body)))
 }
 
 fn params_vary(raw: &Raw) -> bool {

@@ -14,8 +14,8 @@ use kura_shadow::{
 use tokio::sync::oneshot;
 
 use crate::body::{ProxyBody, ReqBody};
-use crate::origin::fetch_from_pool;
 use crate::upstream::Pool;
+use crate::upstream::origin::fetch_from_pool;
 
 /// A pool as a shadow target: the same balancing, health and keep-alive as proxied requests.
 pub struct PoolUpstream(pub Arc<Pool>);

@@ -24,8 +24,8 @@ use tokio::sync::mpsc;
 use super::metrics::RedisMetrics;
 use super::schema::{self, CHANNEL, DEAD_PREFIX, FRONTEND_PREFIX, Frontend, KeyKind};
 use crate::clock::now_ms;
-use crate::metrics::VHostCounters;
-use crate::router::{HostMap, Rule, VHost};
+use crate::control::metrics::VHostCounters;
+use crate::route::table::{HostMap, Rule, VHost};
 use crate::state::Shared;
 use crate::upstream::{Backend, Pool};
 
@@ -468,7 +468,7 @@ impl State {
             f.id.as_str().into()
         };
         let vhost = Arc::new(VHost {
-            counters: VHostCounters::new(name.clone()),
+            counters: Arc::new(VHostCounters::new(name.clone())),
             name,
             hosts: vec![f.pattern.clone()],
             rules: vec![Rule::proxy_all(pool.clone(), self.every_path.clone())],

@@ -7,7 +7,7 @@
 //! What it costs is bounded: a transform slot is taken before the original is read into
 //! memory (requests waiting for a slot hold no source bytes), a variant that changes nothing
 //! (no size, the original's format, no quality) is the original passed through, and the
-//! not-found image is transformed once per variant and kept (`ResizeRuntime::not_found`).
+//! not-found image is transformed once per variant and kept (`ResizeAction::not_found`).
 
 use std::sync::Arc;
 
@@ -16,15 +16,14 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response, StatusCode, request};
 use http_body_util::{BodyExt, Full};
 use kura_cache::key::PrimaryKey;
-use kura_cache::{Cache, CacheRequest, Origin, OriginBody, OriginError};
+use kura_cache::{CacheRequest, Origin, OriginBody, OriginError};
 use kura_config::RuleCache;
 use kura_image::{Chosen, Params, PoolError, Slot, TransformError};
 
-use crate::resize_action::ResizeRuntime;
+use crate::action::resize::ResizeAction;
 
 /// The cache's origin for one variant.
 pub(crate) struct ResizeOrigin {
-    pub cache: Arc<Cache>,
     pub source: Arc<dyn Origin>,
     pub source_path: String,
     pub source_key: PrimaryKey,
@@ -32,7 +31,7 @@ pub(crate) struct ResizeOrigin {
     pub chosen: Chosen,
     /// Nothing would change: the original is passed through.
     pub keep_source: bool,
-    pub rule: Arc<ResizeRuntime>,
+    pub rule: Arc<ResizeAction>,
     pub policy: Arc<RuleCache>,
 }
 
@@ -42,7 +41,6 @@ impl Origin for ResizeOrigin {
         req: request::Parts,
     ) -> kura_cache::tier::BoxFuture<'static, Result<Response<OriginBody>, OriginError>> {
         let me = ResizeOrigin {
-            cache: self.cache.clone(),
             source: self.source.clone(),
             source_path: self.source_path.clone(),
             source_key: self.source_key.clone(),
@@ -69,6 +67,7 @@ impl ResizeOrigin {
             .into_parts()
             .0;
         let src = self
+            .rule
             .cache
             .serve(
                 CacheRequest {
@@ -175,11 +174,10 @@ impl ResizeOrigin {
             .await;
         match result {
             Ok(out) => {
-                if let Some(m) = &r.metrics {
-                    m.image_transform_seconds
-                        .observe(start.elapsed().as_secs_f64());
-                    m.image_transforms.with_label_values(&["ok"]).inc();
-                }
+                r.metrics
+                    .image_transform_seconds
+                    .observe(start.elapsed().as_secs_f64());
+                r.metrics.image_transforms.with_label_values(&["ok"]).inc();
                 Ok(out)
             }
             Err(e) => Err(self.pool_error(e)),
@@ -199,9 +197,11 @@ impl ResizeOrigin {
             }
             PoolError::Transform(_) => ("bad_source", StatusCode::BAD_GATEWAY),
         };
-        if let Some(m) = &self.rule.metrics {
-            m.image_transforms.with_label_values(&[label]).inc();
-        }
+        self.rule
+            .metrics
+            .image_transforms
+            .with_label_values(&[label])
+            .inc();
         OriginError::new(code, e.to_string())
     }
 

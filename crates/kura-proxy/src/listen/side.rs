@@ -14,7 +14,7 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::conn::{ConnState, WatchedIo};
+use crate::listen::timeouts::{ConnState, WatchedIo};
 use crate::state::Shared;
 
 /// One connection of a side listener, with its slot under the cap.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts};
 
-use crate::metrics::Metrics;
+use crate::control::metrics::Metrics;
 
 impl Metrics {
     /// Exposes the shadow engine's counters and per-endpoint summary (read at scrape time).

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use kura_config::{Action, Config, parse_backend, parse_host_pattern};
+use kura_config::{Config, RuleAction, parse_backend, parse_host_pattern};
 use redis::aio::MultiplexedConnection;
 
 use super::schema::{self, CHANNEL, DEAD_PREFIX, FRONTEND_PREFIX};
@@ -183,11 +183,10 @@ impl Store {
         let mut keys = Vec::new();
         for v in &config.routes.vhosts {
             let pool = match v.rules.as_slice() {
-                [r] if r.action == Action::Proxy
+                [r] if matches!(r.action, RuleAction::Proxy { shadow: None })
                     && r.rewrite.is_none()
                     && r.request_headers.is_empty()
                     && r.response_headers.is_empty()
-                    && r.shadow.is_none()
                     && r.path.is_match("/")
                     && r.path.is_match("/any/path") =>
                 {

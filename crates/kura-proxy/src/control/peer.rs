@@ -21,7 +21,6 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use kura_cache::{BoxError, CacheBody, CacheRequest};
 use kura_cluster::wire;
-use kura_config::Action;
 use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 
@@ -37,7 +36,7 @@ pub(crate) async fn serve(
     tls: Option<tokio_rustls::TlsAcceptor>,
 ) {
     let cap = Arc::new(tokio::sync::Semaphore::new(max_connections));
-    while let Some(conn) = crate::side::next(&listener, &shared, &cap, true).await {
+    while let Some(conn) = crate::listen::side::next(&listener, &shared, &cap, true).await {
         let shared = shared.clone();
         let tls = tls.clone();
         tracker.spawn(async move {
@@ -51,7 +50,7 @@ pub(crate) async fn serve(
                 state.busy();
                 async move {
                     let resp = handle(&shared, req).await;
-                    Ok::<_, Infallible>(resp.map(|b| crate::side::Tracked::new(b, &state)))
+                    Ok::<_, Infallible>(resp.map(|b| crate::listen::side::Tracked::new(b, &state)))
                 }
             });
             let limits = shared.runtime.load().limits.clone();
@@ -64,7 +63,7 @@ pub(crate) async fn serve(
             match &tls {
                 None => {
                     let c = builder.serve_connection(TokioIo::new(conn.stream), svc);
-                    crate::connection::drive(
+                    crate::listen::connection::drive(
                         c,
                         |c| c.graceful_shutdown(),
                         &shared,
@@ -88,7 +87,7 @@ pub(crate) async fn serve(
                             }
                         };
                     let c = builder.serve_connection(TokioIo::new(stream), svc);
-                    crate::connection::drive(
+                    crate::listen::connection::drive(
                         c,
                         |c| c.graceful_shutdown(),
                         &shared,
@@ -127,9 +126,7 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<PeerBody> {
             "peers fetch with GET or HEAD\n",
         );
     }
-    let Some(cache) = &shared.cache else {
-        return refuse(StatusCode::NOT_FOUND, "no cache\n");
-    };
+    let cache = &shared.cache;
     let header = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
     let rt = shared.runtime.load_full();
     // The owner derives rule and key from the client's URL through its own routes; the
@@ -148,10 +145,7 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<PeerBody> {
             "rule or key differs here (do the members run the same configuration?)\n",
         );
     }
-    let Some(policy) = derived.rule.cache.clone() else {
-        return refuse(StatusCode::MISDIRECTED_REQUEST, "not a cache rule\n");
-    };
-    let rule = derived.rule;
+    let action = derived.action;
     cluster.stats.served.fetch_add(1, Relaxed);
     let (mut parts, _) = req.into_parts();
     // Keep the hop count: a fill this request causes must not be forwarded forever.
@@ -167,10 +161,10 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<PeerBody> {
     let creq = CacheRequest {
         parts,
         key: derived.key,
-        rule: policy,
+        rule: action.policy.clone(),
         target: Some(derived.url.into()),
     };
-    match cache.serve(creq, rule.origin.clone()).await {
+    match cache.serve(creq, action.origin.clone()).await {
         Ok(resp) => {
             let (mut parts, body) = resp.into_parts();
             parts.version = http::Version::HTTP_2;
@@ -188,34 +182,36 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<PeerBody> {
     }
 }
 
-/// What the owner makes of a client URL: its rule, key and upstream path.
+/// What the owner makes of a client URL: its rule and cache action, key and upstream path.
 struct Derived<'a> {
-    rule: &'a crate::router::Rule,
+    rule: &'a crate::route::table::Rule,
+    action: &'a crate::action::CacheAction,
     key: kura_cache::key::PrimaryKey,
     upstream: http::uri::PathAndQuery,
     url: String,
 }
 
 fn derive<'a>(rt: &'a crate::state::Runtime, url: &str) -> Option<Derived<'a>> {
-    let u = crate::target::ParsedUrl::parse(url)?;
+    let u = crate::route::target::ParsedUrl::parse(url)?;
     let vhost = rt.table.lookup(&u.host)?;
     let m = vhost
-        .route(&crate::router::RouteInput {
+        .route(&crate::route::table::RouteInput {
             vars: u.vars(),
             scheme: u.scheme,
             authority: &u.authority,
         })
         .ok()??;
-    if m.rule.action != Action::Cache {
+    let crate::route::table::Plan::Cache(action, key) = m.plan else {
         return None;
-    }
+    };
     let query = (!u.query.is_empty()).then_some(u.query.as_str());
     let upstream =
-        crate::cache_action::path_and_query(m.rewritten.as_deref().unwrap_or(&u.path), query)
+        crate::route::target::path_and_query(m.rewritten.as_deref().unwrap_or(&u.path), query)
             .ok()?;
     Some(Derived {
         rule: m.rule,
-        key: m.cache_key?,
+        action,
+        key,
         upstream,
         url: url.to_string(),
     })

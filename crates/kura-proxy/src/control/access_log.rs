@@ -1,5 +1,5 @@
 //! The access log: one line per exchange, in nginx's combined format followed by the host,
-//! vhost, upstream address, request time and upstream response time, or as JSON.
+//! vhost, upstream address, request time, upstream response time and request id, or as JSON.
 //!
 //! Lines are formatted on the request's thread and handed to a dedicated writer thread through
 //! a bounded queue; when the writer falls behind, lines are dropped and counted rather than
@@ -34,6 +34,8 @@ pub struct Entry<'a> {
     pub upstream: &'a str,
     pub request_time: Duration,
     pub upstream_time: Option<Duration>,
+    /// The request's id (`X-Request-Id`).
+    pub request_id: &'a str,
 }
 
 enum Msg {
@@ -215,6 +217,8 @@ fn combined(e: &Entry<'_>) -> String {
         }
         None => l.push('-'),
     }
+    l.push(' ');
+    escape(&mut l, dash(e.request_id));
     l.push('\n');
     l
 }
@@ -235,6 +239,7 @@ fn json(e: &Entry<'_>) -> String {
         "upstream": e.upstream,
         "request_time": e.request_time.as_secs_f64(),
         "upstream_time": e.upstream_time.map(|t| t.as_secs_f64()),
+        "request_id": e.request_id,
     });
     let mut s = v.to_string();
     s.push('\n');
@@ -260,6 +265,7 @@ mod tests {
             upstream: "127.0.0.1:9000",
             request_time: Duration::from_millis(12),
             upstream_time: Some(Duration::from_millis(10)),
+            request_id: "4bf92f3577b34da6a3ce929d0e0e4736",
         }
     }
 
@@ -267,7 +273,7 @@ mod tests {
     fn combined_line_shape() {
         let l = combined(&entry());
         let re = regex::Regex::new(
-            r#"^10\.0\.0\.1 - - \[\d{2}/\w{3}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4}\] "GET /a\?b=\\x22c\\x22 HTTP/1\.1" 200 512 "-" "curl/8\.0" "example\.com" "site" 127\.0\.0\.1:9000 0\.012 0\.010\n$"#,
+            r#"^10\.0\.0\.1 - - \[\d{2}/\w{3}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4}\] "GET /a\?b=\\x22c\\x22 HTTP/1\.1" 200 512 "-" "curl/8\.0" "example\.com" "site" 127\.0\.0\.1:9000 0\.012 0\.010 4bf92f3577b34da6a3ce929d0e0e4736\n$"#,
         )
         .unwrap();
         assert!(re.is_match(&l), "{l}");
@@ -280,6 +286,7 @@ mod tests {
         assert_eq!(v["status"], 200);
         assert_eq!(v["target"], "/a?b=\"c\"");
         assert_eq!(v["upstream_time"], 0.01);
+        assert_eq!(v["request_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
     }
 
     #[test]

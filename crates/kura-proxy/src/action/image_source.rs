@@ -19,36 +19,56 @@ use std::time::Duration;
 
 use http::StatusCode;
 use kura_cache::Origin;
-use kura_config::HostPattern;
+use kura_config::{HostPattern, RuleResize};
 
+use crate::control::metrics::Metrics;
 use crate::errors::ProxyError;
-use crate::origin::PoolOrigin;
-use crate::router::Rule;
 use crate::upstream::Pool;
+use crate::upstream::origin::PoolOrigin;
 
 /// Source pools kept per rule; beyond, the least recently used goes.
 const MAX_SOURCE_POOLS: u64 = 64;
 /// How long a source host's resolution (and pool) is reused.
 const SOURCE_TTL: Duration = Duration::from_secs(60);
 
-/// The pools of one rule's absolute sources, by `scheme://authority`.
-pub struct SourcePools(moka::sync::Cache<String, Arc<Pool>>);
+/// Where one image rule's originals come from: its own pool (sources given as paths), or
+/// pools made per absolute source's `scheme://authority`, kept in a bounded map.
+pub struct Sources {
+    /// The rule's pool, and the same as the cache's origin.
+    pool: Arc<Pool>,
+    origin: Arc<dyn Origin>,
+    /// Hosts absolute sources may name (any, when empty).
+    allowed: Vec<HostPattern>,
+    /// Whether absolute sources may resolve to private or special addresses.
+    allow_local: bool,
+    metrics: Arc<Metrics>,
+    pools: moka::sync::Cache<String, Arc<Pool>>,
+}
 
-impl SourcePools {
-    pub fn new(metrics: Option<Arc<crate::metrics::Metrics>>) -> Self {
-        SourcePools(
-            moka::sync::Cache::builder()
+impl Sources {
+    pub fn new(
+        cfg: &RuleResize,
+        pool: Arc<Pool>,
+        origin: Arc<dyn Origin>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let m = metrics.clone();
+        Sources {
+            pool,
+            origin,
+            allowed: cfg.allowed_sources.clone(),
+            allow_local: cfg.allow_local_sources,
+            metrics,
+            pools: moka::sync::Cache::builder()
                 .max_capacity(MAX_SOURCE_POOLS)
                 .time_to_live(SOURCE_TTL)
                 .eviction_listener(move |_, pool: Arc<Pool>, _| {
-                    if let Some(m) = &metrics {
-                        for b in &pool.backends {
-                            m.forget_backend(&pool.spec.name, &b.spec.url);
-                        }
+                    for b in &pool.backends {
+                        m.forget_backend(&pool.spec.name, &b.spec.url);
                     }
                 })
                 .build(),
-        )
+        }
     }
 }
 
@@ -56,73 +76,69 @@ fn refused(code: StatusCode, msg: &str) -> ProxyError {
     ProxyError::Status(code, msg.to_string())
 }
 
-/// The original's origin, its path there and the text naming it in the cache key.
-pub async fn source(
-    rule: &Rule,
-    cfg: &kura_config::RuleResize,
-    pools: &SourcePools,
-    src: &str,
-) -> Result<(Arc<dyn Origin>, String, String), ProxyError> {
-    if !(src.starts_with("http://") || src.starts_with("https://")) {
-        let path = if src.starts_with('/') {
-            src.to_string()
-        } else {
-            format!("/{src}")
+impl Sources {
+    /// The original's origin, its path there and the text naming it in the cache key.
+    pub async fn source(&self, src: &str) -> Result<(Arc<dyn Origin>, String, String), ProxyError> {
+        if !(src.starts_with("http://") || src.starts_with("https://")) {
+            let path = if src.starts_with('/') {
+                src.to_string()
+            } else {
+                format!("/{src}")
+            };
+            let id = format!("{}{path}", self.pool.spec.name);
+            return Ok((self.origin.clone(), path, id));
+        }
+        let uri: http::Uri = src
+            .parse()
+            .map_err(|_| refused(StatusCode::BAD_REQUEST, "the source is not a URL"))?;
+        // The host as kura validates any Host: no userinfo (`allowed@evil`), names or IP
+        // literals only.
+        let authority = kura_config::target::Authority::parse(
+            uri.authority().map(|a| a.as_str()).unwrap_or(""),
+        )
+        .map_err(|_| {
+            refused(
+                StatusCode::BAD_REQUEST,
+                "the source URL's host is malformed",
+            )
+        })?;
+        let host = authority.host.clone();
+        if !self.allowed.is_empty() && !self.allowed.iter().any(|p| host_matches(p, &host)) {
+            return Err(ProxyError::Status(
+                StatusCode::FORBIDDEN,
+                format!("source host {host:?} is not allowed"),
+            ));
+        }
+        let tls = uri.scheme_str() == Some("https");
+        let port = authority.port.unwrap_or(if tls { 443 } else { 80 });
+        let scheme = if tls { "https" } else { "http" };
+        let base = format!(
+            "{scheme}://{}",
+            authority.normalized(if tls { 443 } else { 80 })
+        );
+        let path = uri
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".into());
+        if let Some(pool) = self.pools.get(&base) {
+            return Ok((Arc::new(PoolOrigin(pool)), path, src.to_string()));
+        }
+        let addr = resolve(&host, port, self.allow_local).await?;
+        let mut backend = kura_config::parse_backend(&base)
+            .map_err(|_| refused(StatusCode::BAD_REQUEST, "the source URL is not usable"))?;
+        backend.pinned = Some(addr);
+        let spec = kura_config::PoolSpec {
+            name: format!("source:{}", backend.authority),
+            backends: vec![backend],
+            clusters: Vec::new(),
+            preserve_host: false,
+            max_idle_per_backend: 4,
+            ..self.pool.spec.clone()
         };
-        let id = format!("{}{path}", rule.pool.spec.name);
-        return Ok((rule.origin.clone(), path, id));
+        let pool = Pool::new(spec, self.metrics.clone(), 1);
+        self.pools.insert(base, pool.clone());
+        Ok((Arc::new(PoolOrigin(pool)), path, src.to_string()))
     }
-    let uri: http::Uri = src
-        .parse()
-        .map_err(|_| refused(StatusCode::BAD_REQUEST, "the source is not a URL"))?;
-    // The host as kura validates any Host: no userinfo (`allowed@evil`), names or IP
-    // literals only.
-    let authority =
-        kura_config::target::Authority::parse(uri.authority().map(|a| a.as_str()).unwrap_or(""))
-            .map_err(|_| {
-                refused(
-                    StatusCode::BAD_REQUEST,
-                    "the source URL's host is malformed",
-                )
-            })?;
-    let host = authority.host.clone();
-    if !cfg.allowed_sources.is_empty()
-        && !cfg.allowed_sources.iter().any(|p| host_matches(p, &host))
-    {
-        return Err(ProxyError::Status(
-            StatusCode::FORBIDDEN,
-            format!("source host {host:?} is not allowed"),
-        ));
-    }
-    let tls = uri.scheme_str() == Some("https");
-    let port = authority.port.unwrap_or(if tls { 443 } else { 80 });
-    let scheme = if tls { "https" } else { "http" };
-    let base = format!(
-        "{scheme}://{}",
-        authority.normalized(if tls { 443 } else { 80 })
-    );
-    let path = uri
-        .path_and_query()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "/".into());
-    if let Some(pool) = pools.0.get(&base) {
-        return Ok((Arc::new(PoolOrigin(pool)), path, src.to_string()));
-    }
-    let addr = resolve(&host, port, cfg.allow_local_sources).await?;
-    let mut backend = kura_config::parse_backend(&base)
-        .map_err(|_| refused(StatusCode::BAD_REQUEST, "the source URL is not usable"))?;
-    backend.pinned = Some(addr);
-    let spec = kura_config::PoolSpec {
-        name: format!("source:{}", backend.authority),
-        backends: vec![backend],
-        clusters: Vec::new(),
-        preserve_host: false,
-        max_idle_per_backend: 4,
-        ..rule.pool.spec.clone()
-    };
-    let pool = Pool::new(spec, rule.pool_metrics(), 1);
-    pools.0.insert(base, pool.clone());
-    Ok((Arc::new(PoolOrigin(pool)), path, src.to_string()))
 }
 
 /// Resolves `host` once; every address must be public (unless `allow_local`), and the first

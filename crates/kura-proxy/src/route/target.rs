@@ -4,6 +4,7 @@
 //! is keyed is what is forwarded (see `kura_config::target` for the normalisation itself).
 
 use http::header::{self, HeaderValue};
+use http::uri::PathAndQuery;
 use http::{Request, Version};
 use kura_config::Vars;
 use kura_config::target::{Authority, TargetError, normalize_path};
@@ -111,6 +112,17 @@ impl ClientTarget {
         }
         u
     }
+}
+
+/// `path` with `query` appended (after `&` when `path` has its own query already).
+pub fn path_and_query(path: &str, query: Option<&str>) -> Result<PathAndQuery, ProxyError> {
+    let mut s = String::with_capacity(path.len() + query.map_or(0, |q| q.len() + 1));
+    s.push_str(path);
+    if let Some(q) = query {
+        s.push(if path.contains('?') { '&' } else { '?' });
+        s.push_str(q);
+    }
+    PathAndQuery::try_from(s).map_err(|_| ProxyError::BadTarget)
 }
 
 pub fn default_port(scheme: &str) -> u16 {

@@ -1,0 +1,63 @@
+//! The per-request context ([`Exchange`], as Pingora's `CTX`): what the phases of one request
+//! share (start time, the vhost's counters, the upstream chosen and its time, the access-log
+//! fields) and the record completed when the response body is finished or dropped: that is
+//! the moment the bytes sent and the total time are known, so metrics and the access log are
+//! written there (through the connection, an [`ExchangeSink`]), and the connection becomes
+//! idle again.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::{HeaderValue, StatusCode};
+
+use crate::control::metrics::VHostCounters;
+
+/// Request fields kept for the access log (only when one is configured).
+pub struct LogFields {
+    pub client: String,
+    pub method: String,
+    pub target: String,
+    pub version: &'static str,
+    pub referer: String,
+    pub user_agent: String,
+    pub host: String,
+}
+
+/// Where a finished exchange is recorded: the connection it came on (metrics, access log,
+/// the connection's idle clock).
+pub trait ExchangeSink: Send + Sync {
+    fn complete(&self, x: &Exchange, bytes_sent: u64);
+}
+
+/// One request/response exchange.
+pub struct Exchange {
+    pub start: Instant,
+    /// The request's id (a trusted `X-Request-Id`, or made here): in the access log, on the
+    /// upstream request and on shadow copies.
+    pub id: HeaderValue,
+    /// The connection this exchange belongs to.
+    pub sink: Arc<dyn ExchangeSink>,
+    /// The matched vhost's counters, if any vhost matched.
+    pub counters: Option<Arc<VHostCounters>>,
+    pub status: StatusCode,
+    pub upstream: Option<Arc<str>>,
+    pub upstream_time: Option<Duration>,
+    pub log: Option<LogFields>,
+    /// The request's tracing span: events of its phases, of its cache fill, upstream attempts,
+    /// shadow copies and image transforms are inside it.
+    pub span: tracing::Span,
+}
+
+impl Exchange {
+    pub fn note_upstream_error(&mut self, e: &hyper::Error) {
+        let vhost = self.counters.as_ref().map(|v| &*v.name).unwrap_or("-");
+        self.span
+            .in_scope(|| tracing::debug!(vhost, error = %e, "upstream body failed mid-stream"));
+    }
+
+    /// Records the exchange (called once, when its response body is done or dropped).
+    pub fn complete(self: Box<Self>, bytes_sent: u64) {
+        let sink = self.sink.clone();
+        sink.complete(&self, bytes_sent);
+    }
+}

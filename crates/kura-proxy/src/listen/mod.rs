@@ -1,0 +1,9 @@
+//! Accepting and serving connections: listeners and their workers, TLS, HTTP/1 and HTTP/2
+//! (with upgrades), the header, idle and send timeouts, and the side listeners' limits.
+
+pub mod connection;
+pub mod server;
+pub mod side;
+pub mod timeouts;
+pub mod tls;
+pub mod worker;

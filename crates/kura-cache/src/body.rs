@@ -266,10 +266,9 @@ impl SegmentReader {
             if storage.has_segment_lower(&self.obj, j) {
                 let cache = self.cache.clone();
                 let obj = self.obj.clone();
-                let load =
-                    tokio::spawn(
-                        async move { cache.storage.segment(&obj, j).await.map(|(b, _)| b) },
-                    );
+                let load = crate::fill::spawn_in_span(async move {
+                    cache.storage.segment(&obj, j).await.map(|(b, _)| b)
+                });
                 self.loading.push((j, load));
                 continue;
             }

@@ -149,7 +149,7 @@ impl Cache {
                 let cache = self.clone();
                 let task_req = req.copy();
                 let task_origin = origin.clone();
-                tokio::spawn(async move {
+                spawn_in_span(async move {
                     let mut guard = TaskGuard::new(&cache);
                     guard.object = Some((flight_key.clone(), f.clone()));
                     let led = cache.lead(&task_req, task_origin, reval).await;
@@ -325,7 +325,7 @@ impl Cache {
                 let cache = self.clone();
                 let o = obj.clone();
                 let lower = head.extensions.get::<FromPeer>().is_none();
-                tokio::spawn(async move {
+                spawn_in_span(async move {
                     let mut guard = TaskGuard::new(&cache);
                     guard.segment = Some((o.version, 0, segment.clone()));
                     cache.pump_segment(&o, 0, body, segment, lower).await
@@ -388,7 +388,7 @@ impl Cache {
                 let cache = self.clone();
                 let o = obj.clone();
                 let lower = head.extensions.get::<FromPeer>().is_none();
-                tokio::spawn(async move {
+                spawn_in_span(async move {
                     let mut guard = TaskGuard::new(&cache);
                     guard.stream = Some(o.version);
                     cache.pump_stream(&o, body, first, lower).await;
@@ -618,7 +618,7 @@ impl Cache {
         let origin = origin.clone();
         let mut parts = clone_parts(template);
         let f = flight.clone();
-        tokio::spawn(async move {
+        spawn_in_span(async move {
             let mut guard = TaskGuard::new(&cache);
             guard.segment = Some((obj.version, index, f.clone()));
             let start = obj.segment_start(index);
@@ -671,7 +671,7 @@ impl Cache {
         let cache = self.clone();
         let req = req.copy();
         let obj = obj.clone();
-        tokio::spawn(async move {
+        spawn_in_span(async move {
             let _ = cache.fill(&req, origin, Some((obj, reval))).await;
         });
     }
@@ -750,3 +750,14 @@ fn pass_status(code: u16, reason: NoStore) -> HeaderValue {
 #[cfg(test)]
 #[path = "fill_tests.rs"]
 mod tests;
+
+/// Spawns a fill's task inside the span of the request that started it: its events (origin
+/// failures, stores, aborts) carry that request's id.
+pub(crate) fn spawn_in_span<F>(f: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    use tracing::Instrument;
+    tokio::spawn(f.in_current_span())
+}

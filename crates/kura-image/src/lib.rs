@@ -4,6 +4,8 @@
 //! signed URLs ([`sign`]). Nothing here knows HTTP routing or the cache: the proxy's `resize`
 //! action wires them together.
 
+#![deny(missing_docs)]
+
 pub mod negotiate;
 pub mod params;
 pub mod pool;

@@ -20,26 +20,42 @@ pub enum Fit {
 /// Where a `cover` crop is anchored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Gravity {
+    /// The middle of the image (the default).
     Center,
+    /// The top edge, centred horizontally.
     North,
+    /// The bottom edge, centred horizontally.
     South,
+    /// The right edge, centred vertically.
     East,
+    /// The left edge, centred vertically.
     West,
+    /// The top-right corner.
     NorthEast,
+    /// The top-left corner.
     NorthWest,
+    /// The bottom-right corner.
     SouthEast,
+    /// The bottom-left corner.
     SouthWest,
 }
 
+/// An output format kura can encode (sources may also be GIF, which is only read).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Format {
+    /// JPEG: lossy at the asked quality; an alpha channel is dropped.
     Jpeg,
+    /// PNG: lossless and keeps transparency; the quality is ignored.
     Png,
+    /// WebP: lossy at the asked quality, transparency kept; fast to encode.
     Webp,
+    /// AVIF: lossy at the asked quality, the smallest files but the slowest to encode.
+    /// Only written: AVIF sources are refused.
     Avif,
 }
 
 impl Format {
+    /// The media type for `Content-Type` (`image/webp`).
     pub fn mime(self) -> &'static str {
         match self {
             Format::Jpeg => "image/jpeg",
@@ -49,6 +65,7 @@ impl Format {
         }
     }
 
+    /// The lowercase name URLs use and cache keys and `Display` show (`webp`).
     pub fn name(self) -> &'static str {
         match self {
             Format::Jpeg => "jpeg",
@@ -72,6 +89,7 @@ impl Format {
 /// The output format asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutputFormat {
+    /// This format whatever the client accepts (`format=webp`).
     Fixed(Format),
     /// The best the client's `Accept` allows (the response varies by `Accept`).
     Auto,
@@ -83,12 +101,17 @@ pub enum OutputFormat {
 /// (PNG when the image has transparency) for clients that announce nothing better.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Chosen {
+    /// This format: asked for explicitly, or picked from `Accept` for `auto`.
     Fixed(Format),
+    /// The source's own format, known once it is decoded: JPEG and WebP stay, others become PNG.
     Source,
+    /// JPEG, or PNG when the decoded image has transparency: for clients that accept neither
+    /// WebP nor AVIF.
     Legacy,
 }
 
 impl Chosen {
+    /// The output's part of a variant's cache key: the format's name, `source` or `legacy`.
     pub fn label(self) -> &'static str {
         match self {
             Chosen::Fixed(f) => f.name(),
@@ -101,13 +124,19 @@ impl Chosen {
 /// A rule's limits and defaults (Katana's thumb_* settings among them).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
+    /// Largest output width in pixels, DPR applied; a wider request is refused with a 400.
     pub max_width: u32,
+    /// Largest output height in pixels, DPR applied; a taller request is refused with a 400.
     pub max_height: u32,
+    /// Highest encoder quality a URL may ask for (1 to 100).
     pub max_quality: u8,
+    /// Encoder quality when the URL gives none (1 to `max_quality`).
     pub default_quality: u8,
+    /// Largest device pixel ratio a URL may ask for.
     pub max_dpr: f32,
     /// Checked from the header before decoding.
     pub max_source_pixels: u64,
+    /// Largest source kura reads, in bytes; a bigger one is refused before it is decoded.
     pub max_source_bytes: u64,
 }
 
@@ -128,12 +157,20 @@ impl Default for Limits {
 /// Parameters as captured from a URL; empty strings count as absent.
 #[derive(Debug, Default, Clone)]
 pub struct Raw {
+    /// Width in CSS pixels, before DPR; empty or `0` leaves it to the aspect ratio.
     pub width: String,
+    /// Height in CSS pixels, before DPR; empty or `0` leaves it to the aspect ratio.
     pub height: String,
+    /// `contain`, `cover`, `fill`, or a word the rule's aliases map to one; empty means `contain`.
     pub fit: String,
+    /// Compass point anchoring a `cover` crop (`n`, `north`, `ne`, `soea`…); empty means centre.
     pub gravity: String,
+    /// Encoder quality, 1 to `max_quality`; empty takes `default_quality`.
     pub quality: String,
+    /// `jpeg` (or `jpg`), `png`, `webp`, `avif`, `auto` (or `best`); empty keeps the source's.
     pub format: String,
+    /// Device pixel ratio multiplying width and height, above 0 and at most `max_dpr`; empty
+    /// means 1.
     pub dpr: String,
 }
 
@@ -142,10 +179,15 @@ pub struct Raw {
 pub struct Params {
     /// Output box in pixels (DPR applied); `None` keeps the aspect ratio from the other side.
     pub width: Option<u32>,
+    /// Output box height in pixels (DPR applied); `None` keeps the aspect ratio from the width.
     pub height: Option<u32>,
+    /// How the image fills the box; anything but `Contain` comes with both sides set.
     pub fit: Fit,
+    /// Where a `Cover` crop is anchored (the other fits ignore it).
     pub gravity: Gravity,
+    /// Encoder quality, 1 to the rule's `max_quality` (PNG ignores it).
     pub quality: u8,
+    /// The output format asked for; [`Params::choose`] settles it against `Accept`.
     pub format: OutputFormat,
 }
 

@@ -12,22 +12,30 @@ use tokio::sync::Semaphore;
 use crate::params::{Chosen, Limits, Params};
 use crate::transform::{Output, TransformError, transform};
 
+/// Why the pool gave no output: no slot, no time, or the transform itself failed.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum PoolError {
+    /// The transform ran and failed (a bad or unsupported source, or an encoder error).
     #[error(transparent)]
     Transform(#[from] TransformError),
+    /// Every slot (there are this many) stayed taken for the whole timeout: the client gets a
+    /// 503.
     #[error("all {0} transform slots stayed busy")]
     Busy(usize),
+    /// The transform did not finish within the timeout (given here): a 504, while it goes on
+    /// in the background holding its slot.
     #[error("the transform did not finish within {0:?}")]
     TimedOut(Duration),
 }
 
+/// The pool: at most `max_concurrent` transforms at once, each on tokio's blocking threads.
 pub struct Transformer {
     slots: Arc<Semaphore>,
     max: usize,
 }
 
 impl Transformer {
+    /// A pool of `max_concurrent` slots (at least one).
     pub fn new(max_concurrent: usize) -> Self {
         let max = max_concurrent.max(1);
         Transformer {
@@ -41,6 +49,8 @@ impl Transformer {
         self.max - self.slots.available_permits()
     }
 
+    /// Takes a slot and runs one transform in it, all within `timeout`: [`Transformer::slot`]
+    /// then [`Slot::run`].
     pub async fn run(
         &self,
         src: bytes::Bytes,

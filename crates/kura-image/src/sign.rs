@@ -8,6 +8,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+/// Signs and verifies URL paths under one or more key/salt pairs; the first pair signs, any
+/// pair verifies.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Signer {
     pairs: Vec<(Vec<u8>, Vec<u8>)>,

@@ -25,12 +25,18 @@ use crate::params::{Chosen, Fit, Format, Gravity, Limits, Params};
 /// One encoded variant.
 #[derive(Debug)]
 pub struct Output {
+    /// The encoded image, ready to send and cache.
     pub bytes: Vec<u8>,
+    /// The format it was encoded in (`Source` and `Legacy` resolved), for `Content-Type`.
     pub format: Format,
+    /// Its width in pixels; may be less than asked, as `contain` keeps the aspect ratio and
+    /// only `cover` and `fill` enlarge a smaller source.
     pub width: u32,
+    /// Its height in pixels, like `width`.
     pub height: u32,
 }
 
+/// Why a source could not be transformed; the message is what the client is told.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum TransformError {
     /// The source is not an image, or is damaged (a proxy's 502).
@@ -41,7 +47,14 @@ pub enum TransformError {
     Unsupported(String),
     /// The source exceeds `max_source_pixels` (checked before decoding).
     #[error("the source has {pixels} pixels, above the limit of {limit}")]
-    TooManyPixels { pixels: u64, limit: u64 },
+    TooManyPixels {
+        /// The source's width times height, from its header.
+        pixels: u64,
+        /// The rule's `max_source_pixels`.
+        limit: u64,
+    },
+    /// Resizing or encoding failed, or the transform task died: kura's fault, not the source's
+    /// (a 500).
     #[error("encoding failed: {0}")]
     Encode(String),
 }

@@ -65,9 +65,13 @@ pub struct BodyTee {
     tx: Option<oneshot::Sender<Option<Bytes>>>,
 }
 
+/// Where a [`BodyTee`]'s copy arrives: `Some(body)` when the body ended within the limit,
+/// `None` when it outgrew it, and an error when the tee was dropped before the end.
 pub type BodyCopy = oneshot::Receiver<Option<Bytes>>;
 
 impl BodyTee {
+    /// A tee keeping up to `limit` bytes (`max_request_body`), and the receiver its copy will
+    /// arrive on.
     pub fn new(limit: u64) -> (BodyTee, BodyCopy) {
         let (tx, rx) = oneshot::channel();
         (
@@ -79,6 +83,8 @@ impl BodyTee {
         )
     }
 
+    /// Copies one chunk of the body as it passes; the first chunk past the limit makes the
+    /// copy `None` at once.
     pub fn push(&mut self, data: &Bytes) {
         if let Some(c) = &mut self.chunks
             && !c.push(data)
@@ -107,6 +113,8 @@ pub struct Capture {
     tx: Option<oneshot::Sender<Answer>>,
 }
 
+/// Where a [`Capture`]'s answer arrives, once the body has ended; an error when the capture
+/// was dropped first (the answer is then never compared).
 pub type PrimaryAnswer = oneshot::Receiver<Answer>;
 
 impl Capture {
@@ -126,10 +134,14 @@ impl Capture {
         }
     }
 
+    /// The channel a capture hands its answer through: the sender for [`Capture::new`], the
+    /// receiver for the job.
     pub fn channel() -> (oneshot::Sender<Answer>, PrimaryAnswer) {
         oneshot::channel()
     }
 
+    /// Copies one chunk of the answer as it passes: the start up to the limit is kept, the
+    /// whole length counted.
     pub fn push(&mut self, data: &Bytes) {
         self.length += data.len() as u64;
         self.chunks.push(data);

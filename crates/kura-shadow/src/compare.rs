@@ -13,7 +13,9 @@ use serde_json::Value;
 /// One side of a comparison: an answer as far as it was read.
 #[derive(Debug, Clone)]
 pub struct Answer {
+    /// The status code as the upstream sent it.
     pub status: StatusCode,
+    /// The response headers as the upstream sent them (compared less `ignore_headers`).
     pub headers: HeaderMap,
     /// The body, or its first `max_compare_body` bytes.
     pub body: Bytes,
@@ -22,6 +24,7 @@ pub struct Answer {
 }
 
 impl Answer {
+    /// Whether the body was cut: only its first `body.len()` of `length` bytes were kept.
     pub fn truncated(&self) -> bool {
         self.length > self.body.len() as u64
     }
@@ -30,8 +33,13 @@ impl Answer {
 /// One field that differs, with both values rendered for a person.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Difference {
+    /// What differs, as the report's key: `status`, `header.<name>`, a JSON path
+    /// (`$.items[3].price`) or `body`.
     pub field: String,
+    /// The primary's value, rendered and cut to 200 characters (`(missing)` when absent).
     pub primary: String,
+    /// The other answer's value (the candidate's, or the second primary's for noise), rendered
+    /// the same way.
     pub candidate: String,
 }
 

@@ -16,8 +16,11 @@ enum Msg {
     Reopen,
 }
 
+/// The diff log: lines go through a bounded queue to a thread of its own, which appends them
+/// to the file.
 pub struct DiffLog {
     tx: SyncSender<Msg>,
+    /// Lines dropped because the queue was full (the disk fell behind).
     pub dropped: Arc<AtomicU64>,
 }
 
@@ -42,12 +45,16 @@ impl DiffLog {
         })
     }
 
+    /// Queues one line (a JSON object, without its newline); dropped and counted when the queue
+    /// is full.
     pub fn write(&self, line: String) {
         if let Err(TrySendError::Full(_)) = self.tx.try_send(Msg::Line(line)) {
             self.dropped.fetch_add(1, Relaxed);
         }
     }
 
+    /// Has the writer reopen the file by its path, after rotation; lines queued before still go
+    /// to the old file.
     pub fn reopen(&self) {
         let _ = self.tx.try_send(Msg::Reopen);
     }

@@ -29,21 +29,30 @@ use crate::rule::{ShadowRule, Upstream};
 
 /// The request body of a job: known now (bodiless requests), or when the primary has read it.
 pub enum BodySource {
+    /// The whole body (empty for a bodiless request).
     Ready(Bytes),
+    /// A copy still streaming to the primary; the job waits for it up to the shadow `timeout`.
     Pending(BodyCopy),
 }
 
 /// One shadowed request.
 pub struct Job {
+    /// The rule that selected the request: its targets, comparison options and queue.
     pub rule: Arc<ShadowRule>,
+    /// The endpoint the exchange is reported under ([`ShadowRule::endpoint`]).
     pub endpoint: String,
+    /// The request method, sent unchanged to every target.
     pub method: Method,
     /// Path and query as sent to the primary.
     pub uri: Uri,
     /// Headers as sent to the primary (before each target's edits).
     pub headers: HeaderMap,
+    /// The request body, sent to every target.
     pub body: BodySource,
+    /// The primary's answer, once the client has received it whole.
     pub primary: PrimaryAnswer,
+    /// The span of the request copied: the copy's events carry its request id.
+    pub span: tracing::Span,
 }
 
 /// Why a selected request was not compared.
@@ -60,6 +69,7 @@ pub enum DropReason {
 }
 
 impl DropReason {
+    /// Every reason, in the order of their counters (a reason's discriminant is its index).
     pub const ALL: [DropReason; 4] = [
         DropReason::QueueFull,
         DropReason::BodyTooLarge,
@@ -67,6 +77,7 @@ impl DropReason {
         DropReason::PrimaryUnavailable,
     ];
 
+    /// The reason's label in metrics and the report's counters (`queue_full`).
     pub fn as_str(self) -> &'static str {
         match self {
             DropReason::QueueFull => "queue_full",
@@ -80,9 +91,13 @@ impl DropReason {
 /// What became of each target's copies.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct TargetCounts {
+    /// Copies whose answer matched the primary's (ignored headers and fields aside).
     pub same: u64,
+    /// Copies whose answer differed from the primary's in at least one field.
     pub different: u64,
+    /// Copies that got no whole answer: the connection, the upstream or the body failed.
     pub error: u64,
+    /// Copies whose answer was not read whole within the shadow `timeout`.
     pub timeout: u64,
 }
 
@@ -96,9 +111,13 @@ struct Counters {
 /// Counter values, for metrics and the report.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct CountersSnapshot {
+    /// Requests a rule selected (filters and sample), whether they were shadowed or dropped.
     pub selected: u64,
+    /// Selected requests not compared, by [`DropReason::as_str`] (every reason is present).
     pub dropped: BTreeMap<&'static str, u64>,
+    /// What became of each target's copies, by target name.
     pub targets: BTreeMap<String, TargetCounts>,
+    /// Diff log lines dropped because the writer fell behind (0 without a diff log).
     pub diff_log_dropped: u64,
 }
 
@@ -109,6 +128,8 @@ struct Inner {
     diff_log: Option<DiffLog>,
 }
 
+/// The shadow engine: the dispatcher of background jobs, the report and the counters, shared
+/// by every rule.
 pub struct Shadow {
     tx: mpsc::Sender<Job>,
     inner: Arc<Inner>,
@@ -139,6 +160,7 @@ impl Shadow {
         Ok(Arc::new(Shadow { tx, inner }))
     }
 
+    /// The `[shadow]` settings it was started with (the request path reads its body limits).
     pub fn settings(&self) -> &ShadowConfig {
         &self.inner.cfg
     }
@@ -173,14 +195,18 @@ impl Shadow {
         self.inner.count(why);
     }
 
+    /// The report as it stands: per endpoint and field, rates, verdicts and examples.
     pub fn snapshot(&self) -> Snapshot {
         self.inner.reports.snapshot()
     }
 
+    /// The report's live counts (metrics read [`Reports::summary`] from them).
     pub fn reports(&self) -> &Reports {
         &self.inner.reports
     }
 
+    /// The counters as they stand: selected, dropped by reason, per-target results, diff log
+    /// drops.
     pub fn counters(&self) -> CountersSnapshot {
         let c = &self.inner.counters;
         CountersSnapshot {
@@ -203,6 +229,7 @@ impl Shadow {
         self.inner.reports.reset();
     }
 
+    /// Reopens the diff log after log rotation (SIGUSR1); nothing without a diff log.
     pub fn reopen_diff_log(&self) {
         if let Some(l) = &self.inner.diff_log {
             l.reopen();
@@ -217,6 +244,7 @@ impl Shadow {
         })
     }
 
+    /// The report and the counters as one HTML page, for the admin API's `/shadow.html`.
     pub fn report_html(&self) -> String {
         let c = self.counters();
         let mut rows: Vec<(String, u64)> = vec![("selected".into(), c.selected)];
@@ -257,13 +285,15 @@ impl Inner {
 async fn dispatch(inner: Arc<Inner>, mut rx: mpsc::Receiver<Job>) {
     while let Some(job) = rx.recv().await {
         let inner = inner.clone();
-        tokio::spawn(async move {
+        let span = job.span.clone();
+        let copy = async move {
             let rule = job.rule.clone();
             if let Ok(_slot) = rule.slots.clone().acquire_owned().await {
                 run(&inner, job).await;
             }
             rule.done();
-        });
+        };
+        tokio::spawn(tracing::Instrument::instrument(copy, span));
     }
 }
 

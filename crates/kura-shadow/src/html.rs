@@ -8,9 +8,11 @@ use crate::report::{Snapshot, Verdict};
 
 /// Counters shown above the endpoints.
 pub struct Totals<'a> {
+    /// Counter names and values, one table row each, in order.
     pub rows: Vec<(&'a str, u64)>,
 }
 
+/// The whole page: `totals`, then each endpoint of `snap` with its fields and examples.
 pub fn render(snap: &Snapshot, totals: &Totals<'_>) -> String {
     let mut h = String::with_capacity(8 * 1024);
     h.push_str(concat!(

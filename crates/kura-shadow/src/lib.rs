@@ -15,6 +15,8 @@
 //! - [`engine`]: the bounded queue, the background exchanges, and the counters;
 //! - [`difflog`]: the JSON-lines file of differing exchanges.
 
+#![deny(missing_docs)]
+
 pub mod capture;
 pub mod compare;
 pub mod difflog;

@@ -20,8 +20,12 @@ use crate::compare::Difference;
 /// Where the report is bounded and how noise is judged.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReportSettings {
+    /// Most (endpoint, candidate) pairs counted apart; newer endpoints are counted under
+    /// [`OTHER_ENDPOINT`].
     pub max_endpoints: usize,
+    /// Most fields itemised per endpoint; differences in further fields are only counted.
     pub max_fields: usize,
+    /// Example value pairs kept per field, the latest ones; 0 keeps none.
     pub examples: usize,
     /// Raw rate must exceed the noise rate by this fraction of it (Diffy's relative threshold).
     pub relative_threshold: f64,
@@ -44,10 +48,14 @@ impl Default for ReportSettings {
 /// The endpoint every endpoint beyond `max_endpoints` is counted under.
 pub const OTHER_ENDPOINT: &str = "(other)";
 
+/// One difference as it was seen: the request's URI and both values.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Example {
+    /// Path and query of the request, as sent to the primary.
     pub uri: String,
+    /// The primary's value, rendered and cut.
     pub primary: String,
+    /// The candidate's value, rendered and cut.
     pub candidate: String,
 }
 
@@ -68,6 +76,8 @@ struct Endpoint {
     untracked: u64,
 }
 
+/// The report being counted: bounded per-endpoint and per-field counts behind one mutex,
+/// updated by every shadow job.
 pub struct Reports {
     settings: ReportSettings,
     state: Mutex<State>,
@@ -78,47 +88,71 @@ struct State {
     endpoints: HashMap<(String, String), Endpoint>,
 }
 
+/// What a differing field's rates say, by Diffy's rule ([`verdict`]).
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
+    /// The candidate differs clearly more often than two primaries do: a change to look at.
     Regression,
+    /// The field differs about as often between two primaries: not the candidate's doing.
     Noise,
 }
 
+/// One field of an endpoint's report.
 #[derive(Debug, Clone, Serialize)]
 pub struct FieldReport {
+    /// The field's key: `status`, `header.<name>`, a JSON path or `body`.
     pub field: String,
+    /// Exchanges where the candidate differed in this field.
     pub differences: u64,
+    /// `differences` as a fraction (0 to 1) of the exchanges compared.
     pub rate: f64,
+    /// Exchanges where the second primary differed from the first in this field.
     pub noise: u64,
+    /// `noise` as a fraction (0 to 1) of the exchanges a second primary answered; 0 without one.
     pub noise_rate: f64,
+    /// Regression or noise, from `rate` and `noise_rate` by [`verdict`].
     pub verdict: Verdict,
+    /// The latest examples, oldest first.
     pub examples: Vec<Example>,
 }
 
+/// The report of one endpoint against one candidate.
 #[derive(Debug, Clone, Serialize)]
 pub struct EndpointReport {
+    /// The endpoint's name (`GET items`, `GET /users/{id}`, or [`OTHER_ENDPOINT`]).
     pub endpoint: String,
+    /// The candidate's target name.
     pub candidate: String,
+    /// Exchanges compared with this candidate since the last reset.
     pub compared: u64,
+    /// Exchanges where the candidate differed in at least one field.
     pub differing: u64,
+    /// Exchanges a second primary answered too: the base of the noise rates.
     pub noise_compared: u64,
+    /// Fields whose verdict is [`Verdict::Regression`].
     pub regressions: usize,
+    /// Differences in fields beyond `max_fields`: counted, not itemised.
     pub untracked_differences: u64,
     /// Fields the candidate differed in, regressions first, then by count.
     pub fields: Vec<FieldReport>,
 }
 
+/// The whole report at one moment: the admin API's JSON and the HTML page's content.
 #[derive(Debug, Clone, Serialize)]
 pub struct Snapshot {
     /// When counting started (start-up or the last reset), RFC 3339.
     pub since: String,
+    /// The relative threshold the verdicts were judged with (a fraction of the noise rate).
     pub relative_threshold: f64,
+    /// The absolute threshold the verdicts were judged with (a fraction: 0.03 is 3 points).
     pub absolute_threshold: f64,
+    /// Every (endpoint, candidate) pair, sorted by endpoint then candidate.
     pub endpoints: Vec<EndpointReport>,
 }
 
 impl Reports {
+    /// An empty report, counting from now within `settings`.
     pub fn new(settings: ReportSettings) -> Reports {
         Reports {
             settings,
@@ -129,6 +163,7 @@ impl Reports {
         }
     }
 
+    /// The bounds and thresholds the report was made with.
     pub fn settings(&self) -> &ReportSettings {
         &self.settings
     }
@@ -214,6 +249,7 @@ impl Reports {
         st.since = chrono::Utc::now();
     }
 
+    /// The full report now, each endpoint's fields ordered regressions first, then by count.
     pub fn snapshot(&self) -> Snapshot {
         let s = &self.settings;
         let st = self.lock();
@@ -289,10 +325,15 @@ fn rates(e: &Endpoint, f: &Field) -> (f64, f64) {
 /// Counts of one endpoint, for metrics.
 #[derive(Debug, Clone)]
 pub struct EndpointSummary {
+    /// The endpoint's name, as in [`EndpointReport::endpoint`].
     pub endpoint: String,
+    /// The candidate's target name.
     pub candidate: String,
+    /// Exchanges compared with this candidate since the last reset.
     pub compared: u64,
+    /// Exchanges where the candidate differed in at least one field.
     pub differing: u64,
+    /// Fields whose verdict is [`Verdict::Regression`].
     pub regressions: usize,
 }
 

@@ -94,6 +94,7 @@ pub fn begin(
         headers: req.headers.clone(),
         body: body_source,
         primary,
+        span: tracing::Span::current(),
     };
     if !shadow.submit(job) {
         body.untee();

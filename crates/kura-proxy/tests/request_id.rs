@@ -1,0 +1,211 @@
+//! The request id through the real server: made by kura unless a trusted proxy sent a usable
+//! one, sent on the upstream request and on shadow copies, written in the access log, and
+//! carried by the events of the request's span, including those of its cache fill and its
+//! shadow copies, which run in tasks of their own.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+use kura_testkit::origin::full;
+use kura_testkit::{Origin, TestKura, closed_addr, eventually};
+
+fn get(host: &str, path: &str, id: Option<&str>) -> Request<Full<Bytes>> {
+    let mut b = Request::get(path).header("host", host);
+    if let Some(id) = id {
+        b = b.header("x-request-id", id);
+    }
+    b.body(Full::new(Bytes::new())).unwrap()
+}
+
+fn seen_id(o: &Origin) -> String {
+    let seen = o.last().expect("the origin was asked");
+    let id = seen.headers.get("x-request-id").expect("an id upstream");
+    id.to_str().unwrap().to_string()
+}
+
+fn is_made_id(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+#[tokio::test]
+async fn an_untrusted_request_id_is_replaced_and_the_log_names_the_one_sent() {
+    let o = Origin::fixed("o", 200, "hello").await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let kura = TestKura::start(&format!(
+        "[[listeners]]\naddress = \"127.0.0.1:0\"\n[access_log]\npath = \"{}\"\n[pools.p]\nbackends = [\"{}\"]\n[[vhosts]]\nhosts = [\"*\"]\npool = \"p\"\n",
+        log.display(),
+        o.url()
+    ))
+    .await;
+    let r = kura_testkit::send(kura.addr, get("a.com", "/", Some("client-chosen"))).await;
+    assert_eq!(r.status, 200);
+    let first = seen_id(&o);
+    assert!(is_made_id(&first), "{first}");
+    kura_testkit::send(kura.addr, get("a.com", "/", None)).await;
+    let second = seen_id(&o);
+    assert!(is_made_id(&second) && second != first, "{first} {second}");
+
+    let written = eventually(Duration::from_secs(3), || async {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.lines().count() == 2)
+    })
+    .await;
+    assert!(written, "two lines logged");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let ends: Vec<&str> = text
+        .lines()
+        .map(|l| l.rsplit(' ').next().unwrap())
+        .collect();
+    assert_eq!(ends, [first.as_str(), second.as_str()]);
+}
+
+#[tokio::test]
+async fn a_trusted_proxy_id_reaches_the_origin_and_the_shadow_copy() {
+    let primary = Origin::fixed("primary", 200, "ok").await;
+    let shadow = Origin::fixed("shadow", 200, "ok").await;
+    let kura = TestKura::start(&format!(
+        r#"
+[server]
+trusted_proxies = ["127.0.0.0/8"]
+[[listeners]]
+address = "127.0.0.1:0"
+[pools.p]
+backends = ["{}"]
+[pools.s]
+backends = ["{}"]
+[[vhosts]]
+hosts = ["*"]
+pool = "p"
+[vhosts.shadow]
+targets = [{{ pool = "s" }}]
+"#,
+        primary.url(),
+        shadow.url()
+    ))
+    .await;
+    let r = kura_testkit::send(kura.addr, get("a.com", "/x", Some("edge-7f3a"))).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(seen_id(&primary), "edge-7f3a");
+    let copied = eventually(Duration::from_secs(5), || async {
+        shadow
+            .last()
+            .and_then(|s| s.headers.get("x-request-id").cloned())
+            .is_some_and(|v| v == "edge-7f3a")
+    })
+    .await;
+    assert!(copied, "the shadow copy carries the same id");
+
+    // Even from a trusted proxy, an id that is too long or not visible ASCII is replaced.
+    let long = "a".repeat(129);
+    for bad in [long.as_str(), "two words", ""] {
+        kura_testkit::send(kura.addr, get("a.com", "/x", Some(bad))).await;
+        let id = seen_id(&primary);
+        assert!(is_made_id(&id), "{bad:?} → {id}");
+    }
+}
+
+/// A `MakeWriter` collecting formatted events in memory.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    /// Lines holding `event`.
+    fn lines_with(&self, event: &str) -> Vec<String> {
+        self.text()
+            .lines()
+            .filter(|l| l.contains(event))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn events_of_the_fill_and_of_shadow_copies_carry_the_request_id() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .init();
+
+    let o = Origin::start(
+        "o",
+        Arc::new(|_| {
+            Box::pin(async {
+                let mut r = full(200, "not for keeping");
+                r.headers_mut()
+                    .insert("cache-control", "no-store".parse().unwrap());
+                r
+            })
+        }),
+    )
+    .await;
+    let kura = TestKura::start(&format!(
+        r#"
+[[listeners]]
+address = "127.0.0.1:0"
+[pools.p]
+backends = ["{}"]
+[pools.gone]
+backends = ["http://{}"]
+[[vhosts]]
+hosts = ["cached.test"]
+[[vhosts.rules]]
+path = "^/"
+pool = "p"
+action = "cache"
+[[vhosts]]
+hosts = ["shadowed.test"]
+pool = "p"
+[vhosts.shadow]
+targets = [{{ pool = "gone" }}]
+"#,
+        o.url(),
+        closed_addr()
+    ))
+    .await;
+
+    // A cache fill runs in a task of its own: its "not stored" event is in the request's span.
+    let r = kura_testkit::send(kura.addr, get("cached.test", "/a", None)).await;
+    assert_eq!(r.status, 200);
+    let id = seen_id(&o);
+    let found = eventually(Duration::from_secs(3), || async {
+        !logs.lines_with("response not stored").is_empty()
+    })
+    .await;
+    assert!(found, "the fill logged:\n{}", logs.text());
+    for line in logs.lines_with("response not stored") {
+        assert!(line.contains(&format!("id={id}")), "{line}");
+    }
+
+    // A shadow copy runs on the shadow engine's tasks: its failure names the request too.
+    let r = kura_testkit::send(kura.addr, get("shadowed.test", "/b", None)).await;
+    assert_eq!(r.status, 200);
+    let id = seen_id(&o);
+    let failed = eventually(Duration::from_secs(5), || async {
+        logs.lines_with("shadow request failed")
+            .iter()
+            .any(|l| l.contains(&format!("id={id}")))
+    })
+    .await;
+    assert!(failed, "the shadow copy logged:\n{}", logs.text());
+}

@@ -15,6 +15,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 
 type Sender = SendRequest<Empty<Bytes>>;
 
+/// Connections to peers, one per address, reused by every request to it; the default speaks
+/// cleartext HTTP/2, [`PeerClient::with_tls`] TLS.
 #[derive(Default)]
 pub struct PeerClient {
     conns: Mutex<HashMap<SocketAddr, Sender>>,
@@ -24,8 +26,11 @@ pub struct PeerClient {
 /// Why a peer did not answer.
 #[derive(Debug, thiserror::Error)]
 pub enum PeerError {
+    /// No connection: TCP, TLS or the HTTP/2 handshake failed or timed out.
     #[error("connect: {0}")]
     Connect(String),
+    /// The request failed on an established connection, which is then dropped so the next
+    /// request connects again.
     #[error("request: {0}")]
     Request(String),
 }

@@ -17,8 +17,12 @@ use crate::membership::Membership;
 /// What the etcd source needs.
 #[derive(Clone, Debug)]
 pub struct EtcdSource {
+    /// etcd's client URLs (`http://` or `https://`).
     pub endpoints: Vec<String>,
+    /// The key prefix members register under, as `<prefix><peering address>`.
     pub prefix: String,
+    /// The registration lease's TTL (at least 2 s): a node that stops renewing leaves the
+    /// list after it; it is renewed, and the list re-read, every third of it.
     pub lease_ttl: Duration,
     /// TLS to etcd (CA, optional client certificate).
     pub tls: Option<kura_config::EtcdTls>,

@@ -10,6 +10,8 @@
 //! The owner's side (the peer listener) lives in kura-proxy, which knows the route table and
 //! the cache.
 
+#![deny(missing_docs)]
+
 pub mod client;
 pub mod etcd;
 pub mod hash;
@@ -37,42 +39,68 @@ use crate::origin::ClusterOrigin;
 pub struct ClusterStats {
     /// Answers taken from owners.
     pub peer_answers: AtomicU64,
+    /// Body bytes received from owners: segments once checked, streamed answers as they pass.
     pub peer_bytes: AtomicU64,
     /// Owners' answers not used, by why.
     pub peer_connect_errors: AtomicU64,
+    /// Owners that did not answer within `peer_timeout`, or stalled that long mid-segment.
     pub peer_timeouts: AtomicU64,
+    /// Owners' answers refused for their status: a 5xx, or 400, 403 or 421 (the owner refused).
     pub peer_bad_status: AtomicU64,
+    /// Owners' answers whose body was truncated, too long, broken or failed its CRC32C.
     pub peer_bad_body: AtomicU64,
     /// Fetches this node made from the origin on the cache's behalf (as owner, alone, or
     /// after a peer failed).
     pub origin_fetches: AtomicU64,
     /// Peer requests this node answered as owner, and those refused (no or wrong secret).
     pub served: AtomicU64,
+    /// Peer requests refused: no or wrong secret, or a failed TLS handshake.
     pub refused: AtomicU64,
 }
 
+/// The peer tier's membership and counters at one moment, as the admin API and the metrics
+/// report them.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct StatsSnapshot {
+    /// This node's peering address.
     pub me: String,
+    /// The members, sorted, this node included.
     pub members: Vec<String>,
+    /// Peers left out of ownership now because they recently failed.
     pub down: Vec<String>,
     /// 1 in contact with etcd, 0 not, -1 no etcd.
     pub etcd_up: i64,
+    /// Member list changes applied since start.
     pub membership_changes: u64,
+    /// Answers taken from owners.
     pub peer_answers: u64,
+    /// Body bytes received from owners.
     pub peer_bytes: u64,
+    /// Owners' answers not used, by why: `connect`, `timeout`, `status` or `body`.
     pub peer_errors: std::collections::BTreeMap<&'static str, u64>,
+    /// Fetches this node made from the origin on the cache's behalf.
     pub origin_fetches: u64,
+    /// Peer requests this node answered as owner.
     pub served: u64,
+    /// Peer requests this node refused (no or wrong secret, failed TLS handshake).
     pub refused: u64,
 }
 
+/// This node's part in the cluster: who the members are, connections to them, and the peer
+/// tier's settings and counters, shared by every rule's origin it wraps.
 pub struct Cluster {
+    /// The member list and who owns which segment.
     pub membership: Arc<Membership>,
     pub(crate) client: PeerClient,
+    /// The shared secret every peer request carries and every owner checks.
     pub secret: String,
+    /// How long an owner has to connect and answer, and at most between two frames of a
+    /// segment, before this node fetches from the origin instead.
     pub peer_timeout: Duration,
+    /// The cache's segment size in bytes: ownership is decided per segment, and answers no
+    /// longer than this are read whole and checked before use.
     pub segment_size: u64,
+    /// Counters of the peer tier, shared with the owner's side in kura-proxy.
     pub stats: Arc<ClusterStats>,
     stop: CancellationToken,
 }
@@ -146,6 +174,7 @@ impl Cluster {
         c.fetch_add(1, Relaxed);
     }
 
+    /// The membership and counters now (for the admin API and the metrics).
     pub fn snapshot(&self) -> StatsSnapshot {
         let s = &self.stats;
         let m = &self.membership;

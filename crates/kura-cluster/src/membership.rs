@@ -11,6 +11,8 @@ use arc_swap::ArcSwap;
 
 use crate::hash;
 
+/// This node's view of the cluster: the current members and the peers it has just marked
+/// down.
 pub struct Membership {
     /// This node's identity (its peering address).
     pub me: Arc<str>,
@@ -24,6 +26,8 @@ pub struct Membership {
 }
 
 impl Membership {
+    /// A view holding `initial` and `me` (the peering address), in which a failed peer stays
+    /// out of ownership for `down_ttl`; `etcd_up` starts at -1 (no etcd).
     pub fn new(me: &str, initial: Vec<String>, down_ttl: Duration) -> Membership {
         let m = Membership {
             me: me.into(),
@@ -68,6 +72,7 @@ impl Membership {
             .unwrap_or_else(|| self.me.clone())
     }
 
+    /// Whether `node` (a member's peering address) is this node.
     pub fn is_me(&self, node: &str) -> bool {
         *self.me == *node
     }

@@ -30,6 +30,8 @@ use kura_cache::{BoxError, FetchInfo, FromPeer, Origin, OriginBody, OriginError}
 use crate::Cluster;
 use crate::wire;
 
+/// A rule's origin behind the peer tier, made by [`Cluster::origin`]: a segment another
+/// member owns is asked of that owner, anything else is fetched from the rule's origin.
 pub struct ClusterOrigin {
     pub(crate) cluster: Arc<Cluster>,
     pub(crate) local: Arc<dyn Origin>,

@@ -51,6 +51,8 @@ pub struct ClientTls {
 }
 
 impl ClientTls {
+    /// The client side of the cluster's `tls_*` settings: trusts `tls_ca` and, with
+    /// `tls_client_auth`, presents `tls_cert`; fails when a file is unreadable or unusable.
     pub fn new(t: &PeerTls) -> Result<Self, String> {
         let builder = rustls::ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()

@@ -17,12 +17,20 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use http_body::{Body, Frame, SizeHint};
 
+/// The cluster's shared secret; an owner refuses a request without it (403).
 pub const SECRET: HeaderName = HeaderName::from_static("x-kura-peer-secret");
+/// The asker's rule identity (a hash of its spec, in hex); the owner answers 421 when its own
+/// differs.
 pub const RULE: HeaderName = HeaderName::from_static("x-kura-peer-rule");
+/// The cache key the asker computed; only compared with the owner's, never used.
 pub const KEY: HeaderName = HeaderName::from_static("x-kura-peer-key");
+/// The client's URL as keyed, which the owner routes through its own table.
 pub const URL: HeaderName = HeaderName::from_static("x-kura-peer-url");
+/// Forwards so far, in decimal; at [`MAX_HOPS`] a request is served where it is.
 pub const HOPS: HeaderName = HeaderName::from_static("x-kura-peer-hops");
+/// The owner's peering address, on its answers (the asker removes it).
 pub const OWNER: HeaderName = HeaderName::from_static("x-kura-peer-owner");
+/// The trailer carrying the CRC32C of the answer's body, in decimal.
 pub const CRC: HeaderName = HeaderName::from_static("x-kura-crc32c");
 
 /// A request that has been forwarded this many times is served locally.
@@ -63,6 +71,7 @@ pub struct CrcBody<B> {
 }
 
 impl<B> CrcBody<B> {
+    /// Passes `inner`'s frames through unchanged and adds the trailer at its end.
     pub fn new(inner: B) -> Self {
         CrcBody {
             inner,

@@ -6,6 +6,8 @@
 //! `tests/corpus.rs` replays the committed corpus through the same functions on stable, so
 //! CI covers every finding.
 
+#![deny(missing_docs)]
+
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 

@@ -6,6 +6,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A running single-member etcd; killed when dropped.
 pub struct Etcd {
     child: Option<Child>,
     /// The client URL, `http://127.0.0.1:PORT`.
@@ -23,12 +24,16 @@ pub fn free_addr(ip: &str) -> SocketAddr {
 /// TLS for an etcd under test: its certificate and key, and the CA whose client certificates
 /// it requires.
 pub struct EtcdTls<'a> {
+    /// The server certificate, PEM.
     pub cert: &'a std::path::Path,
+    /// Its private key, PEM.
     pub key: &'a std::path::Path,
+    /// The CA that must have issued clients' certificates, PEM.
     pub ca: &'a std::path::Path,
 }
 
 impl Etcd {
+    /// An etcd serving clients over plain HTTP; returns once it reports healthy.
     pub fn start() -> Etcd {
         Self::start_with(None)
     }

@@ -3,6 +3,8 @@
 //! ([`KuraProcess`]), and small HTTP clients (one connection per call, a keep-alive
 //! connection, raw bytes over TCP).
 
+#![deny(missing_docs)]
+
 pub mod etcd;
 pub mod origin;
 pub mod process;
@@ -30,8 +32,11 @@ pub use process::KuraProcess;
 
 /// A kura server running inside the test process.
 pub struct TestKura {
+    /// The running server (reload, shutdown, cache, metrics); dropping it stops the server.
     pub handle: kura_proxy::ServerHandle,
+    /// The first listener's address, where [`TestKura::get`] sends.
     pub addr: SocketAddr,
+    /// The admin listener's address, when the configuration has one.
     pub admin: Option<SocketAddr>,
     _dir: tempfile::TempDir,
 }
@@ -45,6 +50,8 @@ impl TestKura {
         Self::start_config(config, dir).await
     }
 
+    /// Starts kura from a validated `config`, keeping `dir` (usually the base directory its
+    /// relative paths were resolved against) until the server is dropped.
     pub async fn start_config(config: kura_config::Config, dir: tempfile::TempDir) -> TestKura {
         let handle = kura_proxy::start(config).await.expect("kura starts");
         TestKura {
@@ -55,6 +62,8 @@ impl TestKura {
         }
     }
 
+    /// The temporary directory kept with the server: the configuration's base directory when
+    /// started from TOML.
     pub fn dir(&self) -> &Path {
         self._dir.path()
     }
@@ -70,6 +79,7 @@ impl TestKura {
         serde_json::from_slice(&r.body).expect("admin JSON")
     }
 
+    /// The admin listener's `/metrics` page (Prometheus text).
     pub async fn metrics(&self) -> String {
         let r = get(
             self.admin.expect("admin configured"),
@@ -84,21 +94,27 @@ impl TestKura {
 /// A response read whole.
 #[derive(Debug)]
 pub struct Reply {
+    /// The status code.
     pub status: u16,
+    /// The response headers.
     pub headers: HeaderMap,
+    /// The whole body, as received (not decoded).
     pub body: Bytes,
 }
 
 impl Reply {
+    /// The body as text, invalid UTF-8 replaced.
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
+    /// The body parsed as JSON; panics, showing the body, when it is not JSON.
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
 
+    /// The first value of header `name`, when present and visible ASCII.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
@@ -113,6 +129,7 @@ pub struct Client {
 }
 
 impl Client {
+    /// Opens an HTTP/1.1 connection to `addr`; panics when it cannot.
     pub async fn connect(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect(addr).await.expect("connect");
         let (sender, conn) = http1::handshake(TokioIo::new(stream))
@@ -134,6 +151,8 @@ impl Client {
             .expect("response head")
     }
 
+    /// Sends `req` and reads the whole response; an error means the connection failed
+    /// (closed, reset, malformed answer).
     pub async fn send<B>(&mut self, req: Request<B>) -> Result<Reply, hyper::Error>
     where
         B: http_body::Body<Data = Bytes, Error = Infallible> + Send + Sync + 'static,
@@ -149,11 +168,13 @@ impl Client {
         })
     }
 
+    /// GET `path` with `Host: host` on this connection.
     pub async fn get(&mut self, host: &str, path: &str) -> Result<Reply, hyper::Error> {
         self.send(get_request(host, path)).await
     }
 }
 
+/// A GET of `path` with `Host: host` and an empty body.
 pub fn get_request(host: &str, path: &str) -> Request<Full<Bytes>> {
     Request::get(path)
         .header("host", host)

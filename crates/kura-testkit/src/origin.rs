@@ -21,7 +21,9 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+/// A mock origin's response body.
 pub type Body = BoxBody<Bytes, Infallible>;
+/// What a mock origin does: called with each request it received, returns the response.
 pub type Handler =
     Arc<dyn Fn(Seen) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>> + Send + Sync>;
 
@@ -29,29 +31,42 @@ pub type Handler =
 /// the handler is a streaming sink.
 #[derive(Debug, Clone)]
 pub struct Seen {
+    /// The request method, e.g. `GET`.
     pub method: String,
+    /// The request target as received: path and query for an origin-form request.
     pub uri: String,
+    /// The HTTP version it arrived with.
     pub version: http::Version,
+    /// The request headers as they reached the origin.
     pub headers: http::HeaderMap,
+    /// The request body; for a sink origin ([`Origin::sink`]), its length in bytes as text.
     pub body: Bytes,
 }
 
 /// Counters of an origin.
 #[derive(Default)]
 pub struct Stats {
+    /// TCP connections accepted.
     pub connections: AtomicUsize,
+    /// Requests received.
     pub requests: AtomicUsize,
     /// Requests being handled now, and the most ever handled at once.
     pub in_flight: AtomicUsize,
+    /// The most requests handled at once.
     pub max_in_flight: AtomicUsize,
+    /// Request body bytes received, over all requests.
     pub body_bytes: AtomicU64,
+    /// The last request received.
     pub last: Mutex<Option<Seen>>,
 }
 
 /// A running mock origin; when dropped it stops listening and closes its connections.
 pub struct Origin {
+    /// Where it listens, on loopback.
     pub addr: SocketAddr,
+    /// Its name, sent back in `x-origin` on every response.
     pub name: String,
+    /// What reached it.
     pub stats: Arc<Stats>,
     task: JoinHandle<()>,
     stop: tokio_util::sync::CancellationToken,
@@ -64,6 +79,7 @@ impl Drop for Origin {
     }
 }
 
+/// A response with `status` and the whole `body`; panics when `status` is not 100–999.
 pub fn full(status: u16, body: impl Into<Bytes>) -> Response<Body> {
     let mut r = Response::new(Full::new(body.into()).map_err(|e| match e {}).boxed());
     *r.status_mut() = StatusCode::from_u16(status).expect("valid status");
@@ -71,14 +87,17 @@ pub fn full(status: u16, body: impl Into<Bytes>) -> Response<Body> {
 }
 
 impl Origin {
+    /// `http://ADDR`, as a backend in a test configuration.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
+    /// TCP connections accepted so far.
     pub fn connections(&self) -> usize {
         self.stats.connections.load(SeqCst)
     }
 
+    /// Requests received so far.
     pub fn requests(&self) -> usize {
         self.stats.requests.load(SeqCst)
     }
@@ -356,7 +375,9 @@ pub fn stream_response(total: u64) -> Response<Body> {
 /// A listener that accepts connections and closes them at once, counting them: a backend
 /// that is up at the TCP level but broken.
 pub struct Resetting {
+    /// Where it listens, on loopback.
     pub addr: SocketAddr,
+    /// Connections accepted so far.
     pub connections: Arc<AtomicUsize>,
     task: JoinHandle<()>,
 }
@@ -405,10 +426,12 @@ impl Resetting {
         }
     }
 
+    /// `http://ADDR`, as a backend in a test configuration.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
+    /// Connections accepted so far.
     pub fn connections(&self) -> usize {
         self.connections.load(SeqCst)
     }
@@ -429,12 +452,14 @@ pub fn closed_addr() -> SocketAddr {
 /// A listener whose accept queue is full and never drained: new connections hang in SYN-SENT,
 /// so a client's connect times out (a backend host that is down or firewalled).
 pub struct Blackhole {
+    /// Its address, on loopback; connecting to it times out.
     pub addr: SocketAddr,
     _listener: std::net::TcpListener,
     _held: Vec<std::net::TcpStream>,
 }
 
 impl Blackhole {
+    /// Listens with a backlog of 0 and fills the queue with connections it never accepts.
     pub fn start() -> Blackhole {
         let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
             .expect("socket");
@@ -458,6 +483,7 @@ impl Blackhole {
         }
     }
 
+    /// `http://ADDR`, as a backend in a test configuration.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
@@ -473,11 +499,12 @@ pub struct RangedState {
     pub ranges: Mutex<Vec<Option<String>>>,
     /// Extra response headers.
     pub headers: Mutex<Vec<(String, String)>>,
+    /// The object's length in bytes.
     pub size: u64,
 }
 
 impl RangedState {
-    /// Bytes served for ranges (whole requests count their full size).
+    /// The `Range` header of every request received, in order (`None` for a whole request).
     pub fn range_requests(&self) -> Vec<Option<String>> {
         self.ranges.lock().unwrap().clone()
     }

@@ -8,11 +8,14 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// A running `kura` binary; killed and reaped when dropped.
 pub struct KuraProcess {
     child: Child,
     /// Every line the process wrote to stderr so far.
     pub log: Arc<Mutex<Vec<String>>>,
+    /// The listening addresses, as the process logged them.
     pub addrs: Vec<SocketAddr>,
+    /// The admin listener's address, when it logged one.
     pub admin: Option<SocketAddr>,
 }
 
@@ -68,14 +71,17 @@ impl KuraProcess {
             .collect()
     }
 
+    /// The first listening address.
     pub fn addr(&self) -> SocketAddr {
         self.addrs[0]
     }
 
+    /// The process id (for signals and `/proc`).
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
+    /// The stderr log so far, as one text (for assertion messages).
     pub fn log_text(&self) -> String {
         self.log.lock().unwrap().join("\n")
     }

@@ -9,8 +9,10 @@ use std::time::{Duration, Instant};
 
 use crate::etcd::free_addr;
 
+/// A running `redis-server`; killed when dropped.
 pub struct Redis {
     child: Option<Child>,
+    /// Where it listens; the same across [`Redis::restart`].
     pub addr: SocketAddr,
     /// `redis://127.0.0.1:PORT/0`.
     pub url: String,
@@ -18,6 +20,7 @@ pub struct Redis {
 }
 
 impl Redis {
+    /// Starts a server on a free loopback port and waits until it answers `PING`.
     pub fn start() -> Redis {
         let dir = tempfile::tempdir().unwrap();
         let addr = free_addr("127.0.0.1");

@@ -9,14 +9,18 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
+/// A throwaway certificate authority, with its own key, that issues [`Leaf`] certificates.
 pub struct Pki {
     ca: CertifiedIssuer<'static, KeyPair>,
 }
 
 /// A leaf certificate written to disk.
 pub struct Leaf {
+    /// The certificate's PEM file, `<stem>.crt`.
     pub cert: PathBuf,
+    /// The private key's PEM file, `<stem>.key`.
     pub key: PathBuf,
+    /// The certificate, to compare with what a server presented ([`served_cert`]).
     pub der: CertificateDer<'static>,
 }
 
@@ -27,6 +31,7 @@ impl Default for Pki {
 }
 
 impl Pki {
+    /// A new self-signed CA with a fresh key.
     pub fn new() -> Pki {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);

@@ -9,12 +9,15 @@ use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 
+/// A running echo server; it stops accepting connections when dropped.
 pub struct EchoServer {
+    /// Where it listens, on loopback.
     pub addr: SocketAddr,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl EchoServer {
+    /// Starts the server on a free loopback port.
     pub async fn start() -> EchoServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -45,6 +48,7 @@ impl EchoServer {
         EchoServer { addr, task }
     }
 
+    /// `http://ADDR`, as a backend in a test configuration.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }

@@ -22,10 +22,17 @@ use crate::object::{Entry, Object};
 use crate::origin::{BoxError, Origin, OriginBody};
 use crate::tier::BoxFuture;
 
+/// A response body from the cache: none, one buffer, an origin's body passed through, or a
+/// stored object read segment by segment.
 pub enum CacheBody {
+    /// No body: 304, 416, HEAD, an empty range, an X-Accel-Redirect answer.
     Empty,
+    /// The whole body in one buffer (an object's only segment from memory, or a generated
+    /// error page); `None` once sent.
     Full(Option<Bytes>),
+    /// An origin's body streamed through, nothing stored (passes, non-storable answers).
     Origin(OriginBody),
+    /// A stored object's bytes, read segment by segment as they become available.
     Segments(Box<SegmentReader>),
 }
 
@@ -99,6 +106,8 @@ enum State {
     Done,
 }
 
+/// Sends a byte span of a stored object segment by segment, taking each from memory, a lower
+/// tier, the flight receiving it, or a fetch it starts (see the module docs).
 pub struct SegmentReader {
     cache: Arc<Cache>,
     obj: Arc<Object>,

@@ -26,6 +26,8 @@ pub const POOLED: usize = 4;
 /// Below this, a segment is always copied into a buffer of its own size.
 pub const OWNED_FROM: usize = 256 * 1024;
 
+/// Idle segment buffers for reuse; one per cache, shared by the disk tier's reads and the
+/// joining of fetched segments.
 #[derive(Default)]
 pub struct BufferPool {
     free: Mutex<Vec<Vec<u8>>>,
@@ -97,6 +99,7 @@ impl BufferPool {
         self.freeze(buf)
     }
 
+    /// Idle buffers held now (at most [`POOLED`]).
     pub fn idle(&self) -> usize {
         self.free.lock().map(|f| f.len()).unwrap_or(0)
     }

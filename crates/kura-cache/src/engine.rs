@@ -43,6 +43,8 @@ pub struct CacheRequest {
     pub parts: request::Parts,
     /// The primary cache key.
     pub key: key::PrimaryKey,
+    /// The matched rule's cache settings (TTL policy, cookies, stale windows, client max-age,
+    /// X-Accel-Redirect prefix).
     pub rule: Arc<RuleCache>,
     /// The client's URL as keyed (`scheme://authority/path?query`), for a cluster owner to
     /// derive the rule and key itself; `None` for requests kura makes (image originals).
@@ -65,6 +67,8 @@ impl CacheRequest {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Purged(pub usize);
 
+/// The HTTP cache: its tiers, the fetches in flight and its counters. Opened once with
+/// [`Cache::open`] and shared as an `Arc`.
 pub struct Cache {
     pub(crate) storage: Storage,
     pub(crate) disk: Option<Arc<DiskTier>>,
@@ -129,6 +133,7 @@ impl Cache {
         }))
     }
 
+    /// The counters now, with the memory tier's size (admin API `/cache`, Prometheus metrics).
     pub fn stats(&self) -> StatsSnapshot {
         self.stats.snapshot(self.storage.memory_bytes())
     }
@@ -143,6 +148,7 @@ impl Cache {
         }
     }
 
+    /// Segment fetches in progress across all objects (tests and reports).
     pub fn segments_in_flight(&self) -> usize {
         self.flights.segments_in_flight()
     }
@@ -484,6 +490,7 @@ impl Cache {
         Purged(self.storage.purge_prefix(prefix).await)
     }
 
+    /// Empties every tier; the count is the largest number of entries any tier held.
     pub async fn purge_all(&self) -> Purged {
         Purged(self.storage.purge_all().await)
     }

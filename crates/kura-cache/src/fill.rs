@@ -62,7 +62,10 @@ impl Drop for TaskGuard {
         let flights = &self.cache.flights;
         if let Some((key, f)) = &self.object {
             if !f.is_finished() {
-                f.finish(Outcome::Failed(StatusCode::BAD_GATEWAY.as_u16()));
+                f.finish(Outcome::Failed(OriginError::described(
+                    StatusCode::BAD_GATEWAY,
+                    "cache fill task ended",
+                )));
             }
             flights.end_object(key, f);
         }
@@ -118,10 +121,7 @@ impl Cache {
                             .respond(&obj, req, origin, status, SystemTime::now())
                             .await)
                     }
-                    Some(Outcome::Failed(code)) => Err(OriginError::new(
-                        StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY),
-                        "origin fetch failed (coalesced)",
-                    )),
+                    Some(Outcome::Failed(e)) => Err(e),
                     // Not stored, another variant, or the leader is too slow: fetch alone.
                     _ => self.pass(req, origin, "miss").await,
                 }
@@ -156,7 +156,7 @@ impl Cache {
                     let outcome = match &led {
                         Led::Stored(o, _, _) => Outcome::Stored(o.clone()),
                         Led::Pass(_) => Outcome::Pass,
-                        Led::Failed(e) => Outcome::Failed(e.status.as_u16()),
+                        Led::Failed(e) => Outcome::Failed(e.clone()),
                     };
                     f.finish(outcome);
                     cache.flights.end_object(&flight_key, &f);
@@ -176,7 +176,7 @@ impl Cache {
                     }
                     Ok(Led::Pass(resp)) => Ok(resp),
                     Ok(Led::Failed(e)) => Err(e),
-                    Err(_) => Err(OriginError::new(
+                    Err(_) => Err(OriginError::described(
                         StatusCode::BAD_GATEWAY,
                         "cache fill task ended",
                     )),

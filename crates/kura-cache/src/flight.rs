@@ -25,19 +25,23 @@ pub enum Outcome {
     Stored(Arc<Object>),
     /// Not stored: each waiting request goes to the origin itself.
     Pass,
-    /// The fetch failed: the error status to answer with (502/504).
-    Failed(u16),
+    /// The fetch failed: the origin's error, which every waiter answers with.
+    Failed(crate::OriginError),
 }
 
+/// A fetch of one object's head in progress (a miss or a revalidation); its leader
+/// publishes the [`Outcome`] to the requests that wait on it.
 pub struct ObjectFlight {
     tx: watch::Sender<Option<Outcome>>,
 }
 
 impl ObjectFlight {
+    /// Publishes the outcome to every waiter, present and future.
     pub fn finish(&self, outcome: Outcome) {
         let _ = self.tx.send(Some(outcome));
     }
 
+    /// A receiver of the outcome; it holds `None` until [`ObjectFlight::finish`].
     pub fn subscribe(&self) -> watch::Receiver<Option<Outcome>> {
         self.tx.subscribe()
     }
@@ -55,6 +59,8 @@ struct SegState {
     done: Option<bool>,
 }
 
+/// A segment being received from an origin: its chunks are kept as they arrive, for every
+/// reader to stream, until it completes or fails.
 pub struct SegmentFlight {
     state: Mutex<SegState>,
     notify: Arc<Notify>,
@@ -72,6 +78,7 @@ impl SegmentFlight {
         }
     }
 
+    /// Appends a received chunk and wakes the readers.
     pub fn push(&self, chunk: Bytes) {
         if let Ok(mut s) = self.state.lock() {
             s.bytes += chunk.len() as u64;
@@ -80,6 +87,7 @@ impl SegmentFlight {
         self.notify.notify_waiters();
     }
 
+    /// Bytes received so far.
     pub fn bytes(&self) -> u64 {
         self.state.lock().map(|s| s.bytes).unwrap_or(0)
     }
@@ -116,6 +124,7 @@ impl SegmentFlight {
         joined
     }
 
+    /// A reader from the segment's first byte (chunks already received included).
     pub fn reader(self: &Arc<Self>) -> FlightReader {
         FlightReader {
             flight: self.clone(),
@@ -134,12 +143,17 @@ pub struct FlightReader {
 
 /// What a reader gets next.
 pub enum Chunk {
+    /// The next chunk of the segment's bytes.
     Data(Bytes),
+    /// The segment is complete and every chunk has been read.
     End,
+    /// The fetch failed or was abandoned: the segment will not complete.
     Failed,
 }
 
 impl FlightReader {
+    /// The next chunk, the end or the failure; `Pending` (woken on the next push or finish)
+    /// while none is there yet.
     pub fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Chunk> {
         loop {
             // Register interest before looking, so a push between the look and the wait is
@@ -228,6 +242,7 @@ impl StreamFill {
         self.notify.notify_waiters();
     }
 
+    /// Marks the fill ended (body read to the end, or failed) and wakes readers waiting on it.
     pub fn finish(&self) {
         self.lock().finished = true;
         self.notify.notify_waiters();
@@ -263,6 +278,7 @@ impl StreamFill {
         self.notify.notify_waiters();
     }
 
+    /// Removes reader `id` (its seat was dropped), releasing segments only it still needed.
     pub fn unregister(&self, id: u64) {
         {
             let mut s = self.lock();
@@ -295,6 +311,7 @@ pub struct Seat {
 }
 
 impl Seat {
+    /// Seats a new reader in `stream` at segment `at`.
     pub fn new(stream: &Arc<StreamFill>, at: u32) -> Seat {
         Seat {
             id: stream.register(at),
@@ -302,10 +319,12 @@ impl Seat {
         }
     }
 
+    /// The reader is now at segment `at`: the fill may release the segments behind it.
     pub fn moved(&self, at: u32) {
         self.stream.moved(self.id, at);
     }
 
+    /// The whole-body fill this seat is in.
     pub fn stream(&self) -> &Arc<StreamFill> {
         &self.stream
     }
@@ -343,11 +362,14 @@ pub struct Flights {
 
 /// Either the caller now leads the fetch, or it follows one.
 pub enum Joined<T> {
+    /// None was in progress: the caller started this one and must finish and end it.
     Lead(Arc<T>),
+    /// One was in progress: the caller waits on it or reads from it.
     Follow(Arc<T>),
 }
 
 impl Flights {
+    /// Joins the fetch of the object under `key`, starting one if none is in progress.
     pub fn join_object(&self, key: &str) -> Joined<ObjectFlight> {
         let mut m = self.objects.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(f) = m.get(key) {
@@ -359,6 +381,7 @@ impl Flights {
         Joined::Lead(f)
     }
 
+    /// Forgets `flight` if it is still the one for `key`, so the next miss fetches again.
     pub fn end_object(&self, key: &str, flight: &Arc<ObjectFlight>) {
         let mut m = self.objects.lock().unwrap_or_else(|p| p.into_inner());
         if m.get(key).is_some_and(|f| Arc::ptr_eq(f, flight)) {
@@ -366,11 +389,13 @@ impl Flights {
         }
     }
 
+    /// The flight of segment `index` of object `version`, if one is in progress.
     pub fn segment(&self, version: u64, index: u32) -> Option<Arc<SegmentFlight>> {
         let m = self.segments.lock().unwrap_or_else(|p| p.into_inner());
         m.get(&(version, index)).cloned()
     }
 
+    /// Joins the flight of segment `index` of object `version`, starting one if there is none.
     pub fn join_segment(&self, version: u64, index: u32) -> Joined<SegmentFlight> {
         let mut m = self.segments.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(f) = m.get(&(version, index)) {
@@ -381,6 +406,8 @@ impl Flights {
         Joined::Lead(f)
     }
 
+    /// Forgets the flight of segment `index` of `version`, whichever it is, and wakes
+    /// [`Flights::wait_segment_room`].
     pub fn end_segment(&self, version: u64, index: u32) {
         let mut m = self.segments.lock().unwrap_or_else(|p| p.into_inner());
         m.remove(&(version, index));
@@ -439,6 +466,7 @@ impl Flights {
         }
     }
 
+    /// Registers a new whole-body fill for object `version` (replacing any earlier one).
     pub fn start_stream(&self, version: u64) -> Arc<StreamFill> {
         let f = Arc::new(StreamFill::new());
         let mut m = self.streams.lock().unwrap_or_else(|p| p.into_inner());
@@ -446,11 +474,13 @@ impl Flights {
         f
     }
 
+    /// The whole-body fill of object `version`, while it is registered.
     pub fn stream(&self, version: u64) -> Option<Arc<StreamFill>> {
         let m = self.streams.lock().unwrap_or_else(|p| p.into_inner());
         m.get(&version).cloned()
     }
 
+    /// Forgets the whole-body fill of `version`; seated readers keep their handle to it.
     pub fn end_stream(&self, version: u64) {
         let mut m = self.streams.lock().unwrap_or_else(|p| p.into_inner());
         m.remove(&version);

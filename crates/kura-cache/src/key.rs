@@ -47,6 +47,7 @@ impl RuleId {
         format!("{:016x}", self.0)
     }
 
+    /// Reads the 16 hex digits [`RuleId::hex`] writes; `None` for anything else.
     pub fn parse(hex: &str) -> Option<RuleId> {
         if hex.len() != 16 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
@@ -58,9 +59,13 @@ impl RuleId {
 /// What a primary key names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyKind {
+    /// A forwarded request's URL (`u`, [`PrimaryKey::url`]).
     Url,
+    /// A rule's expanded key template (`t`, [`PrimaryKey::template`]).
     Template,
+    /// An image rule's original (`s`, [`PrimaryKey::source`]).
     Source,
+    /// A variant of an image original (`i`, [`PrimaryKey::image`]).
     Image,
 }
 
@@ -155,6 +160,7 @@ impl PrimaryKey {
         Self::start(rule, kind, 0)
     }
 
+    /// The key's text, `<rule id>:<kind>:<body>`, as tiers store and compare it.
     pub fn as_str(&self) -> &str {
         &self.0
     }

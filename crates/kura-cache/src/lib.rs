@@ -12,6 +12,8 @@
 //!
 //! The proxy gives each `cache` rule's requests to [`Cache::serve`] with an [`Origin`].
 
+#![deny(missing_docs)]
+
 pub mod body;
 pub mod buffers;
 pub mod disk;

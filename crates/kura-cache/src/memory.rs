@@ -25,6 +25,7 @@ enum MemVal {
     Segment(Bytes),
 }
 
+/// Entries and segments in one moka cache, bounded in bytes; always the first tier.
 pub struct MemoryTier {
     cache: Moka<MemKey, MemVal>,
 }
@@ -34,6 +35,8 @@ fn entry_key(key: &str) -> MemKey {
 }
 
 impl MemoryTier {
+    /// A tier of at most `max_bytes`, as its weigher counts them: [`Entry::weight`] for an
+    /// entry, the length plus 256 for a segment.
     pub fn new(max_bytes: u64) -> Self {
         let cache = Moka::builder()
             .max_capacity(max_bytes)
@@ -46,6 +49,7 @@ impl MemoryTier {
         MemoryTier { cache }
     }
 
+    /// The entry stored under exactly `key` (another key with the same hash is a miss).
     pub fn entry(&self, key: &str) -> Option<Entry> {
         match self.cache.get(&entry_key(key)) {
             Some(MemVal::Entry(e)) if e.key() == key => Some(e),
@@ -53,11 +57,13 @@ impl MemoryTier {
         }
     }
 
+    /// Stores `entry` under its key, replacing what was there.
     pub fn put_entry(&self, entry: &Entry) {
         self.cache
             .insert(entry_key(entry.key()), MemVal::Entry(entry.clone()));
     }
 
+    /// Segment `index` of `obj`'s version, if held.
     pub fn segment(&self, obj: &Object, index: u32) -> Option<Bytes> {
         match self.cache.get(&MemKey::Segment(obj.version, index)) {
             Some(MemVal::Segment(b)) => Some(b),
@@ -65,11 +71,13 @@ impl MemoryTier {
         }
     }
 
+    /// Whether segment `index` of `obj`'s version is held.
     pub fn has_segment(&self, obj: &Object, index: u32) -> bool {
         self.cache
             .contains_key(&MemKey::Segment(obj.version, index))
     }
 
+    /// Stores segment `index` of `obj`'s version, then runs moka's pending evictions.
     pub fn put_segment(&self, obj: &Object, index: u32, data: &Bytes) {
         self.cache.insert(
             MemKey::Segment(obj.version, index),
@@ -80,6 +88,7 @@ impl MemoryTier {
         self.cache.run_pending_tasks();
     }
 
+    /// Removes the entry under `key` (its segments are left to eviction).
     pub fn remove(&self, key: &str) {
         self.cache.invalidate(&entry_key(key));
     }

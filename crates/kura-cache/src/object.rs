@@ -19,6 +19,7 @@ pub struct Object {
     pub key: String,
     /// Names this body; segments are stored under `(version, index)`.
     pub version: u64,
+    /// The status answered with (a 206 to the first-segment request is stored as 200).
     pub status: StatusCode,
     /// Headers sent to clients (hop-by-hop removed; `Age`, `Date` and `Cache-Status` set at send).
     pub headers: HeaderMap,
@@ -26,9 +27,11 @@ pub struct Object {
     pub policy: CachePolicy,
     /// Body length, when known (always, once the body is complete).
     pub length: Option<u64>,
+    /// Bytes per segment, fixed when stored; only the last segment may be shorter.
     pub segment_size: u64,
     /// The origin serves byte ranges of it: missing segments can be fetched on their own.
     pub ranged: bool,
+    /// When it was stored, or last refreshed by a 304.
     pub stored_at: SystemTime,
     /// The end of freshness (with the rule's TTL policy applied).
     pub fresh_until: SystemTime,
@@ -63,11 +66,13 @@ impl Object {
         (start < len).then(|| (len - start).min(self.segment_size))
     }
 
+    /// Its age at `now`: `age_at_store` plus the time since `stored_at` (sent as `Age`).
     pub fn age(&self, now: SystemTime) -> Duration {
         self.age_at_store
             .saturating_add(now.duration_since(self.stored_at).unwrap_or_default())
     }
 
+    /// Whether `now` is before `fresh_until` (no request directives considered).
     pub fn is_fresh(&self, now: SystemTime) -> bool {
         now < self.fresh_until
     }
@@ -85,10 +90,12 @@ impl Object {
         }
     }
 
+    /// The stored `ETag`, if any.
     pub fn etag(&self) -> Option<&HeaderValue> {
         self.headers.get(header::ETAG)
     }
 
+    /// The stored `Last-Modified`, if any.
     pub fn last_modified(&self) -> Option<&HeaderValue> {
         self.headers.get(header::LAST_MODIFIED)
     }
@@ -119,18 +126,24 @@ impl Object {
 /// What a key maps to.
 #[derive(Debug, Clone)]
 pub enum Entry {
+    /// A stored response, under its primary key or, when it varies, its variant key.
     Object(Arc<Object>),
     /// The response at this primary key varies on these request headers (sorted, lowercase).
     Vary(Arc<VaryRecord>),
 }
 
+/// What a primary key holds when its response varies: the request headers that pick the
+/// variant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VaryRecord {
+    /// The primary key it is stored under.
     pub key: String,
+    /// The `Vary` header names, lowercase and sorted, fed to [`crate::key::variant_key`].
     pub names: Vec<HeaderName>,
 }
 
 impl Entry {
+    /// The full key the entry is stored under.
     pub fn key(&self) -> &str {
         match self {
             Entry::Object(o) => &o.key,
@@ -138,6 +151,7 @@ impl Entry {
         }
     }
 
+    /// Estimated bytes it takes in memory (the memory tier's weigher).
     pub fn weight(&self) -> u32 {
         match self {
             Entry::Object(o) => o.weight(),

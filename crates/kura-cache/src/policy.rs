@@ -137,8 +137,11 @@ pub fn targeted_directives(
 /// The request as the policy crate sees it. The URI and host are those the object was stored
 /// with: a rule's key template may deliberately map several URLs to one entry.
 pub struct PolicyRequest<'a> {
+    /// The method (GET for a HEAD answered from a stored GET).
     pub method: &'a Method,
+    /// The request URI.
     pub uri: &'a http::Uri,
+    /// The request headers: directives, conditionals, Vary values.
     pub headers: &'a HeaderMap,
 }
 
@@ -176,12 +179,21 @@ impl ResponseLike for PolicyResponse<'_> {
 pub struct Verdict {
     /// Fields not to store (named by qualified `no-cache="…"` or `private="…"`).
     pub strip: Vec<HeaderName>,
+    /// The crate's policy, kept in the object for later reuse decisions.
     pub policy: CachePolicy,
+    /// The end of freshness: now plus the policy's time to live.
     pub fresh_until: SystemTime,
+    /// The response's age on arrival.
     pub age_at_store: Duration,
+    /// The response's `stale-while-revalidate`, else the rule's (zero when cookie-bound).
     pub stale_while_revalidate: Duration,
+    /// The response's `stale-if-error`, else the rule's (zero when cookie-bound).
     pub stale_if_error: Duration,
+    /// Never served stale: `must-revalidate`, `proxy-revalidate`, a plain `no-cache`, or
+    /// `Pragma: no-cache` without `Cache-Control`.
     pub must_revalidate: bool,
+    /// The origin shares it with requests carrying `Authorization` (`public`, `s-maxage`,
+    /// `must-revalidate`).
     pub allows_auth: bool,
 }
 
@@ -598,12 +610,17 @@ pub fn validator_matches(stored: &HeaderMap, fresh: &HeaderMap) -> bool {
 /// What the request asks of the cache.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RequestDirectives {
+    /// `no-store`: passed through, the cache neither read nor written.
     pub no_store: bool,
+    /// `no-cache` (or `Pragma: no-cache` without `Cache-Control`): never answered stale.
     pub no_cache: bool,
+    /// `only-if-cached`: a miss is answered 504, not fetched.
     pub only_if_cached: bool,
+    /// Any directive or `Pragma` at all: freshness then needs the policy, not `fresh_until` alone.
     pub has_directives: bool,
 }
 
+/// Reads what the request's `Cache-Control` (and `Pragma`) ask of the cache.
 pub fn request_directives(headers: &HeaderMap) -> RequestDirectives {
     let d = directives(headers);
     let pragma_no_cache = !headers.contains_key(header::CACHE_CONTROL)
@@ -621,17 +638,24 @@ pub fn request_directives(headers: &HeaderMap) -> RequestDirectives {
 /// `Cache-Status` (RFC 9211) parameters for one answer.
 #[derive(Debug, Clone, Default)]
 pub struct CacheStatus {
+    /// `hit`: answered from a stored response.
     pub hit: bool,
     /// `uri-miss`, `vary-miss`, `miss`, `request`, `stale`, `bypass`.
     pub fwd: Option<&'static str>,
+    /// `fwd-status`: the status the origin answered with.
     pub fwd_status: Option<u16>,
+    /// `ttl`: seconds of freshness left, negative once stale.
     pub ttl: Option<i64>,
+    /// `stored`: this request's fetch stored the response.
     pub stored: bool,
+    /// `collapsed`: the request waited on another request's fetch.
     pub collapsed: bool,
+    /// `detail`: why, e.g. `stale-while-revalidate` or a [`NoStore::detail`] token.
     pub detail: Option<&'static str>,
 }
 
 impl CacheStatus {
+    /// The field value: `kura`, then each parameter set (e.g. `kura; hit; ttl=60`).
     pub fn value(&self) -> HeaderValue {
         let mut s = String::from("kura");
         if self.hit {

@@ -10,7 +10,12 @@ pub enum Wanted {
     /// No (usable) range: the whole representation, 200.
     Full,
     /// Bytes `start..=end`, 206.
-    Part { start: u64, end: u64 },
+    Part {
+        /// Offset of the first byte.
+        start: u64,
+        /// Offset of the last byte (inclusive).
+        end: u64,
+    },
     /// 416.
     Unsatisfiable,
 }
@@ -19,7 +24,12 @@ pub enum Wanted {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Spec {
     /// `first-` or `first-last`.
-    From { first: u64, last: Option<u64> },
+    From {
+        /// Offset of the first byte wanted.
+        first: u64,
+        /// Offset of the last byte wanted (inclusive); `None` for up to the end.
+        last: Option<u64>,
+    },
     /// `-suffix`: the last `suffix` bytes.
     Suffix(u64),
 }
@@ -77,8 +87,11 @@ impl Spec {
 /// A `Content-Range: bytes start-end/total` (total `None` for `*`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ContentRange {
+    /// Offset of the first byte.
     pub start: u64,
+    /// Offset of the last byte (inclusive).
     pub end: u64,
+    /// The complete length; `None` for `*`.
     pub total: Option<u64>,
 }
 

@@ -13,6 +13,7 @@ use crate::memory::MemoryTier;
 use crate::object::{Entry, Object};
 use crate::stats::Stats;
 
+/// A boxed `Send` future: what [`Tier`] and [`crate::Origin`] methods return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A storage tier below memory.
@@ -25,6 +26,8 @@ pub trait Tier: Send + Sync + 'static {
     fn get_segment(&self, obj: &Arc<Object>, index: u32) -> BoxFuture<'static, Option<Bytes>>;
     /// Cheap, best-effort: whether `get_segment` would likely find it.
     fn has_segment(&self, obj: &Object, index: u32) -> bool;
+    /// Stores `entry` under its key, replacing what was there (best effort: may be queued or
+    /// dropped).
     fn put_entry(&self, entry: &Entry);
     /// Stores a segment if the tier has room now (dropped otherwise: promotions, best effort).
     fn put_segment(&self, obj: &Arc<Object>, index: u32, data: &Bytes);
@@ -39,22 +42,30 @@ pub trait Tier: Send + Sync + 'static {
         self.put_segment(obj, index, data);
         Box::pin(std::future::ready(()))
     }
+    /// Removes the entry under exactly `key`, with the segments of its object.
     fn remove(&self, key: &str);
     /// Removes entries whose key starts with `prefix`; returns how many.
     fn purge_prefix(&self, prefix: &str) -> BoxFuture<'static, usize>;
+    /// Removes everything; returns how many entries it held.
     fn purge_all(&self) -> BoxFuture<'static, usize>;
 }
 
 /// Where a hit came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
+    /// The memory tier.
     Memory,
+    /// A tier below memory, by its [`Tier::name`].
     Lower(&'static str),
 }
 
+/// The tier stack the engine reads and writes: memory, then the lower tiers in order.
 pub struct Storage {
+    /// The memory tier; `None` when `memory_bytes` is 0.
     pub memory: Option<MemoryTier>,
+    /// Tiers below memory, looked up in order (the cluster's first, then the disk).
     pub lower: Vec<Arc<dyn Tier>>,
+    /// The cache's counters (here, [`Stats::segments_stored`]).
     pub stats: Arc<Stats>,
     /// Objects longer than this keep their segments out of memory when a lower tier holds
     /// them: a large download would only churn the memory tier and evict its hot small set.
@@ -67,6 +78,8 @@ impl Storage {
         self.memory.as_ref()?.entry(key)
     }
 
+    /// The entry under `key` from the first tier holding it, and that tier; an entry found
+    /// lower is promoted into memory.
     pub async fn entry(&self, key: &str) -> Option<(Entry, Source)> {
         if let Some(e) = self.entry_hot(key) {
             return Some((e, Source::Memory));
@@ -82,6 +95,7 @@ impl Storage {
         None
     }
 
+    /// Segment `index` of `obj` from the memory tier only: no await, for the hit fast path.
     pub fn segment_hot(&self, obj: &Object, index: u32) -> Option<Bytes> {
         self.memory.as_ref()?.segment(obj, index)
     }
@@ -99,6 +113,8 @@ impl Storage {
         }
     }
 
+    /// Segment `index` of `obj` from the first tier holding it, and that tier; one found lower
+    /// is copied into memory when the object's segments belong there.
     pub async fn segment(&self, obj: &Arc<Object>, index: u32) -> Option<(Bytes, Source)> {
         if let Some(b) = self.segment_hot(obj, index) {
             return Some((b, Source::Memory));
@@ -136,6 +152,7 @@ impl Storage {
             || self.lower.iter().any(|t| t.has_segment(obj, index))
     }
 
+    /// Stores `entry` in every tier.
     pub fn put_entry(&self, entry: &Entry) {
         if let Some(m) = &self.memory {
             m.put_entry(entry);
@@ -169,6 +186,7 @@ impl Storage {
         }
     }
 
+    /// Removes the entry under `key` from every tier.
     pub fn remove(&self, key: &str) {
         if let Some(m) = &self.memory {
             m.remove(key);
@@ -188,6 +206,7 @@ impl Storage {
         n
     }
 
+    /// Empties every tier; returns the largest entry count any tier reported.
     pub async fn purge_all(&self) -> usize {
         let mut n = self.memory.as_ref().map_or(0, |m| m.purge_all());
         for tier in &self.lower {
@@ -196,6 +215,7 @@ impl Storage {
         n
     }
 
+    /// Bytes the memory tier holds (0 without one).
     pub fn memory_bytes(&self) -> u64 {
         self.memory.as_ref().map_or(0, |m| m.bytes())
     }

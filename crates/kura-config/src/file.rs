@@ -12,27 +12,41 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
+    /// `[[listeners]]`: where clients connect (at least one is required).
     #[serde(default)]
     pub listeners: Vec<FileListener>,
+    /// `[admin]`: the admin API; none without it.
     pub admin: Option<FileAdmin>,
+    /// `[server]`: workers, shutdown grace, `Via`, trusted proxies.
     #[serde(default)]
     pub server: FileServer,
+    /// `[limits]`: client-facing limits and timeouts.
     #[serde(default)]
     pub limits: FileLimits,
+    /// `[logging]`: diagnostic log level and format.
     #[serde(default)]
     pub logging: FileLogging,
+    /// `[access_log]`: without it no access log is written.
     pub access_log: Option<FileAccessLog>,
+    /// `[error_pages]`: custom error pages; without it kura uses built-in ones.
     pub error_pages: Option<FileErrorPages>,
+    /// `[cache]`: storage shared by every caching rule.
     pub cache: Option<FileCache>,
+    /// `[shadow]`: shadow traffic settings shared by every rule.
     pub shadow: Option<FileShadow>,
+    /// `[cluster]`: sharing the cache with other kura nodes.
     pub cluster: Option<FileCluster>,
+    /// `[redis]`: routes from Redis.
     pub redis: Option<FileRedis>,
+    /// `[pools.<name>]`: backend pools, by the name rules refer to.
     #[serde(default)]
     pub pools: BTreeMap<String, FilePool>,
+    /// `[[vhosts]]`: virtual hosts, matched on the request's host.
     #[serde(default)]
     pub vhosts: Vec<FileVHost>,
 }
 
+/// One `[[listeners]]` entry.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FileListener {
@@ -49,14 +63,17 @@ pub struct FileListener {
     pub https_port: Option<u16>,
 }
 
+/// `[listeners.tls]`: the listener speaks TLS.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FileTls {
+    /// At least one certificate; the client's SNI name picks one.
     pub certificates: Vec<FileCertificate>,
     /// How often certificate files are checked for changes (0s: only on reload).
     pub reload_interval: Option<String>,
 }
 
+/// One certificate of a TLS listener.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FileCertificate {
@@ -86,21 +103,24 @@ pub struct FileRedis {
     pub configure_notifications: Option<bool>,
 }
 
+/// `[admin]`: the admin API listener.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FileAdmin {
+    /// `IP:port` the admin API listens on.
     pub address: String,
     /// Bearer token for the admin API (or the `KURA_ADMIN_TOKEN` environment variable):
     /// required for every request that changes state, and for reads with `protect_reads`.
     pub token: Option<String>,
     /// Reads need the token too.
     pub protect_reads: Option<bool>,
-    /// Names the admin answers to in `Host` besides its own address and `localhost`.
+    /// Names the admin answers to in `Host` besides IP literals and `localhost`.
     pub hosts: Option<Vec<String>>,
     /// Connections open at once on the admin listener.
     pub max_connections: Option<usize>,
 }
 
+/// `[server]`: process-wide runtime settings.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FileServer {
@@ -116,15 +136,23 @@ pub struct FileServer {
     pub trusted_proxies: Option<Vec<String>>,
 }
 
+/// `[limits]`: client-facing limits and timeouts.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FileLimits {
+    /// Open client connections; further clients wait in the listen backlog (default 10000).
     pub max_connections: Option<usize>,
+    /// Bytes of request line plus headers, 431 beyond (at least 1024; default 16KiB).
     pub max_header_bytes: Option<SizeValue>,
+    /// Number of request headers, 431 beyond (default 100).
     pub max_headers: Option<usize>,
+    /// Request body size, 413 beyond (default 100MiB; 0: unlimited).
     pub max_body_bytes: Option<SizeValue>,
+    /// Time for a client to send a whole request head (default 10s).
     pub client_header_timeout: Option<String>,
+    /// Time a keep-alive connection may wait for its next request (default 60s).
     pub client_idle_timeout: Option<String>,
+    /// An upgraded connection with no bytes either way for this long is closed (default 60s).
     pub websocket_idle_timeout: Option<String>,
     /// A client that accepts no byte of a response for this long is disconnected.
     pub send_timeout: Option<String>,
@@ -136,6 +164,7 @@ pub struct FileLimits {
     pub http2_stream_buffer: Option<SizeValue>,
 }
 
+/// `[logging]`: diagnostics on standard error.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FileLogging {
@@ -145,6 +174,7 @@ pub struct FileLogging {
     pub format: Option<String>,
 }
 
+/// `[access_log]`: one line per request.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FileAccessLog {
@@ -156,6 +186,7 @@ pub struct FileAccessLog {
     pub buffer_lines: Option<usize>,
 }
 
+/// `[error_pages]`: custom error pages.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FileErrorPages {
@@ -192,22 +223,36 @@ pub struct FileCache {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FileRuleCache {
-    /// Cache-key template; default `{host}{path}?{query}`.
+    /// Cache-key template; default the URL as keyed, `{scheme}://{authority}{path}?{query}`.
     pub key: Option<String>,
+    /// Responses fresh for less than this are not stored (default 0s).
     pub min_ttl: Option<String>,
+    /// Freshness of responses that state none, instead of the Last-Modified heuristic.
     pub default_ttl: Option<String>,
+    /// Freshness of every storable response, whatever it says (`no-store` and `private` still
+    /// apply).
     pub force_ttl: Option<String>,
+    /// `Cache-Control: max-age` sent to clients instead of the origin's (Katana's
+    /// external_expires).
     pub client_max_age: Option<String>,
+    /// For responses without the directive: how long past freshness a response is served while it
+    /// is revalidated (default 0s).
     pub stale_while_revalidate: Option<String>,
+    /// For responses without the directive: how long past freshness a response is served when the
+    /// origin fails (default 0s).
     pub stale_if_error: Option<String>,
+    /// `X-Accel-Redirect` location prefix under which disk hits are handed to an nginx in front
+    /// (needs `cache.dir`).
     pub accel_redirect: Option<String>,
     /// Requests carrying `Cookie`: `origin` (default), `pass` or `ignore`.
     pub cookies: Option<String>,
 }
 
+/// `[pools.<name>]`: a set of backends with balancing and health settings.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FilePool {
+    /// Backend URLs, `http://host[:port][/base]` or `https://…` (required unless `clusters`).
     #[serde(default)]
     pub backends: Vec<String>,
     /// Katana's origin: clusters holding different files, each of replica nodes. The cluster
@@ -219,16 +264,27 @@ pub struct FilePool {
     pub whohas_entries: Option<u64>,
     /// `round_robin`, `random` or `least_conn`.
     pub balance: Option<String>,
+    /// Requests in flight to one backend at once (default 256).
     pub max_connections_per_backend: Option<usize>,
+    /// Idle keep-alive connections kept per backend (default 128).
     pub max_idle_per_backend: Option<usize>,
+    /// How long an idle connection is kept for reuse (default 60s).
     pub idle_timeout: Option<String>,
+    /// Time to open a connection to a backend (default 5s).
     pub connect_timeout: Option<String>,
+    /// Time from sending a request to the response head (default 60s).
     pub response_timeout: Option<String>,
+    /// How long a backend marked dead by passive health is skipped (default 30s).
     pub dead_backend_ttl: Option<String>,
+    /// Consecutive failures that mark a backend dead (default 1).
     pub max_fails: Option<u32>,
+    /// 5xx statuses counted as backend failures (default none).
     pub dead_on_status: Option<Vec<u16>>,
+    /// Further attempts on other backends (default 2).
     pub retries: Option<u32>,
+    /// Send the client's `Host` upstream rather than the backend's `host:port` (default true).
     pub preserve_host: Option<bool>,
+    /// Active health checks; none by default.
     pub health_check: Option<FileHealthCheck>,
     /// Speak HTTP/2 to the backends (prior knowledge on http://, ALPN on https://).
     pub http2: Option<bool>,
@@ -236,6 +292,7 @@ pub struct FilePool {
     pub tls_ca: Option<String>,
 }
 
+/// One cluster of a who-has pool (`pools.<name>.clusters`).
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FileOriginCluster {
@@ -246,17 +303,25 @@ pub struct FileOriginCluster {
     pub headers: BTreeMap<String, String>,
 }
 
+/// `[pools.<name>.health_check]`: active `GET` probes of every backend.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FileHealthCheck {
+    /// Path probed, after the backend's base path (default `/`).
     pub path: Option<String>,
+    /// Time between probes (default 5s; more than 0).
     pub interval: Option<String>,
+    /// Time allowed to each probe (default 2s).
     pub timeout: Option<String>,
+    /// Passes in a row that bring a failing backend back (default 2).
     pub healthy_threshold: Option<u32>,
+    /// Failures in a row that take a backend out of rotation (default 3).
     pub unhealthy_threshold: Option<u32>,
+    /// `Host` header of the probes (default the backend's `host:port`).
     pub host: Option<String>,
 }
 
+/// One `[[vhosts]]` entry.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FileVHost {
@@ -274,22 +339,27 @@ pub struct FileVHost {
     pub shadow: Option<FileRuleShadow>,
     /// With `pool`: the `Upgrade` protocols that fallback rule relays.
     pub upgrades: Option<Vec<String>>,
+    /// `[[vhosts.rules]]`, tried in order.
     #[serde(default)]
     pub rules: Vec<FileRule>,
 }
 
+/// One `[[vhosts.rules]]` entry.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FileRule {
     /// Regex matched against the request path (no query); default matches every path.
     pub path: Option<String>,
-    /// `proxy` (default) or `cache`.
+    /// `proxy` (default), `cache` or `resize`.
     pub action: Option<String>,
+    /// Pool matched requests go to (required).
     pub pool: String,
     /// Template for the upstream path: `{name}` or `{1}` insert captures, `{{` is a brace.
     pub rewrite: Option<String>,
+    /// Edits of the request sent upstream.
     #[serde(default)]
     pub request_headers: FileHeaderEdits,
+    /// Edits of the response sent to the client.
     #[serde(default)]
     pub response_headers: FileHeaderEdits,
     /// Caching policy (for `action = "cache"`).
@@ -309,28 +379,39 @@ pub struct FileRule {
 pub struct FileRuleResize {
     /// The original: a path on the rule's pool (`"/{src}"`), or an absolute `http(s)://` URL.
     pub source: String,
+    /// Output width in CSS pixels (multiplied by `dpr`).
     pub width: Option<String>,
+    /// Output height in CSS pixels (multiplied by `dpr`).
     pub height: Option<String>,
     /// `contain` (default), `cover` or `fill`, or a word of `fit_aliases`.
     pub fit: Option<String>,
     /// Where `cover` crops: `center` (default), `north`, `south`, `east`, `west`, `ne`, ...
     pub gravity: Option<String>,
+    /// Output quality, 1 to `max_quality` (default `default_quality`).
     pub quality: Option<String>,
     /// `jpeg`, `png`, `webp`, `avif`, `auto` (by Accept); default `default_format`.
     pub format: Option<String>,
     /// The format when `format` is absent or expands to nothing: `source` (the original's
     /// kind; the default), `auto`, or a format name.
     pub default_format: Option<String>,
+    /// Device pixel ratio, above 0 and at most `max_dpr` (default 1).
     pub dpr: Option<String>,
     /// URL words for fits, e.g. `{ f = "fill", force = "fill", fill = "cover" }`.
     #[serde(default)]
     pub fit_aliases: BTreeMap<String, String>,
+    /// Largest output width in pixels, after DPR (default 1920).
     pub max_width: Option<u32>,
+    /// Largest output height in pixels, after DPR (default 1080).
     pub max_height: Option<u32>,
+    /// Highest quality accepted, 1 to 100 (default 90).
     pub max_quality: Option<u8>,
+    /// Quality when none is given, 1 to `max_quality` (default 75).
     pub default_quality: Option<u8>,
+    /// Largest device pixel ratio accepted (default 4).
     pub max_dpr: Option<f32>,
+    /// Sources with more pixels are refused before decoding (default 50000000).
     pub max_source_pixels: Option<u64>,
+    /// Larger sources are refused (default 50MiB).
     pub max_source_bytes: Option<SizeValue>,
     /// Transforms running at once for this rule (default: the number of cores).
     pub max_concurrent: Option<usize>,
@@ -348,11 +429,13 @@ pub struct FileRuleResize {
     pub allow_local_sources: Option<bool>,
 }
 
+/// imgproxy-style signed URLs of an image rule.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FileSignature {
     /// Hex keys; several for rotation (each with the salt at the same place).
     pub keys: Vec<String>,
+    /// Hex salts, one per key, in the same order.
     pub salts: Vec<String>,
     /// The path capture holding the signature (default `signature`). The signed text is the
     /// request path after that capture's end.
@@ -379,10 +462,13 @@ pub struct FileShadow {
     pub marker_header: Option<String>,
     /// Diffy's thresholds: how clearly a field must differ more than the noise.
     pub relative_threshold: Option<f64>,
+    /// The same margin in absolute terms, a fraction from 0 to 1 (default 0.03: 3 points).
     pub absolute_threshold: Option<f64>,
     /// Report bounds.
     pub max_endpoints: Option<usize>,
+    /// Differing fields itemised per endpoint (default 200).
     pub max_fields: Option<usize>,
+    /// Example pairs kept per field (default 5).
     pub examples: Option<usize>,
     /// A JSON-lines file receiving every exchange that differed.
     pub diff_log: Option<String>,
@@ -398,6 +484,7 @@ pub struct FileCluster {
     pub peers: Option<Vec<String>>,
     /// etcd endpoints (`http://host:port`): members register and are discovered there.
     pub etcd: Option<Vec<String>>,
+    /// Key prefix of the members in etcd (default `/kura/members/`).
     pub etcd_prefix: Option<String>,
     /// A member whose lease is not renewed for this long leaves the membership.
     pub lease_ttl: Option<String>,
@@ -412,7 +499,9 @@ pub struct FileCluster {
     /// TLS between members: this node's certificate and key (PEM) for its peer listener and,
     /// with `tls_client_auth`, as its client certificate; the CA members' certificates chain to.
     pub tls_cert: Option<String>,
+    /// PEM private key of `tls_cert`.
     pub tls_key: Option<String>,
+    /// PEM bundle of the CA members' certificates chain to.
     pub tls_ca: Option<String>,
     /// Members must present a certificate from `tls_ca` (default true with TLS).
     pub tls_client_auth: Option<bool>,
@@ -420,10 +509,13 @@ pub struct FileCluster {
     pub tls_server_name: Option<String>,
     /// TLS to etcd (`https://` endpoints): the CA, and an optional client certificate and key.
     pub etcd_ca: Option<String>,
+    /// PEM client certificate for etcd (with `etcd_key` and `etcd_ca`).
     pub etcd_cert: Option<String>,
+    /// PEM private key of `etcd_cert`.
     pub etcd_key: Option<String>,
     /// etcd authentication; the password may come from `KURA_ETCD_PASSWORD` instead.
     pub etcd_user: Option<String>,
+    /// Password of `etcd_user`.
     pub etcd_password: Option<String>,
 }
 
@@ -457,9 +549,11 @@ pub struct FileRuleShadow {
     pub ignore_headers: Option<Vec<String>>,
 }
 
+/// One candidate of a rule's shadow (an entry of `targets`).
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FileShadowTarget {
+    /// Pool the copies are sent to (required).
     pub pool: String,
     /// Name in reports and in the marker header; default the pool's name.
     pub name: Option<String>,
@@ -468,14 +562,17 @@ pub struct FileShadowTarget {
     pub request_headers: FileHeaderEdits,
 }
 
+/// A header a request must carry to be shadowed.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FileHeaderMatch {
+    /// The header that must be present.
     pub name: String,
     /// Regex the header's value must match; default any value (the header is present).
     pub value: Option<String>,
 }
 
+/// Header edits, applied in the order remove, set, add.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FileHeaderEdits {
@@ -494,6 +591,8 @@ pub struct FileHeaderEdits {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(untagged)]
 pub enum SizeValue {
+    /// A plain number of bytes.
     Bytes(u64),
+    /// A number with a unit, read by [`crate::parse_size`].
     Text(String),
 }

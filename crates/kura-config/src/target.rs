@@ -179,6 +179,7 @@ pub fn remove_dot_segments(path: &str) -> String {
 pub struct Authority {
     /// A reg-name, a dotted IPv4 address or a bracketed IPv6 literal (`[::1]`).
     pub host: String,
+    /// The port, when one was given.
     pub port: Option<u16>,
 }
 

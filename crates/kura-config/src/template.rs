@@ -2,9 +2,9 @@
 //! `origin_tmpl`, `/v2/{rest}`) and cache keys (Katana's `cache_path`, `{host}/img/{file}`).
 //!
 //! Compiled once against the rule's regex so that a reference to a name that is neither a
-//! capture nor a built-in (`host`, `path`, `query`) is a config error, and expansion on the
-//! request path is a walk over pre-split parts with no parsing. `regex::Captures::expand` would
-//! accept unknown names silently, hence this.
+//! capture nor a built-in (`host`, `authority`, `scheme`, `path`, `query`) is a config error,
+//! and expansion on the request path is a walk over pre-split parts with no parsing.
+//! `regex::Captures::expand` would accept unknown names silently, hence this.
 
 use std::fmt;
 
@@ -39,6 +39,7 @@ pub struct Vars<'a> {
     pub authority: &'a str,
     /// `http` or `https`.
     pub scheme: &'a str,
+    /// The normalised request path, starting with `/`.
     pub path: &'a str,
     /// The query string without `?` (empty when absent).
     pub query: &'a str,
@@ -49,8 +50,11 @@ pub struct Vars<'a> {
 /// without `port`, `X-Forwarded-Proto` without `scheme`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeyScope {
+    /// The key holds the scheme (`{scheme}`).
     pub scheme: bool,
+    /// The key holds the host (`{host}` or `{authority}`).
     pub host: bool,
+    /// The key holds the port (`{authority}`).
     pub port: bool,
 }
 

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use http::{HeaderValue, StatusCode};
 
 use crate::control::metrics::VHostCounters;
+use crate::errors::ProxyError;
 
 /// Request fields kept for the access log (only when one is configured).
 pub struct LogFields {
@@ -43,6 +44,8 @@ pub struct Exchange {
     pub upstream: Option<Arc<str>>,
     pub upstream_time: Option<Duration>,
     pub log: Option<LogFields>,
+    /// Why the request failed, when it did (kura's own error page was sent).
+    pub error: Option<ProxyError>,
     /// The request's tracing span: events of its phases, of its cache fill, upstream attempts,
     /// shadow copies and image transforms are inside it.
     pub span: tracing::Span,

@@ -1,18 +1,43 @@
 //! What can go wrong with a request, which status it becomes, and the HTML page sent for it.
 //!
 //! Every failure carries where it came from (client, upstream, internal) as its variant, so
-//! the status is decided in one place. Pages come from the operator's directory
+//! the status, the page and the access log's label are decided in one place; errors that go
+//! through the cache (its origins are pools and image transforms) come back as themselves,
+//! never re-chosen from a status code. Pages come from the operator's directory
 //! (`<status>.html`, `default.html`, Hipache's custom error pages) or from built-in defaults.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use bytes::Bytes;
 use http::StatusCode;
+use kura_cache::OriginError;
 use kura_config::ErrorPagesConfig;
 
-/// A request that could not be proxied.
-#[derive(Debug, thiserror::Error)]
+/// Which side of the proxy a failure belongs to: the client's request, the upstream (a
+/// backend, an image source), or kura itself (a limit of its own, a transform).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    Upstream,
+    Internal,
+}
+
+impl Side {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Client => "client",
+            Side::Upstream => "upstream",
+            Side::Internal => "internal",
+        }
+    }
+}
+
+/// A request that could not be answered. The variant says which side failed and why; its
+/// status, page and access-log label follow from it, in this one place.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ProxyError {
+    // The client's request.
     #[error("request has no Host header")]
     MissingHost,
     #[error("bad Host header")]
@@ -25,8 +50,18 @@ pub enum ProxyError {
     BodyTooLarge,
     #[error("bad request target")]
     BadTarget,
+    #[error("a path capture would leave its template's prefix")]
+    CaptureEscapes,
     #[error("malformed or interrupted request body")]
     BadBody,
+    #[error("the request body was not sent within the response timeout")]
+    BodyTimeout,
+    /// A request the rule refuses, with the status that says why (image routes: 400 for bad
+    /// parameters or sources, 403 for signatures and source hosts, 405 for methods).
+    #[error("{1}")]
+    Refused(StatusCode, Cow<'static, str>),
+
+    // The upstream.
     #[error("no backend available (all marked dead)")]
     NoBackend,
     #[error("backend connection limit reached")]
@@ -37,12 +72,82 @@ pub enum ProxyError {
     Upstream(String),
     #[error("backend timed out")]
     Timeout,
-    /// An answer with its own status and reason (image routes: 400, 403, 405, 415).
-    #[error("{1}")]
-    Status(StatusCode, String),
+    #[error("the backend switched to a protocol the rule does not relay")]
+    WrongUpgrade,
+    #[error("an upgrade (WebSocket) needs an HTTP/1.1 pool")]
+    UpgradeNeedsHttp1,
+    #[error("the image source could not be fetched")]
+    SourceFailed,
+    #[error("the image source is larger than max_source_bytes ({0})")]
+    SourceTooLarge(u64),
+    #[error("the image source is not an image kura can read: {0}")]
+    SourceUnreadable(String),
+    #[error("the image source's format is not supported: {0}")]
+    SourceUnsupported(String),
+
+    // kura itself.
+    #[error("too many upgraded connections")]
+    TooManyTunnels,
+    #[error("every image transform slot is busy")]
+    ImagesBusy,
+    #[error("the image transform took longer than the rule's timeout")]
+    ImageTimeout,
+    #[error("the image could not be encoded: {0}")]
+    ImageEncode(String),
+    /// A failure of the cache's own (not one of its origin's, which keep their variant).
+    #[error("cache: {0}")]
+    Cache(String),
 }
 
 impl ProxyError {
+    /// Which side failed.
+    pub fn side(&self) -> Side {
+        use ProxyError::*;
+        match self {
+            MissingHost | BadHost | UnknownHost | NoRoute | BodyTooLarge | BadTarget
+            | CaptureEscapes | BadBody | BodyTimeout | Refused(..) => Side::Client,
+            NoBackend | PoolExhausted | Connect(_) | Upstream(_) | Timeout | WrongUpgrade
+            | UpgradeNeedsHttp1 | SourceFailed | SourceTooLarge(_) | SourceUnreadable(_)
+            | SourceUnsupported(_) => Side::Upstream,
+            TooManyTunnels | ImagesBusy | ImageTimeout | ImageEncode(_) | Cache(_) => {
+                Side::Internal
+            }
+        }
+    }
+
+    /// A short label for logs and the access log (`side/kind`).
+    pub fn kind(&self) -> &'static str {
+        use ProxyError::*;
+        match self {
+            MissingHost => "client/missing_host",
+            BadHost => "client/bad_host",
+            UnknownHost => "client/unknown_host",
+            NoRoute => "client/no_route",
+            BodyTooLarge => "client/body_too_large",
+            BadTarget => "client/bad_target",
+            CaptureEscapes => "client/capture_escapes",
+            BadBody => "client/bad_body",
+            BodyTimeout => "client/body_timeout",
+            Refused(..) => "client/refused",
+            NoBackend => "upstream/no_backend",
+            PoolExhausted => "upstream/pool_exhausted",
+            Connect(_) => "upstream/connect",
+            Upstream(_) => "upstream/failed",
+            Timeout => "upstream/timeout",
+            WrongUpgrade => "upstream/wrong_upgrade",
+            UpgradeNeedsHttp1 => "upstream/upgrade_needs_http1",
+            SourceFailed => "upstream/source_failed",
+            SourceTooLarge(_) => "upstream/source_too_large",
+            SourceUnreadable(_) => "upstream/source_unreadable",
+            SourceUnsupported(_) => "upstream/source_unsupported",
+            TooManyTunnels => "internal/too_many_tunnels",
+            ImagesBusy => "internal/images_busy",
+            ImageTimeout => "internal/image_timeout",
+            ImageEncode(_) => "internal/image_encode",
+            Cache(_) => "internal/cache",
+        }
+    }
+
     /// Malformed requests, and bodies left unread, end the connection (as nginx does).
     pub fn closes_connection(&self) -> bool {
         matches!(
@@ -56,20 +161,43 @@ impl ProxyError {
     }
 
     pub fn status(&self) -> StatusCode {
+        use ProxyError::*;
         match self {
-            ProxyError::MissingHost
-            | ProxyError::BadHost
-            | ProxyError::UnknownHost
-            | ProxyError::BadTarget
-            | ProxyError::BadBody => StatusCode::BAD_REQUEST,
-            ProxyError::NoRoute => StatusCode::NOT_FOUND,
-            ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ProxyError::NoBackend | ProxyError::Connect(_) | ProxyError::Upstream(_) => {
-                StatusCode::BAD_GATEWAY
+            MissingHost | BadHost | UnknownHost | BadTarget | CaptureEscapes | BadBody => {
+                StatusCode::BAD_REQUEST
             }
-            ProxyError::PoolExhausted => StatusCode::SERVICE_UNAVAILABLE,
-            ProxyError::Timeout => StatusCode::GATEWAY_TIMEOUT,
-            ProxyError::Status(s, _) => *s,
+            NoRoute => StatusCode::NOT_FOUND,
+            BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Refused(s, _) => *s,
+            NoBackend | Connect(_) | Upstream(_) | WrongUpgrade | UpgradeNeedsHttp1
+            | SourceFailed | SourceTooLarge(_) | SourceUnreadable(_) => StatusCode::BAD_GATEWAY,
+            SourceUnsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            PoolExhausted | TooManyTunnels | ImagesBusy => StatusCode::SERVICE_UNAVAILABLE,
+            Timeout | ImageTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ImageEncode(_) | Cache(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// A refusal with its own status and reason.
+    pub fn refused(status: StatusCode, why: impl Into<Cow<'static, str>>) -> Self {
+        ProxyError::Refused(status, why.into())
+    }
+}
+
+/// A failure of an origin the cache called (a pool, an image transform) travels through the
+/// cache as its cause, and comes back out as the same error.
+impl From<ProxyError> for OriginError {
+    fn from(e: ProxyError) -> Self {
+        OriginError::new(e.status(), e)
+    }
+}
+
+impl From<OriginError> for ProxyError {
+    fn from(e: OriginError) -> Self {
+        match e.cause::<ProxyError>() {
+            Some(p) => p.clone(),
+            None => ProxyError::Cache(e.to_string()),
         }
     }
 }

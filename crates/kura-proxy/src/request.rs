@@ -33,7 +33,7 @@ use crate::action::{Reply, resize, upgrade};
 use crate::body::{ProxyBody, ReqBody};
 use crate::context::{Exchange, ExchangeSink, LogFields};
 use crate::control::access_log::Entry;
-use crate::errors::ProxyError;
+use crate::errors::{ProxyError, Side};
 use crate::headers;
 use crate::listen::timeouts::ConnState;
 use crate::route::table::{Plan, RouteInput, Rule, VHost};
@@ -106,6 +106,7 @@ impl ExchangeSink for ConnInfo {
                 request_time: elapsed,
                 upstream_time: x.upstream_time,
                 request_id: x.id.to_str().unwrap_or("-"),
+                error: x.error.as_ref(),
             });
         }
         self.state.idle();
@@ -137,6 +138,7 @@ pub async fn handle(
         upstream: None,
         upstream_time: None,
         log,
+        error: None,
         span: span.clone(),
     });
     let is_head = req.method() == Method::HEAD;
@@ -146,7 +148,11 @@ pub async fn handle(
         .await
     {
         Ok(r) => r,
-        Err(e) => error_response(&rt, &e, is_head),
+        Err(e) => {
+            let resp = error_response(&rt, &e, is_head);
+            x.error = Some(e);
+            resp
+        }
     };
     x.status = resp.status();
     conn.state.responding();
@@ -613,9 +619,14 @@ fn log_fields(conn: &ConnInfo, req: &Request<Incoming>) -> LogFields {
 fn error_response(rt: &Runtime, e: &ProxyError, is_head: bool) -> Response<ProxyBody> {
     let status = e.status();
     if status.is_server_error() {
-        tracing::debug!(error = %e, %status, "request failed");
+        tracing::debug!(error = %e, kind = e.kind(), %status, "request failed");
     }
-    let page = rt.pages.page(status, &e.to_string());
+    let detail = match e.side() {
+        Side::Client => e.to_string(),
+        Side::Upstream => format!("upstream: {e}"),
+        Side::Internal => format!("kura: {e}"),
+    };
+    let page = rt.pages.page(status, &detail);
     let len = page.len();
     let mut resp = Response::new(if is_head {
         ProxyBody::empty()

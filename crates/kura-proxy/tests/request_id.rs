@@ -56,11 +56,58 @@ async fn an_untrusted_request_id_is_replaced_and_the_log_names_the_one_sent() {
     .await;
     assert!(written, "two lines logged");
     let text = std::fs::read_to_string(&log).unwrap();
-    let ends: Vec<&str> = text
+    // The id, then the error label (`-`: none).
+    let ends: Vec<Vec<&str>> = text
         .lines()
-        .map(|l| l.rsplit(' ').next().unwrap())
+        .map(|l| l.rsplit(' ').take(2).collect())
         .collect();
-    assert_eq!(ends, [first.as_str(), second.as_str()]);
+    assert_eq!(ends, [["-", first.as_str()], ["-", second.as_str()]]);
+}
+
+#[tokio::test]
+async fn failures_are_logged_with_their_side_and_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let kura = TestKura::start(&format!(
+        "[[listeners]]\naddress = \"127.0.0.1:0\"\n[access_log]\npath = \"{}\"\nformat = \"json\"\n[pools.p]\nbackends = [\"http://{}\"]\n[[vhosts]]\nhosts = [\"a.com\"]\npool = \"p\"\n",
+        log.display(),
+        closed_addr()
+    ))
+    .await;
+    assert_eq!(
+        kura_testkit::send(kura.addr, get("a.com", "/", None))
+            .await
+            .status,
+        502
+    );
+    assert_eq!(
+        kura_testkit::send(kura.addr, get("b.com", "/", None))
+            .await
+            .status,
+        400
+    );
+    let written = eventually(Duration::from_secs(3), || async {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.lines().count() == 2)
+    })
+    .await;
+    assert!(written, "two lines logged");
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["error"]["side"], "upstream");
+    assert_eq!(lines[0]["error"]["kind"], "upstream/connect");
+    assert!(
+        lines[0]["error"]["cause"]
+            .as_str()
+            .unwrap()
+            .contains("could not connect"),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(lines[1]["error"]["side"], "client");
+    assert_eq!(lines[1]["error"]["kind"], "client/unknown_host");
 }
 
 #[tokio::test]

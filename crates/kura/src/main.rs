@@ -25,7 +25,11 @@ use crate::logging::LogHandle;
 /// (tokio's blocking pool reading the disk) and freed on another. glibc raises its mmap
 /// threshold after the first such free and then keeps them in per-thread arenas: measured
 /// here, 586 MiB resident after three 1 GiB transfers through a 256 MiB memory tier, against
-/// 122 MiB with the threshold pinned. mimalloc returns them without that cost.
+/// 122 MiB with the threshold pinned. mimalloc returns them without that cost. It is built
+/// with `no_thp`: asked for transparent huge pages, it made every partly used 2 MiB page
+/// resident, and the 30-minute soak with a 128 MiB memory tier settled at 635 MiB instead of
+/// about 410 MiB (bench/README.md). A host with THP `always` still gets them; see
+/// docs/operations.md.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

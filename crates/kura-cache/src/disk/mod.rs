@@ -86,6 +86,8 @@ struct Inner {
 
 type SegId = (String, u64, u32);
 
+/// The disk tier: files under one directory, an in-memory index of them, and the writer
+/// thread that applies queued writes. A [`Tier`] below memory.
 pub struct DiskTier {
     inner: Arc<Inner>,
     jobs: SyncSender<Job>,
@@ -240,10 +242,12 @@ impl DiskTier {
         }
     }
 
+    /// Bytes of head and segment files the index counts: the total compared with the marks.
     pub fn bytes(&self) -> u64 {
         self.inner.lock().total
     }
 
+    /// The cache directory every file lives under.
     pub fn root(&self) -> &Path {
         &self.inner.root
     }

@@ -15,15 +15,21 @@ use crate::object::{Entry, Object, VaryRecord};
 /// A stored segment: its length and CRC32C.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SegMeta {
+    /// Length in bytes.
     pub len: u64,
+    /// CRC32C of the bytes, checked before any is served.
     pub crc: u32,
 }
 
+/// A `.head` file's JSON: a Vary record (`vary` set) or an object's head (`object` set).
 #[derive(Serialize, Deserialize)]
 pub struct Record {
+    /// The full (primary or variant) key; compared on read to rule out hash collisions.
     pub key: String,
+    /// For a Vary record: the header names variants are keyed by.
     #[serde(default)]
     pub vary: Option<Vec<String>>,
+    /// For an object: its head and segment table.
     #[serde(default)]
     pub object: Option<ObjectRecord>,
 }
@@ -97,6 +103,8 @@ impl Record {
         })
     }
 
+    /// The entry it describes; `None` when a header, header name or status does not parse, or
+    /// it holds neither an object nor a Vary record.
     pub fn to_entry(&self) -> Option<Entry> {
         if let Some(names) = &self.vary {
             let names = names
@@ -135,14 +143,17 @@ impl Record {
         })))
     }
 
+    /// The object's version; 0 for a Vary record.
     pub fn version(&self) -> u64 {
         self.object.as_ref().map_or(0, |o| o.version)
     }
 
+    /// The segment table (`None` for segments not on disk); empty for a Vary record.
     pub fn segments(&self) -> &[Option<SegMeta>] {
         self.object.as_ref().map_or(&[], |o| &o.segments)
     }
 
+    /// The file's bytes: the JSON, a newline, and the JSON's CRC32C as 8 hex digits.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = serde_json::to_vec(self).unwrap_or_default();
         let crc = crc32c::crc32c(&out);

@@ -18,7 +18,6 @@ use kura_config::{RuleCache, Vars};
 use crate::action::Reply;
 use crate::body::ProxyBody;
 use crate::errors::ProxyError;
-use crate::upstream::origin::proxy_error;
 
 /// A cache rule ready to serve.
 pub struct CacheAction {
@@ -76,7 +75,7 @@ pub async fn serve(action: &CacheAction, c: Cached) -> Result<Reply, ProxyError>
         .cache
         .serve(req, action.origin.clone())
         .await
-        .map_err(proxy_error)?;
+        .map_err(ProxyError::from)?;
     Ok(Reply::cached(resp))
 }
 

@@ -72,8 +72,8 @@ impl Sources {
     }
 }
 
-fn refused(code: StatusCode, msg: &str) -> ProxyError {
-    ProxyError::Status(code, msg.to_string())
+fn refused(code: StatusCode, msg: &'static str) -> ProxyError {
+    ProxyError::refused(code, msg)
 }
 
 impl Sources {
@@ -104,7 +104,7 @@ impl Sources {
         })?;
         let host = authority.host.clone();
         if !self.allowed.is_empty() && !self.allowed.iter().any(|p| host_matches(p, &host)) {
-            return Err(ProxyError::Status(
+            return Err(ProxyError::refused(
                 StatusCode::FORBIDDEN,
                 format!("source host {host:?} is not allowed"),
             ));
@@ -144,7 +144,7 @@ impl Sources {
 /// Resolves `host` once; every address must be public (unless `allow_local`), and the first
 /// is the one connected to.
 async fn resolve(host: &str, port: u16, allow_local: bool) -> Result<SocketAddr, ProxyError> {
-    let unreachable = || refused(StatusCode::BAD_GATEWAY, "the source could not be fetched");
+    let unreachable = || ProxyError::SourceFailed;
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.trim_matches(['[', ']']), port))
         .await
         .map_err(|_| unreachable())?

@@ -25,7 +25,6 @@ use crate::action::resize_origin::ResizeOrigin;
 use crate::control::metrics::Metrics;
 use crate::errors::ProxyError;
 use crate::upstream::Pool;
-use crate::upstream::origin::proxy_error;
 
 /// A resize rule ready to serve, built once per route table: its settings, its transform pool,
 /// its signer, its caching policy and the pool its originals come from.
@@ -131,10 +130,6 @@ pub struct ResizeArgs {
     pub signature: Option<(String, String)>,
 }
 
-fn status(code: StatusCode, msg: impl Into<String>) -> ProxyError {
-    ProxyError::Status(code, msg.into())
-}
-
 /// Answers an image request; the response is finished by the request phases.
 pub async fn serve(
     action: &Arc<ResizeAction>,
@@ -145,7 +140,7 @@ pub async fn serve(
     let r = action;
     let cache = &r.cache;
     if !matches!(*method, Method::GET | Method::HEAD) {
-        return Err(status(
+        return Err(ProxyError::refused(
             StatusCode::METHOD_NOT_ALLOWED,
             "image routes answer GET and HEAD",
         ));
@@ -153,12 +148,22 @@ pub async fn serve(
     if let Some(signer) = &r.signer {
         match &args.signature {
             Some((sig, signed)) if signer.verify(sig, signed) => {}
-            Some(_) => return Err(status(StatusCode::FORBIDDEN, "invalid URL signature")),
-            None => return Err(status(StatusCode::FORBIDDEN, "missing URL signature")),
+            Some(_) => {
+                return Err(ProxyError::refused(
+                    StatusCode::FORBIDDEN,
+                    "invalid URL signature",
+                ));
+            }
+            None => {
+                return Err(ProxyError::refused(
+                    StatusCode::FORBIDDEN,
+                    "missing URL signature",
+                ));
+            }
         }
     }
     let params = Params::parse(&args.raw, &r.limits, &r.cfg.fit_aliases)
-        .map_err(|m| status(StatusCode::BAD_REQUEST, m))?;
+        .map_err(|m| ProxyError::refused(StatusCode::BAD_REQUEST, m))?;
     let accept = client_headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok());
@@ -207,7 +212,7 @@ pub async fn serve(
             origin,
         )
         .await
-        .map_err(proxy_error)?;
+        .map_err(ProxyError::from)?;
     let (mut parts, body) = resp.into_parts();
     if params_vary(&args.raw) {
         parts

@@ -21,6 +21,7 @@ use kura_config::RuleCache;
 use kura_image::{Chosen, Params, PoolError, Slot, TransformError};
 
 use crate::action::resize::ResizeAction;
+use crate::errors::ProxyError;
 
 /// The cache's origin for one variant.
 pub(crate) struct ResizeOrigin {
@@ -56,7 +57,7 @@ impl Origin for ResizeOrigin {
 
 /// What a client learns of a source that failed: that it failed, not what answered.
 fn source_failed() -> OriginError {
-    OriginError::new(StatusCode::BAD_GATEWAY, "the source could not be fetched")
+    ProxyError::SourceFailed.into()
 }
 
 impl ResizeOrigin {
@@ -186,23 +187,23 @@ impl ResizeOrigin {
 
     /// Counts a failed slot or transform and says what the client gets.
     fn pool_error(&self, e: PoolError) -> OriginError {
-        let (label, code) = match &e {
-            PoolError::Busy(_) => ("busy", StatusCode::SERVICE_UNAVAILABLE),
-            PoolError::TimedOut(_) => ("timeout", StatusCode::GATEWAY_TIMEOUT),
-            PoolError::Transform(TransformError::Unsupported(_)) => {
-                ("unsupported", StatusCode::UNSUPPORTED_MEDIA_TYPE)
+        let (label, error) = match e {
+            PoolError::Busy(_) => ("busy", ProxyError::ImagesBusy),
+            PoolError::TimedOut(_) => ("timeout", ProxyError::ImageTimeout),
+            PoolError::Transform(TransformError::Unsupported(m)) => {
+                ("unsupported", ProxyError::SourceUnsupported(m))
             }
-            PoolError::Transform(TransformError::Encode(_)) => {
-                ("error", StatusCode::INTERNAL_SERVER_ERROR)
+            PoolError::Transform(TransformError::Encode(m)) => {
+                ("error", ProxyError::ImageEncode(m))
             }
-            PoolError::Transform(_) => ("bad_source", StatusCode::BAD_GATEWAY),
+            PoolError::Transform(t) => ("bad_source", ProxyError::SourceUnreadable(t.to_string())),
         };
         self.rule
             .metrics
             .image_transforms
             .with_label_values(&[label])
             .inc();
-        OriginError::new(code, e.to_string())
+        error.into()
     }
 
     /// The source is missing: the configured not-found image at the requested size (404, or
@@ -292,10 +293,7 @@ where
         })?;
         if let Ok(data) = frame.into_data() {
             if buf.len() as u64 + data.len() as u64 > max {
-                return Err(OriginError::new(
-                    StatusCode::BAD_GATEWAY,
-                    format!("the source is larger than max_source_bytes ({max})"),
-                ));
+                return Err(ProxyError::SourceTooLarge(max).into());
             }
             buf.extend_from_slice(&data);
         }

@@ -83,17 +83,12 @@ pub async fn open(
     x: &mut Exchange,
 ) -> Result<(Reply, Option<JoinHandle<()>>), ProxyError> {
     if pool.spec.http2 {
-        return Err(ProxyError::Upstream(
-            "an upgrade (WebSocket) needs an HTTP/1.1 pool".into(),
-        ));
+        return Err(ProxyError::UpgradeNeedsHttp1);
     }
     // Tunnels are counted: one more than `limits.max_upgraded` is refused before any backend
     // is asked.
     let Some(slot) = tunnels.slot() else {
-        return Err(ProxyError::Status(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too many upgraded connections".into(),
-        ));
+        return Err(ProxyError::TooManyTunnels);
     };
     let sent_at = Instant::now();
     let mut answer = pool.send(out).await?;
@@ -118,9 +113,7 @@ pub async fn open(
         .filter(|v| v.to_str().is_ok_and(|p| !p.contains(',') && relays(p)))
         .cloned();
     let Some(upgrade) = chosen else {
-        return Err(ProxyError::Upstream(
-            "the backend switched to a protocol the rule does not relay".into(),
-        ));
+        return Err(ProxyError::WrongUpgrade);
     };
     let on_upstream = hyper::upgrade::on(&mut answer.response);
     let (parts, _) = answer.response.into_parts();

@@ -1,5 +1,6 @@
 //! The access log: one line per exchange, in nginx's combined format followed by the host,
-//! vhost, upstream address, request time, upstream response time and request id, or as JSON.
+//! vhost, upstream address, request time, upstream response time, request id and the error
+//! kura answered with (`side/kind`, `-` for none), or as JSON (the error with its cause).
 //!
 //! Lines are formatted on the request's thread and handed to a dedicated writer thread through
 //! a bounded queue; when the writer falls behind, lines are dropped and counted rather than
@@ -19,6 +20,8 @@ use std::time::Duration;
 use kura_config::{AccessLogConfig, AccessLogFormat, AccessLogTarget};
 use prometheus::IntCounter;
 
+use crate::errors::ProxyError;
+
 /// What one line says.
 pub struct Entry<'a> {
     pub client: &'a str,
@@ -36,6 +39,8 @@ pub struct Entry<'a> {
     pub upstream_time: Option<Duration>,
     /// The request's id (`X-Request-Id`).
     pub request_id: &'a str,
+    /// Why kura answered with an error page, if it did.
+    pub error: Option<&'a ProxyError>,
 }
 
 enum Msg {
@@ -219,6 +224,8 @@ fn combined(e: &Entry<'_>) -> String {
     }
     l.push(' ');
     escape(&mut l, dash(e.request_id));
+    l.push(' ');
+    l.push_str(e.error.map_or("-", |e| e.kind()));
     l.push('\n');
     l
 }
@@ -240,6 +247,11 @@ fn json(e: &Entry<'_>) -> String {
         "request_time": e.request_time.as_secs_f64(),
         "upstream_time": e.upstream_time.map(|t| t.as_secs_f64()),
         "request_id": e.request_id,
+        "error": e.error.map(|e| serde_json::json!({
+            "side": e.side().as_str(),
+            "kind": e.kind(),
+            "cause": e.to_string(),
+        })),
     });
     let mut s = v.to_string();
     s.push('\n');
@@ -266,6 +278,7 @@ mod tests {
             request_time: Duration::from_millis(12),
             upstream_time: Some(Duration::from_millis(10)),
             request_id: "4bf92f3577b34da6a3ce929d0e0e4736",
+            error: None,
         }
     }
 
@@ -273,7 +286,7 @@ mod tests {
     fn combined_line_shape() {
         let l = combined(&entry());
         let re = regex::Regex::new(
-            r#"^10\.0\.0\.1 - - \[\d{2}/\w{3}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4}\] "GET /a\?b=\\x22c\\x22 HTTP/1\.1" 200 512 "-" "curl/8\.0" "example\.com" "site" 127\.0\.0\.1:9000 0\.012 0\.010 4bf92f3577b34da6a3ce929d0e0e4736\n$"#,
+            r#"^10\.0\.0\.1 - - \[\d{2}/\w{3}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4}\] "GET /a\?b=\\x22c\\x22 HTTP/1\.1" 200 512 "-" "curl/8\.0" "example\.com" "site" 127\.0\.0\.1:9000 0\.012 0\.010 4bf92f3577b34da6a3ce929d0e0e4736 -\n$"#,
         )
         .unwrap();
         assert!(re.is_match(&l), "{l}");

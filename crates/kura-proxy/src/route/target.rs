@@ -133,7 +133,7 @@ pub fn target_error(e: TargetError) -> ProxyError {
     match e {
         TargetError::BadHost => ProxyError::BadHost,
         TargetError::BadPath | TargetError::Userinfo => ProxyError::BadTarget,
-        TargetError::Escape => ProxyError::Status(http::StatusCode::BAD_REQUEST, e.to_string()),
+        TargetError::Escape => ProxyError::CaptureEscapes,
     }
 }
 

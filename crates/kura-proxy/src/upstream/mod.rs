@@ -324,10 +324,7 @@ impl Pool {
             // the backend (which must not be marked dead for it).
             Err(_) if body.as_ref().is_some_and(|b| !b.finished()) => {
                 return Err(Failure {
-                    error: ProxyError::Status(
-                        http::StatusCode::REQUEST_TIMEOUT,
-                        "the request body was not sent within the response timeout".into(),
-                    ),
+                    error: ProxyError::BodyTimeout,
                     kind: None,
                     unsent: None,
                     stale: false,

@@ -25,7 +25,7 @@ impl Origin for PoolOrigin {
         Box::pin(async move {
             fetch_from_pool(&pool, req, ReqBody::empty())
                 .await
-                .map_err(|e| OriginError::new(e.status(), e.to_string()))
+                .map_err(OriginError::from)
         })
     }
 }
@@ -55,14 +55,4 @@ pub(crate) async fn fetch_from_pool(
     parts.version = Version::HTTP_11;
     let body = ProxyBody::upstream(body, answer.lease);
     Ok(Response::from_parts(parts, body.boxed_unsync()))
-}
-
-/// The proxy error an origin failure stands for.
-pub fn proxy_error(e: OriginError) -> ProxyError {
-    match e.status.as_u16() {
-        504 => ProxyError::Timeout,
-        503 => ProxyError::PoolExhausted,
-        s if s <= 500 => ProxyError::Status(e.status, e.message),
-        _ => ProxyError::Upstream(e.message),
-    }
 }

@@ -163,7 +163,8 @@ count() { echo "$1" >> "$D/$2"; }
     sleep 20; done ) & PIDS="$PIDS $!"
 ( end=$(( $(date +%s) + DURATION )); while [ "$(date +%s)" -lt $end ]; do
     # Slow readers: 256 KiB/s for 30 s, then they give up (curl exits 28, expected).
-    curl -s -o /dev/null --limit-rate 256k --max-time 30 -H 'Host: soak.test' http://127.0.0.1:8190/1g.bin; count "$?" slow
+    rc=0; curl -s -o /dev/null --limit-rate 256k --max-time 30 -H 'Host: soak.test' http://127.0.0.1:8190/1g.bin || rc=$?
+    count "$rc" slow
     done ) & PIDS="$PIDS $!"
 python3 bench/soak_ws.py client 127.0.0.1:8190 "$DURATION" > "$D/ws.txt" &
 WS=$!; PIDS="$PIDS $WS"
@@ -179,7 +180,7 @@ non2xx=$(awk '/Non-2xx/ {print $NF}' "$D/wrk.txt"); non2xx=${non2xx:-0}
 sockerr=$(awk '/Socket errors/ {print}' "$D/wrk.txt"); sockerr=${sockerr:-none}
 img_ok=$(grep -c '^200$' "$D/images" || true); img_bad=$(grep -vc '^200$' "$D/images" || true)
 big_ok=$(grep -c '^ok' "$D/big" || true); big_bad=$(grep -c '^fail' "$D/big" || true)
-slow=$(wc -l < "$D/slow"); slow_other=$(grep -vc '^28$\|^0$' "$D/slow" || true)
+slow=$(wc -l < "$D/slow" 2>/dev/null || echo 0); slow_other=$(grep -vc '^28$\|^0$' "$D/slow" || true)
 ws=$(cat "$D/ws.txt")
 # RSS and fds over the last 20 minutes (or the second half of a shorter run).
 from=$(( DURATION > 1500 ? DURATION - 1200 : DURATION / 2 ))

@@ -36,20 +36,5 @@ pub use engine::{Cache, CacheRequest, Purged};
 pub use origin::{BoxError, FetchInfo, FromPeer, Origin, OriginBody, OriginError, PeerRequest};
 pub use stats::StatsSnapshot;
 
-use http::HeaderName;
-
 /// Hop-by-hop headers, never stored (RFC 9110 §7.6.1).
-pub fn is_hop_by_hop(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-    )
-}
+pub use kura_http::is_hop_by_hop;

@@ -8,8 +8,7 @@ use http_body_util::combinators::UnsyncBoxBody;
 
 use crate::tier::BoxFuture;
 
-/// A boxed error that can cross threads: the error of origin and cache bodies.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub use kura_http::BoxError;
 
 /// A streaming response body from an origin.
 pub type OriginBody = UnsyncBoxBody<Bytes, BoxError>;

@@ -3,8 +3,6 @@
 //! and promote what they find into memory; writes go to every tier (lower tiers queue them and
 //! never block the request path).
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -13,8 +11,7 @@ use crate::memory::MemoryTier;
 use crate::object::{Entry, Object};
 use crate::stats::Stats;
 
-/// A boxed `Send` future: what [`Tier`] and [`crate::Origin`] methods return.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub use kura_http::BoxFuture;
 
 /// A storage tier below memory.
 pub trait Tier: Send + Sync + 'static {

@@ -149,16 +149,7 @@ async fn ask(
     let h = out.headers_mut();
     *h = req.headers.clone();
     // HTTP/2 forbids connection-specific headers.
-    for n in [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "transfer-encoding",
-        "upgrade",
-        "te",
-    ] {
-        h.remove(n);
-    }
+    kura_http::strip_hop_by_hop(h);
     h.insert(
         wire::SECRET,
         HeaderValue::from_str(&cluster.secret).map_err(|_| Miss::Body("secret"))?,

@@ -5,6 +5,7 @@
 //! action wires them together.
 
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod negotiate;
 pub mod params;

@@ -3,6 +3,9 @@
 //! refused before allocating (a counting allocator watches the peak), truncated and non-image
 //! sources, and the pool's bounds.
 
+// A counting global allocator needs `unsafe impl GlobalAlloc`; it only forwards to `System`.
+#![allow(unsafe_code)]
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
 use std::sync::Arc;

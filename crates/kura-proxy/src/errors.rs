@@ -242,19 +242,7 @@ fn builtin(status: StatusCode, detail: &str) -> Bytes {
     ))
 }
 
-fn escape_html(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+use kura_http::escape_html;
 
 #[cfg(test)]
 mod tests {

@@ -13,6 +13,8 @@
 //! - `upstream/`: backend pools, balancing, health, who-has;
 //! - `control/`: admin API, metrics, access log, reloads, Redis routes, the peer listener.
 
+#![deny(missing_docs)]
+
 mod action;
 mod body;
 mod clock;
@@ -26,13 +28,8 @@ mod route;
 mod state;
 mod upstream;
 
-pub use control::admin;
-pub use control::metrics;
 pub use control::redis_routes;
 pub use control::reload::Reloader;
-pub use errors::ProxyError;
-pub use kura_cache;
 pub use listen::server::{ServerHandle, start};
-pub use listen::worker;
 pub use route::target;
 pub use state::{ReloadHook, ReloadReport};

@@ -118,20 +118,7 @@ pub fn render(snap: &Snapshot, totals: &Totals<'_>) -> String {
 }
 
 /// Escapes text for an HTML element body or a double-quoted attribute.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use kura_http::escape_html as esc;
 
 #[cfg(test)]
 mod tests {

@@ -1,8 +1,6 @@
 //! One rule's shadowing, compiled: which requests are copied (method, path, header, sample),
 //! to which targets with which header edits, and under which endpoint name they are reported.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -12,10 +10,7 @@ use kura_config::{GroupBy, HeaderEdits, RuleShadow, ShadowConfig};
 
 use crate::compare::CompareOptions;
 
-/// Any error a shadow target's response body may fail with.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-/// A boxed future that can move between threads, as [`Upstream::send`] returns.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub use kura_http::{BoxError, BoxFuture};
 /// A streaming response body from a shadow target.
 pub type ShadowBody = UnsyncBoxBody<Bytes, BoxError>;
 

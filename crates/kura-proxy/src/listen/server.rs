@@ -268,6 +268,7 @@ impl ServerHandle {
         &self.addrs
     }
 
+    /// The admin listener's address, when `[admin]` is configured.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin_addr
     }
@@ -277,6 +278,7 @@ impl ServerHandle {
         self.peer_addr
     }
 
+    /// The server's metrics registry.
     pub fn metrics(&self) -> &Metrics {
         &self.shared.metrics
     }

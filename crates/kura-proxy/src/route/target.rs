@@ -125,10 +125,12 @@ pub fn path_and_query(path: &str, query: Option<&str>) -> Result<PathAndQuery, P
     PathAndQuery::try_from(s).map_err(|_| ProxyError::BadTarget)
 }
 
+/// The port a scheme's URLs leave out: 443 for `https`, 80 otherwise.
 pub fn default_port(scheme: &str) -> u16 {
     if scheme == "https" { 443 } else { 80 }
 }
 
+/// The client's error a target that fails normalisation is.
 pub fn target_error(e: TargetError) -> ProxyError {
     match e {
         TargetError::BadHost => ProxyError::BadHost,
@@ -140,10 +142,15 @@ pub fn target_error(e: TargetError) -> ProxyError {
 /// A URL (`scheme://authority/path?query`) split for routing, as an admin purge or a peer
 /// names one. The path is normalised, the authority validated.
 pub struct ParsedUrl {
+    /// `http` or `https`.
     pub scheme: &'static str,
+    /// Lowercase host without port.
     pub host: String,
+    /// `host` or `host:port`, the scheme's default port left out.
     pub authority: String,
+    /// The normalised path.
     pub path: String,
+    /// The query, without `?` (empty when none).
     pub query: String,
 }
 
@@ -172,6 +179,7 @@ impl ParsedUrl {
         })
     }
 
+    /// The URL as template variables, as a request for it would have them.
     pub fn vars(&self) -> Vars<'_> {
         Vars {
             host: &self.host,

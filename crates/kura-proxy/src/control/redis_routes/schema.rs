@@ -6,7 +6,9 @@
 
 use kura_config::{BackendSpec, HostPattern, parse_backend, parse_host_pattern};
 
+/// Prefix of a frontend key (`frontend:<host>`).
 pub const FRONTEND_PREFIX: &str = "frontend:";
+/// Prefix of a dead-backend set (`dead:<host>`).
 pub const DEAD_PREFIX: &str = "dead:";
 /// Channel `kura routes` publishes changed keys on, for Redis servers where kura may not
 /// turn on keyspace notifications.
@@ -15,15 +17,20 @@ pub const CHANNEL: &str = "kura:routes";
 /// One frontend as kura will serve it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frontend {
+    /// The host pattern the key names.
     pub pattern: HostPattern,
+    /// The list's first item: the application's identifier.
     pub id: String,
+    /// The list's other items that are valid backend URLs.
     pub backends: Vec<BackendSpec>,
 }
 
 /// What a key is about.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum KeyKind {
+    /// `frontend:<host>`, with the host as written.
     Frontend(String),
+    /// `dead:<host>`, with the host as written.
     Dead(String),
 }
 

@@ -13,13 +13,18 @@ use super::schema::{self, CHANNEL, DEAD_PREFIX, FRONTEND_PREFIX};
 /// One frontend as listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listed {
+    /// The host pattern, as the key names it.
     pub host: String,
+    /// The application's identifier (the list's first item).
     pub id: String,
+    /// The backend URLs, as stored.
     pub backends: Vec<String>,
     /// Indexes currently marked dead.
     pub dead: Vec<usize>,
 }
 
+/// A connection to the Redis that holds Hipache's frontends, for `kura routes`: lists,
+/// adds, removes and loads frontends, and tells running kura servers what changed.
 pub struct Store {
     conn: MultiplexedConnection,
 }
@@ -27,6 +32,7 @@ pub struct Store {
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Store {
+    /// Connects to the Redis at `url` (`redis://host:port/db`), within a few seconds.
     pub async fn connect(url: &str) -> Result<Store, String> {
         let client = redis::Client::open(url).map_err(|e| format!("redis url {url:?}: {e}"))?;
         let config = redis::AsyncConnectionConfig::new()

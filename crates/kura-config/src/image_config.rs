@@ -197,7 +197,7 @@ pub(crate) fn validate_clusters(
     name: &str,
     clusters: &[FileOriginCluster],
     errs: &mut Errors,
-) -> Vec<ClusterSpec> {
+) -> Vec<WhoHasGroup> {
     let mut out = Vec::new();
     for (i, c) in clusters.iter().enumerate() {
         let f = format!("pools.{name}.clusters[{i}]");
@@ -218,7 +218,7 @@ pub(crate) fn validate_clusters(
                 _ => errs.push(format!("{f}.headers.{k}"), "not a valid header"),
             }
         }
-        out.push(ClusterSpec { backends, headers });
+        out.push(WhoHasGroup { backends, headers });
     }
     out
 }

@@ -607,8 +607,9 @@ pub struct PoolSpec {
     pub http2: bool,
     /// CAs for https:// backends; `None`: the Mozilla roots (webpki-roots).
     pub tls_ca: Option<PathBuf>,
-    /// Who-has clusters (Katana's origins); empty for a plain pool.
-    pub clusters: Vec<ClusterSpec>,
+    /// Who-has groups (`pools.<name>.clusters`, Katana's clusters of replica nodes that hold
+    /// different files); empty for a plain pool. Not kura's peer cache (`[cluster]`).
+    pub whohas: Vec<WhoHasGroup>,
     /// How long a path's cluster is remembered (default 10 min).
     pub whohas_ttl: Duration,
     /// Paths whose cluster is remembered at most (default 100000).
@@ -822,7 +823,7 @@ pub struct SignatureConfig {
 
 /// One cluster of a who-has origin.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClusterSpec {
+pub struct WhoHasGroup {
     /// Replica nodes of the cluster.
     pub backends: Vec<BackendSpec>,
     /// Headers set on every request to this cluster (e.g. `Host`).

@@ -606,7 +606,7 @@ pub(crate) fn validate_pool(
         health_check,
         http2: p.http2.unwrap_or(false),
         tls_ca,
-        clusters,
+        whohas: clusters,
         whohas_ttl,
         whohas_entries,
         set_headers: Vec::new(),

@@ -198,7 +198,7 @@ pub fn image_params(data: &[u8]) {
         dpr: next(),
     };
     let accept = next();
-    let limits = kura_image::Limits::default();
+    let limits = kura_image::ImageLimits::default();
     let mut aliases = BTreeMap::new();
     aliases.insert("f".to_string(), "fill".to_string());
     if let Ok(p) = kura_image::Params::parse(&raw, &limits, &aliases) {

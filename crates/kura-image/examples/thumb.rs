@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use kura_image::{Chosen, Format, Limits, Params, Raw};
+use kura_image::{Chosen, Format, ImageLimits, Params, Raw};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -36,7 +36,7 @@ fn main() {
     let width = &args[2];
     let count: usize = args[3].parse().unwrap();
     let quality = args.get(4).cloned().unwrap_or_else(|| "75".into());
-    let limits = Limits::default();
+    let limits = ImageLimits::default();
     let params = Params::parse(
         &Raw {
             width: width.clone(),

@@ -123,7 +123,7 @@ impl Chosen {
 
 /// A rule's limits and defaults (Katana's thumb_* settings among them).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Limits {
+pub struct ImageLimits {
     /// Largest output width in pixels, DPR applied; a wider request is refused with a 400.
     pub max_width: u32,
     /// Largest output height in pixels, DPR applied; a taller request is refused with a 400.
@@ -140,9 +140,9 @@ pub struct Limits {
     pub max_source_bytes: u64,
 }
 
-impl Default for Limits {
+impl Default for ImageLimits {
     fn default() -> Self {
-        Limits {
+        ImageLimits {
             max_width: 1920,
             max_height: 1080,
             max_quality: 90,
@@ -196,7 +196,7 @@ impl Params {
     /// The error is the message a client gets with its 400.
     pub fn parse(
         raw: &Raw,
-        limits: &Limits,
+        limits: &ImageLimits,
         aliases: &BTreeMap<String, String>,
     ) -> Result<Params, String> {
         let dpr = match raw.dpr.trim() {
@@ -328,7 +328,7 @@ mod tests {
 
     #[test]
     fn dpr_is_folded_into_the_size_so_equivalent_urls_share_a_key() {
-        let l = Limits::default();
+        let l = ImageLimits::default();
         let a = Params::parse(
             &Raw {
                 dpr: "2".into(),
@@ -349,7 +349,7 @@ mod tests {
 
     #[test]
     fn out_of_range_parameters_are_refused_with_a_reason() {
-        let l = Limits::default();
+        let l = ImageLimits::default();
         let none = BTreeMap::new();
         for (r, want) in [
             (raw("4000", ""), "above the limit of 1920"),
@@ -398,7 +398,7 @@ mod tests {
                 fit: "f".into(),
                 ..raw("30", "20")
             },
-            &Limits::default(),
+            &ImageLimits::default(),
             &aliases,
         )
         .unwrap();

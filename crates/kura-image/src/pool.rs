@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
-use crate::params::{Chosen, Limits, Params};
+use crate::params::{Chosen, ImageLimits, Params};
 use crate::transform::{Output, TransformError, transform};
 
 /// Why the pool gave no output: no slot, no time, or the transform itself failed.
@@ -56,7 +56,7 @@ impl Transformer {
         src: bytes::Bytes,
         params: Params,
         chosen: Chosen,
-        limits: Limits,
+        limits: ImageLimits,
         timeout: Duration,
     ) -> Result<Output, PoolError> {
         let slot = self.slot(timeout).await?;
@@ -95,7 +95,7 @@ impl Slot {
         src: bytes::Bytes,
         params: Params,
         chosen: Chosen,
-        limits: Limits,
+        limits: ImageLimits,
     ) -> Result<Output, PoolError> {
         let permit = self.permit;
         let job = tokio::task::spawn_blocking(move || {

@@ -20,7 +20,7 @@ use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer
 use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
 
-use crate::params::{Chosen, Fit, Format, Gravity, Limits, Params};
+use crate::params::{Chosen, Fit, Format, Gravity, ImageLimits, Params};
 
 /// One encoded variant.
 #[derive(Debug)]
@@ -72,7 +72,7 @@ pub fn transform(
     src: &[u8],
     params: &Params,
     chosen: Chosen,
-    limits: &Limits,
+    limits: &ImageLimits,
 ) -> Result<Output, TransformError> {
     let kind = image::guess_format(src)
         .map_err(|_| TransformError::NotAnImage("unknown format".into()))?;
@@ -112,7 +112,7 @@ pub fn transform(
     })
 }
 
-fn check_pixels(w: u32, h: u32, limits: &Limits) -> Result<(), TransformError> {
+fn check_pixels(w: u32, h: u32, limits: &ImageLimits) -> Result<(), TransformError> {
     let pixels = w as u64 * h as u64;
     if pixels > limits.max_source_pixels {
         return Err(TransformError::TooManyPixels {
@@ -128,7 +128,7 @@ fn check_pixels(w: u32, h: u32, limits: &Limits) -> Result<(), TransformError> {
 
 type Decoded = (Pixels, Orientation, Option<Vec<u8>>);
 
-fn decode_jpeg(src: &[u8], params: &Params, limits: &Limits) -> Result<Decoded, TransformError> {
+fn decode_jpeg(src: &[u8], params: &Params, limits: &ImageLimits) -> Result<Decoded, TransformError> {
     let bad = |e: jpeg_decoder::Error| TransformError::NotAnImage(e.to_string());
     let mut dec = jpeg_decoder::Decoder::new(Cursor::new(src));
     dec.read_info().map_err(bad)?;
@@ -196,7 +196,7 @@ fn decode_jpeg(src: &[u8], params: &Params, limits: &Limits) -> Result<Decoded, 
     ))
 }
 
-fn decode_other(src: &[u8], kind: ImageFormat, limits: &Limits) -> Result<Decoded, TransformError> {
+fn decode_other(src: &[u8], kind: ImageFormat, limits: &ImageLimits) -> Result<Decoded, TransformError> {
     let bad = |e: image::ImageError| TransformError::NotAnImage(e.to_string());
     let mut reader = ImageReader::with_format(Cursor::new(src), kind);
     let mut lim = image::Limits::default();

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
 use kura_image::{
-    Chosen, Fit, Format, Limits, OutputFormat, Params, PoolError, Raw, TransformError, Transformer,
+    Chosen, Fit, Format, ImageLimits, OutputFormat, Params, PoolError, Raw, TransformError, Transformer,
     transform,
 };
 
@@ -133,7 +133,7 @@ fn params(w: &str, h: &str, fit: &str) -> Params {
             fit: fit.into(),
             ..Default::default()
         },
-        &Limits::default(),
+        &ImageLimits::default(),
         &BTreeMap::new(),
     )
     .unwrap()
@@ -146,7 +146,7 @@ fn decoded(bytes: &[u8]) -> image::DynamicImage {
 #[test]
 fn each_fit_gives_the_size_it_promises() {
     let src = jpeg(1200, 800);
-    let limits = Limits::default();
+    let limits = ImageLimits::default();
     let cases = [
         (params("300", "", ""), (300, 200)),
         (params("", "100", ""), (150, 100)),
@@ -166,7 +166,7 @@ fn each_fit_gives_the_size_it_promises() {
 #[test]
 fn formats_are_produced_as_asked_and_verified_by_decoding() {
     let src = jpeg(640, 480);
-    let limits = Limits::default();
+    let limits = ImageLimits::default();
     for (chosen, kind) in [
         (Chosen::Fixed(Format::Png), image::ImageFormat::Png),
         (Chosen::Fixed(Format::Webp), image::ImageFormat::WebP),
@@ -199,7 +199,7 @@ fn formats_are_produced_as_asked_and_verified_by_decoding() {
 #[test]
 fn transparency_survives_to_png_and_webp_and_picks_png_for_legacy() {
     let src = png_rgba(100, 50);
-    let limits = Limits::default();
+    let limits = ImageLimits::default();
     let out = transform(&src, &params("50", "", ""), Chosen::Legacy, &limits).unwrap();
     assert_eq!(out.format, Format::Png);
     let img = decoded(&out.bytes).into_rgba8();
@@ -224,7 +224,7 @@ fn exif_orientation_is_applied_and_metadata_dropped() {
         &src,
         &params("100", "", ""),
         Chosen::Source,
-        &Limits::default(),
+        &ImageLimits::default(),
     )
     .unwrap();
     let img = decoded(&out.bytes);
@@ -239,7 +239,7 @@ fn exif_orientation_is_applied_and_metadata_dropped() {
 #[test]
 fn a_one_pixel_source_is_not_enlarged_unless_a_box_is_forced() {
     let src = jpeg(1, 1);
-    let limits = Limits::default();
+    let limits = ImageLimits::default();
     let out = transform(&src, &params("300", "", ""), Chosen::Source, &limits).unwrap();
     assert_eq!(
         (decoded(&out.bytes).width(), decoded(&out.bytes).height()),
@@ -251,7 +251,7 @@ fn a_one_pixel_source_is_not_enlarged_unless_a_box_is_forced() {
 
 #[test]
 fn bombs_are_refused_from_the_header_without_allocating() {
-    let limits = Limits::default();
+    let limits = ImageLimits::default();
     for bomb in [jpeg_bomb(16000, 16000), png_bomb(16000, 16000)] {
         let before = LIVE.load(Relaxed);
         PEAK.store(before, Relaxed);
@@ -270,7 +270,7 @@ fn bombs_are_refused_from_the_header_without_allocating() {
 
 #[test]
 fn damaged_and_non_images_are_errors_not_panics() {
-    let limits = Limits::default();
+    let limits = ImageLimits::default();
     let p = params("100", "", "");
     let e = transform(b"hello, I am text in a .jpg", &p, Chosen::Source, &limits).unwrap_err();
     assert!(matches!(e, TransformError::NotAnImage(_)), "{e:?}");
@@ -297,7 +297,7 @@ async fn the_pool_bounds_concurrency_and_time() {
                 src,
                 p,
                 Chosen::Source,
-                Limits::default(),
+                ImageLimits::default(),
                 Duration::from_secs(30),
             )
             .await
@@ -318,7 +318,7 @@ async fn the_pool_bounds_concurrency_and_time() {
             jpeg(3000, 2000).into(),
             params("1900", "", ""),
             Chosen::Fixed(Format::Png),
-            Limits::default(),
+            ImageLimits::default(),
             Duration::from_millis(1),
         )
         .await
@@ -342,7 +342,7 @@ fn the_colour_profile_is_kept_in_jpeg_output() {
         &src,
         &params("100", "", ""),
         Chosen::Source,
-        &Limits::default(),
+        &ImageLimits::default(),
     )
     .unwrap();
     let mut dec = jpeg_decoder::Decoder::new(std::io::Cursor::new(&out.bytes));
@@ -352,7 +352,7 @@ fn the_colour_profile_is_kept_in_jpeg_output() {
 
 #[test]
 fn webp_and_png_sources_are_resized_too() {
-    let limits = Limits::default();
+    let limits = ImageLimits::default();
     let webp_src = webp::Encoder::from_rgb(&rgb(320, 240), 320, 240)
         .encode(80.0)
         .to_vec();

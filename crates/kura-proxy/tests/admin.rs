@@ -1,11 +1,11 @@
 //! The admin listener: metrics by vhost and status, latency histogram, upstream errors,
 //! backend health, the route table, and unknown endpoints.
 
-use kura_testkit::{Origin, TestKura, closed_addr};
+use kura_testkit::{TestOrigin, TestKura, closed_addr};
 
 #[tokio::test]
 async fn metrics_routes_and_backends() {
-    let o = Origin::fixed("o", 200, "ok").await;
+    let o = TestOrigin::fixed("o", 200, "ok").await;
     let kura = TestKura::start(&format!(
         r#"
 [[listeners]]
@@ -91,7 +91,7 @@ pool = "dead"
 
 #[tokio::test]
 async fn access_log_lines_are_written() {
-    let o = Origin::fixed("o", 200, "hello").await;
+    let o = TestOrigin::fixed("o", 200, "hello").await;
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("access.log");
     let kura = TestKura::start(&format!(

@@ -1,6 +1,6 @@
 //! The shared cache under attack, through the real server: one test per way a hit could leak
 //! a user's answer, serve an attacker's, or a header could take a key down. The origin is the
-//! adversarial echo (`Origin::reflect`): it answers with the request it saw as JSON and takes
+//! adversarial echo (`TestOrigin::reflect`): it answers with the request it saw as JSON and takes
 //! `Cache-Control`, `Age`, `Location` and its status from the query (`cc`, `age`, `loc`, `st`).
 
 use std::time::{Duration, Instant};
@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
-use kura_testkit::{Origin, Reply, TestKura, raw, send};
+use kura_testkit::{TestOrigin, Reply, TestKura, raw, send};
 
 fn config(origin: &str, cache: &str, extra: &str) -> String {
     format!(
@@ -43,8 +43,8 @@ cache = {{ {cache} }}
     )
 }
 
-async fn start(cache: &str) -> (Origin, TestKura) {
-    let origin = Origin::reflect("o").await;
+async fn start(cache: &str) -> (TestOrigin, TestKura) {
+    let origin = TestOrigin::reflect("o").await;
     let kura = TestKura::start(&config(&origin.url(), cache, "")).await;
     (origin, kura)
 }
@@ -168,7 +168,7 @@ async fn a_cookie_bound_answer_is_not_shared_by_the_rules_stale_windows() {
 
 #[tokio::test]
 async fn a_304_never_puts_one_clients_set_cookie_into_the_shared_copy() {
-    let origin = Origin::start(
+    let origin = TestOrigin::start(
         "reval",
         std::sync::Arc::new(|seen: kura_testkit::origin::Seen| {
             Box::pin(async move {
@@ -266,7 +266,7 @@ async fn the_host_port_is_keyed_as_it_is_forwarded() {
 
 #[tokio::test]
 async fn the_scheme_is_keyed_and_only_trusted_proxies_set_it() {
-    let origin = Origin::reflect("o").await;
+    let origin = TestOrigin::reflect("o").await;
     let trusting = TestKura::start(&config(
         &origin.url(),
         r#"default_ttl = "5m""#,
@@ -428,7 +428,7 @@ async fn image_originals_live_where_no_client_url_reaches() {
         .encode(&[0u8; 12], 2, 2, jpeg_encoder::ColorType::Rgb)
         .unwrap();
     let jpeg = Bytes::from(jpeg);
-    let store = Origin::start(
+    let store = TestOrigin::start(
         "storage",
         std::sync::Arc::new(move |_| {
             let jpeg = jpeg.clone();
@@ -441,7 +441,7 @@ async fn image_originals_live_where_no_client_url_reaches() {
         }),
     )
     .await;
-    let app = Origin::reflect("app").await;
+    let app = TestOrigin::reflect("app").await;
     let kura = TestKura::start(&format!(
         r#"
 [[listeners]]
@@ -529,7 +529,7 @@ async fn huge_ages_and_lifetimes_neither_panic_nor_lock_the_key() {
 
 #[tokio::test]
 async fn config_values_that_would_overflow_are_errors_naming_the_field() {
-    let origin = Origin::reflect("o").await;
+    let origin = TestOrigin::reflect("o").await;
     let bad = config(&origin.url(), r#"force_ttl = "1000000000y""#, "");
     let err = kura_config::Config::from_toml(&bad, std::path::Path::new("."))
         .unwrap_err()
@@ -587,7 +587,7 @@ async fn forwarding_headers_from_clients_are_dropped() {
 // 8. Targeted cache control (RFC 9213).
 #[tokio::test]
 async fn cdn_cache_control_wins_and_reaches_clients_untouched() {
-    let origin = Origin::start(
+    let origin = TestOrigin::start(
         "cdn",
         std::sync::Arc::new(|_| {
             Box::pin(async {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use kura_testkit::origin::{Seen, full};
-use kura_testkit::{Origin, TestKura, eventually};
+use kura_testkit::{TestOrigin, TestKura, eventually};
 
 fn config(origin: &str, cache: &str, rule: &str) -> String {
     format!(
@@ -34,10 +34,10 @@ action = "cache"
 }
 
 /// An origin answering every request with `cc` as Cache-Control and a counter in the body.
-async fn counting(cc: &'static str) -> (Origin, Arc<AtomicUsize>) {
+async fn counting(cc: &'static str) -> (TestOrigin, Arc<AtomicUsize>) {
     let n = Arc::new(AtomicUsize::new(0));
     let c = n.clone();
-    let o = Origin::start(
+    let o = TestOrigin::start(
         "o",
         Arc::new(move |_s: Seen| {
             let i = c.fetch_add(1, SeqCst) + 1;
@@ -94,7 +94,7 @@ async fn fresh_responses_are_served_from_the_cache() {
 async fn stale_responses_are_revalidated_and_a_304_updates_the_stored_headers() {
     let seen_inm = Arc::new(AtomicUsize::new(0));
     let s2 = seen_inm.clone();
-    let o = Origin::start(
+    let o = TestOrigin::start(
         "o",
         Arc::new(move |seen: Seen| {
             let s2 = s2.clone();
@@ -142,7 +142,7 @@ async fn stale_responses_are_revalidated_and_a_304_updates_the_stored_headers() 
 
 #[tokio::test]
 async fn vary_keeps_one_variant_per_header_value() {
-    let o = Origin::start(
+    let o = TestOrigin::start(
         "o",
         Arc::new(|seen: Seen| {
             Box::pin(async move {
@@ -176,7 +176,7 @@ async fn vary_keeps_one_variant_per_header_value() {
 
 #[tokio::test]
 async fn vary_star_is_never_stored() {
-    let o = Origin::start(
+    let o = TestOrigin::start(
         "o",
         Arc::new(|_s: Seen| {
             Box::pin(async move {
@@ -197,7 +197,7 @@ async fn vary_star_is_never_stored() {
 
 #[tokio::test]
 async fn conditional_client_requests_get_304_from_the_cache() {
-    let o = Origin::start(
+    let o = TestOrigin::start(
         "o",
         Arc::new(|_s: Seen| {
             Box::pin(async move {
@@ -263,7 +263,7 @@ async fn no_store_and_private_responses_are_not_stored() {
 
 #[tokio::test]
 async fn unsafe_methods_invalidate_the_url_and_its_location() {
-    let o = Origin::start(
+    let o = TestOrigin::start(
         "o",
         Arc::new(|seen: Seen| {
             Box::pin(async move {
@@ -396,7 +396,7 @@ async fn rule_ttl_policy() {
 
 #[tokio::test]
 async fn concurrent_misses_make_one_origin_request() {
-    let o = Origin::slow("o", Duration::from_millis(300), "shared").await;
+    let o = TestOrigin::slow("o", Duration::from_millis(300), "shared").await;
     let kura = TestKura::start(&config(&o.url(), "", "default_ttl = \"100s\"")).await;
     let mut tasks = Vec::new();
     for _ in 0..50 {

@@ -12,7 +12,7 @@ use http::Request;
 use http_body_util::{BodyExt, Empty};
 use kura_testkit::etcd::{Etcd, free_addr};
 use kura_testkit::origin::{RangedState, pattern_buffer, ranged};
-use kura_testkit::{Client, Origin, TestKura, eventually, get_request};
+use kura_testkit::{Client, TestOrigin, TestKura, eventually, get_request};
 
 const MIB: u64 = 1024 * 1024;
 const SECRET: &str = "test-secret-0123456789";
@@ -59,7 +59,7 @@ action = "cache"
 }
 
 /// `n` nodes on 127.0.0.1..n sharing `origin`, registered in etcd at `etcd`.
-async fn nodes(n: usize, etcd: &str, origin: &Origin) -> Vec<TestKura> {
+async fn nodes(n: usize, etcd: &str, origin: &TestOrigin) -> Vec<TestKura> {
     let mut out = Vec::new();
     for i in 1..=n {
         out.push(start_node(i, &Members::Etcd(etcd), origin).await);
@@ -67,7 +67,7 @@ async fn nodes(n: usize, etcd: &str, origin: &Origin) -> Vec<TestKura> {
     out
 }
 
-async fn start_node(i: usize, members: &Members<'_>, origin: &Origin) -> TestKura {
+async fn start_node(i: usize, members: &Members<'_>, origin: &TestOrigin) -> TestKura {
     let ip = format!("127.0.0.{i}");
     let peering = free_addr(&ip).to_string();
     TestKura::start(&node_config(&ip, &peering, members, &origin.url())).await

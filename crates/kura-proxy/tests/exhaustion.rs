@@ -11,7 +11,7 @@ use http::Request;
 use http_body_util::{Empty, Full, StreamBody};
 use hyper::body::Frame;
 use kura_testkit::ws::EchoServer;
-use kura_testkit::{Origin, TestKura, TokioIo, eventually, raw};
+use kura_testkit::{TestOrigin, TestKura, TokioIo, eventually, raw};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -55,7 +55,7 @@ async fn slot_comes_back(kura: &TestKura, within: Duration) -> bool {
 // connection and slot are released.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_is_cut_off_after_the_send_timeout() {
-    let origin = Origin::streaming("big", 256 << 20).await;
+    let origin = TestOrigin::streaming("big", 256 << 20).await;
     let kura = TestKura::start(&config(&origin.url(), "send_timeout = \"1s\"", "")).await;
     let mut stalled = TcpStream::connect(kura.addr).await.unwrap();
     stalled
@@ -145,7 +145,7 @@ async fn a_connection_still_uploading_is_not_reused() {
 // 3. An HTTP/2 client with a closed flow-control window pins no upstream connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_http2_window_gives_its_upstream_connection_back() {
-    let origin = Origin::streaming("big", 8 << 20).await;
+    let origin = TestOrigin::streaming("big", 8 << 20).await;
     let kura = TestKura::start(&config(
         &origin.url(),
         "send_timeout = \"1s\"\nhttp2_stream_buffer = \"64KiB\"",
@@ -236,7 +236,7 @@ async fn tunnels_are_counted_and_hold_their_slots() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_websocket_is_relayed_unless_the_rule_says_otherwise() {
-    let origin = Origin::echo("o").await;
+    let origin = TestOrigin::echo("o").await;
     let kura = TestKura::start(&config(&origin.url(), "", "")).await;
     let r = raw(
         kura.addr,

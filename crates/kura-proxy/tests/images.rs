@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
 use kura_testkit::origin::full;
-use kura_testkit::{Origin, TestKura, closed_addr, send};
+use kura_testkit::{TestOrigin, TestKura, closed_addr, send};
 
 fn jpeg(w: u32, h: u32) -> Vec<u8> {
     let mut px = Vec::with_capacity((w * h * 3) as usize);
@@ -31,7 +31,7 @@ fn jpeg(w: u32, h: u32) -> Vec<u8> {
 /// An origin serving `files` (GET and HEAD) with an ETag and an hour of freshness, counting
 /// GETs and HEADs.
 struct Files {
-    origin: Origin,
+    origin: TestOrigin,
     gets: Arc<AtomicUsize>,
     heads: Arc<AtomicUsize>,
 }
@@ -46,7 +46,7 @@ async fn files(name: &str, files: Vec<(&str, Vec<u8>)>) -> Files {
     let gets = Arc::new(AtomicUsize::new(0));
     let heads = Arc::new(AtomicUsize::new(0));
     let (g, h) = (gets.clone(), heads.clone());
-    let origin = Origin::start(
+    let origin = TestOrigin::start(
         name,
         Arc::new(move |seen| {
             let map = map.clone();
@@ -280,12 +280,12 @@ async fn missing_and_bad_sources() {
         &jpeg(32, 32),
         &kura_image::Params::parse(
             &kura_image::Raw::default(),
-            &kura_image::Limits::default(),
+            &kura_image::ImageLimits::default(),
             &Default::default(),
         )
         .unwrap(),
         kura_image::Chosen::Fixed(kura_image::Format::Avif),
-        &kura_image::Limits::default(),
+        &kura_image::ImageLimits::default(),
     )
     .unwrap()
     .bytes;
@@ -589,7 +589,7 @@ width = "{{w}}"
     assert_eq!(store.gets.load(SeqCst), 2);
     assert_eq!(store.origin.connections(), 1, "one kept-alive connection");
     // What answered on a port is not told: a closed port and a 500 read the same.
-    let failing = Origin::failing("bad", 500).await;
+    let failing = TestOrigin::failing("bad", 500).await;
     let closed = closed_addr();
     let a = get(&kura, &format!("/u/w50/{}/x.jpg", failing.url()), &[]).await;
     let b = get(&kura, &format!("/u/w50/http://{closed}/x.jpg"), &[]).await;

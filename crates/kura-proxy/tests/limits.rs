@@ -3,11 +3,11 @@
 
 use std::time::{Duration, Instant};
 
-use kura_testkit::{Client, Origin, TestKura, raw};
+use kura_testkit::{Client, TestOrigin, TestKura, raw};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-async fn kura_with(origin: &Origin, limits: &str) -> TestKura {
+async fn kura_with(origin: &TestOrigin, limits: &str) -> TestKura {
     TestKura::start(&format!(
         r#"
 [[listeners]]
@@ -29,7 +29,7 @@ const WAIT: Duration = Duration::from_secs(3);
 
 #[tokio::test]
 async fn oversized_headers_get_431() {
-    let o = Origin::fixed("o", 200, "ok").await;
+    let o = TestOrigin::fixed("o", 200, "ok").await;
     let kura = kura_with(&o, "max_header_bytes = \"4KiB\"\nmax_headers = 20").await;
     let big = format!(
         "GET / HTTP/1.1\r\nHost: a.com\r\nX-Big: {}\r\n\r\n",
@@ -59,7 +59,7 @@ async fn oversized_headers_get_431() {
 
 #[tokio::test]
 async fn declared_oversized_body_gets_413_without_reaching_the_origin() {
-    let o = Origin::echo("o").await;
+    let o = TestOrigin::echo("o").await;
     let kura = kura_with(&o, "max_body_bytes = 1000").await;
     let out = raw(
         kura.addr,
@@ -85,7 +85,7 @@ async fn declared_oversized_body_gets_413_without_reaching_the_origin() {
 
 #[tokio::test]
 async fn chunked_body_over_the_limit_gets_413() {
-    let o = Origin::sink("o").await;
+    let o = TestOrigin::sink("o").await;
     let kura = kura_with(&o, "max_body_bytes = 10000").await;
     let mut req =
         String::from("POST /up HTTP/1.1\r\nHost: a.com\r\nTransfer-Encoding: chunked\r\n\r\n");
@@ -114,7 +114,7 @@ async fn chunked_body_over_the_limit_gets_413() {
 
 #[tokio::test]
 async fn malformed_requests_get_400() {
-    let o = Origin::fixed("o", 200, "ok").await;
+    let o = TestOrigin::fixed("o", 200, "ok").await;
     let kura = kura_with(&o, "").await;
     for bad in [
         &b"THIS IS NOT HTTP\r\n\r\n"[..],
@@ -138,7 +138,7 @@ async fn malformed_requests_get_400() {
 
 #[tokio::test]
 async fn malformed_chunked_body_is_400_and_does_not_blame_the_backend() {
-    let o = Origin::sink("o").await;
+    let o = TestOrigin::sink("o").await;
     let kura = TestKura::start(&format!(
         "[[listeners]]\naddress = \"127.0.0.1:0\"\n[admin]\naddress = \"127.0.0.1:0\"\n[pools.p]\nbackends = [\"{}\"]\n[[vhosts]]\nhosts = [\"*\"]\npool = \"p\"\n",
         o.url()
@@ -158,7 +158,7 @@ async fn malformed_chunked_body_is_400_and_does_not_blame_the_backend() {
 
 #[tokio::test]
 async fn slow_header_is_cut_off_by_the_header_timeout() {
-    let o = Origin::fixed("o", 200, "ok").await;
+    let o = TestOrigin::fixed("o", 200, "ok").await;
     let kura = kura_with(
         &o,
         "client_header_timeout = \"300ms\"\nclient_idle_timeout = \"10s\"",
@@ -184,7 +184,7 @@ async fn slow_header_is_cut_off_by_the_header_timeout() {
 
 #[tokio::test]
 async fn idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
-    let o = Origin::fixed("o", 200, "ok").await;
+    let o = TestOrigin::fixed("o", 200, "ok").await;
     let kura = kura_with(
         &o,
         "client_header_timeout = \"200ms\"\nclient_idle_timeout = \"800ms\"",
@@ -212,7 +212,7 @@ async fn idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
 }
 
 async fn max_connections_hold(server: &str) {
-    let o = Origin::fixed("o", 200, "ok").await;
+    let o = TestOrigin::fixed("o", 200, "ok").await;
     let kura = TestKura::start(&format!(
         "[[listeners]]\naddress = \"127.0.0.1:0\"\n[server]\n{server}\n[limits]\nmax_connections = 2\n[pools.p]\nbackends = [\"{}\"]\n[[vhosts]]\nhosts = [\"*\"]\npool = \"p\"\n",
         o.url(),
@@ -251,7 +251,7 @@ async fn max_connections_holds_per_core_too() {
 
 #[tokio::test]
 async fn keep_alive_and_pipelined_requests_on_one_connection() {
-    let o = Origin::echo("o").await;
+    let o = TestOrigin::echo("o").await;
     let kura = kura_with(&o, "").await;
     let out = raw(
         kura.addr,

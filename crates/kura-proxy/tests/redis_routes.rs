@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use kura_proxy::redis_routes::store::Store;
 use kura_testkit::redis::Redis;
-use kura_testkit::{Client, Origin, TestKura, closed_addr, eventually};
+use kura_testkit::{Client, TestOrigin, TestKura, closed_addr, eventually};
 
 fn config(redis: &str, extra: &str) -> String {
     format!(
@@ -108,8 +108,8 @@ async fn time_until(kura: &TestKura, host: &str, want: &str, within: Duration) -
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frontends_change_live_under_load_without_a_failed_request() {
     let redis = Redis::start();
-    let a = Origin::fixed("a", 200, "a").await;
-    let b = Origin::fixed("b", 200, "b").await;
+    let a = TestOrigin::fixed("a", 200, "a").await;
+    let b = TestOrigin::fixed("b", 200, "b").await;
     let mut r = redis_conn(&redis).await;
     let _: i64 = cmd(&mut r, &["RPUSH", "frontend:app.test", "app", &a.url()]).await;
     let kura = TestKura::start(&config(&redis.url, "")).await;
@@ -141,7 +141,7 @@ async fn the_most_specific_host_wins_and_the_file_beats_redis() {
     let names = ["exact", "wild", "deep", "any", "file"];
     let mut origins = Vec::new();
     for n in names {
-        origins.push(Origin::fixed(n, 200, n).await);
+        origins.push(TestOrigin::fixed(n, 200, n).await);
     }
     let mut r = redis_conn(&redis).await;
     for (key, o) in [
@@ -185,7 +185,7 @@ fn backend_alive(backends: &serde_json::Value, pool: &str, index: usize) -> bool
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_mark_from_one_instance_is_honoured_by_another_until_it_expires() {
     let redis = Redis::start();
-    let alive = Origin::fixed("alive", 200, "alive").await;
+    let alive = TestOrigin::fixed("alive", 200, "alive").await;
     let dead = format!("http://{}", closed_addr());
     let mut r = redis_conn(&redis).await;
     let _: i64 = cmd(
@@ -259,8 +259,8 @@ async fn a_dead_mark_from_one_instance_is_honoured_by_another_until_it_expires()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_outage_changes_nothing_for_clients_and_changes_flow_after_it() {
     let mut redis = Redis::start();
-    let a = Origin::fixed("a", 200, "a").await;
-    let b = Origin::fixed("b", 200, "b").await;
+    let a = TestOrigin::fixed("a", 200, "a").await;
+    let b = TestOrigin::fixed("b", 200, "b").await;
     {
         let mut r = redis_conn(&redis).await;
         let _: i64 = cmd(&mut r, &["RPUSH", "frontend:app.test", "app", &a.url()]).await;
@@ -302,7 +302,7 @@ async fn a_redis_outage_changes_nothing_for_clients_and_changes_flow_after_it() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_keys_and_items_are_skipped_and_the_rest_works() {
     let redis = Redis::start();
-    let a = Origin::fixed("a", 200, "a").await;
+    let a = TestOrigin::fixed("a", 200, "a").await;
     let mut r = redis_conn(&redis).await;
     let _: () = cmd(&mut r, &["SET", "frontend:string.test", "http://x"]).await;
     let _: i64 = cmd(
@@ -354,7 +354,7 @@ async fn bad_keys_and_items_are_skipped_and_the_rest_works() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_store_adds_removes_lists_and_loads_a_file_config() {
     let redis = Redis::start();
-    let a = Origin::fixed("a", 200, "a").await;
+    let a = TestOrigin::fixed("a", 200, "a").await;
     let kura = TestKura::start(&config(&redis.url, "")).await;
     let mut store = Store::connect(&redis.url).await.unwrap();
 
@@ -433,7 +433,7 @@ rewrite = "/"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frontends_naming_the_same_backend_share_its_connections() {
     let redis = Redis::start();
-    let a = Origin::fixed("a", 200, "a").await;
+    let a = TestOrigin::fixed("a", 200, "a").await;
     let mut r = redis_conn(&redis).await;
     for i in 0..50 {
         let key = format!("frontend:site{i}.test");
@@ -457,7 +457,7 @@ async fn frontends_naming_the_same_backend_share_its_connections() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_writer_cannot_aim_at_kura_itself_and_gone_backends_leave_no_series() {
     let redis = Redis::start();
-    let a = Origin::fixed("a", 200, "a").await;
+    let a = TestOrigin::fixed("a", 200, "a").await;
     let mut r = redis_conn(&redis).await;
     let kura = TestKura::start(&config(&redis.url, "")).await;
     let admin = kura.admin.unwrap();

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
 use kura_testkit::origin::full;
-use kura_testkit::{Origin, TestKura, closed_addr, eventually};
+use kura_testkit::{TestOrigin, TestKura, closed_addr, eventually};
 
 fn get(host: &str, path: &str, id: Option<&str>) -> Request<Full<Bytes>> {
     let mut b = Request::get(path).header("host", host);
@@ -21,7 +21,7 @@ fn get(host: &str, path: &str, id: Option<&str>) -> Request<Full<Bytes>> {
     b.body(Full::new(Bytes::new())).unwrap()
 }
 
-fn seen_id(o: &Origin) -> String {
+fn seen_id(o: &TestOrigin) -> String {
     let seen = o.last().expect("the origin was asked");
     let id = seen.headers.get("x-request-id").expect("an id upstream");
     id.to_str().unwrap().to_string()
@@ -33,7 +33,7 @@ fn is_made_id(id: &str) -> bool {
 
 #[tokio::test]
 async fn an_untrusted_request_id_is_replaced_and_the_log_names_the_one_sent() {
-    let o = Origin::fixed("o", 200, "hello").await;
+    let o = TestOrigin::fixed("o", 200, "hello").await;
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("access.log");
     let kura = TestKura::start(&format!(
@@ -112,8 +112,8 @@ async fn failures_are_logged_with_their_side_and_cause() {
 
 #[tokio::test]
 async fn a_trusted_proxy_id_reaches_the_origin_and_the_shadow_copy() {
-    let primary = Origin::fixed("primary", 200, "ok").await;
-    let shadow = Origin::fixed("shadow", 200, "ok").await;
+    let primary = TestOrigin::fixed("primary", 200, "ok").await;
+    let shadow = TestOrigin::fixed("shadow", 200, "ok").await;
     let kura = TestKura::start(&format!(
         r#"
 [server]
@@ -194,7 +194,7 @@ async fn events_of_the_fill_and_of_shadow_copies_carry_the_request_id() {
         .with_writer(move || writer.clone())
         .init();
 
-    let o = Origin::start(
+    let o = TestOrigin::start(
         "o",
         Arc::new(|_| {
             Box::pin(async {

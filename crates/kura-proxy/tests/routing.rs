@@ -1,14 +1,14 @@
 //! Routing through a real server: hosts, wildcards, path rules with captures and rewrites,
 //! header edits, forwarding headers, the ping host and error pages.
 
-use kura_testkit::{Origin, TestKura};
+use kura_testkit::{TestOrigin, TestKura};
 
 #[tokio::test]
 async fn hosts_and_wildcards_pick_their_vhost() {
-    let exact = Origin::fixed("exact", 200, "exact").await;
-    let deep = Origin::fixed("deep", 200, "deep").await;
-    let wild = Origin::fixed("wild", 200, "wild").await;
-    let any = Origin::fixed("any", 200, "any").await;
+    let exact = TestOrigin::fixed("exact", 200, "exact").await;
+    let deep = TestOrigin::fixed("deep", 200, "deep").await;
+    let wild = TestOrigin::fixed("wild", 200, "wild").await;
+    let any = TestOrigin::fixed("any", 200, "any").await;
     let kura = TestKura::start(&format!(
         r#"
 [[listeners]]
@@ -57,7 +57,7 @@ pool = "any"
 
 #[tokio::test]
 async fn unknown_host_gets_400_no_application_configured() {
-    let o = Origin::fixed("o", 200, "x").await;
+    let o = TestOrigin::fixed("o", 200, "x").await;
     let kura = TestKura::start(&format!(
         "[[listeners]]\naddress = \"127.0.0.1:0\"\n[pools.p]\nbackends = [\"{}\"]\n[[vhosts]]\nhosts = [\"known.com\"]\npool = \"p\"\n",
         o.url()
@@ -87,8 +87,8 @@ async fn ping_host_answers_without_a_vhost() {
 
 #[tokio::test]
 async fn path_rules_match_in_order_and_rewrite_with_captures() {
-    let api = Origin::echo("api").await;
-    let web = Origin::echo("web").await;
+    let api = TestOrigin::echo("api").await;
+    let web = TestOrigin::echo("web").await;
     let kura = TestKura::start(&format!(
         r#"
 [[listeners]]
@@ -136,7 +136,7 @@ rewrite = "/static/images/{{file}}"
 
 #[tokio::test]
 async fn forwarding_headers_via_and_hop_by_hop() {
-    let o = Origin::echo("o").await;
+    let o = TestOrigin::echo("o").await;
     let kura = TestKura::start(&format!(
         "[[listeners]]\naddress = \"127.0.0.1:0\"\n[pools.p]\nbackends = [\"{}\"]\n[[vhosts]]\nhosts = [\"*\"]\npool = \"p\"\n",
         o.url()
@@ -171,7 +171,7 @@ async fn forwarding_headers_via_and_hop_by_hop() {
 
 #[tokio::test]
 async fn header_edits_per_rule_and_host_rewrite() {
-    let o = Origin::echo("o").await;
+    let o = TestOrigin::echo("o").await;
     let kura = TestKura::start(&format!(
         r#"
 [[listeners]]
@@ -242,7 +242,7 @@ pool = "dead"
 
 #[tokio::test]
 async fn http10_client_without_host_uses_the_catch_all() {
-    let o = Origin::echo("o").await;
+    let o = TestOrigin::echo("o").await;
     let kura = TestKura::start(&format!(
         "[[listeners]]\naddress = \"127.0.0.1:0\"\n[pools.p]\nbackends = [\"{}\"]\n[[vhosts]]\nhosts = [\"*\"]\npool = \"p\"\n",
         o.url()

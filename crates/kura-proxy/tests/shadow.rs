@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
 use kura_testkit::origin::{Seen, full};
-use kura_testkit::{Client, Origin, TestKura, closed_addr, eventually};
+use kura_testkit::{Client, TestOrigin, TestKura, closed_addr, eventually};
 use serde_json::Value;
 
 const SETTLE: Duration = Duration::from_secs(10);
@@ -77,9 +77,9 @@ fn compare_p99(host: &str, plain: Vec<Duration>, with: Vec<Duration>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_or_dead_shadow_costs_the_primary_nothing() {
-    let primary = Origin::fixed("primary", 200, "hello").await;
-    let slow = Origin::slow("slow", Duration::from_secs(5), "late").await;
-    let fast = Origin::fixed("fast", 200, "hello").await;
+    let primary = TestOrigin::fixed("primary", 200, "hello").await;
+    let slow = TestOrigin::slow("slow", Duration::from_secs(5), "late").await;
+    let fast = TestOrigin::fixed("fast", 200, "hello").await;
     let vhosts = r#"
 [[vhosts]]
 hosts = ["fast.test"]
@@ -143,8 +143,8 @@ targets = [{ pool = "dead" }]
 
 #[tokio::test]
 async fn sampling_takes_the_configured_share() {
-    let primary = Origin::fixed("primary", 200, "ok").await;
-    let shadow = Origin::fixed("shadow", 200, "ok").await;
+    let primary = TestOrigin::fixed("primary", 200, "ok").await;
+    let shadow = TestOrigin::fixed("shadow", 200, "ok").await;
     let kura = TestKura::start(&config(
         &[("primary", primary.url()), ("shadow", shadow.url())],
         r#"
@@ -177,8 +177,8 @@ sample_percent = 30
 
 #[tokio::test]
 async fn unsafe_methods_only_when_enabled_with_their_bodies() {
-    let primary = Origin::echo("primary").await;
-    let shadow = Origin::echo("shadow").await;
+    let primary = TestOrigin::echo("primary").await;
+    let shadow = TestOrigin::echo("shadow").await;
     let kura = TestKura::start(&config(
         &[("primary", primary.url()), ("shadow", shadow.url())],
         r#"
@@ -236,8 +236,8 @@ allow_unsafe = true
 
 #[tokio::test]
 async fn header_edits_reach_the_shadow_and_not_the_primary() {
-    let primary = Origin::echo("primary").await;
-    let shadow = Origin::echo("shadow").await;
+    let primary = TestOrigin::echo("primary").await;
+    let shadow = TestOrigin::echo("shadow").await;
     let kura = TestKura::start(&config(
         &[("primary", primary.url()), ("canary", shadow.url())],
         r#"
@@ -274,8 +274,8 @@ targets = [{ pool = "canary", name = "v2", request_headers = { set = { x-env = "
 
 /// An origin answering `{"id": <random>, "items": [{"price": …}, …]}`, the fourth price
 /// raised by `bump`.
-async fn items_origin(name: &str, bump: u64) -> Origin {
-    Origin::start(
+async fn items_origin(name: &str, bump: u64) -> TestOrigin {
+    TestOrigin::start(
         name,
         Arc::new(move |_seen: Seen| {
             Box::pin(async move {
@@ -436,8 +436,8 @@ ignore_headers = ["x-origin"]
 
 #[tokio::test]
 async fn a_primary_that_fails_is_not_compared() {
-    let shadow = Origin::fixed("shadow", 200, "fine").await;
-    let primary = Origin::fixed("primary", 200, "fine").await;
+    let shadow = TestOrigin::fixed("shadow", 200, "fine").await;
+    let primary = TestOrigin::fixed("primary", 200, "fine").await;
     let kura = TestKura::start(&config(
         &[
             ("primary", primary.url()),

@@ -13,7 +13,7 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use kura_testkit::tls::{Pki, connect, served_cert};
 use kura_testkit::ws::EchoServer;
-use kura_testkit::{Origin, TestKura, eventually, get, raw};
+use kura_testkit::{TestOrigin, TestKura, eventually, get, raw};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -110,7 +110,7 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_hostname_gets_its_certificate_and_the_default_covers_the_rest() {
-    let origin = Origin::echo("o").await;
+    let origin = TestOrigin::echo("o").await;
     let s = site(&origin.url(), "").await;
     let client = s.pki.client(&[b"http/1.1"]);
     for (sni, want) in [
@@ -144,7 +144,7 @@ async fn each_hostname_gets_its_certificate_and_the_default_covers_the_rest() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_hellos_and_plain_http_fail_alone() {
-    let origin = Origin::fixed("o", 200, "fine").await;
+    let origin = TestOrigin::fixed("o", 200, "fine").await;
     let s = site(&origin.url(), "").await;
     let client = s.pki.client(&[b"http/1.1"]);
     // A connection that is mid-handshake while the bad ones come and go.
@@ -199,7 +199,7 @@ async fn bad_hellos_and_plain_http_fail_alone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_over_tls_and_by_prior_knowledge() {
-    let origin = Origin::echo("o").await;
+    let origin = TestOrigin::echo("o").await;
     let s = site(&origin.url(), "").await;
     let tls = connect(s.kura.addr, "b.test", s.pki.client(&[b"h2", b"http/1.1"]))
         .await
@@ -234,7 +234,7 @@ pool = "web"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changed_certificate_files_are_served_without_a_restart() {
-    let origin = Origin::fixed("o", 200, "ok").await;
+    let origin = TestOrigin::fixed("o", 200, "ok").await;
     let s = site(&origin.url(), "").await;
     let client = s.pki.client(&[b"http/1.1"]);
     let first = served_cert(
@@ -302,7 +302,7 @@ pool = "web"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_and_http2_backends_are_verified_against_the_ca() {
-    let origin = Origin::echo("o").await;
+    let origin = TestOrigin::echo("o").await;
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("access.log");
     // The backend: a TLS kura for "localhost" logging the protocol it was spoken to in.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
-use kura_testkit::{Client, Origin, Resetting, TestKura, closed_addr, eventually};
+use kura_testkit::{Client, TestOrigin, Resetting, TestKura, closed_addr, eventually};
 
 fn config(backends: &[String], pool_extra: &str) -> String {
     let list = backends
@@ -47,9 +47,9 @@ async fn spread(kura: &TestKura, n: usize) -> HashMap<String, usize> {
 #[tokio::test]
 async fn round_robin_spreads_evenly() {
     let (a, b, c) = (
-        Origin::fixed("a", 200, "a").await,
-        Origin::fixed("b", 200, "b").await,
-        Origin::fixed("c", 200, "c").await,
+        TestOrigin::fixed("a", 200, "a").await,
+        TestOrigin::fixed("b", 200, "b").await,
+        TestOrigin::fixed("c", 200, "c").await,
     );
     let kura = TestKura::start(&config(&[a.url(), b.url(), c.url()], "")).await;
     let seen = spread(&kura, 30).await;
@@ -63,9 +63,9 @@ async fn round_robin_spreads_evenly() {
 #[tokio::test]
 async fn random_reaches_every_backend() {
     let (a, b, c) = (
-        Origin::fixed("a", 200, "a").await,
-        Origin::fixed("b", 200, "b").await,
-        Origin::fixed("c", 200, "c").await,
+        TestOrigin::fixed("a", 200, "a").await,
+        TestOrigin::fixed("b", 200, "b").await,
+        TestOrigin::fixed("c", 200, "c").await,
     );
     let kura = TestKura::start(&config(
         &[a.url(), b.url(), c.url()],
@@ -80,8 +80,8 @@ async fn random_reaches_every_backend() {
 
 #[tokio::test]
 async fn least_conn_avoids_the_busy_backend() {
-    let slow = Origin::slow("slow", Duration::from_millis(400), "slow").await;
-    let fast = Origin::fixed("fast", 200, "fast").await;
+    let slow = TestOrigin::slow("slow", Duration::from_millis(400), "slow").await;
+    let fast = TestOrigin::fixed("fast", 200, "fast").await;
     let kura = TestKura::start(&config(
         &[slow.url(), fast.url()],
         "balance = \"least_conn\"",
@@ -99,7 +99,7 @@ async fn least_conn_avoids_the_busy_backend() {
 #[tokio::test]
 async fn dead_backend_is_retried_around_then_skipped_until_ttl() {
     let broken = Resetting::start().await;
-    let good = Origin::fixed("good", 200, "good").await;
+    let good = TestOrigin::fixed("good", 200, "good").await;
     let kura = TestKura::start(&config(
         &[broken.url(), good.url()],
         "dead_backend_ttl = \"600ms\"",
@@ -136,7 +136,7 @@ async fn dead_backend_is_retried_around_then_skipped_until_ttl() {
 
 #[tokio::test]
 async fn refused_connection_is_retried_even_for_post() {
-    let good = Origin::echo("good").await;
+    let good = TestOrigin::echo("good").await;
     let kura = TestKura::start(&config(
         &[format!("http://{}", closed_addr()), good.url()],
         "",
@@ -177,8 +177,8 @@ async fn all_backends_dead_is_502() {
 
 #[tokio::test]
 async fn response_timeout_is_504_and_marks_dead() {
-    let slow = Origin::slow("slow", Duration::from_secs(3), "late").await;
-    let slower = Origin::slow("slower", Duration::from_secs(3), "later").await;
+    let slow = TestOrigin::slow("slow", Duration::from_secs(3), "late").await;
+    let slower = TestOrigin::slow("slower", Duration::from_secs(3), "later").await;
     let kura = TestKura::start(&config(
         &[slow.url(), slower.url()],
         "response_timeout = \"200ms\"\nretries = 0",
@@ -333,8 +333,8 @@ async fn connect_timeout_is_504() {
 
 #[tokio::test]
 async fn configured_5xx_marks_dead_and_retries_idempotent_requests() {
-    let bad = Origin::failing("bad", 503).await;
-    let good = Origin::fixed("good", 200, "good").await;
+    let bad = TestOrigin::failing("bad", 503).await;
+    let good = TestOrigin::fixed("good", 200, "good").await;
     let kura = TestKura::start(&config(&[bad.url(), good.url()], "dead_on_status = [503]")).await;
     let seen = spread(&kura, 6).await;
     assert_eq!(seen.get("good"), Some(&6), "{seen:?}");
@@ -349,7 +349,7 @@ async fn configured_5xx_marks_dead_and_retries_idempotent_requests() {
 #[tokio::test]
 async fn post_is_not_replayed_after_it_was_sent() {
     let broken = Resetting::after_request().await;
-    let good = Origin::echo("good").await;
+    let good = TestOrigin::echo("good").await;
     let kura = TestKura::start(&config(&[broken.url(), good.url()], "")).await;
     let req = http::Request::post("/pay")
         .header("host", "a.com")
@@ -361,7 +361,7 @@ async fn post_is_not_replayed_after_it_was_sent() {
 }
 
 async fn keep_alive_reuse(server: &str, max_upstream_connections: usize) {
-    let o = Origin::fixed("o", 200, "hello").await;
+    let o = TestOrigin::fixed("o", 200, "hello").await;
     let kura = TestKura::start(&config(&[o.url()], server)).await;
     let mut client = Client::connect(kura.addr).await;
     for _ in 0..50 {
@@ -394,7 +394,7 @@ async fn keep_alive_connections_are_reused_per_core() {
 
 #[tokio::test]
 async fn per_core_workers_serve_every_connection() {
-    let o = Origin::echo("o").await;
+    let o = TestOrigin::echo("o").await;
     let kura = TestKura::start(&config(
         &[o.url()],
         "[server]\nworkers = 3\nwork_stealing = false",
@@ -416,7 +416,7 @@ async fn per_core_workers_serve_every_connection() {
 
 #[tokio::test]
 async fn connection_cap_per_backend_holds_under_concurrency() {
-    let o = Origin::slow("o", Duration::from_millis(100), "ok").await;
+    let o = TestOrigin::slow("o", Duration::from_millis(100), "ok").await;
     let kura = TestKura::start(&config(
         &[o.url()],
         "max_connections_per_backend = 2\n[server]\nworkers = 1",
@@ -446,7 +446,7 @@ async fn active_health_checks_take_a_backend_out_and_back() {
     // The backend answers 500 on /health until told otherwise.
     let healthy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let h = healthy.clone();
-    let flaky = Origin::start(
+    let flaky = TestOrigin::start(
         "flaky",
         std::sync::Arc::new(move |seen: kura_testkit::origin::Seen| {
             let ok = h.load(std::sync::atomic::Ordering::SeqCst);
@@ -460,7 +460,7 @@ async fn active_health_checks_take_a_backend_out_and_back() {
         }),
     )
     .await;
-    let steady = Origin::fixed("steady", 200, "steady").await;
+    let steady = TestOrigin::fixed("steady", 200, "steady").await;
     let kura = TestKura::start(&config(
         &[flaky.url(), steady.url()],
         "[pools.p.health_check]\npath = \"/health\"\ninterval = \"50ms\"\nunhealthy_threshold = 2\nhealthy_threshold = 2\n",

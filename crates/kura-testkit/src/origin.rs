@@ -39,7 +39,7 @@ pub struct Seen {
     pub version: http::Version,
     /// The request headers as they reached the origin.
     pub headers: http::HeaderMap,
-    /// The request body; for a sink origin ([`Origin::sink`]), its length in bytes as text.
+    /// The request body; for a sink origin ([`TestOrigin::sink`]), its length in bytes as text.
     pub body: Bytes,
 }
 
@@ -61,7 +61,7 @@ pub struct Stats {
 }
 
 /// A running mock origin; when dropped it stops listening and closes its connections.
-pub struct Origin {
+pub struct TestOrigin {
     /// Where it listens, on loopback.
     pub addr: SocketAddr,
     /// Its name, sent back in `x-origin` on every response.
@@ -72,7 +72,7 @@ pub struct Origin {
     stop: tokio_util::sync::CancellationToken,
 }
 
-impl Drop for Origin {
+impl Drop for TestOrigin {
     fn drop(&mut self) {
         self.task.abort();
         self.stop.cancel();
@@ -86,7 +86,7 @@ pub fn full(status: u16, body: impl Into<Bytes>) -> Response<Body> {
     r
 }
 
-impl Origin {
+impl TestOrigin {
     /// `http://ADDR`, as a backend in a test configuration.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
@@ -113,11 +113,11 @@ impl Origin {
     }
 
     /// An origin running `handler`; every response carries `x-origin: <name>`.
-    pub async fn start(name: &str, handler: Handler) -> Origin {
+    pub async fn start(name: &str, handler: Handler) -> TestOrigin {
         Self::start_inner(name, handler, false).await
     }
 
-    async fn start_inner(name: &str, handler: Handler, sink: bool) -> Origin {
+    async fn start_inner(name: &str, handler: Handler, sink: bool) -> TestOrigin {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind origin");
         let addr = listener.local_addr().unwrap();
         let stats = Arc::new(Stats::default());
@@ -179,7 +179,7 @@ impl Origin {
                 });
             }
         });
-        Origin {
+        TestOrigin {
             addr,
             name: name.to_string(),
             stats,
@@ -189,7 +189,7 @@ impl Origin {
     }
 
     /// Answers every request with `status` and `body`.
-    pub async fn fixed(name: &str, status: u16, body: &'static str) -> Origin {
+    pub async fn fixed(name: &str, status: u16, body: &'static str) -> TestOrigin {
         Self::start(
             name,
             Arc::new(move |_| Box::pin(async move { full(status, body) })),
@@ -198,7 +198,7 @@ impl Origin {
     }
 
     /// Waits `delay`, then answers 200 with `body`.
-    pub async fn slow(name: &str, delay: Duration, body: &'static str) -> Origin {
+    pub async fn slow(name: &str, delay: Duration, body: &'static str) -> TestOrigin {
         Self::start(
             name,
             Arc::new(move |_| {
@@ -212,12 +212,12 @@ impl Origin {
     }
 
     /// Answers every request with `status` (a failing backend).
-    pub async fn failing(name: &str, status: u16) -> Origin {
+    pub async fn failing(name: &str, status: u16) -> TestOrigin {
         Self::fixed(name, status, "failing").await
     }
 
     /// Answers with a JSON description of the request: method, uri, headers, body length.
-    pub async fn echo(name: &str) -> Origin {
+    pub async fn echo(name: &str) -> TestOrigin {
         Self::start(
             name,
             Arc::new(move |seen: Seen| {
@@ -250,7 +250,7 @@ impl Origin {
     /// status from the query parameters `cc`, `age`, `loc` and `st` (percent-decoded; `HOST`
     /// in `loc` becomes the Host the origin saw), and any other header from `h.<name>=<value>`.
     /// Every answer has a unique `x-serial`.
-    pub async fn reflect(name: &str) -> Origin {
+    pub async fn reflect(name: &str) -> TestOrigin {
         let serial = Arc::new(AtomicU64::new(0));
         Self::start(
             name,
@@ -320,7 +320,7 @@ impl Origin {
     }
 
     /// Streams `total` bytes in 64 KiB chunks, generated on the fly (no buffer of that size).
-    pub async fn streaming(name: &str, total: u64) -> Origin {
+    pub async fn streaming(name: &str, total: u64) -> TestOrigin {
         Self::start(
             name,
             Arc::new(move |_| Box::pin(async move { stream_response(total) })),
@@ -329,7 +329,7 @@ impl Origin {
     }
 
     /// Reads request bodies chunk by chunk, counting them, and answers with the count.
-    pub async fn sink(name: &str) -> Origin {
+    pub async fn sink(name: &str) -> TestOrigin {
         Self::start_inner(
             name,
             Arc::new(|seen: Seen| {
@@ -521,7 +521,7 @@ pub async fn ranged(
     name: &str,
     size: u64,
     cache_control: &'static str,
-) -> (Origin, Arc<RangedState>) {
+) -> (TestOrigin, Arc<RangedState>) {
     let state = Arc::new(RangedState {
         version: AtomicU64::new(1),
         honor_range: std::sync::atomic::AtomicBool::new(true),
@@ -530,7 +530,7 @@ pub async fn ranged(
         size,
     });
     let st = state.clone();
-    let origin = Origin::start(
+    let origin = TestOrigin::start(
         name,
         Arc::new(move |seen: Seen| {
             let st = st.clone();

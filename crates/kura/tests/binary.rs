@@ -9,7 +9,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
-use kura_testkit::{KuraProcess, Origin, eventually, get};
+use kura_testkit::{KuraProcess, TestOrigin, eventually, get};
 
 const BIN: &str = env!("CARGO_BIN_EXE_kura");
 
@@ -90,8 +90,8 @@ fn check_accepts_a_good_file_and_names_the_bad_field() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quick_mode_proxies_to_the_upstreams() {
-    let a = Origin::fixed("a", 200, "a").await;
-    let b = Origin::fixed("b", 200, "b").await;
+    let a = TestOrigin::fixed("a", 200, "a").await;
+    let b = TestOrigin::fixed("b", 200, "b").await;
     let kura = KuraProcess::start(
         bin(),
         &[
@@ -131,8 +131,8 @@ async fn quick_mode_proxies_to_the_upstreams() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_on_file_change_sighup_and_admin_keeps_old_on_error() {
-    let one = Origin::fixed("one", 200, "one").await;
-    let two = Origin::fixed("two", 200, "two").await;
+    let one = TestOrigin::fixed("one", 200, "one").await;
+    let two = TestOrigin::fixed("two", 200, "two").await;
     let dir = tempfile::tempdir().unwrap();
     let path = write_config(dir.path(), &one.url(), "");
     let kura = KuraProcess::start(bin(), &["serve", "--config", path.to_str().unwrap()], 1);
@@ -192,7 +192,7 @@ async fn reload_on_file_change_sighup_and_admin_keeps_old_on_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_in_flight_requests_then_exits() {
-    let slow = Origin::slow("slow", Duration::from_millis(1500), "done").await;
+    let slow = TestOrigin::slow("slow", Duration::from_millis(1500), "done").await;
     let dir = tempfile::tempdir().unwrap();
     let path = write_config(
         dir.path(),
@@ -220,7 +220,7 @@ async fn sigterm_finishes_in_flight_requests_then_exits() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_drains_and_exits() {
-    let o = Origin::slow("o", Duration::from_millis(20), "ok").await;
+    let o = TestOrigin::slow("o", Duration::from_millis(20), "ok").await;
     let dir = tempfile::tempdir().unwrap();
     let path = write_config(dir.path(), &o.url(), "[server]\nshutdown_grace = \"5s\"");
     let mut kura = KuraProcess::start(bin(), &["serve", "--config", path.to_str().unwrap()], 1);
@@ -280,7 +280,7 @@ async fn sigterm_under_load_drains_and_exits() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grace_period_bounds_the_shutdown() {
-    let stuck = Origin::slow("stuck", Duration::from_secs(30), "never").await;
+    let stuck = TestOrigin::slow("stuck", Duration::from_secs(30), "never").await;
     let dir = tempfile::tempdir().unwrap();
     let path = write_config(
         dir.path(),
@@ -307,7 +307,7 @@ async fn grace_period_bounds_the_shutdown() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigusr1_reopens_the_access_log() {
-    let o = Origin::fixed("o", 200, "ok").await;
+    let o = TestOrigin::fixed("o", 200, "ok").await;
     let dir = tempfile::tempdir().unwrap();
     let path = write_config(dir.path(), &o.url(), "[access_log]\npath = \"access.log\"");
     let kura = KuraProcess::start(bin(), &["serve", "--config", path.to_str().unwrap()], 1);
@@ -338,8 +338,8 @@ const RSS_BUDGET: u64 = 50 * 1024 * 1024;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_gigabyte_streams_both_ways_with_flat_memory() {
-    let source = Origin::streaming("source", GIB).await;
-    let sink = Origin::sink("sink").await;
+    let source = TestOrigin::streaming("source", GIB).await;
+    let sink = TestOrigin::sink("sink").await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("kura.toml");
     std::fs::write(
@@ -415,8 +415,8 @@ pool = "sink"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_names_what_only_a_restart_applies() {
-    let one = Origin::fixed("one", 200, "one").await;
-    let two = Origin::fixed("two", 200, "two").await;
+    let one = TestOrigin::fixed("one", 200, "one").await;
+    let two = TestOrigin::fixed("two", 200, "two").await;
     let dir = tempfile::tempdir().unwrap();
     let path = write_config(dir.path(), &one.url(), "");
     let kura = KuraProcess::start(bin(), &["serve", "--config", path.to_str().unwrap()], 1);

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use kura_testkit::redis::Redis;
-use kura_testkit::{KuraProcess, Origin, eventually, get};
+use kura_testkit::{KuraProcess, TestOrigin, eventually, get};
 
 const BIN: &str = env!("CARGO_BIN_EXE_kura");
 
@@ -28,7 +28,7 @@ fn routes(redis: &str, args: &[&str]) -> (i32, String, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_added_by_the_command_are_served_by_quick_mode_with_redis() {
     let redis = Redis::start();
-    let web = Origin::fixed("web", 200, "web").await;
+    let web = TestOrigin::fixed("web", 200, "web").await;
     let kura = KuraProcess::start(
         Path::new(BIN),
         &["serve", "--listen", "127.0.0.1:0", "--redis", &redis.url],

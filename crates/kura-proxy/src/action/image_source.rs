@@ -130,7 +130,7 @@ impl Sources {
         let spec = kura_config::PoolSpec {
             name: format!("source:{}", backend.authority),
             backends: vec![backend],
-            clusters: Vec::new(),
+            whohas: Vec::new(),
             preserve_host: false,
             max_idle_per_backend: 4,
             ..self.pool.spec.clone()

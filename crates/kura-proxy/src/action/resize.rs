@@ -17,7 +17,7 @@ use http::{Method, Request, Response, StatusCode};
 use kura_cache::key::{PrimaryKey, RuleId};
 use kura_cache::{Cache, CacheBody, CacheRequest, Origin};
 use kura_config::{RuleCache, RuleResize};
-use kura_image::{Chosen, Limits, Params, Raw, Signer, Transformer};
+use kura_image::{Chosen, ImageLimits, Params, Raw, Signer, Transformer};
 
 use crate::action::Reply;
 use crate::action::image_source::Sources;
@@ -34,7 +34,7 @@ pub struct ResizeAction {
     /// The rule's identity (its originals' and variants' keys are in its namespace).
     pub id: RuleId,
     pub cfg: RuleResize,
-    pub limits: Limits,
+    pub limits: ImageLimits,
     pub transformer: Transformer,
     pub signer: Option<Signer>,
     /// The variants' and originals' caching policy.
@@ -68,7 +68,7 @@ impl ResizeAction {
         Ok(ResizeAction {
             cache,
             id,
-            limits: Limits {
+            limits: ImageLimits {
                 max_width: cfg.max_width,
                 max_height: cfg.max_height,
                 max_quality: cfg.max_quality,

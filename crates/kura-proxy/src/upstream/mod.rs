@@ -73,7 +73,7 @@ impl Pool {
             })
             .collect();
         let whohas =
-            (!spec.clusters.is_empty()).then(|| whohas::WhoHas::new(&spec, metrics.clone(), slots));
+            (!spec.whohas.is_empty()).then(|| whohas::WhoHas::new(&spec, metrics.clone(), slots));
         let pool = Self::build(spec, backends, whohas);
         if pool.spec.health_check.is_some() && pool.whohas.is_none() {
             health::spawn(&pool);
@@ -110,9 +110,9 @@ impl Pool {
         })
     }
 
-    /// The clusters of a who-has pool (each a pool of its replicas); empty otherwise.
-    pub fn clusters(&self) -> &[Arc<Pool>] {
-        self.whohas.as_ref().map(|w| w.clusters()).unwrap_or(&[])
+    /// The groups of a who-has pool (each a pool of its replicas); empty otherwise.
+    pub fn whohas_groups(&self) -> &[Arc<Pool>] {
+        self.whohas.as_ref().map(|w| w.groups()).unwrap_or(&[])
     }
 
     /// `HEAD path` on backend `i` only (who-has probes): the status, or `None` if it failed.
@@ -456,7 +456,7 @@ mod tests {
                 health_check: None,
                 http2: false,
                 tls_ca: None,
-                clusters: Vec::new(),
+                whohas: Vec::new(),
                 whohas_ttl: std::time::Duration::from_secs(1),
                 whohas_entries: 1,
                 set_headers: Vec::new(),

@@ -19,21 +19,21 @@ use crate::control::metrics::Metrics;
 const PROBES_PER_CLUSTER: usize = 3;
 
 pub struct WhoHas {
-    clusters: Vec<Arc<Pool>>,
+    groups: Vec<Arc<Pool>>,
     known: moka::sync::Cache<String, usize>,
 }
 
 impl WhoHas {
     pub fn new(spec: &PoolSpec, metrics: Arc<Metrics>, slots: usize) -> Self {
         let clusters = spec
-            .clusters
+            .whohas
             .iter()
             .enumerate()
             .map(|(i, c)| {
                 let sub = PoolSpec {
                     name: format!("{}#{i}", spec.name),
                     backends: c.backends.clone(),
-                    clusters: Vec::new(),
+                    whohas: Vec::new(),
                     set_headers: c.headers.clone(),
                     ..spec.clone()
                 };
@@ -41,7 +41,7 @@ impl WhoHas {
             })
             .collect();
         WhoHas {
-            clusters,
+            groups: clusters,
             known: moka::sync::Cache::builder()
                 .max_capacity(spec.whohas_entries)
                 .time_to_live(spec.whohas_ttl)
@@ -49,21 +49,21 @@ impl WhoHas {
         }
     }
 
-    pub fn clusters(&self) -> &[Arc<Pool>] {
-        &self.clusters
+    pub fn groups(&self) -> &[Arc<Pool>] {
+        &self.groups
     }
 
     /// The cluster to send `path` to.
     pub async fn locate(&self, path: &PathAndQuery, headers: &HeaderMap) -> Arc<Pool> {
-        if self.clusters.len() == 1 {
-            return self.clusters[0].clone();
+        if self.groups.len() == 1 {
+            return self.groups[0].clone();
         }
         let key = path.path().to_string();
         if let Some(i) = self.known.get(&key) {
-            return self.clusters[i].clone();
+            return self.groups[i].clone();
         }
         let mut probes = Vec::new();
-        for (ci, cluster) in self.clusters.iter().enumerate() {
+        for (ci, cluster) in self.groups.iter().enumerate() {
             let mut tried = Vec::new();
             while tried.len() < PROBES_PER_CLUSTER {
                 let Some(bi) = cluster.select(&tried) else {
@@ -81,14 +81,14 @@ impl WhoHas {
             }
         }
         if probes.is_empty() {
-            return self.clusters[0].clone();
+            return self.groups[0].clone();
         }
         match select_ok(probes).await {
             Ok((ci, _)) => {
                 self.known.insert(key, ci);
-                self.clusters[ci].clone()
+                self.groups[ci].clone()
             }
-            Err(()) => self.clusters[0].clone(),
+            Err(()) => self.groups[0].clone(),
         }
     }
 }

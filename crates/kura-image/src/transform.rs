@@ -128,7 +128,11 @@ fn check_pixels(w: u32, h: u32, limits: &ImageLimits) -> Result<(), TransformErr
 
 type Decoded = (Pixels, Orientation, Option<Vec<u8>>);
 
-fn decode_jpeg(src: &[u8], params: &Params, limits: &ImageLimits) -> Result<Decoded, TransformError> {
+fn decode_jpeg(
+    src: &[u8],
+    params: &Params,
+    limits: &ImageLimits,
+) -> Result<Decoded, TransformError> {
     let bad = |e: jpeg_decoder::Error| TransformError::NotAnImage(e.to_string());
     let mut dec = jpeg_decoder::Decoder::new(Cursor::new(src));
     dec.read_info().map_err(bad)?;
@@ -196,7 +200,11 @@ fn decode_jpeg(src: &[u8], params: &Params, limits: &ImageLimits) -> Result<Deco
     ))
 }
 
-fn decode_other(src: &[u8], kind: ImageFormat, limits: &ImageLimits) -> Result<Decoded, TransformError> {
+fn decode_other(
+    src: &[u8],
+    kind: ImageFormat,
+    limits: &ImageLimits,
+) -> Result<Decoded, TransformError> {
     let bad = |e: image::ImageError| TransformError::NotAnImage(e.to_string());
     let mut reader = ImageReader::with_format(Cursor::new(src), kind);
     let mut lim = image::Limits::default();

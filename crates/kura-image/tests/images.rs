@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
 use kura_image::{
-    Chosen, Fit, Format, ImageLimits, OutputFormat, Params, PoolError, Raw, TransformError, Transformer,
-    transform,
+    Chosen, Fit, Format, ImageLimits, OutputFormat, Params, PoolError, Raw, TransformError,
+    Transformer, transform,
 };
 
 /// Counts live heap bytes and their peak, to see a bomb never allocate.

@@ -1,7 +1,7 @@
 //! The admin listener: metrics by vhost and status, latency histogram, upstream errors,
 //! backend health, the route table, and unknown endpoints.
 
-use kura_testkit::{TestOrigin, TestKura, closed_addr};
+use kura_testkit::{TestKura, TestOrigin, closed_addr};
 
 #[tokio::test]
 async fn metrics_routes_and_backends() {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
-use kura_testkit::{TestOrigin, Reply, TestKura, raw, send};
+use kura_testkit::{Reply, TestKura, TestOrigin, raw, send};
 
 fn config(origin: &str, cache: &str, extra: &str) -> String {
     format!(

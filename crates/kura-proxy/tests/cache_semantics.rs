@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use kura_testkit::origin::{Seen, full};
-use kura_testkit::{TestOrigin, TestKura, eventually};
+use kura_testkit::{TestKura, TestOrigin, eventually};
 
 fn config(origin: &str, cache: &str, rule: &str) -> String {
     format!(

@@ -12,7 +12,7 @@ use http::Request;
 use http_body_util::{BodyExt, Empty};
 use kura_testkit::etcd::{Etcd, free_addr};
 use kura_testkit::origin::{RangedState, pattern_buffer, ranged};
-use kura_testkit::{Client, TestOrigin, TestKura, eventually, get_request};
+use kura_testkit::{Client, TestKura, TestOrigin, eventually, get_request};
 
 const MIB: u64 = 1024 * 1024;
 const SECRET: &str = "test-secret-0123456789";

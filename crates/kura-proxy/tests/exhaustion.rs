@@ -11,7 +11,7 @@ use http::Request;
 use http_body_util::{Empty, Full, StreamBody};
 use hyper::body::Frame;
 use kura_testkit::ws::EchoServer;
-use kura_testkit::{TestOrigin, TestKura, TokioIo, eventually, raw};
+use kura_testkit::{TestKura, TestOrigin, TokioIo, eventually, raw};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
 use kura_testkit::origin::full;
-use kura_testkit::{TestOrigin, TestKura, closed_addr, send};
+use kura_testkit::{TestKura, TestOrigin, closed_addr, send};
 
 fn jpeg(w: u32, h: u32) -> Vec<u8> {
     let mut px = Vec::with_capacity((w * h * 3) as usize);

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use kura_testkit::{Client, TestOrigin, TestKura, raw};
+use kura_testkit::{Client, TestKura, TestOrigin, raw};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use kura_proxy::redis_routes::store::Store;
 use kura_testkit::redis::Redis;
-use kura_testkit::{Client, TestOrigin, TestKura, closed_addr, eventually};
+use kura_testkit::{Client, TestKura, TestOrigin, closed_addr, eventually};
 
 fn config(redis: &str, extra: &str) -> String {
     format!(

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
 use kura_testkit::origin::full;
-use kura_testkit::{TestOrigin, TestKura, closed_addr, eventually};
+use kura_testkit::{TestKura, TestOrigin, closed_addr, eventually};
 
 fn get(host: &str, path: &str, id: Option<&str>) -> Request<Full<Bytes>> {
     let mut b = Request::get(path).header("host", host);

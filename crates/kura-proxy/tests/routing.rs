@@ -1,7 +1,7 @@
 //! Routing through a real server: hosts, wildcards, path rules with captures and rewrites,
 //! header edits, forwarding headers, the ping host and error pages.
 
-use kura_testkit::{TestOrigin, TestKura};
+use kura_testkit::{TestKura, TestOrigin};
 
 #[tokio::test]
 async fn hosts_and_wildcards_pick_their_vhost() {

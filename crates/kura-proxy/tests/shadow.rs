@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
 use kura_testkit::origin::{Seen, full};
-use kura_testkit::{Client, TestOrigin, TestKura, closed_addr, eventually};
+use kura_testkit::{Client, TestKura, TestOrigin, closed_addr, eventually};
 use serde_json::Value;
 
 const SETTLE: Duration = Duration::from_secs(10);

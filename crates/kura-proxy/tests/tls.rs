@@ -13,7 +13,7 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use kura_testkit::tls::{Pki, connect, served_cert};
 use kura_testkit::ws::EchoServer;
-use kura_testkit::{TestOrigin, TestKura, eventually, get, raw};
+use kura_testkit::{TestKura, TestOrigin, eventually, get, raw};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
-use kura_testkit::{Client, TestOrigin, Resetting, TestKura, closed_addr, eventually};
+use kura_testkit::{Client, Resetting, TestKura, TestOrigin, closed_addr, eventually};
 
 fn config(backends: &[String], pool_extra: &str) -> String {
     let list = backends

@@ -27,7 +27,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 pub use hyper_util::rt::TokioIo;
-pub use origin::{Blackhole, TestOrigin, Resetting, closed_addr};
+pub use origin::{Blackhole, Resetting, TestOrigin, closed_addr};
 pub use process::KuraProcess;
 
 /// A kura server running inside the test process.

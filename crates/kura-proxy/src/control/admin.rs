@@ -379,7 +379,8 @@ fn backends(shared: &Shared) -> serde_json::Value {
         .chain(redis_pools.iter().map(|(n, p)| (n, p)))
         // A who-has pool's clusters are listed as `<pool>#<index>`.
         .flat_map(|(name, pool)| {
-            std::iter::once((name, pool)).chain(pool.whohas_groups().iter().map(|c| (&c.spec.name, c)))
+            std::iter::once((name, pool))
+                .chain(pool.whohas_groups().iter().map(|c| (&c.spec.name, c)))
         })
         .map(|(name, pool)| {
             let list: Vec<_> = pool

@@ -1,34 +1,30 @@
 //! The admin listener: metrics by vhost and status, latency histogram, upstream errors,
 //! backend health, the route table, and unknown endpoints.
 
+use kura_config::{AccessLogFormat, FileAdmin};
+use kura_testkit::config::{Rule, TestConfig};
 use kura_testkit::{TestKura, TestOrigin, closed_addr};
 
 #[tokio::test]
 async fn metrics_routes_and_backends() {
     let o = TestOrigin::fixed("o", 200, "ok").await;
-    let kura = TestKura::start(&format!(
-        r#"
-[[listeners]]
-address = "127.0.0.1:0"
-[admin]
-address = "127.0.0.1:0"
-[pools.web]
-backends = ["{}"]
-[pools.dead]
-backends = ["http://{}", "http://{}"]
-[[vhosts]]
-name = "site"
-hosts = ["site.com", "*.site.com"]
-pool = "web"
-[[vhosts.rules]]
-path = "^/broken"
-pool = "dead"
-"#,
-        o.url(),
-        closed_addr(),
-        closed_addr()
-    ))
-    .await;
+    let kura = TestConfig::new()
+        .admin()
+        .pool("web", &[o.url()])
+        .pool(
+            "dead",
+            &[
+                format!("http://{}", closed_addr()),
+                format!("http://{}", closed_addr()),
+            ],
+        )
+        .vhost(&["site.com", "*.site.com"], |v| {
+            v.name("site")
+                .pool("web")
+                .rule(Rule::proxy("dead").path("^/broken"))
+        })
+        .start()
+        .await;
     for _ in 0..3 {
         assert_eq!(kura.get("www.site.com", "/").await.status, 200);
     }
@@ -94,12 +90,12 @@ async fn access_log_lines_are_written() {
     let o = TestOrigin::fixed("o", 200, "hello").await;
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("access.log");
-    let kura = TestKura::start(&format!(
-        "[[listeners]]\naddress = \"127.0.0.1:0\"\n[access_log]\npath = \"{}\"\n[pools.p]\nbackends = [\"{}\"]\n[[vhosts]]\nname = \"v\"\nhosts = [\"*\"]\npool = \"p\"\n",
-        log.display(),
-        o.url()
-    ))
-    .await;
+    let kura = TestConfig::new()
+        .access_log(&log, AccessLogFormat::Combined)
+        .pool("p", &[o.url()])
+        .vhost(&["*"], |v| v.name("v").pool("p"))
+        .start()
+        .await;
     let req = http::Request::get("/page?x=1")
         .header("host", "a.com")
         .header("user-agent", "tester/1.0")
@@ -123,27 +119,13 @@ async fn access_log_lines_are_written() {
     assert!(re.is_match(line.trim_end()), "{line}");
 }
 
-fn admin_config(admin_extra: &str, limits: &str) -> String {
-    format!(
-        r#"
-[[listeners]]
-address = "127.0.0.1:0"
-[admin]
-address = "127.0.0.1:0"
-{admin_extra}
-[limits]
-{limits}
-[cache]
-memory = "8MiB"
-[pools.p]
-backends = ["http://{}"]
-[[vhosts]]
-hosts = ["*"]
-pool = "p"
-action = "cache"
-"#,
-        closed_addr()
-    )
+/// An admin listener with `admin`'s settings, in front of a cache on a dead origin.
+fn admin_config(admin: impl FnOnce(&mut FileAdmin)) -> TestConfig {
+    TestConfig::new()
+        .admin_with(admin)
+        .cache_memory("8MiB")
+        .pool("p", &[format!("http://{}", closed_addr())])
+        .vhost(&["*"], |v| v.fallback(Rule::cache("p")))
 }
 
 async fn admin_req(
@@ -170,7 +152,9 @@ async fn admin_req(
 
 #[tokio::test]
 async fn a_web_page_cannot_drive_the_admin_api() {
-    let kura = TestKura::start(&admin_config("hosts = [\"kura-admin.internal\"]", "")).await;
+    let kura = admin_config(|a| a.hosts = Some(vec!["kura-admin.internal".into()]))
+        .start()
+        .await;
     let admin = kura.admin.unwrap();
     // DNS rebinding: the page's own name in Host is refused; the admin's address, localhost
     // and the listed names are not.
@@ -208,7 +192,7 @@ async fn a_web_page_cannot_drive_the_admin_api() {
 #[tokio::test]
 async fn the_admin_token_guards_state_changes_and_optionally_reads() {
     let token = "0123456789abcdef-token";
-    let kura = TestKura::start(&admin_config(&format!("token = \"{token}\""), "")).await;
+    let kura = admin_config(|a| a.token = Some(token.into())).start().await;
     let bearer = format!("Bearer {token}");
     let r = admin_req(&kura, "POST", "/purge?all=true", &[]).await;
     assert_eq!(r.status, 401);
@@ -231,17 +215,18 @@ async fn the_admin_token_guards_state_changes_and_optionally_reads() {
     assert_eq!(ok.status, 200);
     assert_eq!(admin_req(&kura, "GET", "/routes", &[]).await.status, 200);
 
-    let kura = TestKura::start(&admin_config(
-        &format!("token = \"{token}\"\nprotect_reads = true"),
-        "",
-    ))
+    let kura = admin_config(|a| {
+        a.token = Some(token.into());
+        a.protect_reads = Some(true);
+    })
+    .start()
     .await;
     assert_eq!(admin_req(&kura, "GET", "/routes", &[]).await.status, 401);
     let r = admin_req(&kura, "GET", "/routes", &[("authorization", &bearer)]).await;
     assert_eq!(r.status, 200);
     // A short token is a configuration error naming the field.
     let err = kura_config::Config::from_toml(
-        &admin_config("token = \"short\"", ""),
+        &admin_config(|a| a.token = Some("short".into())).build(),
         std::path::Path::new("."),
     )
     .unwrap_err()
@@ -252,11 +237,10 @@ async fn the_admin_token_guards_state_changes_and_optionally_reads() {
 #[tokio::test]
 async fn side_listeners_have_a_connection_cap_and_timeouts() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let kura = TestKura::start(&admin_config(
-        "max_connections = 2",
-        "client_header_timeout = \"700ms\"",
-    ))
-    .await;
+    let kura = admin_config(|a| a.max_connections = Some(2))
+        .limits(|l| l.client_header_timeout = Some("700ms".into()))
+        .start()
+        .await;
     let admin = kura.admin.unwrap();
     // A client that connects and says nothing is closed after the header timeout.
     let mut silent = tokio::net::TcpStream::connect(admin).await.unwrap();

@@ -8,44 +8,36 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
+use kura_config::CookiePolicy;
+use kura_testkit::config::{CachePolicy, Resize, Rule, TestConfig};
 use kura_testkit::{Reply, TestKura, TestOrigin, raw, send};
 
-fn config(origin: &str, cache: &str, extra: &str) -> String {
-    format!(
-        r#"
-[[listeners]]
-address = "127.0.0.1:0"
-[admin]
-address = "127.0.0.1:0"
-[cache]
-memory = "64MiB"
-{extra}
-[pools.app]
-backends = ["{origin}"]
-[[vhosts]]
-hosts = ["v.test", "*.v.test"]
-pool = "app"
-[[vhosts.rules]]
-path = "^/api/(?P<rest>.*)$"
-pool = "app"
-rewrite = "/v2/{{rest}}"
-[[vhosts.rules]]
-path = "^/k/(?P<rest>.*)$"
-pool = "app"
-action = "cache"
-cache = {{ key = "{{host}}/k/{{rest}}" }}
-[[vhosts.rules]]
-path = "^/"
-pool = "app"
-action = "cache"
-cache = {{ {cache} }}
-"#
-    )
+/// The vhost `v.test` (and its subdomains) on `origin`: `/api/` proxied with a rewrite, `/k/`
+/// cached under a key template, everything else cached with `cache`.
+fn config(origin: &str, cache: CachePolicy) -> TestConfig {
+    TestConfig::new()
+        .admin()
+        .cache_memory("64MiB")
+        .pool("app", &[origin])
+        .vhost(&["v.test", "*.v.test"], |v| {
+            v.pool("app")
+                .rule(
+                    Rule::proxy("app")
+                        .path("^/api/(?P<rest>.*)$")
+                        .rewrite("/v2/{rest}"),
+                )
+                .rule(
+                    Rule::cache("app")
+                        .path("^/k/(?P<rest>.*)$")
+                        .policy(CachePolicy::new().key("{host}/k/{rest}")),
+                )
+                .rule(Rule::cache("app").path("^/").policy(cache))
+        })
 }
 
-async fn start(cache: &str) -> (TestOrigin, TestKura) {
+async fn start(cache: CachePolicy) -> (TestOrigin, TestKura) {
     let origin = TestOrigin::reflect("o").await;
-    let kura = TestKura::start(&config(&origin.url(), cache, "")).await;
+    let kura = config(&origin.url(), cache).start().await;
     (origin, kura)
 }
 
@@ -77,11 +69,14 @@ fn status_of(response: &str) -> u16 {
 #[tokio::test]
 async fn authorization_answers_are_never_shared() {
     for policy in [
-        r#"default_ttl = "5m""#,
-        r#"force_ttl = "5m""#,
-        r#"min_ttl = "1s", default_ttl = "5m", client_max_age = "1h""#,
+        CachePolicy::new().default_ttl("5m"),
+        CachePolicy::new().force_ttl("5m"),
+        CachePolicy::new()
+            .min_ttl("1s")
+            .default_ttl("5m")
+            .client_max_age("1h"),
     ] {
-        let (_o, kura) = start(policy).await;
+        let (_o, kura) = start(policy.clone()).await;
         let alice = get(&kura, "v.test", "/me", &[("authorization", "Bearer alice")]).await;
         assert_eq!(
             seen_header(&alice, "authorization").as_deref(),
@@ -91,22 +86,22 @@ async fn authorization_answers_are_never_shared() {
         assert_eq!(
             seen_header(&anon, "authorization"),
             None,
-            "{policy}: {}",
+            "{policy:?}: {}",
             anon.text()
         );
         let bob = get(&kura, "v.test", "/me", &[("authorization", "Bearer bob")]).await;
         assert_eq!(
             seen_header(&bob, "authorization").as_deref(),
             Some("Bearer bob"),
-            "{policy}"
+            "{policy:?}"
         );
-        assert!(!is_hit(&bob), "{policy}: {:?}", bob.headers);
+        assert!(!is_hit(&bob), "{policy:?}: {:?}", bob.headers);
     }
 }
 
 #[tokio::test]
 async fn authorization_answers_the_origin_made_public_are_shared() {
-    let (_o, kura) = start(r#"default_ttl = "5m""#).await;
+    let (_o, kura) = start(CachePolicy::new().default_ttl("5m")).await;
     let path = "/doc?cc=public%2C%20max-age%3D60";
     let a = get(&kura, "v.test", path, &[("authorization", "Bearer alice")]).await;
     let b = get(&kura, "v.test", path, &[("authorization", "Bearer bob")]).await;
@@ -117,7 +112,7 @@ async fn authorization_answers_the_origin_made_public_are_shared() {
 #[tokio::test]
 async fn cookie_requests_follow_the_rules_cookie_policy() {
     // Default (`origin`): the rule's TTL does not share a cookie-bound answer.
-    let (origin, kura) = start(r#"default_ttl = "5m""#).await;
+    let (origin, kura) = start(CachePolicy::new().default_ttl("5m")).await;
     let a = get(&kura, "v.test", "/home", &[("cookie", "session=alice")]).await;
     let b = get(&kura, "v.test", "/home", &[]).await;
     assert_ne!(a.header("x-serial"), b.header("x-serial"));
@@ -131,7 +126,12 @@ async fn cookie_requests_follow_the_rules_cookie_policy() {
     assert_eq!(c.header("x-serial"), d.header("x-serial"));
 
     // `pass` (Varnish): cookie requests bypass the cache entirely.
-    let (origin, kura) = start(r#"default_ttl = "5m", cookies = "pass""#).await;
+    let (origin, kura) = start(
+        CachePolicy::new()
+            .default_ttl("5m")
+            .cookies(CookiePolicy::Pass),
+    )
+    .await;
     get(&kura, "v.test", "/own?cc=max-age%3D60", &[]).await;
     let e = get(
         &kura,
@@ -144,7 +144,12 @@ async fn cookie_requests_follow_the_rules_cookie_policy() {
     assert_eq!(origin.requests(), 2);
 
     // `ignore` (nginx): the rule's TTL applies as to any request.
-    let (origin, kura) = start(r#"default_ttl = "5m", cookies = "ignore""#).await;
+    let (origin, kura) = start(
+        CachePolicy::new()
+            .default_ttl("5m")
+            .cookies(CookiePolicy::Ignore),
+    )
+    .await;
     get(&kura, "v.test", "/home", &[("cookie", "s=1")]).await;
     let f = get(&kura, "v.test", "/home", &[]).await;
     assert!(is_hit(&f));
@@ -154,7 +159,12 @@ async fn cookie_requests_follow_the_rules_cookie_policy() {
 #[tokio::test]
 async fn a_cookie_bound_answer_is_not_shared_by_the_rules_stale_windows() {
     // The origin made it cacheable but stale at once; the rule would serve stale for an hour.
-    let (origin, kura) = start(r#"stale_while_revalidate = "1h", stale_if_error = "1d""#).await;
+    let (origin, kura) = start(
+        CachePolicy::new()
+            .stale_while_revalidate("1h")
+            .stale_if_error("1d"),
+    )
+    .await;
     let path = "/account?cc=max-age%3D0";
     let alice = get(&kura, "v.test", path, &[("cookie", "session=alice")]).await;
     assert_eq!(
@@ -195,7 +205,7 @@ async fn a_304_never_puts_one_clients_set_cookie_into_the_shared_copy() {
         }),
     )
     .await;
-    let kura = TestKura::start(&config(&origin.url(), "", "")).await;
+    let kura = config(&origin.url(), CachePolicy::new()).start().await;
     get(&kura, "v.test", "/p", &[]).await;
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let alice = get(&kura, "v.test", "/p", &[("cookie", "id=alice")]).await;
@@ -207,7 +217,7 @@ async fn a_304_never_puts_one_clients_set_cookie_into_the_shared_copy() {
 
 #[tokio::test]
 async fn client_max_age_keeps_who_may_cache_downstream() {
-    let (_o, kura) = start(r#"client_max_age = "1d""#).await;
+    let (_o, kura) = start(CachePolicy::new().client_max_age("1d")).await;
     let path = "/cm?cc=private&h.cdn-cache-control=max-age%3D300";
     get(&kura, "v.test", path, &[]).await;
     let r = get(&kura, "v.test", path, &[]).await;
@@ -222,7 +232,7 @@ async fn client_max_age_keeps_who_may_cache_downstream() {
 // 2. What changes the answer is in the key: the port, the scheme.
 #[tokio::test]
 async fn the_host_port_is_keyed_as_it_is_forwarded() {
-    let (_o, kura) = start(r#"default_ttl = "5m""#).await;
+    let (_o, kura) = start(CachePolicy::new().default_ttl("5m")).await;
     let path = "/r?loc=http%3A%2F%2FHOST%2Fx";
     let with_port = get(&kura, "v.test:1234", path, &[]).await;
     assert_eq!(
@@ -267,12 +277,10 @@ async fn the_host_port_is_keyed_as_it_is_forwarded() {
 #[tokio::test]
 async fn the_scheme_is_keyed_and_only_trusted_proxies_set_it() {
     let origin = TestOrigin::reflect("o").await;
-    let trusting = TestKura::start(&config(
-        &origin.url(),
-        r#"default_ttl = "5m""#,
-        "[server]\ntrusted_proxies = [\"127.0.0.0/8\"]",
-    ))
-    .await;
+    let trusting = config(&origin.url(), CachePolicy::new().default_ttl("5m"))
+        .trusted_proxies(&["127.0.0.0/8"])
+        .start()
+        .await;
     let https = get(&trusting, "v.test", "/s", &[("x-forwarded-proto", "https")]).await;
     assert_eq!(
         seen_header(&https, "x-forwarded-proto").as_deref(),
@@ -317,7 +325,7 @@ async fn the_scheme_is_keyed_and_only_trusted_proxies_set_it() {
     assert_eq!(h["x-forwarded-host"][0], "v.test");
 
     // From an untrusted client the header is not believed: both share the http entry.
-    let (_o, kura) = start(r#"default_ttl = "5m""#).await;
+    let (_o, kura) = start(CachePolicy::new().default_ttl("5m")).await;
     let a = get(&kura, "v.test", "/s", &[("x-forwarded-proto", "https")]).await;
     assert_eq!(
         seen_header(&a, "x-forwarded-proto").as_deref(),
@@ -329,7 +337,7 @@ async fn the_scheme_is_keyed_and_only_trusted_proxies_set_it() {
 
 #[tokio::test]
 async fn userinfo_in_an_absolute_target_is_refused() {
-    let (origin, kura) = start(r#"default_ttl = "5m""#).await;
+    let (origin, kura) = start(CachePolicy::new().default_ttl("5m")).await;
     let r = raw(
         kura.addr,
         b"GET http://user:pw@v.test/x HTTP/1.1\r\nHost: v.test\r\n\r\n",
@@ -343,7 +351,7 @@ async fn userinfo_in_an_absolute_target_is_refused() {
 // 3. The key and the upstream request see the same path.
 #[tokio::test]
 async fn dot_segments_and_escapes_are_normalised_before_keying_and_forwarding() {
-    let (_o, kura) = start("").await;
+    let (_o, kura) = start(CachePolicy::new()).await;
     for spelling in [
         "/a/../p?cc=max-age%3D300",
         "/a/%2e%2E/p?cc=max-age%3D300",
@@ -378,7 +386,7 @@ async fn dot_segments_and_escapes_are_normalised_before_keying_and_forwarding() 
 
 #[tokio::test]
 async fn captures_cannot_escape_their_templates_prefix() {
-    let (origin, kura) = start("").await;
+    let (origin, kura) = start(CachePolicy::new()).await;
     let ok = get(&kura, "v.test", "/api/users/7", &[]).await;
     assert_eq!(ok.json()["uri"], "/v2/users/7");
     for escape in [
@@ -399,7 +407,7 @@ async fn captures_cannot_escape_their_templates_prefix() {
 // 4. Host is validated; keys of different rules and kinds never meet.
 #[tokio::test]
 async fn malformed_hosts_are_refused() {
-    let (origin, kura) = start("").await;
+    let (origin, kura) = start(CachePolicy::new()).await;
     for host in [
         "a.test/x",
         "http:/",
@@ -442,36 +450,20 @@ async fn image_originals_live_where_no_client_url_reaches() {
     )
     .await;
     let app = TestOrigin::reflect("app").await;
-    let kura = TestKura::start(&format!(
-        r#"
-[[listeners]]
-address = "127.0.0.1:0"
-[cache]
-memory = "64MiB"
-[pools.storage]
-backends = ["{}"]
-[pools.app]
-backends = ["{}"]
-[[vhosts]]
-hosts = ["img.test"]
-pool = "storage"
-[[vhosts.rules]]
-path = "^/r/(?P<src>.+)$"
-action = "resize"
-pool = "storage"
-[vhosts.rules.resize]
-source = "/{{src}}"
-width = "1"
-[[vhosts]]
-hosts = ["*"]
-pool = "app"
-action = "cache"
-cache = {{ default_ttl = "5m" }}
-"#,
-        store.url(),
-        app.url()
-    ))
-    .await;
+    let kura = TestConfig::new()
+        .cache_memory("64MiB")
+        .pool("storage", &[store.url()])
+        .pool("app", &[app.url()])
+        .vhost(&["img.test"], |v| {
+            v.pool("storage").rule(
+                Rule::resize("storage", Resize::new("/{src}").width("1")).path("^/r/(?P<src>.+)$"),
+            )
+        })
+        .vhost(&["*"], |v| {
+            v.fallback(Rule::cache("app").policy(CachePolicy::new().default_ttl("5m")))
+        })
+        .start()
+        .await;
     let img = get(&kura, "img.test", "/r/orig/x.jpg", &[]).await;
     assert_eq!(img.status, 200, "{}", img.text());
     assert_eq!(store.requests(), 1);
@@ -492,7 +484,7 @@ cache = {{ default_ttl = "5m" }}
 // 5. No arithmetic from the network can panic or stall.
 #[tokio::test]
 async fn huge_ages_and_lifetimes_neither_panic_nor_lock_the_key() {
-    let (_o, kura) = start("").await;
+    let (_o, kura) = start(CachePolicy::new()).await;
     let age = "/age?cc=max-age%3D60&age=18446744073709551615";
     for _ in 0..3 {
         let r = get(&kura, "v.test", age, &[]).await;
@@ -530,15 +522,14 @@ async fn huge_ages_and_lifetimes_neither_panic_nor_lock_the_key() {
 #[tokio::test]
 async fn config_values_that_would_overflow_are_errors_naming_the_field() {
     let origin = TestOrigin::reflect("o").await;
-    let bad = config(&origin.url(), r#"force_ttl = "1000000000y""#, "");
+    let bad = config(&origin.url(), CachePolicy::new().force_ttl("1000000000y")).build();
     let err = kura_config::Config::from_toml(&bad, std::path::Path::new("."))
         .unwrap_err()
         .to_string();
     assert!(err.contains("cache.force_ttl"), "{err}");
-    let bad = config(&origin.url(), "", "").replace(
-        "[pools.app]",
-        "[pools.app]\nhealth_check = { path = \"/\", interval = \"0s\" }",
-    );
+    let bad = config(&origin.url(), CachePolicy::new())
+        .raw("[pools.app]\nhealth_check = { path = \"/\", interval = \"0s\" }")
+        .build();
     let err = kura_config::Config::from_toml(&bad, std::path::Path::new("."))
         .unwrap_err()
         .to_string();
@@ -548,7 +539,7 @@ async fn config_values_that_would_overflow_are_errors_naming_the_field() {
 // 6. Forwarding headers are trusted only from trusted peers.
 #[tokio::test]
 async fn forwarding_headers_from_clients_are_dropped() {
-    let (_o, kura) = start("").await;
+    let (_o, kura) = start(CachePolicy::new()).await;
     let r = get(
         &kura,
         "v.test",
@@ -601,7 +592,7 @@ async fn cdn_cache_control_wins_and_reaches_clients_untouched() {
         }),
     )
     .await;
-    let kura = TestKura::start(&config(&origin.url(), "", "")).await;
+    let kura = config(&origin.url(), CachePolicy::new()).start().await;
     get(&kura, "v.test", "/t", &[]).await;
     let r = get(&kura, "v.test", "/t", &[]).await;
     assert!(is_hit(&r), "{:?}", r.headers);

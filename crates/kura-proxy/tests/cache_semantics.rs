@@ -8,29 +8,17 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
+use kura_testkit::config::{CachePolicy, Rule, TestConfig};
 use kura_testkit::origin::{Seen, full};
-use kura_testkit::{TestKura, TestOrigin, eventually};
+use kura_testkit::{TestOrigin, eventually};
 
-fn config(origin: &str, cache: &str, rule: &str) -> String {
-    format!(
-        r#"
-[[listeners]]
-address = "127.0.0.1:0"
-[admin]
-address = "127.0.0.1:0"
-[cache]
-purge_allow = ["127.0.0.1"]
-{cache}
-[pools.o]
-backends = ["{origin}"]
-[[vhosts]]
-hosts = ["*"]
-pool = "o"
-action = "cache"
-[vhosts.cache]
-{rule}
-"#
-    )
+/// Every host cached from `origin` with `policy`; PURGE allowed from loopback.
+fn config(origin: &str, policy: CachePolicy) -> TestConfig {
+    TestConfig::new()
+        .admin()
+        .cache_storage(|c| c.purge_allow = Some(vec!["127.0.0.1".into()]))
+        .pool("o", &[origin])
+        .vhost(&["*"], |v| v.fallback(Rule::cache("o").policy(policy)))
 }
 
 /// An origin answering every request with `cc` as Cache-Control and a counter in the body.
@@ -68,7 +56,7 @@ fn req(method: &str, path: &str, headers: &[(&str, &str)]) -> http::Request<Full
 #[tokio::test]
 async fn fresh_responses_are_served_from_the_cache() {
     let (o, n) = counting("max-age=100").await;
-    let kura = TestKura::start(&config(&o.url(), "", "")).await;
+    let kura = config(&o.url(), CachePolicy::new()).start().await;
     let first = kura.get("a.com", "/x").await;
     assert_eq!(first.text(), "body 1");
     assert!(
@@ -122,7 +110,7 @@ async fn stale_responses_are_revalidated_and_a_304_updates_the_stored_headers() 
         }),
     )
     .await;
-    let kura = TestKura::start(&config(&o.url(), "", "")).await;
+    let kura = config(&o.url(), CachePolicy::new()).start().await;
     assert_eq!(kura.get("a.com", "/r").await.header("x-fresh"), Some("no"));
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let r = kura.get("a.com", "/r").await;
@@ -161,7 +149,7 @@ async fn vary_keeps_one_variant_per_header_value() {
         }),
     )
     .await;
-    let kura = TestKura::start(&config(&o.url(), "", "")).await;
+    let kura = config(&o.url(), CachePolicy::new()).start().await;
     let get = |ae: &'static str| {
         kura_testkit::send(kura.addr, req("GET", "/v", &[("accept-encoding", ae)]))
     };
@@ -189,7 +177,7 @@ async fn vary_star_is_never_stored() {
         }),
     )
     .await;
-    let kura = TestKura::start(&config(&o.url(), "", "")).await;
+    let kura = config(&o.url(), CachePolicy::new()).start().await;
     kura.get("a.com", "/s").await;
     kura.get("a.com", "/s").await;
     assert_eq!(o.requests(), 2);
@@ -214,7 +202,7 @@ async fn conditional_client_requests_get_304_from_the_cache() {
         }),
     )
     .await;
-    let kura = TestKura::start(&config(&o.url(), "", "")).await;
+    let kura = config(&o.url(), CachePolicy::new()).start().await;
     assert_eq!(kura.get("a.com", "/c").await.text(), "content");
     let r = kura_testkit::send(kura.addr, req("GET", "/c", &[("if-none-match", "\"abc\"")])).await;
     assert_eq!(r.status, 304);
@@ -239,7 +227,7 @@ async fn conditional_client_requests_get_304_from_the_cache() {
 async fn no_store_and_private_responses_are_not_stored() {
     for cc in ["no-store", "private, max-age=100"] {
         let (o, n) = counting(cc).await;
-        let kura = TestKura::start(&config(&o.url(), "", "")).await;
+        let kura = config(&o.url(), CachePolicy::new()).start().await;
         assert_eq!(kura.get("a.com", "/p").await.text(), "body 1");
         let r = kura.get("a.com", "/p").await;
         assert_eq!(r.text(), "body 2", "{cc}");
@@ -250,7 +238,7 @@ async fn no_store_and_private_responses_are_not_stored() {
     }
     // A request with no-store bypasses the cache.
     let (o, n) = counting("max-age=100").await;
-    let kura = TestKura::start(&config(&o.url(), "", "")).await;
+    let kura = config(&o.url(), CachePolicy::new()).start().await;
     kura.get("a.com", "/q").await;
     let r = kura_testkit::send(
         kura.addr,
@@ -281,7 +269,7 @@ async fn unsafe_methods_invalidate_the_url_and_its_location() {
         }),
     )
     .await;
-    let kura = TestKura::start(&config(&o.url(), "", "")).await;
+    let kura = config(&o.url(), CachePolicy::new()).start().await;
     kura.get("a.com", "/items").await;
     kura.get("a.com", "/items/2").await;
     assert_eq!(o.requests(), 2);
@@ -302,7 +290,7 @@ async fn unsafe_methods_invalidate_the_url_and_its_location() {
 #[tokio::test]
 async fn head_is_answered_from_a_cached_get() {
     let (o, n) = counting("max-age=100").await;
-    let kura = TestKura::start(&config(&o.url(), "", "")).await;
+    let kura = config(&o.url(), CachePolicy::new()).start().await;
     kura.get("a.com", "/h").await;
     let r = kura_testkit::send(kura.addr, req("HEAD", "/h", &[])).await;
     assert_eq!(r.status, 200);
@@ -316,8 +304,10 @@ async fn head_is_answered_from_a_cached_get() {
 async fn stale_if_error_serves_stale_when_the_origin_is_down() {
     let (o, _) = counting("max-age=1").await;
     let url = o.url();
-    let kura = TestKura::start(&config(&url, "", "stale_if_error = \"60s\"")).await;
-    let strict = TestKura::start(&config(&url, "", "")).await;
+    let kura = config(&url, CachePolicy::new().stale_if_error("60s"))
+        .start()
+        .await;
+    let strict = config(&url, CachePolicy::new()).start().await;
     assert_eq!(kura.get("a.com", "/e").await.text(), "body 1");
     assert_eq!(strict.get("a.com", "/e").await.text(), "body 2");
     drop(o); // the origin goes away
@@ -335,7 +325,7 @@ async fn stale_if_error_serves_stale_when_the_origin_is_down() {
 #[tokio::test]
 async fn stale_while_revalidate_answers_at_once_and_refreshes_in_the_background() {
     let (o, n) = counting("max-age=1, stale-while-revalidate=30").await;
-    let kura = TestKura::start(&config(&o.url(), "", "")).await;
+    let kura = config(&o.url(), CachePolicy::new()).start().await;
     assert_eq!(kura.get("a.com", "/w").await.text(), "body 1");
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let r = kura.get("a.com", "/w").await;
@@ -358,7 +348,9 @@ async fn stale_while_revalidate_answers_at_once_and_refreshes_in_the_background(
 async fn rule_ttl_policy() {
     // min_ttl: fresh for less is not stored.
     let (o, n) = counting("max-age=10").await;
-    let kura = TestKura::start(&config(&o.url(), "", "min_ttl = \"60s\"")).await;
+    let kura = config(&o.url(), CachePolicy::new().min_ttl("60s"))
+        .start()
+        .await;
     kura.get("a.com", "/m").await;
     let r = kura.get("a.com", "/m").await;
     assert!(
@@ -370,7 +362,9 @@ async fn rule_ttl_policy() {
     assert_eq!(n.load(SeqCst), 2);
     // default_ttl: applies when the origin says nothing.
     let (o, n) = counting("").await;
-    let kura = TestKura::start(&config(&o.url(), "", "default_ttl = \"100s\"")).await;
+    let kura = config(&o.url(), CachePolicy::new().default_ttl("100s"))
+        .start()
+        .await;
     kura.get("a.com", "/d").await;
     assert!(
         kura.get("a.com", "/d")
@@ -382,13 +376,17 @@ async fn rule_ttl_policy() {
     assert_eq!(n.load(SeqCst), 1);
     // force_ttl: overrides the origin's freshness.
     let (o, n) = counting("max-age=0").await;
-    let kura = TestKura::start(&config(&o.url(), "", "force_ttl = \"100s\"")).await;
+    let kura = config(&o.url(), CachePolicy::new().force_ttl("100s"))
+        .start()
+        .await;
     kura.get("a.com", "/f").await;
     kura.get("a.com", "/f").await;
     assert_eq!(n.load(SeqCst), 1);
     // client_max_age: what clients are told.
     let (o, _) = counting("max-age=1000").await;
-    let kura = TestKura::start(&config(&o.url(), "", "client_max_age = \"30s\"")).await;
+    let kura = config(&o.url(), CachePolicy::new().client_max_age("30s"))
+        .start()
+        .await;
     let r = kura.get("a.com", "/c").await;
     assert_eq!(r.header("cache-control"), Some("max-age=30"));
     assert!(r.header("expires").is_some());
@@ -397,7 +395,9 @@ async fn rule_ttl_policy() {
 #[tokio::test]
 async fn concurrent_misses_make_one_origin_request() {
     let o = TestOrigin::slow("o", Duration::from_millis(300), "shared").await;
-    let kura = TestKura::start(&config(&o.url(), "", "default_ttl = \"100s\"")).await;
+    let kura = config(&o.url(), CachePolicy::new().default_ttl("100s"))
+        .start()
+        .await;
     let mut tasks = Vec::new();
     for _ in 0..50 {
         let addr = kura.addr;
@@ -417,7 +417,7 @@ async fn concurrent_misses_make_one_origin_request() {
 #[tokio::test]
 async fn ranges_from_the_cache() {
     let (o, n) = counting("max-age=100").await; // body "body 1" (6 bytes)
-    let kura = TestKura::start(&config(&o.url(), "", "")).await;
+    let kura = config(&o.url(), CachePolicy::new()).start().await;
     kura.get("a.com", "/g").await;
     let range = |v: &'static str| kura_testkit::send(kura.addr, req("GET", "/g", &[("range", v)]));
     let r = range("bytes=1-3").await;
@@ -440,7 +440,7 @@ async fn ranges_from_the_cache() {
 #[tokio::test]
 async fn purge_by_admin_and_by_method() {
     let (o, n) = counting("max-age=100").await;
-    let kura = TestKura::start(&config(&o.url(), "", "")).await;
+    let kura = config(&o.url(), CachePolicy::new()).start().await;
     for p in ["/a/1", "/a/2", "/b/1"] {
         kura.get("a.com", p).await;
     }
@@ -476,11 +476,10 @@ async fn purge_by_admin_and_by_method() {
     assert_eq!(r.status, 404);
     // And refused elsewhere.
     let (o2, _) = counting("max-age=100").await;
-    let closed = TestKura::start(&config(&o2.url(), "", "").replace(
-        "purge_allow = [\"127.0.0.1\"]",
-        "purge_allow = [\"10.0.0.0/8\"]",
-    ))
-    .await;
+    let closed = config(&o2.url(), CachePolicy::new())
+        .cache_storage(|c| c.purge_allow = Some(vec!["10.0.0.0/8".into()]))
+        .start()
+        .await;
     let r = kura_testkit::send(closed.addr, req("PURGE", "/x", &[])).await;
     assert_eq!(r.status, 403);
 }
@@ -488,24 +487,17 @@ async fn purge_by_admin_and_by_method() {
 #[tokio::test]
 async fn key_templates_share_entries_between_urls() {
     let (o, n) = counting("max-age=100").await;
-    let kura = TestKura::start(&format!(
-        r#"
-[[listeners]]
-address = "127.0.0.1:0"
-[pools.o]
-backends = ["{}"]
-[[vhosts]]
-hosts = ["*"]
-[[vhosts.rules]]
-path = "^/(v1|v2)/img/(?P<file>[^/]+)$"
-pool = "o"
-action = "cache"
-[vhosts.rules.cache]
-key = "img/{{file}}"
-"#,
-        o.url()
-    ))
-    .await;
+    let kura = TestConfig::new()
+        .pool("o", &[o.url()])
+        .vhost(&["*"], |v| {
+            v.rule(
+                Rule::cache("o")
+                    .path("^/(v1|v2)/img/(?P<file>[^/]+)$")
+                    .policy(CachePolicy::new().key("img/{file}")),
+            )
+        })
+        .start()
+        .await;
     assert_eq!(kura.get("a.com", "/v1/img/cat.png").await.text(), "body 1");
     assert_eq!(kura.get("b.com", "/v2/img/cat.png").await.text(), "body 1");
     assert_eq!(kura.get("a.com", "/v1/img/dog.png").await.text(), "body 2");

@@ -8,31 +8,20 @@ use std::sync::atomic::Ordering::SeqCst;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use kura_config::SizeValue;
+use kura_testkit::config::{CachePolicy, Rule, TestConfig};
 use kura_testkit::origin::{pattern_byte, ranged};
-use kura_testkit::{Client, TestKura, get_request};
+use kura_testkit::{Client, get_request};
 
 const SEG: u64 = 64 * 1024;
 
-fn config(origin: &str, cache: &str, rule: &str) -> String {
-    format!(
-        r#"
-[[listeners]]
-address = "127.0.0.1:0"
-[admin]
-address = "127.0.0.1:0"
-[cache]
-segment_size = "64KiB"
-{cache}
-[pools.o]
-backends = ["{origin}"]
-[[vhosts]]
-hosts = ["*"]
-pool = "o"
-action = "cache"
-[vhosts.cache]
-{rule}
-"#
-    )
+/// Every host cached from `origin` with `policy`, in segments of 64 KiB.
+fn config(origin: &str, policy: CachePolicy) -> TestConfig {
+    TestConfig::new()
+        .admin()
+        .cache_storage(|c| c.segment_size = Some(SizeValue::Text("64KiB".into())))
+        .pool("o", &[origin])
+        .vhost(&["*"], |v| v.fallback(Rule::cache("o").policy(policy)))
 }
 
 fn expected(version: u64, start: u64, end: u64) -> Vec<u8> {
@@ -55,7 +44,7 @@ async fn get_range(
 async fn concurrent_clients_share_one_fetch_per_segment() {
     let size = 16 * SEG + 1000; // 17 segments, the last one short
     let (o, st) = ranged("o", size, "max-age=3600").await;
-    let kura = TestKura::start(&config(&o.url(), "", "")).await;
+    let kura = config(&o.url(), CachePolicy::new()).start().await;
     let mut tasks = Vec::new();
     for _ in 0..100 {
         let addr = kura.addr;
@@ -91,7 +80,7 @@ async fn concurrent_clients_share_one_fetch_per_segment() {
 async fn client_ranges_fetch_only_the_segments_they_need() {
     let size = 20 * SEG;
     let (o, st) = ranged("o", size, "max-age=3600").await;
-    let kura = TestKura::start(&config(&o.url(), "", "")).await;
+    let kura = config(&o.url(), CachePolicy::new()).start().await;
     let start = 7 * SEG + 100;
     let r = get_range(
         kura.addr,
@@ -137,7 +126,7 @@ async fn an_origin_that_ignores_ranges_still_streams_and_caches() {
     let size = 5 * SEG + 123;
     let (o, st) = ranged("o", size, "max-age=3600").await;
     st.honor_range.store(false, SeqCst);
-    let kura = TestKura::start(&config(&o.url(), "", "")).await;
+    let kura = config(&o.url(), CachePolicy::new()).start().await;
     let want = expected(1, 0, size);
     let r = kura.get("a.com", "/nr").await;
     assert_eq!(r.status, 200);
@@ -155,7 +144,10 @@ async fn an_origin_that_ignores_ranges_still_streams_and_caches() {
 async fn a_changed_object_is_never_stitched() {
     let size = 10 * SEG;
     let (o, st) = ranged("o", size, "max-age=3600").await;
-    let kura = TestKura::start(&config(&o.url(), "prefetch_segments = 0", "")).await;
+    let kura = config(&o.url(), CachePolicy::new())
+        .cache_storage(|c| c.prefetch_segments = Some(0))
+        .start()
+        .await;
     // Learn the object (segment 0 only).
     let r = get_range(kura.addr, "/chg", Some("bytes=0-9")).await;
     assert!(r.body[..] == expected(1, 0, 10)[..]);
@@ -202,13 +194,18 @@ async fn the_disk_tier_survives_a_restart() {
     let size = 3 * SEG;
     let (o, st) = ranged("o", size, "max-age=3600").await;
     let dir = tempfile::tempdir().unwrap();
-    let cache = format!("dir = \"{}\"", dir.path().display());
-    let kura = TestKura::start(&config(&o.url(), &cache, "")).await;
+    let kura = config(&o.url(), CachePolicy::new())
+        .cache_dir(dir.path())
+        .start()
+        .await;
     assert_eq!(kura.get("a.com", "/p").await.body.len() as u64, size);
     kura.handle.cache().flush().await;
     kura.handle.shutdown().await;
 
-    let kura = TestKura::start(&config(&o.url(), &cache, "")).await;
+    let kura = config(&o.url(), CachePolicy::new())
+        .cache_dir(dir.path())
+        .start()
+        .await;
     let r = kura.get("a.com", "/p").await;
     assert!(r.body[..] == expected(1, 0, size)[..]);
     assert!(r.header("cache-status").unwrap().contains("hit"), "{r:?}");
@@ -222,8 +219,11 @@ async fn corrupt_disk_data_is_refetched_never_served() {
     let (o, st) = ranged("o", size, "max-age=3600").await;
     let dir = tempfile::tempdir().unwrap();
     // Disk only, so that every read goes to the files.
-    let cache = format!("memory = 0\ndir = \"{}\"", dir.path().display());
-    let kura = TestKura::start(&config(&o.url(), &cache, "")).await;
+    let kura = config(&o.url(), CachePolicy::new())
+        .cache_storage(|c| c.memory = Some(SizeValue::Bytes(0)))
+        .cache_dir(dir.path())
+        .start()
+        .await;
     kura.get("a.com", "/z").await;
     kura.handle.cache().flush().await;
     let segs = files(dir.path(), ".seg");
@@ -250,11 +250,15 @@ async fn corrupt_disk_data_is_refetched_never_served() {
 async fn the_disk_is_cleaned_between_its_marks() {
     let (o, _) = ranged("o", 40 * 1024, "max-age=3600").await;
     let dir = tempfile::tempdir().unwrap();
-    let cache = format!(
-        "memory = \"1MiB\"\ndir = \"{}\"\nmax_disk = \"300KiB\"\ncleaned_disk = \"150KiB\"",
-        dir.path().display()
-    );
-    let kura = TestKura::start(&config(&o.url(), &cache, "")).await;
+    let kura = config(&o.url(), CachePolicy::new())
+        .cache_memory("1MiB")
+        .cache_dir(dir.path())
+        .cache_storage(|c| {
+            c.max_disk = Some(SizeValue::Text("300KiB".into()));
+            c.cleaned_disk = Some(SizeValue::Text("150KiB".into()));
+        })
+        .start()
+        .await;
     let c = kura.handle.cache();
     for i in 0..20 {
         assert_eq!(kura.get("a.com", &format!("/o/{i}")).await.status, 200);
@@ -275,13 +279,10 @@ async fn the_disk_is_cleaned_between_its_marks() {
 async fn x_accel_redirect_names_the_cached_file() {
     let (o, _) = ranged("o", 5000, "max-age=3600").await;
     let dir = tempfile::tempdir().unwrap();
-    let cache = format!("dir = \"{}\"", dir.path().display());
-    let kura = TestKura::start(&config(
-        &o.url(),
-        &cache,
-        "accel_redirect = \"/kura-cache\"",
-    ))
-    .await;
+    let kura = config(&o.url(), CachePolicy::new().accel_redirect("/kura-cache"))
+        .cache_dir(dir.path())
+        .start()
+        .await;
     let first = kura.get("a.com", "/img.jpg").await;
     // Normally the body; a redirect already if the file reached the disk first.
     assert!(first.body.len() == 5000 || first.header("x-accel-redirect").is_some());
@@ -316,7 +317,10 @@ async fn a_slow_reader_never_holds_a_whole_body_fill_and_loses_nothing() {
     let size = 1024 * SEG;
     let (o, st) = ranged("o", size, "max-age=3600").await;
     st.honor_range.store(false, SeqCst);
-    let kura = TestKura::start(&config(&o.url(), "memory = \"1MiB\"", "")).await;
+    let kura = config(&o.url(), CachePolicy::new())
+        .cache_memory("1MiB")
+        .start()
+        .await;
     let mut slow = Client::connect(kura.addr).await;
     let resp = slow.send_streaming(get_request("a.com", "/slow")).await;
     let mut body = resp.into_body();
@@ -348,7 +352,10 @@ async fn a_whole_body_object_that_no_longer_fits_is_read_again_from_the_origin()
     let size = 64 * SEG;
     let (o, st) = ranged("o", size, "max-age=3600").await;
     st.honor_range.store(false, SeqCst);
-    let kura = TestKura::start(&config(&o.url(), "memory = \"1MiB\"", "")).await;
+    let kura = config(&o.url(), CachePolicy::new())
+        .cache_memory("1MiB")
+        .start()
+        .await;
     let want = expected(1, 0, size);
     assert!(kura.get("a.com", "/gone").await.body[..] == want[..]);
     kura.handle.cache().flush().await;
@@ -371,8 +378,11 @@ async fn with_a_disk_tier_large_objects_skip_memory_and_small_ones_stay() {
     let (big, _) = ranged("o", 8 * SEG, "max-age=3600").await;
     let (small, _) = ranged("o", SEG, "max-age=3600").await;
     let dir = tempfile::tempdir().unwrap();
-    let cache = format!("memory = \"1MiB\"\ndir = \"{}\"", dir.path().display());
-    let kb = TestKura::start(&config(&big.url(), &cache, "")).await;
+    let kb = config(&big.url(), CachePolicy::new())
+        .cache_memory("1MiB")
+        .cache_dir(dir.path())
+        .start()
+        .await;
     assert_eq!(kb.get("a.com", "/big").await.body.len() as u64, 8 * SEG);
     kb.handle.cache().flush().await;
     let s = kb.admin_json("/cache").await;
@@ -384,8 +394,11 @@ async fn with_a_disk_tier_large_objects_skip_memory_and_small_ones_stay() {
     kb.handle.shutdown().await;
 
     let dir = tempfile::tempdir().unwrap();
-    let cache = format!("memory = \"1MiB\"\ndir = \"{}\"", dir.path().display());
-    let ks = TestKura::start(&config(&small.url(), &cache, "")).await;
+    let ks = config(&small.url(), CachePolicy::new())
+        .cache_memory("1MiB")
+        .cache_dir(dir.path())
+        .start()
+        .await;
     ks.get("a.com", "/small").await;
     ks.handle.cache().flush().await;
     let s = ks.admin_json("/cache").await;

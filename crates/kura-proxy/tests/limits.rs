@@ -3,26 +3,24 @@
 
 use std::time::{Duration, Instant};
 
+use kura_config::{FileLimits, FileServer, SizeValue};
+use kura_testkit::config::TestConfig;
 use kura_testkit::{Client, TestKura, TestOrigin, raw};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-async fn kura_with(origin: &TestOrigin, limits: &str) -> TestKura {
-    TestKura::start(&format!(
-        r#"
-[[listeners]]
-address = "127.0.0.1:0"
-[limits]
-{limits}
-[pools.p]
-backends = ["{}"]
-[[vhosts]]
-hosts = ["*"]
-pool = "p"
-"#,
-        origin.url()
-    ))
-    .await
+/// Every host proxied to `origin`, with `limits` applied to kura's defaults.
+async fn kura_with(origin: &TestOrigin, limits: impl FnOnce(&mut FileLimits)) -> TestKura {
+    TestConfig::new()
+        .limits(limits)
+        .pool("p", &[origin.url()])
+        .vhost(&["*"], |v| v.pool("p"))
+        .start()
+        .await
+}
+
+fn size(text: &str) -> Option<SizeValue> {
+    Some(SizeValue::Text(text.to_string()))
 }
 
 const WAIT: Duration = Duration::from_secs(3);
@@ -30,7 +28,11 @@ const WAIT: Duration = Duration::from_secs(3);
 #[tokio::test]
 async fn oversized_headers_get_431() {
     let o = TestOrigin::fixed("o", 200, "ok").await;
-    let kura = kura_with(&o, "max_header_bytes = \"4KiB\"\nmax_headers = 20").await;
+    let kura = kura_with(&o, |l| {
+        l.max_header_bytes = size("4KiB");
+        l.max_headers = Some(20);
+    })
+    .await;
     let big = format!(
         "GET / HTTP/1.1\r\nHost: a.com\r\nX-Big: {}\r\n\r\n",
         "x".repeat(5000)
@@ -60,7 +62,7 @@ async fn oversized_headers_get_431() {
 #[tokio::test]
 async fn declared_oversized_body_gets_413_without_reaching_the_origin() {
     let o = TestOrigin::echo("o").await;
-    let kura = kura_with(&o, "max_body_bytes = 1000").await;
+    let kura = kura_with(&o, |l| l.max_body_bytes = Some(SizeValue::Bytes(1000))).await;
     let out = raw(
         kura.addr,
         b"POST /up HTTP/1.1\r\nHost: a.com\r\nContent-Length: 5000\r\n\r\n",
@@ -86,7 +88,7 @@ async fn declared_oversized_body_gets_413_without_reaching_the_origin() {
 #[tokio::test]
 async fn chunked_body_over_the_limit_gets_413() {
     let o = TestOrigin::sink("o").await;
-    let kura = kura_with(&o, "max_body_bytes = 10000").await;
+    let kura = kura_with(&o, |l| l.max_body_bytes = Some(SizeValue::Bytes(10000))).await;
     let mut req =
         String::from("POST /up HTTP/1.1\r\nHost: a.com\r\nTransfer-Encoding: chunked\r\n\r\n");
     for _ in 0..5 {
@@ -115,7 +117,7 @@ async fn chunked_body_over_the_limit_gets_413() {
 #[tokio::test]
 async fn malformed_requests_get_400() {
     let o = TestOrigin::fixed("o", 200, "ok").await;
-    let kura = kura_with(&o, "").await;
+    let kura = kura_with(&o, |_| {}).await;
     for bad in [
         &b"THIS IS NOT HTTP\r\n\r\n"[..],
         b"GET / HTTP/1.1\r\nHost: a.com\r\nBad Header Line\r\n\r\n",
@@ -139,11 +141,12 @@ async fn malformed_requests_get_400() {
 #[tokio::test]
 async fn malformed_chunked_body_is_400_and_does_not_blame_the_backend() {
     let o = TestOrigin::sink("o").await;
-    let kura = TestKura::start(&format!(
-        "[[listeners]]\naddress = \"127.0.0.1:0\"\n[admin]\naddress = \"127.0.0.1:0\"\n[pools.p]\nbackends = [\"{}\"]\n[[vhosts]]\nhosts = [\"*\"]\npool = \"p\"\n",
-        o.url()
-    ))
-    .await;
+    let kura = TestConfig::new()
+        .admin()
+        .pool("p", &[o.url()])
+        .vhost(&["*"], |v| v.pool("p"))
+        .start()
+        .await;
     let out = raw(
         kura.addr,
         b"POST / HTTP/1.1\r\nHost: a.com\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\nzz\r\n",
@@ -159,10 +162,10 @@ async fn malformed_chunked_body_is_400_and_does_not_blame_the_backend() {
 #[tokio::test]
 async fn slow_header_is_cut_off_by_the_header_timeout() {
     let o = TestOrigin::fixed("o", 200, "ok").await;
-    let kura = kura_with(
-        &o,
-        "client_header_timeout = \"300ms\"\nclient_idle_timeout = \"10s\"",
-    )
+    let kura = kura_with(&o, |l| {
+        l.client_header_timeout = Some("300ms".into());
+        l.client_idle_timeout = Some("10s".into());
+    })
     .await;
     let mut s = TcpStream::connect(kura.addr).await.unwrap();
     s.write_all(b"GET / HTTP/1.1\r\nHost: a.c").await.unwrap();
@@ -185,10 +188,10 @@ async fn slow_header_is_cut_off_by_the_header_timeout() {
 #[tokio::test]
 async fn idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
     let o = TestOrigin::fixed("o", 200, "ok").await;
-    let kura = kura_with(
-        &o,
-        "client_header_timeout = \"200ms\"\nclient_idle_timeout = \"800ms\"",
-    )
+    let kura = kura_with(&o, |l| {
+        l.client_header_timeout = Some("200ms".into());
+        l.client_idle_timeout = Some("800ms".into());
+    })
     .await;
     let mut s = TcpStream::connect(kura.addr).await.unwrap();
     s.write_all(b"GET / HTTP/1.1\r\nHost: a.com\r\n\r\n")
@@ -211,13 +214,15 @@ async fn idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
     );
 }
 
-async fn max_connections_hold(server: &str) {
+async fn max_connections_hold(server: FileServer) {
     let o = TestOrigin::fixed("o", 200, "ok").await;
-    let kura = TestKura::start(&format!(
-        "[[listeners]]\naddress = \"127.0.0.1:0\"\n[server]\n{server}\n[limits]\nmax_connections = 2\n[pools.p]\nbackends = [\"{}\"]\n[[vhosts]]\nhosts = [\"*\"]\npool = \"p\"\n",
-        o.url(),
-    ))
-    .await;
+    let kura = TestConfig::new()
+        .edit(|f| f.server = server)
+        .limits(|l| l.max_connections = Some(2))
+        .pool("p", &[o.url()])
+        .vhost(&["*"], |v| v.pool("p"))
+        .start()
+        .await;
     let mut c1 = Client::connect(kura.addr).await;
     let mut c2 = Client::connect(kura.addr).await;
     assert_eq!(c1.get("a.com", "/").await.unwrap().status, 200);
@@ -240,19 +245,28 @@ async fn max_connections_hold(server: &str) {
 
 #[tokio::test]
 async fn max_connections_holds_further_clients_until_one_leaves() {
-    max_connections_hold("workers = 2").await;
+    max_connections_hold(FileServer {
+        workers: Some(2),
+        ..Default::default()
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn max_connections_holds_per_core_too() {
     // Per core, the limit is split among workers: one worker holds all of it.
-    max_connections_hold("workers = 1\nwork_stealing = false").await;
+    max_connections_hold(FileServer {
+        workers: Some(1),
+        work_stealing: Some(false),
+        ..Default::default()
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn keep_alive_and_pipelined_requests_on_one_connection() {
     let o = TestOrigin::echo("o").await;
-    let kura = kura_with(&o, "").await;
+    let kura = kura_with(&o, |_| {}).await;
     let out = raw(
         kura.addr,
         b"GET /1 HTTP/1.1\r\nHost: a.com\r\n\r\nGET /2 HTTP/1.1\r\nHost: a.com\r\nConnection: close\r\n\r\n",

@@ -10,8 +10,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
+use kura_config::AccessLogFormat;
+use kura_testkit::config::{Rule, Shadow, TestConfig};
 use kura_testkit::origin::full;
-use kura_testkit::{TestKura, TestOrigin, closed_addr, eventually};
+use kura_testkit::{TestOrigin, closed_addr, eventually};
 
 fn get(host: &str, path: &str, id: Option<&str>) -> Request<Full<Bytes>> {
     let mut b = Request::get(path).header("host", host);
@@ -36,12 +38,12 @@ async fn an_untrusted_request_id_is_replaced_and_the_log_names_the_one_sent() {
     let o = TestOrigin::fixed("o", 200, "hello").await;
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("access.log");
-    let kura = TestKura::start(&format!(
-        "[[listeners]]\naddress = \"127.0.0.1:0\"\n[access_log]\npath = \"{}\"\n[pools.p]\nbackends = [\"{}\"]\n[[vhosts]]\nhosts = [\"*\"]\npool = \"p\"\n",
-        log.display(),
-        o.url()
-    ))
-    .await;
+    let kura = TestConfig::new()
+        .access_log(&log, AccessLogFormat::Combined)
+        .pool("p", &[o.url()])
+        .vhost(&["*"], |v| v.pool("p"))
+        .start()
+        .await;
     let r = kura_testkit::send(kura.addr, get("a.com", "/", Some("client-chosen"))).await;
     assert_eq!(r.status, 200);
     let first = seen_id(&o);
@@ -68,12 +70,12 @@ async fn an_untrusted_request_id_is_replaced_and_the_log_names_the_one_sent() {
 async fn failures_are_logged_with_their_side_and_cause() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("access.log");
-    let kura = TestKura::start(&format!(
-        "[[listeners]]\naddress = \"127.0.0.1:0\"\n[access_log]\npath = \"{}\"\nformat = \"json\"\n[pools.p]\nbackends = [\"http://{}\"]\n[[vhosts]]\nhosts = [\"a.com\"]\npool = \"p\"\n",
-        log.display(),
-        closed_addr()
-    ))
-    .await;
+    let kura = TestConfig::new()
+        .access_log(&log, AccessLogFormat::Json)
+        .pool("p", &[format!("http://{}", closed_addr())])
+        .vhost(&["a.com"], |v| v.pool("p"))
+        .start()
+        .await;
     assert_eq!(
         kura_testkit::send(kura.addr, get("a.com", "/", None))
             .await
@@ -114,26 +116,15 @@ async fn failures_are_logged_with_their_side_and_cause() {
 async fn a_trusted_proxy_id_reaches_the_origin_and_the_shadow_copy() {
     let primary = TestOrigin::fixed("primary", 200, "ok").await;
     let shadow = TestOrigin::fixed("shadow", 200, "ok").await;
-    let kura = TestKura::start(&format!(
-        r#"
-[server]
-trusted_proxies = ["127.0.0.0/8"]
-[[listeners]]
-address = "127.0.0.1:0"
-[pools.p]
-backends = ["{}"]
-[pools.s]
-backends = ["{}"]
-[[vhosts]]
-hosts = ["*"]
-pool = "p"
-[vhosts.shadow]
-targets = [{{ pool = "s" }}]
-"#,
-        primary.url(),
-        shadow.url()
-    ))
-    .await;
+    let kura = TestConfig::new()
+        .trusted_proxies(&["127.0.0.0/8"])
+        .pool("p", &[primary.url()])
+        .pool("s", &[shadow.url()])
+        .vhost(&["*"], |v| {
+            v.fallback(Rule::proxy("p").shadow(Shadow::to(&["s"])))
+        })
+        .start()
+        .await;
     let r = kura_testkit::send(kura.addr, get("a.com", "/x", Some("edge-7f3a"))).await;
     assert_eq!(r.status, 200);
     assert_eq!(seen_id(&primary), "edge-7f3a");
@@ -206,30 +197,15 @@ async fn events_of_the_fill_and_of_shadow_copies_carry_the_request_id() {
         }),
     )
     .await;
-    let kura = TestKura::start(&format!(
-        r#"
-[[listeners]]
-address = "127.0.0.1:0"
-[pools.p]
-backends = ["{}"]
-[pools.gone]
-backends = ["http://{}"]
-[[vhosts]]
-hosts = ["cached.test"]
-[[vhosts.rules]]
-path = "^/"
-pool = "p"
-action = "cache"
-[[vhosts]]
-hosts = ["shadowed.test"]
-pool = "p"
-[vhosts.shadow]
-targets = [{{ pool = "gone" }}]
-"#,
-        o.url(),
-        closed_addr()
-    ))
-    .await;
+    let kura = TestConfig::new()
+        .pool("p", &[o.url()])
+        .pool("gone", &[format!("http://{}", closed_addr())])
+        .vhost(&["cached.test"], |v| v.rule(Rule::cache("p").path("^/")))
+        .vhost(&["shadowed.test"], |v| {
+            v.fallback(Rule::proxy("p").shadow(Shadow::to(&["gone"])))
+        })
+        .start()
+        .await;
 
     // A cache fill runs in a task of its own: its "not stored" event is in the request's span.
     let r = kura_testkit::send(kura.addr, get("cached.test", "/a", None)).await;

@@ -1,7 +1,8 @@
 //! Routing through a real server: hosts, wildcards, path rules with captures and rewrites,
 //! header edits, forwarding headers, the ping host and error pages.
 
-use kura_testkit::{TestKura, TestOrigin};
+use kura_testkit::TestOrigin;
+use kura_testkit::config::{Rule, TestConfig};
 
 #[tokio::test]
 async fn hosts_and_wildcards_pick_their_vhost() {
@@ -9,37 +10,17 @@ async fn hosts_and_wildcards_pick_their_vhost() {
     let deep = TestOrigin::fixed("deep", 200, "deep").await;
     let wild = TestOrigin::fixed("wild", 200, "wild").await;
     let any = TestOrigin::fixed("any", 200, "any").await;
-    let kura = TestKura::start(&format!(
-        r#"
-[[listeners]]
-address = "127.0.0.1:0"
-[pools.exact]
-backends = ["{}"]
-[pools.deep]
-backends = ["{}"]
-[pools.wild]
-backends = ["{}"]
-[pools.any]
-backends = ["{}"]
-[[vhosts]]
-hosts = ["www.example.com"]
-pool = "exact"
-[[vhosts]]
-hosts = ["*.api.example.com"]
-pool = "deep"
-[[vhosts]]
-hosts = ["*.example.com"]
-pool = "wild"
-[[vhosts]]
-hosts = ["*"]
-pool = "any"
-"#,
-        exact.url(),
-        deep.url(),
-        wild.url(),
-        any.url()
-    ))
-    .await;
+    let kura = TestConfig::new()
+        .pool("exact", &[exact.url()])
+        .pool("deep", &[deep.url()])
+        .pool("wild", &[wild.url()])
+        .pool("any", &[any.url()])
+        .vhost(&["www.example.com"], |v| v.pool("exact"))
+        .vhost(&["*.api.example.com"], |v| v.pool("deep"))
+        .vhost(&["*.example.com"], |v| v.pool("wild"))
+        .vhost(&["*"], |v| v.pool("any"))
+        .start()
+        .await;
     for (host, want) in [
         ("www.example.com", "exact"),
         ("WWW.Example.COM:8080", "exact"),
@@ -58,11 +39,11 @@ pool = "any"
 #[tokio::test]
 async fn unknown_host_gets_400_no_application_configured() {
     let o = TestOrigin::fixed("o", 200, "x").await;
-    let kura = TestKura::start(&format!(
-        "[[listeners]]\naddress = \"127.0.0.1:0\"\n[pools.p]\nbackends = [\"{}\"]\n[[vhosts]]\nhosts = [\"known.com\"]\npool = \"p\"\n",
-        o.url()
-    ))
-    .await;
+    let kura = TestConfig::new()
+        .pool("p", &[o.url()])
+        .vhost(&["known.com"], |v| v.pool("p"))
+        .start()
+        .await;
     let r = kura.get("unknown.com", "/").await;
     assert_eq!(r.status, 400);
     assert!(
@@ -76,10 +57,11 @@ async fn unknown_host_gets_400_no_application_configured() {
 
 #[tokio::test]
 async fn ping_host_answers_without_a_vhost() {
-    let kura = TestKura::start(
-        "[[listeners]]\naddress = \"127.0.0.1:0\"\n[pools.p]\nbackends = [\"http://127.0.0.1:1\"]\n[[vhosts]]\nhosts = [\"a.com\"]\npool = \"p\"\n",
-    )
-    .await;
+    let kura = TestConfig::new()
+        .pool("p", &["http://127.0.0.1:1"])
+        .vhost(&["a.com"], |v| v.pool("p"))
+        .start()
+        .await;
     let r = kura.get("__ping__", "/").await;
     assert_eq!(r.status, 200);
     assert_eq!(r.text(), "OK\n");
@@ -89,32 +71,24 @@ async fn ping_host_answers_without_a_vhost() {
 async fn path_rules_match_in_order_and_rewrite_with_captures() {
     let api = TestOrigin::echo("api").await;
     let web = TestOrigin::echo("web").await;
-    let kura = TestKura::start(&format!(
-        r#"
-[[listeners]]
-address = "127.0.0.1:0"
-[pools.api]
-backends = ["{}"]
-[pools.web]
-backends = ["{}/base/"]
-[[vhosts]]
-hosts = ["site.com"]
-[[vhosts.rules]]
-path = "^/api/v(?P<version>[0-9]+)/(?P<rest>.*)$"
-pool = "api"
-rewrite = "/{{rest}}?v={{version}}"
-[[vhosts.rules]]
-path = "^/api/"
-pool = "web"
-[[vhosts.rules]]
-path = "^/img/(?P<file>[^/]+)$"
-pool = "web"
-rewrite = "/static/images/{{file}}"
-"#,
-        api.url(),
-        web.url()
-    ))
-    .await;
+    let kura = TestConfig::new()
+        .pool("api", &[api.url()])
+        .pool("web", &[format!("{}/base/", web.url())])
+        .vhost(&["site.com"], |v| {
+            v.rule(
+                Rule::proxy("api")
+                    .path("^/api/v(?P<version>[0-9]+)/(?P<rest>.*)$")
+                    .rewrite("/{rest}?v={version}"),
+            )
+            .rule(Rule::proxy("web").path("^/api/"))
+            .rule(
+                Rule::proxy("web")
+                    .path("^/img/(?P<file>[^/]+)$")
+                    .rewrite("/static/images/{file}"),
+            )
+        })
+        .start()
+        .await;
 
     let r = kura.get("site.com", "/api/v3/users/42?sort=asc").await;
     assert_eq!(r.header("x-origin"), Some("api"));
@@ -137,11 +111,11 @@ rewrite = "/static/images/{{file}}"
 #[tokio::test]
 async fn forwarding_headers_via_and_hop_by_hop() {
     let o = TestOrigin::echo("o").await;
-    let kura = TestKura::start(&format!(
-        "[[listeners]]\naddress = \"127.0.0.1:0\"\n[pools.p]\nbackends = [\"{}\"]\n[[vhosts]]\nhosts = [\"*\"]\npool = \"p\"\n",
-        o.url()
-    ))
-    .await;
+    let kura = TestConfig::new()
+        .pool("p", &[o.url()])
+        .vhost(&["*"], |v| v.pool("p"))
+        .start()
+        .await;
     let req = http::Request::get("/x")
         .header("host", "shop.example.com")
         .header("x-forwarded-for", "203.0.113.7")
@@ -172,28 +146,20 @@ async fn forwarding_headers_via_and_hop_by_hop() {
 #[tokio::test]
 async fn header_edits_per_rule_and_host_rewrite() {
     let o = TestOrigin::echo("o").await;
-    let kura = TestKura::start(&format!(
-        r#"
-[[listeners]]
-address = "127.0.0.1:0"
-[pools.p]
-backends = ["{}"]
-preserve_host = false
-[[vhosts]]
-hosts = ["*"]
-[[vhosts.rules]]
-pool = "p"
-[vhosts.rules.request_headers]
-set = {{ "x-team" = "blue" }}
-add = {{ "x-tag" = "added" }}
-remove = ["cookie"]
-[vhosts.rules.response_headers]
-set = {{ "x-served-by" = "kura" }}
-remove = ["x-origin"]
-"#,
-        o.url()
-    ))
-    .await;
+    let kura = TestConfig::new()
+        .pool_with("p", &[o.url()], |p| p.preserve_host(false))
+        .vhost(&["*"], |v| {
+            v.rule(
+                Rule::proxy("p")
+                    .request_set("x-team", "blue")
+                    .request_add("x-tag", "added")
+                    .request_remove("cookie")
+                    .response_set("x-served-by", "kura")
+                    .response_remove("x-origin"),
+            )
+        })
+        .start()
+        .await;
     let req = http::Request::get("/")
         .header("host", "a.com")
         .header("cookie", "session=1")
@@ -215,22 +181,12 @@ async fn custom_error_pages_from_a_directory() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("502.html"), "<h1>we are down</h1>").unwrap();
     std::fs::write(dir.path().join("default.html"), "<h1>something else</h1>").unwrap();
-    let kura = TestKura::start(&format!(
-        r#"
-[[listeners]]
-address = "127.0.0.1:0"
-[error_pages]
-dir = "{}"
-[pools.dead]
-backends = ["http://{}"]
-[[vhosts]]
-hosts = ["a.com"]
-pool = "dead"
-"#,
-        dir.path().display(),
-        kura_testkit::closed_addr()
-    ))
-    .await;
+    let kura = TestConfig::new()
+        .error_pages(dir.path())
+        .pool("dead", &[format!("http://{}", kura_testkit::closed_addr())])
+        .vhost(&["a.com"], |v| v.pool("dead"))
+        .start()
+        .await;
     let r = kura.get("a.com", "/").await;
     assert_eq!((r.status, r.text().as_str()), (502, "<h1>we are down</h1>"));
     let r = kura.get("b.com", "/").await;
@@ -243,11 +199,11 @@ pool = "dead"
 #[tokio::test]
 async fn http10_client_without_host_uses_the_catch_all() {
     let o = TestOrigin::echo("o").await;
-    let kura = TestKura::start(&format!(
-        "[[listeners]]\naddress = \"127.0.0.1:0\"\n[pools.p]\nbackends = [\"{}\"]\n[[vhosts]]\nhosts = [\"*\"]\npool = \"p\"\n",
-        o.url()
-    ))
-    .await;
+    let kura = TestConfig::new()
+        .pool("p", &[o.url()])
+        .vhost(&["*"], |v| v.pool("p"))
+        .start()
+        .await;
     let out = kura_testkit::raw(
         kura.addr,
         b"GET /old HTTP/1.0\r\n\r\n",

@@ -1,10 +1,11 @@
 //! Test helpers for kura's integration tests: mock origins ([`origin`]), a kura server started
-//! in-process on port 0 ([`TestKura`]), the real `kura` binary as a child process
-//! ([`KuraProcess`]), and small HTTP clients (one connection per call, a keep-alive
-//! connection, raw bytes over TCP).
+//! in-process on port 0 ([`TestKura`]) from a configuration built in code ([`config`]), the
+//! real `kura` binary as a child process ([`KuraProcess`]), and small HTTP clients (one
+//! connection per call, a keep-alive connection, raw bytes over TCP).
 
 #![deny(missing_docs)]
 
+pub mod config;
 pub mod etcd;
 pub mod origin;
 pub mod process;
@@ -42,7 +43,8 @@ pub struct TestKura {
 }
 
 impl TestKura {
-    /// Starts kura from TOML text. Listener addresses should use port 0.
+    /// Starts kura from TOML text. Listener addresses should use port 0. Tests usually build
+    /// the text with [`config::TestConfig`] (whose `start` calls this).
     pub async fn start(toml: &str) -> TestKura {
         let dir = tempfile::tempdir().unwrap();
         let config = kura_config::Config::from_toml(toml, dir.path())

@@ -4,7 +4,9 @@
 //! it walks the segments covering the requested bytes and takes each from memory, a lower
 //! tier, or the flight that is receiving it (streaming its bytes as they arrive), or starts
 //! that flight. For objects the origin serves in ranges it also starts fetching the next
-//! segments ahead of the reader. At most one segment is held per reader; corrupt or missing
+//! segments ahead of the reader. A reader holds the segment it is sending and at most
+//! `prefetch_segments` ahead of it (flights it started or joined, disk reads); per object, no
+//! more than `2 × prefetch_segments + 1` fetched segments wait to be stored. Corrupt or missing
 //! data ends the body with an error, so the client sees a truncated response rather than
 //! wrong bytes.
 

@@ -20,7 +20,8 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
-/// Idle buffers kept for reuse (with 2 MiB segments, 32 MiB at most).
+/// Idle buffers kept for reuse, each at most one segment long (with 2 MiB segments, 8 MiB at
+/// most).
 pub const POOLED: usize = 4;
 
 /// Below this, a segment is always copied into a buffer of its own size.

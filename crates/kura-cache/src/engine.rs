@@ -10,9 +10,9 @@
 //! - missing → fetch (coalesced) and store, or pass the response through when it may not be
 //!   stored.
 //!
-//! Requests that must not touch the cache (`Cache-Control: no-store`, HEAD misses) are
-//! passed through. Unsafe methods never reach this module: the proxy forwards them and then
-//! calls [`Cache::invalidate`].
+//! Requests that must not touch the cache (`Cache-Control: no-store`, a `Cookie` on a rule with
+//! `cookies = "pass"`, HEAD misses) are passed through. Unsafe methods never reach this
+//! module: the proxy forwards them and then calls [`Cache::invalidate`].
 
 use std::io;
 use std::sync::Arc;
@@ -47,7 +47,8 @@ pub struct CacheRequest {
     /// X-Accel-Redirect prefix).
     pub rule: Arc<RuleCache>,
     /// The client's URL as keyed (`scheme://authority/path?query`), for a cluster owner to
-    /// derive the rule and key itself; `None` for requests kura makes (image originals).
+    /// derive the rule and key itself. `None` without a cluster, and for what an image rule
+    /// asks the cache for (its variants and their originals), which never go to an owner.
     pub target: Option<Arc<str>>,
 }
 
@@ -91,14 +92,6 @@ enum Use {
 impl Cache {
     /// Opens the tiers `cfg` describes (the disk tier's index is loaded before this returns).
     pub async fn open(cfg: &CacheConfig) -> io::Result<Arc<Cache>> {
-        Self::open_with(cfg, Vec::new()).await
-    }
-
-    /// As [`Cache::open`], with extra tiers placed between memory and disk (the cluster's).
-    pub async fn open_with(
-        cfg: &CacheConfig,
-        middle: Vec<Arc<dyn Tier>>,
-    ) -> io::Result<Arc<Cache>> {
         let stats = Arc::new(Stats::default());
         let flights = Flights::default();
         let disk = match &cfg.disk {
@@ -113,10 +106,7 @@ impl Cache {
             }
             None => None,
         };
-        let mut lower = middle;
-        if let Some(d) = &disk {
-            lower.push(d.clone() as Arc<dyn Tier>);
-        }
+        let lower: Vec<Arc<dyn Tier>> = disk.iter().map(|d| d.clone() as Arc<dyn Tier>).collect();
         Ok(Arc::new(Cache {
             storage: Storage {
                 memory: (cfg.memory_bytes > 0).then(|| MemoryTier::new(cfg.memory_bytes)),

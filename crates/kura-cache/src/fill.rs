@@ -344,7 +344,9 @@ impl Cache {
                 Led::Pass(Response::from_parts(parts, CacheBody::Origin(body)))
             }
             Err(reason) => {
-                self.count_pass(reason);
+                // The plain refetch is the pass (and counts it): counted here too, one request
+                // would be two passes.
+                tracing::debug!(?reason, "response not stored");
                 drop(body);
                 self.refetch_plain(req, origin).await
             }

@@ -1,4 +1,5 @@
-//! A fill task that dies must not leave its key locked: the drop guard ends the flight.
+//! Fills: a fill task that dies must not leave its key locked (the drop guard ends the
+//! flight), and a fill's outcome is counted once.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
@@ -107,4 +108,63 @@ async fn a_fill_task_that_panics_ends_its_flight() {
     let body = c.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(&body[..], b"ok");
     assert!(start.elapsed() < Duration::from_secs(5));
+}
+
+/// Answers a ranged GET with its slice (206) and a plain one whole (200), always `no-store`.
+struct Unstorable {
+    len: usize,
+}
+
+impl Origin for Unstorable {
+    fn fetch(
+        &self,
+        req: http::request::Parts,
+    ) -> BoxFuture<'static, Result<Response<OriginBody>, OriginError>> {
+        let len = self.len;
+        let range = req
+            .headers
+            .get("range")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("bytes=0-"))
+            .and_then(|v| v.parse::<usize>().ok());
+        Box::pin(async move {
+            let (status, body_len) = match range {
+                Some(last) => (StatusCode::PARTIAL_CONTENT, (last + 1).min(len)),
+                None => (StatusCode::OK, len),
+            };
+            let mut r = Response::new(
+                Full::new(Bytes::from(vec![b'x'; body_len]))
+                    .map_err(|e| match e {})
+                    .boxed_unsync(),
+            );
+            *r.status_mut() = status;
+            let h = r.headers_mut();
+            h.insert("cache-control", "no-store".parse().unwrap());
+            h.insert("content-length", body_len.into());
+            if status == StatusCode::PARTIAL_CONTENT {
+                let cr = format!("bytes 0-{}/{len}", body_len - 1);
+                h.insert("content-range", cr.parse().unwrap());
+            }
+            Ok(r)
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_large_unstorable_ranged_answer_counts_one_pass() {
+    let cache = Cache::open(&config()).await.unwrap();
+    // Larger than one segment (64 KiB): the first answer is dropped and the object refetched
+    // whole, which is the one pass.
+    let len = 200 * 1024;
+    let resp = cache
+        .serve(request(), Arc::new(Unstorable { len }))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body.len(), len);
+    let s = cache.stats();
+    assert_eq!(s.passes, 1, "one request passed once");
+    assert_eq!(s.origin_fetches, 2, "the ranged fetch and the plain one");
+    assert_eq!(s.stored, 0);
 }

@@ -177,8 +177,9 @@ impl fmt::Display for PrimaryKey {
     }
 }
 
-/// Normalises the path part of an expanded key template: everything after the first `/` and
-/// before the first `?`.
+/// Normalises the path part of an expanded key template: from its first `/` up to the first
+/// `?` after it, dot segments are removed (`a.com/img/../x` is `a.com/x`). Nothing is
+/// percent-decoded and the rest is kept as it is.
 pub fn normalize_key(key: &str) -> String {
     match key.find('/') {
         None => key.to_string(),

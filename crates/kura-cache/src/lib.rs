@@ -3,8 +3,9 @@
 //!
 //! - [`policy`]: what may be stored and reused, for how long (with `http-cache-semantics`).
 //! - [`object`]: a stored response version; bodies live in segments keyed by version.
-//! - [`tier`]: the storage trait and the tier stack (memory → lower tiers: disk, and the
-//!   cluster's peer tier later); [`memory`] (moka) and [`disk`] (files).
+//! - [`tier`]: the storage trait and the tier stack (memory → lower tiers: the disk);
+//!   [`memory`] (moka) and [`disk`] (files). The cluster is not a tier: it wraps a rule's
+//!   [`Origin`], and marks owners' answers [`FromPeer`] so they stay out of the lower tiers.
 //! - [`flight`]: coalescing of object and segment fetches, streaming to every waiter.
 //! - [`engine`]: the request state machine (hit, miss, revalidation, stale, pass) and purge.
 //! - `fill`: origin fetches and the pumps that store what they receive.

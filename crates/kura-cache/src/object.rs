@@ -21,7 +21,8 @@ pub struct Object {
     pub version: u64,
     /// The status answered with (a 206 to the first-segment request is stored as 200).
     pub status: StatusCode,
-    /// Headers sent to clients (hop-by-hop removed; `Age`, `Date` and `Cache-Status` set at send).
+    /// Headers sent to clients: the origin's, less hop-by-hop headers and `Age` (its `Date` is
+    /// kept as received, or as a 304 refreshed it); `Age` and `Cache-Status` are set at send.
     pub headers: HeaderMap,
     /// RFC 9111 rules for reuse, built from the response as adjusted by the rule's TTL policy.
     pub policy: CachePolicy,

@@ -566,7 +566,8 @@ const NOT_UPDATED_BY_304: [&str; 7] = [
 ];
 
 /// The stored headers updated with a 304's: each header present in the 304 replaces all stored
-/// instances of it.
+/// instances of it, except those that describe the stored body (`Content-Length`, `ETag`,
+/// `Age`… see `NOT_UPDATED_BY_304`), hop-by-hop headers and `Set-Cookie`, which are ignored.
 pub fn merge_304(stored: &HeaderMap, fresh: &HeaderMap) -> HeaderMap {
     let mut out = stored.clone();
     let mut replaced: Vec<&HeaderName> = Vec::new();

@@ -1,5 +1,5 @@
 //! Cache counters: plain atomics, read by the admin API and turned into Prometheus metrics by
-//! the proxy. Hits are counted per tier so the cluster tier can report its share later.
+//! the proxy. Hits are counted by the tier their body came from.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -10,7 +10,7 @@ pub struct Stats {
     pub hits_memory: AtomicU64,
     /// Hits whose body came from disk (also when only the head was in memory).
     pub hits_disk: AtomicU64,
-    /// Hits whose body came from another lower tier (the cluster's).
+    /// Hits whose body came from another lower tier (none today: the disk is the only one).
     pub hits_other: AtomicU64,
     /// Requests no stored response could answer (then fetched, or passed for HEAD).
     pub misses: AtomicU64,
@@ -28,7 +28,8 @@ pub struct Stats {
     pub origin_fetches: AtomicU64,
     /// Body bytes fills received from origins (passes not counted).
     pub origin_bytes: AtomicU64,
-    /// Fetched segments handed to the tiers.
+    /// Fetched segments kept by a tier (a peer's segment too large for memory is not counted:
+    /// it is kept nowhere on this node).
     pub segments_stored: AtomicU64,
     /// Entries found torn or corrupt on disk (dropped and refetched).
     pub corrupt: AtomicU64,

@@ -1,5 +1,6 @@
 //! The storage trait and the stack of tiers: memory first, then the lower tiers in order
-//! (today the disk; the cluster's peer tier goes between memory and disk). Lookups walk down
+//! (the disk; the cluster is not a tier but an [`Origin`](crate::Origin) wrapper, whose
+//! answers are kept in memory only, see [`Storage::put_segment`]). Lookups walk down
 //! and promote what they find into memory; writes go to every tier (lower tiers queue them and
 //! never block the request path).
 
@@ -60,7 +61,7 @@ pub enum Source {
 pub struct Storage {
     /// The memory tier; `None` when `memory_bytes` is 0.
     pub memory: Option<MemoryTier>,
-    /// Tiers below memory, looked up in order (the cluster's first, then the disk).
+    /// Tiers below memory, looked up in order (the disk, when configured).
     pub lower: Vec<Arc<dyn Tier>>,
     /// The cache's counters (here, [`Stats::segments_stored`]).
     pub stats: Arc<Stats>,
@@ -164,15 +165,17 @@ impl Storage {
     /// objects small enough to be hot there: the owner keeps large ones, and this node's
     /// memory stays for what it owns.
     pub async fn put_segment(&self, obj: &Arc<Object>, index: u32, data: &Bytes, lower: bool) {
-        Stats::inc(&self.stats.segments_stored);
         if !lower {
+            // Counted only when kept: a large peer segment is stored nowhere on this node.
             if let Some(m) = &self.memory
                 && obj.length.is_some_and(|l| l <= self.memory_object_limit)
             {
+                Stats::inc(&self.stats.segments_stored);
                 m.put_segment(obj, index, data);
             }
             return;
         }
+        Stats::inc(&self.stats.segments_stored);
         if let Some(m) = &self.memory
             && self.in_memory(obj)
         {
@@ -272,5 +275,27 @@ mod tests {
             storage.has_segment_lower(&own, 0),
             "what this node owns goes to disk"
         );
+    }
+
+    #[tokio::test]
+    async fn a_peer_segment_kept_nowhere_is_not_counted_as_stored() {
+        let stats = Arc::new(Stats::default());
+        let storage = Storage {
+            memory: Some(MemoryTier::new(64 << 20)),
+            lower: Vec::new(),
+            stats: stats.clone(),
+            memory_object_limit: 8 << 20,
+        };
+        let data = Bytes::from(vec![7u8; 1024]);
+        let large = object("a.com/large", 64 << 20, 1024);
+        storage.put_entry(&Entry::Object(large.clone()));
+        storage.put_segment(&large, 0, &data, false).await;
+        assert!(!storage.has_segment(&large, 0), "stored nowhere");
+        assert_eq!(stats.snapshot(0).segments_stored, 0);
+        let small = object("a.com/small", 1024, 1024);
+        storage.put_entry(&Entry::Object(small.clone()));
+        storage.put_segment(&small, 0, &data, false).await;
+        assert!(storage.has_segment_hot(&small, 0));
+        assert_eq!(stats.snapshot(0).segments_stored, 1);
     }
 }

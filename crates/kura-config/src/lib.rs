@@ -3,9 +3,12 @@
 //! An operator writes a TOML [`FileConfig`]; [`validate`] checks every field and produces a
 //! typed [`Config`] in which every default is filled in and every reference (a rule's pool, a
 //! template's capture) is known to resolve. A `Config` is plain data: the proxy compiles its
-//! routes into a runtime table and swaps it in atomically, and a later route source (Redis)
-//! produces the same [`Routes`] data. Errors name the field (`pools.api.backends[1]`) so that
-//! `kura check` and a failed reload can say exactly what is wrong.
+//! [`Routes`] into a runtime table and swaps it in atomically. Routes from Redis do not go
+//! through [`Routes`]: from [`RedisConfig`] the proxy reads Hipache's frontends itself and
+//! builds a host map of its own (each frontend one vhost proxying every path to a pool made
+//! from `pool_template`), swapped on its own and looked up after the file's at each level.
+//! Errors name the field (`pools.api.backends[1]`) so that `kura check` and a failed reload
+//! can say exactly what is wrong.
 
 #![deny(missing_docs)]
 
@@ -31,11 +34,11 @@ use http::{HeaderName, HeaderValue};
 use regex::Regex;
 
 pub use defaults::*;
-pub use edge_config::{read_certs, read_key};
+pub use edge_config::{PemError, read_certs, read_key};
 pub use file::*;
 pub use shadow_config::is_safe_method;
 pub use template::{KeyScope, Template, TemplateError, Vars};
-pub use units::{parse_duration, parse_size};
+pub use units::{UnitError, parse_duration, parse_size};
 pub use validate::{parse_backend, parse_host_pattern, validate};
 
 /// A validated configuration. Build one with [`Config::from_file`], [`Config::from_toml`] or

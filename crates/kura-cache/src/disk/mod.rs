@@ -8,7 +8,7 @@
 //! served. Layout, under `dir/ab/cd/` (the first hex digits of the key's hash):
 //!
 //! - `<hash>.head`: the entry and its segment table (length and CRC32C of each segment on
-//!   disk), see [`record`];
+//!   disk), a [`Record`];
 //! - `<hash>-<version>-<n>.seg`: segment `n`'s raw bytes.
 //!
 //! Every file is written to a temporary name and renamed into place, so a reader sees a

@@ -275,7 +275,10 @@ const CACHE_COUNTERS: [(&str, &str); 12] = [
         "cache_origin_bytes_total",
         "Body bytes received from origins by cache fills",
     ),
-    ("cache_segments_stored_total", "Segments stored"),
+    (
+        "cache_segments_stored_total",
+        "Segments kept in at least one tier (memory or disk)",
+    ),
     (
         "cache_corrupt_total",
         "Corrupt or torn entries found on disk and dropped",

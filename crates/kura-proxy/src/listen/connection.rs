@@ -1,7 +1,7 @@
 //! One client connection, whatever it speaks: cleartext HTTP/1.1 (with upgrades), cleartext
 //! HTTP/1.1 or HTTP/2 by prior knowledge (hyper-util's auto builder reads the preface), or TLS
 //! with HTTP/2 or HTTP/1.1 picked by ALPN. The connection is driven under the header and idle
-//! timeouts (`conn.rs`) and drains on shutdown, the same loop for every protocol.
+//! timeouts (`timeouts.rs`) and drains on shutdown, the same loop for every protocol.
 //!
 //! On a TLS listener the first byte is peeked before the handshake: plain HTTP there gets a
 //! 400 that says so (as nginx does) instead of a handshake error, and a client hello that is

@@ -31,7 +31,7 @@ pub struct EtcdSource {
 }
 
 /// Connection options: timeouts, and TLS and authentication when configured.
-fn options(source: &EtcdSource) -> Result<ConnectOptions, String> {
+fn options(source: &EtcdSource) -> std::io::Result<ConnectOptions> {
     let mut options = ConnectOptions::new()
         .with_connect_timeout(Duration::from_secs(2))
         .with_timeout(Duration::from_secs(5));
@@ -42,7 +42,9 @@ fn options(source: &EtcdSource) -> Result<ConnectOptions, String> {
         // tonic's TLS builds its rustls configuration from the process-wide provider.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let read = |p: &std::path::Path| {
-            std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+            std::fs::read(p).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot read {}: {e}", p.display()))
+            })
         };
         let mut tls = etcd_client::TlsOptions::new()
             .ca_certificate(etcd_client::Certificate::from_pem(read(&t.ca)?));
@@ -81,7 +83,7 @@ async fn session(
     membership: &Membership,
     stop: &CancellationToken,
 ) -> Result<(), etcd_client::Error> {
-    let options = options(source).map_err(etcd_client::Error::InvalidArgs)?;
+    let options = options(source).map_err(etcd_client::Error::IoError)?;
     let mut client = tokio::select! {
         c = Client::connect(&source.endpoints, Some(options)) => c?,
         _ = stop.cancelled() => return Ok(()),

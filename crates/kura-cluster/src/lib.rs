@@ -108,7 +108,10 @@ pub struct Cluster {
 impl Cluster {
     /// Starts membership (the etcd task, on the current runtime, when configured). Fails when
     /// the TLS files do not make a usable configuration.
-    pub fn start(cfg: &ClusterConfig, segment_size: u64) -> Result<Arc<Cluster>, String> {
+    pub fn start(
+        cfg: &ClusterConfig,
+        segment_size: u64,
+    ) -> Result<Arc<Cluster>, tls::PeerTlsError> {
         let client = match &cfg.tls {
             Some(t) => PeerClient::with_tls(tls::ClientTls::new(t)?),
             None => PeerClient::default(),

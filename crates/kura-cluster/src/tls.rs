@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use kura_config::{PeerTls, read_certs, read_key};
+use kura_config::{PeerTls, PemError, read_certs, read_key};
 use rustls::pki_types::ServerName;
 use rustls::server::WebPkiClientVerifier;
 
@@ -15,30 +15,50 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
-fn roots(t: &PeerTls) -> Result<rustls::RootCertStore, String> {
+/// Why the cluster's TLS settings could not be used; the message names the field.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerTlsError {
+    /// A certificate or key file could not be read.
+    #[error(transparent)]
+    File(#[from] PemError),
+    /// The CA certificate is unusable as a trust anchor.
+    #[error("cluster.tls_ca: {0}")]
+    Ca(#[source] rustls::Error),
+    /// No client verifier can be made from the CA.
+    #[error("cluster.tls_ca: {0}")]
+    Verifier(#[source] rustls::server::VerifierBuilderError),
+    /// The certificate and key do not go together (or are unsupported).
+    #[error("cluster.tls_cert / tls_key: {0}")]
+    CertKey(#[source] rustls::Error),
+    /// The crypto provider refused the protocol versions.
+    #[error("TLS protocol versions: {0}")]
+    Versions(#[source] rustls::Error),
+}
+
+fn roots(t: &PeerTls) -> Result<rustls::RootCertStore, PeerTlsError> {
     let mut roots = rustls::RootCertStore::empty();
     for c in read_certs(&t.ca)? {
-        roots.add(c).map_err(|e| format!("cluster.tls_ca: {e}"))?;
+        roots.add(c).map_err(PeerTlsError::Ca)?;
     }
     Ok(roots)
 }
 
 /// The peer listener's TLS (HTTP/2 by ALPN).
-pub fn server_config(t: &PeerTls) -> Result<Arc<rustls::ServerConfig>, String> {
+pub fn server_config(t: &PeerTls) -> Result<Arc<rustls::ServerConfig>, PeerTlsError> {
     let builder = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?;
+        .map_err(PeerTlsError::Versions)?;
     let builder = if t.client_auth {
         let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots(t)?), provider())
             .build()
-            .map_err(|e| format!("cluster.tls_ca: {e}"))?;
+            .map_err(PeerTlsError::Verifier)?;
         builder.with_client_cert_verifier(verifier)
     } else {
         builder.with_no_client_auth()
     };
     let mut config = builder
         .with_single_cert(read_certs(&t.cert)?, read_key(&t.key)?)
-        .map_err(|e| format!("cluster.tls_cert / tls_key: {e}"))?;
+        .map_err(PeerTlsError::CertKey)?;
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(Arc::new(config))
 }
@@ -53,15 +73,15 @@ pub struct ClientTls {
 impl ClientTls {
     /// The client side of the cluster's `tls_*` settings: trusts `tls_ca` and, with
     /// `tls_client_auth`, presents `tls_cert`; fails when a file is unreadable or unusable.
-    pub fn new(t: &PeerTls) -> Result<Self, String> {
+    pub fn new(t: &PeerTls) -> Result<Self, PeerTlsError> {
         let builder = rustls::ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
+            .map_err(PeerTlsError::Versions)?
             .with_root_certificates(roots(t)?);
         let mut config = if t.client_auth {
             builder
                 .with_client_auth_cert(read_certs(&t.cert)?, read_key(&t.key)?)
-                .map_err(|e| format!("cluster.tls_cert / tls_key: {e}"))?
+                .map_err(PeerTlsError::CertKey)?
         } else {
             builder.with_no_client_auth()
         };

@@ -12,22 +12,67 @@ use crate::file::*;
 use crate::validate::{Errors, parse_addr, validate_pool};
 use crate::*;
 
+/// Why a certificate or key file was refused; the message names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum PemError {
+    /// The file could not be opened or read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The reader's error.
+        source: rustls_pki_types::pem::Error,
+    },
+    /// A PEM section that is not a certificate, or broken.
+    #[error("{}: not PEM certificates: {source}", path.display())]
+    NotCertificates {
+        /// The file.
+        path: PathBuf,
+        /// The parser's error.
+        source: rustls_pki_types::pem::Error,
+    },
+    /// The file holds no certificate.
+    #[error("{}: no certificate in the file", path.display())]
+    NoCertificate {
+        /// The file.
+        path: PathBuf,
+    },
+    /// No private key could be read from the file.
+    #[error("{}: no usable private key: {source}", path.display())]
+    NoKey {
+        /// The file.
+        path: PathBuf,
+        /// The parser's error.
+        source: rustls_pki_types::pem::Error,
+    },
+}
+
 /// The certificates of a PEM file (leaf first), or why not.
-pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, PemError> {
     let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        .map_err(|source| PemError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{}: not PEM certificates: {e}", path.display()))?;
+        .map_err(|source| PemError::NotCertificates {
+            path: path.to_path_buf(),
+            source,
+        })?;
     if certs.is_empty() {
-        return Err(format!("{}: no certificate in the file", path.display()));
+        return Err(PemError::NoCertificate {
+            path: path.to_path_buf(),
+        });
     }
     Ok(certs)
 }
 
 /// The private key of a PEM file, or why not.
-pub fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
-    PrivateKeyDer::from_pem_file(path)
-        .map_err(|e| format!("{}: no usable private key: {e}", path.display()))
+pub fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, PemError> {
+    PrivateKeyDer::from_pem_file(path).map_err(|source| PemError::NoKey {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 pub(crate) fn validate_listeners(

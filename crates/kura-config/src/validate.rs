@@ -22,10 +22,10 @@ use crate::*;
 pub(crate) struct Errors(pub(crate) Vec<FieldError>);
 
 impl Errors {
-    pub(crate) fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
+    pub(crate) fn push(&mut self, field: impl Into<String>, message: impl std::fmt::Display) {
         self.0.push(FieldError {
             field: field.into(),
-            message: message.into(),
+            message: message.to_string(),
         });
     }
 

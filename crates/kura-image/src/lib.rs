@@ -13,7 +13,9 @@ pub mod pool;
 pub mod sign;
 pub mod transform;
 
-pub use params::{Chosen, Fit, Format, Gravity, ImageLimits, OutputFormat, Params, Raw};
+pub use params::{
+    Chosen, Fit, Format, Gravity, ImageLimits, OutputFormat, Params, ParamsError, Raw,
+};
 pub use pool::{PoolError, Slot, Transformer};
-pub use sign::Signer;
+pub use sign::{Signer, SignerError};
 pub use transform::{Output, TransformError, transform};

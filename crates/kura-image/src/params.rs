@@ -191,10 +191,24 @@ pub struct Params {
     pub format: OutputFormat,
 }
 
+/// Parameters a client sent that no transform takes: its fault (400), with the message it
+/// is shown (which parameter, and what is accepted).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ParamsError(pub String);
+
 impl Params {
     /// Checks `raw` against `limits`; `aliases` maps URL words to fit names (`f` → `fill`).
-    /// The error is the message a client gets with its 400.
+    /// The error's message is what a client gets with its 400.
     pub fn parse(
+        raw: &Raw,
+        limits: &ImageLimits,
+        aliases: &BTreeMap<String, String>,
+    ) -> Result<Params, ParamsError> {
+        Self::check(raw, limits, aliases).map_err(ParamsError)
+    }
+
+    fn check(
         raw: &Raw,
         limits: &ImageLimits,
         aliases: &BTreeMap<String, String>,
@@ -385,7 +399,7 @@ mod tests {
             ),
         ] {
             let e = Params::parse(&r, &l, &none).unwrap_err();
-            assert!(e.contains(want), "{e} / {want}");
+            assert!(e.0.contains(want), "{e} / {want}");
         }
     }
 

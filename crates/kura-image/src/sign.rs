@@ -8,6 +8,22 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+/// Why key/salt pairs were refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignerError {
+    /// Keys and salts come in pairs, at least one.
+    #[error("give as many salts as keys (at least one)")]
+    Unpaired,
+    /// An entry is not an even number of hex digits.
+    #[error("{field}[{index}] is not hex")]
+    NotHex {
+        /// `keys` or `salts`.
+        field: &'static str,
+        /// The entry's position.
+        index: usize,
+    },
+}
+
 /// Signs and verifies URL paths under one or more key/salt pairs; the first pair signs, any
 /// pair verifies.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,19 +33,20 @@ pub struct Signer {
 
 impl Signer {
     /// Key/salt pairs, hex-encoded; errors name the bad entry.
-    pub fn from_hex(keys: &[String], salts: &[String]) -> Result<Signer, String> {
+    pub fn from_hex(keys: &[String], salts: &[String]) -> Result<Signer, SignerError> {
         if keys.is_empty() || keys.len() != salts.len() {
-            return Err("give as many salts as keys (at least one)".into());
+            return Err(SignerError::Unpaired);
         }
-        let hex = |s: &str, what: &str, i: usize| -> Result<Vec<u8>, String> {
-            if !s.len().is_multiple_of(2) || s.is_empty() {
-                return Err(format!("{what}[{i}] is not hex"));
+        let hex = |s: &str, field: &'static str, index: usize| -> Result<Vec<u8>, SignerError> {
+            let bad = || SignerError::NotHex { field, index };
+            if !s.len().is_multiple_of(2) || s.is_empty() || !s.is_ascii() {
+                return Err(bad());
             }
             (0..s.len())
                 .step_by(2)
                 .map(|j| u8::from_str_radix(&s[j..j + 2], 16))
                 .collect::<Result<_, _>>()
-                .map_err(|_| format!("{what}[{i}] is not hex"))
+                .map_err(|_| bad())
         };
         let mut pairs = Vec::new();
         for (i, (k, s)) in keys.iter().zip(salts).enumerate() {
@@ -84,6 +101,14 @@ mod tests {
         let new = Signer::from_hex(&["bb".into()], &["02".into()]).unwrap();
         assert!(s.verify(&new.sign("/x"), "/x"));
         assert!(Signer::from_hex(&["zz".into()], &["01".into()]).is_err());
+        // Four bytes whose second pair would split 'é': refused, not a slicing panic.
+        assert_eq!(
+            Signer::from_hex(&["aé1".into()], &["01".into()]),
+            Err(SignerError::NotHex {
+                field: "keys",
+                index: 0
+            })
+        );
         assert!(Signer::from_hex(&["aa".into()], &[]).is_err());
     }
 }

@@ -31,5 +31,6 @@ mod upstream;
 pub use control::redis_routes;
 pub use control::reload::Reloader;
 pub use listen::server::{ServerHandle, start};
+pub use route::table::{ActionError, BuildError};
 pub use route::target;
-pub use state::{ReloadHook, ReloadReport};
+pub use state::{ReloadError, ReloadHook, ReloadReport};

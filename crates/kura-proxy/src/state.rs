@@ -15,7 +15,7 @@ use crate::action::upgrade::Tunnels;
 use crate::control::access_log::AccessLog;
 use crate::control::metrics::{Metrics, UNMATCHED_VHOST, VHostCounters};
 use crate::errors::ErrorPages;
-use crate::route::table::{HostMap, Parts, RouteTable};
+use crate::route::table::{BuildError, HostMap, Parts, RouteTable};
 use crate::upstream::Pool;
 
 /// What a successful reload did.
@@ -29,7 +29,21 @@ pub struct ReloadReport {
 
 /// Reloads the configuration; `Ok` says what changed, `Err` why the old one is kept. Set by
 /// the binary, which knows the configuration file.
-pub type ReloadHook = Arc<dyn Fn() -> Result<ReloadReport, String> + Send + Sync>;
+pub type ReloadHook = Arc<dyn Fn() -> Result<ReloadReport, ReloadError> + Send + Sync>;
+
+/// Why a reload kept the running configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The file did not validate (each field's error is in [`kura_config::ConfigError`]).
+    #[error(transparent)]
+    Invalid(#[from] kura_config::ConfigError),
+    /// The routes validated but their table could not be built.
+    #[error("route table not built: {0}")]
+    Build(#[from] BuildError),
+    /// The server the reloader belonged to has stopped.
+    #[error("the server has stopped")]
+    Stopped,
+}
 
 /// What a request reads: one consistent version of everything reloadable.
 pub struct Runtime {
@@ -161,7 +175,7 @@ impl Shared {
 
     /// Builds a snapshot from `config` and swaps it in; `Err` (and the running snapshot
     /// kept) when the route table cannot be built.
-    pub fn apply(&self, config: &Config) -> Result<(), String> {
+    pub fn apply(&self, config: &Config) -> Result<(), BuildError> {
         let pools = self.pools_for(&config.routes);
         let parts = Parts {
             cache: &self.cache,

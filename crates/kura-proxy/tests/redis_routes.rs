@@ -371,6 +371,7 @@ async fn the_store_adds_removes_lists_and_loads_a_file_config() {
             .add("x.test", &["nope".to_string()], None)
             .await
             .unwrap_err()
+            .to_string()
             .contains("nope")
     );
     let list = store.list(None).await.unwrap();

@@ -25,7 +25,7 @@ use crate::compare::{Answer, Difference, compare};
 use crate::difflog::DiffLog;
 use crate::html;
 use crate::report::{ReportSettings, Reports, Snapshot};
-use crate::rule::{ShadowRule, Upstream};
+use crate::rule::{BoxError, ShadowRule, Upstream};
 
 /// The request body of a job: known now (bodiless requests), or when the primary has read it.
 pub enum BodySource {
@@ -298,7 +298,7 @@ async fn dispatch(inner: Arc<Inner>, mut rx: mpsc::Receiver<Job>) {
 }
 
 enum Failure {
-    Error(String),
+    Error(BoxError),
     Timeout,
 }
 
@@ -402,7 +402,7 @@ async fn fetch(
         let mut kept = Chunks::new(limit);
         let mut length = 0u64;
         while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| Failure::Error(format!("body: {e}")))?;
+            let frame = frame.map_err(Failure::Error)?;
             if let Some(d) = frame.data_ref() {
                 length += d.len() as u64;
                 kept.push(d);

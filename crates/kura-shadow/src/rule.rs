@@ -17,10 +17,12 @@ pub type ShadowBody = UnsyncBoxBody<Bytes, BoxError>;
 /// Where shadow requests go: implemented by the proxy over its pools (balancing, health,
 /// keep-alive), and by tests over anything.
 pub trait Upstream: Send + Sync + 'static {
-    /// Sends one copy and returns the response with its body still streaming; an error is a
-    /// message for the debug log, counted against the target.
-    fn send(&self, req: Request<Bytes>)
-    -> BoxFuture<'static, Result<Response<ShadowBody>, String>>;
+    /// Sends one copy and returns the response with its body still streaming; an error goes
+    /// to the debug log and is counted against the target.
+    fn send(
+        &self,
+        req: Request<Bytes>,
+    ) -> BoxFuture<'static, Result<Response<ShadowBody>, BoxError>>;
 }
 
 /// A candidate backend of a rule.
@@ -234,8 +236,8 @@ targets = [{{ pool = "p", name = "v2" }}]
             fn send(
                 &self,
                 _: Request<Bytes>,
-            ) -> BoxFuture<'static, Result<Response<ShadowBody>, String>> {
-                Box::pin(async { Err("nowhere".to_string()) })
+            ) -> BoxFuture<'static, Result<Response<ShadowBody>, BoxError>> {
+                Box::pin(async { Err("nowhere".into()) })
             }
         }
         ShadowRule::new(&spec, &c.shadow, |_| {

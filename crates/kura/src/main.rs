@@ -177,7 +177,7 @@ fn reload_from(
     path: &Path,
     reloader: &kura_proxy::Reloader,
     log: &LogHandle,
-) -> Result<kura_proxy::ReloadReport, String> {
+) -> Result<kura_proxy::ReloadReport, kura_proxy::ReloadError> {
     match Config::from_file(path) {
         Ok(config) => {
             let needs_restart = reloader.apply(&config)?;
@@ -203,7 +203,7 @@ fn reload_from(
             for fe in &e.errors {
                 tracing::error!(file = %path.display(), field = %fe.field, "invalid configuration, keeping the running one: {}", fe.message);
             }
-            Err(e.to_string())
+            Err(e.into())
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use std::process::ExitCode;
 
+use anyhow::{Context, bail};
 use kura_config::Config;
 use kura_proxy::redis_routes::store::Store;
 
@@ -22,29 +23,27 @@ pub fn run(args: RoutesArgs) -> ExitCode {
     match rt.block_on(execute(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("kura routes: {e}");
+            eprintln!("kura routes: {e:#}");
             ExitCode::from(1)
         }
     }
 }
 
-fn redis_url(args: &RoutesArgs) -> Result<String, String> {
+fn redis_url(args: &RoutesArgs) -> anyhow::Result<String> {
     if let Some(url) = &args.redis {
         return Ok(url.clone());
     }
     let Some(path) = &args.config else {
-        return Err(
-            "give --redis URL (or KURA_REDIS), or --config FILE with a [redis] section".into(),
-        );
+        bail!("give --redis URL (or KURA_REDIS), or --config FILE with a [redis] section");
     };
-    let config = Config::from_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let config = Config::from_file(path).with_context(|| path.display().to_string())?;
     config
         .redis
         .map(|r| r.url)
-        .ok_or_else(|| format!("{}: no [redis] section", path.display()))
+        .with_context(|| format!("{}: no [redis] section", path.display()))
 }
 
-async fn execute(args: RoutesArgs) -> Result<(), String> {
+async fn execute(args: RoutesArgs) -> anyhow::Result<()> {
     let url = redis_url(&args)?;
     let mut store = Store::connect(&url).await?;
     match args.action {
@@ -63,10 +62,10 @@ async fn execute(args: RoutesArgs) -> Result<(), String> {
         }
         RoutesAction::Rm { host, backend } => {
             if !store.remove(&host, backend.as_deref()).await? {
-                return Err(match backend {
-                    Some(b) => format!("{host}: no backend {b}"),
-                    None => format!("{host}: no such frontend"),
-                });
+                match backend {
+                    Some(b) => bail!("{host}: no backend {b}"),
+                    None => bail!("{host}: no such frontend"),
+                }
             }
             println!(
                 "{host}: removed {}",
@@ -100,8 +99,7 @@ async fn execute(args: RoutesArgs) -> Result<(), String> {
             }
         }
         RoutesAction::Load { file } => {
-            let config =
-                Config::from_file(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let config = Config::from_file(&file).with_context(|| file.display().to_string())?;
             for note in store.load(&config).await? {
                 println!("{note}");
             }

@@ -180,6 +180,13 @@ async fn reload_on_file_change_sighup_and_admin_keeps_old_on_error() {
     let r = kura_testkit::send(kura.admin.unwrap(), req).await;
     assert_eq!(r.status, 422, "{}", r.text());
     assert_eq!(r.json()["reloaded"], false);
+    // The refused fields are listed one by one, each with its message.
+    let fields = r.json()["fields"].as_array().cloned().unwrap_or_default();
+    assert!(
+        !fields.is_empty() && fields.iter().all(|f| f["message"].is_string()),
+        "{}",
+        r.text()
+    );
     assert_eq!(get(addr, "a.com", "/").await.text(), "one");
     let m = get(kura.admin.unwrap(), "127.0.0.1", "/metrics")
         .await

@@ -60,7 +60,7 @@ impl ResizeAction {
         pool: Arc<Pool>,
         origin: Arc<dyn Origin>,
         metrics: Arc<Metrics>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, kura_image::SignerError> {
         let signer = match &cfg.signature {
             Some(s) => Some(Signer::from_hex(&s.keys, &s.salts)?),
             None => None,
@@ -163,7 +163,7 @@ pub async fn serve(
         }
     }
     let params = Params::parse(&args.raw, &r.limits, &r.cfg.fit_aliases)
-        .map_err(|m| ProxyError::refused(StatusCode::BAD_REQUEST, m))?;
+        .map_err(|e| ProxyError::refused(StatusCode::BAD_REQUEST, e.0))?;
     let accept = client_headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok());

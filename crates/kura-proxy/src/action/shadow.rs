@@ -8,6 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::uri::PathAndQuery;
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
+use kura_http::BoxError;
 use kura_shadow::{
     Answer, BodySource, Capture, DropReason, Job, Shadow, ShadowBody, ShadowRule, Upstream,
 };
@@ -24,13 +25,13 @@ impl Upstream for PoolUpstream {
     fn send(
         &self,
         req: Request<Bytes>,
-    ) -> kura_shadow::rule::BoxFuture<'static, Result<Response<ShadowBody>, String>> {
+    ) -> kura_shadow::rule::BoxFuture<'static, Result<Response<ShadowBody>, BoxError>> {
         let pool = self.0.clone();
         Box::pin(async move {
             let (parts, body) = req.into_parts();
             fetch_from_pool(&pool, parts, ReqBody::bytes(body))
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(BoxError::from)
         })
     }
 }

@@ -241,7 +241,20 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>>
                 ),
                 Err(e) => json_reply(
                     StatusCode::UNPROCESSABLE_ENTITY,
-                    json!({"reloaded": false, "error": e}),
+                    json!({
+                        "reloaded": false,
+                        "error": e.to_string(),
+                        // Each refused field on its own, for tools (empty when the file
+                        // validated but the table could not be built).
+                        "fields": match &e {
+                            crate::state::ReloadError::Invalid(c) => c
+                                .errors
+                                .iter()
+                                .map(|f| json!({"field": f.field, "message": f.message}))
+                                .collect(),
+                            _ => Vec::new(),
+                        },
+                    }),
                 ),
             },
         },

@@ -11,7 +11,7 @@ use std::sync::{Arc, Weak};
 use kura_config::Config;
 
 use crate::listen::tls::TlsListener;
-use crate::state::Shared;
+use crate::state::{ReloadError, Shared};
 
 /// Applies new configurations to a running server.
 #[derive(Clone)]
@@ -91,9 +91,9 @@ impl Reloader {
     /// Swaps in what `config` may change at run time and returns the restart-only changes it
     /// holds (also logged). `Err` when the new route table cannot be built: the running one
     /// stays, and the reload counts as failed.
-    pub fn apply(&self, config: &Config) -> Result<Vec<String>, String> {
+    pub fn apply(&self, config: &Config) -> Result<Vec<String>, ReloadError> {
         let Some(shared) = self.shared.upgrade() else {
-            return Err("the server has stopped".into());
+            return Err(ReloadError::Stopped);
         };
         let needs_restart = restart_only_changes(&self.started, config);
         // Certificate files are re-read on every reload (their paths need a restart).
@@ -103,7 +103,7 @@ impl Reloader {
         if let Err(e) = shared.apply(config) {
             self.failed();
             tracing::error!(error = %e, "route table not built; keeping the running one");
-            return Err(e);
+            return Err(e.into());
         }
         shared
             .metrics

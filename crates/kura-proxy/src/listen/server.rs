@@ -1,6 +1,7 @@
 //! Listeners and connections: accept under the `max_connections` cap (further clients wait in
-//! the kernel's backlog, as nginx's `worker_connections`), serve each connection with hyper's
-//! HTTP/1 server, enforce the header and idle timeouts, and drain gracefully on shutdown: stop
+//! the kernel's backlog, as nginx's `worker_connections`), hand each connection to
+//! `connection.rs` (TLS, HTTP/1.1 or HTTP/2, the header, idle and send timeouts), and drain
+//! gracefully on shutdown: stop
 //! accepting, let in-flight requests finish within the grace period, then drop what remains.
 
 use std::io;
@@ -289,7 +290,7 @@ impl ServerHandle {
     }
 
     /// Swaps in the routes, pools, limits and error pages of `config`; see [`Reloader::apply`].
-    pub fn reload(&self, config: &Config) -> Result<Vec<String>, String> {
+    pub fn reload(&self, config: &Config) -> Result<Vec<String>, crate::state::ReloadError> {
         self.reloader().apply(config)
     }
 

@@ -13,9 +13,29 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
-use kura_config::{CertificateConfig, TlsConfig};
+use kura_config::{CertificateConfig, PemError, TlsConfig};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+
+/// Why a listener's certificates could not be loaded; the message names the field.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// The certificate file was refused.
+    #[error("{field}.cert: {source}")]
+    Cert { field: String, source: PemError },
+    /// The key file was refused.
+    #[error("{field}.key: {source}")]
+    Key { field: String, source: PemError },
+    /// The certificate and key do not go together (or the chain is unusable).
+    #[error("{field}: certificate and key do not go together: {source}")]
+    Mismatch {
+        field: String,
+        source: rustls::Error,
+    },
+    /// The crypto provider refused the protocol versions.
+    #[error("TLS protocol versions: {0}")]
+    Versions(#[source] rustls::Error),
+}
 
 /// The certificates of one listener, by name.
 struct CertSet {
@@ -66,14 +86,14 @@ impl ResolvesServerCert for CertStore {
 }
 
 impl CertStore {
-    pub fn load(cfg: &TlsConfig) -> Result<Arc<CertStore>, String> {
+    pub fn load(cfg: &TlsConfig) -> Result<Arc<CertStore>, TlsError> {
         Ok(Arc::new(CertStore {
             set: ArcSwap::from_pointee(CertSetHandle(load_set(cfg)?)),
         }))
     }
 
     /// Re-reads the files if any changed; returns whether a new set was swapped in.
-    pub fn reload_if_changed(&self, cfg: &TlsConfig) -> Result<bool, String> {
+    pub fn reload_if_changed(&self, cfg: &TlsConfig) -> Result<bool, TlsError> {
         let current = self.set.load();
         let changed = current.0.stamps.iter().any(|(p, t)| stamp(p) != *t);
         if !changed {
@@ -88,7 +108,7 @@ fn stamp(path: &std::path::Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
-fn load_set(cfg: &TlsConfig) -> Result<CertSet, String> {
+fn load_set(cfg: &TlsConfig) -> Result<CertSet, TlsError> {
     let mut set = CertSet {
         exact: HashMap::new(),
         wildcard: HashMap::new(),
@@ -112,14 +132,31 @@ fn load_set(cfg: &TlsConfig) -> Result<CertSet, String> {
 }
 
 /// One certificate with its key, and the names it serves.
-fn load_one(c: &CertificateConfig) -> Result<(CertifiedKey, Vec<String>), String> {
-    let chain = kura_config::read_certs(&c.cert).map_err(|e| format!("{}.cert: {e}", c.field))?;
-    let key = kura_config::read_key(&c.key).map_err(|e| format!("{}.key: {e}", c.field))?;
+fn load_one(c: &CertificateConfig) -> Result<(CertifiedKey, Vec<String>), TlsError> {
+    let field = || c.field.clone();
+    let chain = kura_config::read_certs(&c.cert).map_err(|source| TlsError::Cert {
+        field: field(),
+        source,
+    })?;
+    let key = kura_config::read_key(&c.key).map_err(|source| TlsError::Key {
+        field: field(),
+        source,
+    })?;
     let provider = rustls::crypto::aws_lc_rs::default_provider();
-    let certified = CertifiedKey::from_der(chain, key, &provider)
-        .map_err(|e| format!("{}: certificate and key do not go together: {e}", c.field))?;
+    let certified =
+        CertifiedKey::from_der(chain, key, &provider).map_err(|source| TlsError::Mismatch {
+            field: field(),
+            source,
+        })?;
     let names = if c.hosts.is_empty() {
-        dns_names(certified.end_entity_cert().map_err(|e| e.to_string())?)
+        dns_names(
+            certified
+                .end_entity_cert()
+                .map_err(|source| TlsError::Mismatch {
+                    field: field(),
+                    source,
+                })?,
+        )
     } else {
         c.hosts.clone()
     };
@@ -154,11 +191,11 @@ fn dns_names(der: &rustls::pki_types::CertificateDer<'_>) -> Vec<String> {
 pub fn server_config(
     store: Arc<CertStore>,
     http2: bool,
-) -> Result<Arc<rustls::ServerConfig>, String> {
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .map_err(TlsError::Versions)?
         .with_no_client_auth()
         .with_cert_resolver(store);
     config.alpn_protocols = if http2 {
@@ -182,7 +219,7 @@ pub struct TlsListener {
 }
 
 impl TlsListener {
-    pub fn new(cfg: &TlsConfig, http2: bool) -> Result<TlsListener, String> {
+    pub fn new(cfg: &TlsConfig, http2: bool) -> Result<TlsListener, TlsError> {
         let store = CertStore::load(cfg)?;
         let config = server_config(store.clone(), http2)?;
         Ok(TlsListener {

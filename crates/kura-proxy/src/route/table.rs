@@ -333,7 +333,7 @@ impl RouteTable {
         routes: &Routes,
         pools: &BTreeMap<String, Arc<Pool>>,
         parts: &Parts<'_>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, BuildError> {
         let mut table = RouteTable {
             pools: pools.clone(),
             ..Default::default()
@@ -341,12 +341,17 @@ impl RouteTable {
         for v in &routes.vhosts {
             let mut rules = Vec::with_capacity(v.rules.len());
             for r in &v.rules {
-                let pool = pools
-                    .get(&r.pool)
-                    .ok_or_else(|| format!("vhost {:?}: unknown pool {:?}", v.name, r.pool))?;
+                let pool = pools.get(&r.pool).ok_or_else(|| BuildError::UnknownPool {
+                    vhost: v.name.clone(),
+                    pool: r.pool.clone(),
+                })?;
                 let id = rule_id(&v.name, r);
-                let action = build_action(r, id, pool, pools, parts)
-                    .map_err(|e| format!("vhost {:?}: {e}", v.name))?;
+                let action = build_action(r, id, pool, pools, parts).map_err(|cause| {
+                    BuildError::Action {
+                        vhost: v.name.clone(),
+                        cause,
+                    }
+                })?;
                 let key = r.action.cache().and_then(|c| c.key.as_ref());
                 let scope = match (&action, key) {
                     (RuleAction::Cache(_), Some(t)) => t.scope(),
@@ -428,6 +433,40 @@ impl RouteTable {
     }
 }
 
+/// Why a route table could not be built from validated routes (a pool missing from the
+/// running set, a rule's action that cannot be made); the running table stays.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A rule names a pool the table was not given.
+    #[error("vhost {vhost:?}: unknown pool {pool:?}")]
+    UnknownPool {
+        /// The vhost's name.
+        vhost: String,
+        /// The pool the rule names.
+        pool: String,
+    },
+    /// A rule's action could not be made.
+    #[error("vhost {vhost:?}: {cause}")]
+    Action {
+        /// The vhost's name.
+        vhost: String,
+        /// What went wrong.
+        #[source]
+        cause: ActionError,
+    },
+}
+
+/// Why one rule's action could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    /// A shadow target names a pool that does not exist.
+    #[error("a shadow target names an unknown pool")]
+    UnknownShadowPool,
+    /// The resize rule's signature keys are unusable.
+    #[error("resize signature: {0}")]
+    Signature(#[source] kura_image::SignerError),
+}
+
 /// A rule's action, made once per table with what it owns.
 fn build_action(
     r: &kura_config::RuleSpec,
@@ -435,7 +474,7 @@ fn build_action(
     pool: &Arc<Pool>,
     pools: &BTreeMap<String, Arc<Pool>>,
     parts: &Parts<'_>,
-) -> Result<RuleAction, String> {
+) -> Result<RuleAction, ActionError> {
     let local: Arc<dyn Origin> = Arc::new(PoolOrigin(pool.clone()));
     Ok(match &r.action {
         kura_config::RuleAction::Proxy { shadow } => {
@@ -447,7 +486,7 @@ fn build_action(
                             .get(name)
                             .map(|p| Arc::new(PoolUpstream(p.clone())) as Arc<dyn Upstream>)
                     })
-                    .ok_or("unknown shadow pool")?,
+                    .ok_or(ActionError::UnknownShadowPool)?,
                 )),
             };
             RuleAction::Proxy(ProxyAction { shadow })
@@ -470,7 +509,7 @@ fn build_action(
                 local,
                 parts.metrics.clone(),
             )
-            .map_err(|e| format!("resize: {e}"))?,
+            .map_err(ActionError::Signature)?,
         )),
     })
 }

@@ -71,13 +71,39 @@ struct State {
     dead_tx: mpsc::Sender<DeadMark>,
 }
 
+/// Why the source could not start, or why a session with Redis ended (it reconnects).
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// `redis.url` does not parse.
+    #[error("redis.url: {0}")]
+    Url(#[source] redis::RedisError),
+    /// No connection.
+    #[error("connect: {0}")]
+    Connect(#[source] redis::RedisError),
+    /// The subscription connection did not come up in time.
+    #[error("subscribe: timed out")]
+    SubscribeTimeout,
+    /// Subscribing failed.
+    #[error("subscribe: {0}")]
+    Subscribe(#[source] redis::RedisError),
+    /// The subscription connection closed.
+    #[error("subscription connection closed")]
+    SubscriptionClosed,
+    /// Listing keys failed.
+    #[error("SCAN: {0}")]
+    Scan(#[source] redis::RedisError),
+    /// Reading keys failed.
+    #[error("read: {0}")]
+    Read(#[source] redis::RedisError),
+}
+
 /// Starts the source on the current runtime; it stops at shutdown.
 pub fn spawn(
     cfg: RedisConfig,
     shared: Arc<Shared>,
     tracker: &tokio_util::task::TaskTracker,
-) -> Result<(), String> {
-    let client = redis::Client::open(cfg.url.as_str()).map_err(|e| format!("redis.url: {e}"))?;
+) -> Result<(), SourceError> {
+    let client = redis::Client::open(cfg.url.as_str()).map_err(SourceError::Url)?;
     let metrics = Arc::new(RedisMetrics::register(&shared.metrics.registry));
     let (dead_tx, dead_rx) = mpsc::channel(DEAD_QUEUE);
     let state = State {
@@ -89,7 +115,7 @@ pub fn spawn(
         warned: HashMap::new(),
         backends: HashMap::new(),
         tls: None,
-        every_path: Regex::new("").map_err(|e| e.to_string())?,
+        every_path: Regex::new("").expect("the empty regex compiles"),
         dead_tx,
     };
     tracker.spawn(run(client, state, dead_rx));
@@ -126,14 +152,14 @@ async fn session(
     client: &redis::Client,
     state: &mut State,
     dead_rx: &mut mpsc::Receiver<DeadMark>,
-) -> Result<(), String> {
+) -> Result<(), SourceError> {
     let config = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(CONNECT_TIMEOUT))
         .set_response_timeout(Some(RESPONSE_TIMEOUT));
     let mut conn = client
         .get_multiplexed_async_connection_with_config(&config)
         .await
-        .map_err(|e| format!("connect: {e}"))?;
+        .map_err(SourceError::Connect)?;
     if state.cfg.configure_notifications {
         enable_notifications(&mut conn).await;
     }
@@ -141,18 +167,18 @@ async fn session(
     let keyspace = format!("__keyspace@{db}__:");
     let mut pubsub = tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub())
         .await
-        .map_err(|_| "subscribe: timed out".to_string())?
-        .map_err(|e| format!("subscribe: {e}"))?;
+        .map_err(|_| SourceError::SubscribeTimeout)?
+        .map_err(SourceError::Subscribe)?;
     for prefix in [FRONTEND_PREFIX, DEAD_PREFIX] {
         pubsub
             .psubscribe(format!("{keyspace}{prefix}*"))
             .await
-            .map_err(|e| format!("subscribe: {e}"))?;
+            .map_err(SourceError::Subscribe)?;
     }
     pubsub
         .subscribe(CHANNEL)
         .await
-        .map_err(|e| format!("subscribe: {e}"))?;
+        .map_err(SourceError::Subscribe)?;
     let mut messages = pubsub.into_on_message();
 
     resync(&mut conn, state).await?;
@@ -173,7 +199,7 @@ async fn session(
         tokio::select! {
             msg = messages.next() => {
                 let Some(msg) = msg else {
-                    return Err("subscription connection closed".into());
+                    return Err(SourceError::SubscriptionClosed);
                 };
                 state.metrics.events.inc();
                 let channel = msg.get_channel_name();
@@ -245,7 +271,7 @@ async fn enable_notifications(conn: &mut MultiplexedConnection) {
 }
 
 /// Reads every frontend and dead mark and replaces the table.
-async fn resync(conn: &mut MultiplexedConnection, state: &mut State) -> Result<(), String> {
+async fn resync(conn: &mut MultiplexedConnection, state: &mut State) -> Result<(), SourceError> {
     let mut keys = scan(conn, &format!("{FRONTEND_PREFIX}*")).await?;
     keys.extend(scan(conn, &format!("{DEAD_PREFIX}*")).await?);
     let kinds: Vec<KeyKind> = keys.iter().filter_map(|k| schema::classify(k)).collect();
@@ -271,7 +297,7 @@ async fn resync(conn: &mut MultiplexedConnection, state: &mut State) -> Result<(
     Ok(())
 }
 
-async fn scan(conn: &mut MultiplexedConnection, pattern: &str) -> Result<Vec<String>, String> {
+async fn scan(conn: &mut MultiplexedConnection, pattern: &str) -> Result<Vec<String>, SourceError> {
     let mut out = Vec::new();
     let mut cursor: u64 = 0;
     loop {
@@ -283,7 +309,7 @@ async fn scan(conn: &mut MultiplexedConnection, pattern: &str) -> Result<Vec<Str
             .arg(1000)
             .query_async(conn)
             .await
-            .map_err(|e| format!("SCAN: {e}"))?;
+            .map_err(SourceError::Scan)?;
         out.extend(keys);
         if next == 0 {
             return Ok(out);
@@ -297,7 +323,7 @@ async fn refresh(
     conn: &mut MultiplexedConnection,
     state: &mut State,
     keys: &[KeyKind],
-) -> Result<(), String> {
+) -> Result<(), SourceError> {
     let mut changed = false;
     for batch in keys.chunks(BATCH) {
         let mut pipe = redis::pipe();
@@ -319,7 +345,7 @@ async fn refresh(
         let mut replies: std::vec::IntoIter<redis::RedisResult<redis::Value>> = pipe
             .query_async::<Vec<redis::RedisResult<redis::Value>>>(conn)
             .await
-            .map_err(|e| format!("read: {e}"))?
+            .map_err(SourceError::Read)?
             .into_iter();
         for k in batch {
             match k {
@@ -362,10 +388,11 @@ async fn write_dead(conn: &mut MultiplexedConnection, mark: &DeadMark) {
     }
 }
 
-/// A pipeline reply as `T`; a server error (WRONGTYPE) or a type mismatch as text.
-fn decode<T: redis::FromRedisValue>(reply: redis::RedisResult<redis::Value>) -> Result<T, String> {
-    let value = reply.map_err(|e| e.to_string())?;
-    redis::from_redis_value(value).map_err(|e| e.to_string())
+/// A pipeline reply as `T`; a server error (WRONGTYPE) or a type mismatch as the error.
+fn decode<T: redis::FromRedisValue>(
+    reply: redis::RedisResult<redis::Value>,
+) -> Result<T, kura_http::BoxError> {
+    Ok(redis::from_redis_value(reply?)?)
 }
 
 impl State {

@@ -10,6 +10,36 @@ use redis::aio::MultiplexedConnection;
 
 use super::schema::{self, CHANNEL, DEAD_PREFIX, FRONTEND_PREFIX};
 
+/// Why a `kura routes` command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The Redis URL does not parse.
+    #[error("redis url {url:?}: {source}")]
+    Url {
+        /// The URL given.
+        url: String,
+        /// The parser's error.
+        source: redis::RedisError,
+    },
+    /// No connection within the timeout.
+    #[error("cannot connect to redis: {0}")]
+    Connect(#[source] redis::RedisError),
+    /// A command failed.
+    #[error("redis: {0}")]
+    Redis(#[source] redis::RedisError),
+    /// The host is not a host pattern.
+    #[error("host {host:?}: {reason}")]
+    Host {
+        /// The host given.
+        host: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// A backend URL was refused.
+    #[error("backend {0}")]
+    Backend(String),
+}
+
 /// One frontend as listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listed {
@@ -33,15 +63,18 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Store {
     /// Connects to the Redis at `url` (`redis://host:port/db`), within a few seconds.
-    pub async fn connect(url: &str) -> Result<Store, String> {
-        let client = redis::Client::open(url).map_err(|e| format!("redis url {url:?}: {e}"))?;
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        let client = redis::Client::open(url).map_err(|source| StoreError::Url {
+            url: url.to_string(),
+            source,
+        })?;
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(TIMEOUT))
             .set_response_timeout(Some(TIMEOUT));
         let conn = client
             .get_multiplexed_async_connection_with_config(&config)
             .await
-            .map_err(|e| format!("cannot connect to redis: {e}"))?;
+            .map_err(StoreError::Connect)?;
         Ok(Store { conn })
     }
 
@@ -52,10 +85,10 @@ impl Store {
         host: &str,
         backends: &[String],
         id: Option<&str>,
-    ) -> Result<Vec<String>, String> {
+    ) -> Result<Vec<String>, StoreError> {
         let host = checked_host(host)?;
         for b in backends {
-            parse_backend(b).map_err(|e| format!("backend {e}"))?;
+            parse_backend(b).map_err(StoreError::Backend)?;
         }
         let key = format!("{FRONTEND_PREFIX}{host}");
         let items: Vec<String> = self
@@ -84,7 +117,7 @@ impl Store {
     /// Removes `backend` from `host`'s frontend, or the whole frontend when `backend` is
     /// `None`. The dead set goes too: its indexes would point at the wrong backends. Returns
     /// whether anything was removed.
-    pub async fn remove(&mut self, host: &str, backend: Option<&str>) -> Result<bool, String> {
+    pub async fn remove(&mut self, host: &str, backend: Option<&str>) -> Result<bool, StoreError> {
         let host = checked_host(host)?;
         let key = format!("{FRONTEND_PREFIX}{host}");
         let dead = format!("{DEAD_PREFIX}{host}");
@@ -118,7 +151,7 @@ impl Store {
     }
 
     /// Every frontend (or only `host`'s), sorted by host.
-    pub async fn list(&mut self, host: Option<&str>) -> Result<Vec<Listed>, String> {
+    pub async fn list(&mut self, host: Option<&str>) -> Result<Vec<Listed>, StoreError> {
         let keys: Vec<String> = match host {
             Some(h) => vec![format!("{FRONTEND_PREFIX}{}", checked_host(h)?)],
             None => {
@@ -182,7 +215,7 @@ impl Store {
     /// identifier, its pool's backends the rest), replacing keys of the same hosts. A vhost
     /// whose rules are more than one proxied pool cannot be said in Hipache's schema: it is
     /// skipped and named in the returned notes.
-    pub async fn load(&mut self, config: &Config) -> Result<Vec<String>, String> {
+    pub async fn load(&mut self, config: &Config) -> Result<Vec<String>, StoreError> {
         let mut notes = Vec::new();
         let mut pipe = redis::pipe();
         pipe.atomic();
@@ -236,21 +269,24 @@ impl Store {
         Ok(notes)
     }
 
-    async fn query<T: redis::FromRedisValue>(&mut self, cmd: &redis::Cmd) -> Result<T, String> {
+    async fn query<T: redis::FromRedisValue>(&mut self, cmd: &redis::Cmd) -> Result<T, StoreError> {
         cmd.query_async(&mut self.conn)
             .await
-            .map_err(|e| format!("redis: {e}"))
+            .map_err(StoreError::Redis)
     }
 
-    async fn run(&mut self, pipe: &redis::Pipeline) -> Result<(), String> {
+    async fn run(&mut self, pipe: &redis::Pipeline) -> Result<(), StoreError> {
         pipe.query_async::<()>(&mut self.conn)
             .await
-            .map_err(|e| format!("redis: {e}"))
+            .map_err(StoreError::Redis)
     }
 }
 
 /// The host as a key part: lowercase, and a valid pattern.
-fn checked_host(host: &str) -> Result<String, String> {
-    let p = parse_host_pattern(host).map_err(|e| format!("host {host:?}: {e}"))?;
+fn checked_host(host: &str) -> Result<String, StoreError> {
+    let p = parse_host_pattern(host).map_err(|reason| StoreError::Host {
+        host: host.to_string(),
+        reason,
+    })?;
     Ok(p.to_string())
 }

@@ -23,16 +23,16 @@ pub enum PeerTlsError {
     File(#[from] PemError),
     /// The CA certificate is unusable as a trust anchor.
     #[error("cluster.tls_ca: {0}")]
-    Ca(#[source] rustls::Error),
+    Ca(rustls::Error),
     /// No client verifier can be made from the CA.
     #[error("cluster.tls_ca: {0}")]
-    Verifier(#[source] rustls::server::VerifierBuilderError),
+    Verifier(rustls::server::VerifierBuilderError),
     /// The certificate and key do not go together (or are unsupported).
     #[error("cluster.tls_cert / tls_key: {0}")]
-    CertKey(#[source] rustls::Error),
+    CertKey(rustls::Error),
     /// The crypto provider refused the protocol versions.
     #[error("TLS protocol versions: {0}")]
-    Versions(#[source] rustls::Error),
+    Versions(rustls::Error),
 }
 
 fn roots(t: &PeerTls) -> Result<rustls::RootCertStore, PeerTlsError> {

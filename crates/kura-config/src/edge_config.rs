@@ -16,20 +16,20 @@ use crate::*;
 #[derive(Debug, thiserror::Error)]
 pub enum PemError {
     /// The file could not be opened or read.
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}: {cause}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
         /// The reader's error.
-        source: rustls_pki_types::pem::Error,
+        cause: rustls_pki_types::pem::Error,
     },
     /// A PEM section that is not a certificate, or broken.
-    #[error("{}: not PEM certificates: {source}", path.display())]
+    #[error("{}: not PEM certificates: {cause}", path.display())]
     NotCertificates {
         /// The file.
         path: PathBuf,
         /// The parser's error.
-        source: rustls_pki_types::pem::Error,
+        cause: rustls_pki_types::pem::Error,
     },
     /// The file holds no certificate.
     #[error("{}: no certificate in the file", path.display())]
@@ -38,12 +38,12 @@ pub enum PemError {
         path: PathBuf,
     },
     /// No private key could be read from the file.
-    #[error("{}: no usable private key: {source}", path.display())]
+    #[error("{}: no usable private key: {cause}", path.display())]
     NoKey {
         /// The file.
         path: PathBuf,
         /// The parser's error.
-        source: rustls_pki_types::pem::Error,
+        cause: rustls_pki_types::pem::Error,
     },
 }
 
@@ -52,12 +52,12 @@ pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, PemError>
     let certs = CertificateDer::pem_file_iter(path)
         .map_err(|source| PemError::Read {
             path: path.to_path_buf(),
-            source,
+            cause: source,
         })?
         .collect::<Result<Vec<_>, _>>()
         .map_err(|source| PemError::NotCertificates {
             path: path.to_path_buf(),
-            source,
+            cause: source,
         })?;
     if certs.is_empty() {
         return Err(PemError::NoCertificate {
@@ -71,7 +71,7 @@ pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, PemError>
 pub fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, PemError> {
     PrivateKeyDer::from_pem_file(path).map_err(|source| PemError::NoKey {
         path: path.to_path_buf(),
-        source,
+        cause: source,
     })
 }
 

@@ -31,6 +31,7 @@ mod upstream;
 pub use control::redis_routes;
 pub use control::reload::Reloader;
 pub use listen::server::{ServerHandle, start};
+pub use listen::tls::TlsError;
 pub use route::table::{ActionError, BuildError};
 pub use route::target;
 pub use state::{ReloadError, ReloadHook, ReloadReport};

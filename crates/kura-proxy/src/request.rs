@@ -123,7 +123,7 @@ pub async fn handle(
     let rt = conn.shared.runtime.load_full();
     let trusted = rt.trusts(conn.client_addr);
     let id = request_id(&req, trusted);
-    let span = tracing::info_span!("request", id = %String::from_utf8_lossy(id.as_bytes()));
+    let span = tracing::info_span!("request", id = %id.to_str().unwrap_or("-"));
     let log = conn
         .shared
         .access_log

@@ -31,7 +31,15 @@ pub struct ReloadReport {
 /// the binary, which knows the configuration file.
 pub type ReloadHook = Arc<dyn Fn() -> Result<ReloadReport, ReloadError> + Send + Sync>;
 
-/// Why a reload kept the running configuration.
+impl From<BuildError> for ReloadError {
+    fn from(e: BuildError) -> Self {
+        ReloadError::Build(e)
+    }
+}
+
+/// Why a reload kept the running configuration. Like kura's other error types, its message
+/// includes its cause's, and the cause is a field rather than a `source()` (printing the chain
+/// would repeat it).
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
     /// The file did not validate (each field's error is in [`kura_config::ConfigError`]).
@@ -39,7 +47,11 @@ pub enum ReloadError {
     Invalid(#[from] kura_config::ConfigError),
     /// The routes validated but their table could not be built.
     #[error("route table not built: {0}")]
-    Build(#[from] BuildError),
+    Build(BuildError),
+    /// A listener's certificate files changed into a set that cannot be used (the previous
+    /// certificates stay).
+    #[error("TLS certificates not reloaded: {0}")]
+    Tls(crate::listen::tls::TlsError),
     /// The server the reloader belonged to has stopped.
     #[error("the server has stopped")]
     Stopped,

@@ -22,6 +22,8 @@ struct Site {
     pki: Pki,
     a: kura_testkit::tls::Leaf,
     b: kura_testkit::tls::Leaf,
+    /// The configuration it runs (for reloads).
+    toml: String,
     _dir: tempfile::TempDir,
 }
 
@@ -67,6 +69,7 @@ pool = "web"
         pki,
         a,
         b,
+        toml,
         _dir: dir,
     }
 }
@@ -465,4 +468,27 @@ pool = "ws"
         .await
         .expect("the idle socket was closed");
     assert!(!matches!(ended, Some(Ok(Message::Text(_)))), "{ended:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_fails_when_a_certificate_no_longer_matches_its_key() {
+    let origin = TestOrigin::fixed("o", 200, "ok").await;
+    let s = site(&origin.url(), "").await;
+    let config = kura_config::Config::from_toml(&s.toml, std::path::Path::new(".")).unwrap();
+    assert!(s.kura.handle.reload(&config).is_ok());
+    // b's key replaced by a's: each file parses, but they do not go together.
+    std::fs::copy(&s.a.key, &s.b.key).unwrap();
+    let e = s.kura.handle.reload(&config).unwrap_err();
+    assert!(matches!(e, kura_proxy::ReloadError::Tls(_)), "{e}");
+    assert!(e.to_string().contains("do not go together"), "{e}");
+    // The previous certificate is still served.
+    let client = s.pki.client(&[b"http/1.1"]);
+    let served = served_cert(&connect(s.kura.addr, "b.test", client).await.unwrap());
+    assert_eq!(served, s.b.der);
+    let m = s.kura.metrics().await;
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("kura_config_reloads_total{result=\"error\"} ")),
+        "{m}"
+    );
 }

@@ -101,8 +101,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "PATH", conflicts_with = "config")]
     pub access_log: Option<String>,
 
-    /// Runtime worker threads (default: one per core).
-    #[arg(long)]
+    /// Runtime worker threads (default: one per core; at least 1).
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=4096))]
     pub workers: Option<usize>,
 
     /// Thread-per-core runtimes instead of one work-stealing runtime (for dedicated cores).

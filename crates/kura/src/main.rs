@@ -25,11 +25,11 @@ use crate::logging::LogHandle;
 /// (tokio's blocking pool reading the disk) and freed on another. glibc raises its mmap
 /// threshold after the first such free and then keeps them in per-thread arenas: measured
 /// here, 586 MiB resident after three 1 GiB transfers through a 256 MiB memory tier, against
-/// 122 MiB with the threshold pinned. mimalloc returns them without that cost. It is built
-/// with `no_thp`: asked for transparent huge pages, it made every partly used 2 MiB page
-/// resident, and the 30-minute soak with a 128 MiB memory tier settled at 635 MiB instead of
-/// about 410 MiB (bench/README.md). A host with THP `always` still gets them; see
-/// docs/operations.md.
+/// 122 MiB with the threshold pinned. mimalloc returns them without that cost. It keeps its
+/// default of asking for transparent huge pages: they make partly used 2 MiB pages resident
+/// (a 30-minute soak with a 128 MiB memory tier settled near 635 MiB, about 410 MiB with
+/// `MIMALLOC_ALLOW_THP=0`), but a build without them (`no_thp`) served 1 KiB hits and
+/// pass-through markedly slower on this machine; docs/operations.md says how to choose.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -108,12 +108,11 @@ fn serve(args: ServeArgs) -> ExitCode {
     let Ok(mut config) = config else {
         return ExitCode::from(1);
     };
-    if args.workers.is_some() {
-        config.server.workers = args.workers;
-    }
-    if args.per_core {
-        config.server.work_stealing = false;
-    }
+    let overrides = Overrides {
+        workers: args.workers,
+        per_core: args.per_core,
+    };
+    overrides.apply(&mut config);
     let log = logging::init(&config.logging);
     // The control runtime: signals, reloads, the admin listener and health checks. Requests are
     // served by the worker threads `kura_proxy::start` spawns, each with its own runtime.
@@ -127,7 +126,7 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match rt.block_on(run(config, args.config, log)) {
+    match rt.block_on(run(config, args.config, overrides, log)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -137,7 +136,31 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
 }
 
-async fn run(config: Config, path: Option<PathBuf>, log: LogHandle) -> anyhow::Result<()> {
+/// Command-line settings that win over the file's, at start and at every reload (so a reload
+/// of an unchanged file does not report them as changes needing a restart).
+#[derive(Clone, Copy)]
+struct Overrides {
+    workers: Option<usize>,
+    per_core: bool,
+}
+
+impl Overrides {
+    fn apply(&self, config: &mut Config) {
+        if self.workers.is_some() {
+            config.server.workers = self.workers;
+        }
+        if self.per_core {
+            config.server.work_stealing = false;
+        }
+    }
+}
+
+async fn run(
+    config: Config,
+    path: Option<PathBuf>,
+    overrides: Overrides,
+    log: LogHandle,
+) -> anyhow::Result<()> {
     let handle = kura_proxy::start(config).await.context("cannot start")?;
     let reloader = handle.reloader();
     // Kept alive for the life of the server.
@@ -146,7 +169,8 @@ async fn run(config: Config, path: Option<PathBuf>, log: LogHandle) -> anyhow::R
         let log = Arc::new(log);
         let reloader = reloader.clone();
         let file = path.clone();
-        let reload: watch::Reload = Arc::new(move || reload_from(&file, &reloader, &log));
+        let reload: watch::Reload =
+            Arc::new(move || reload_from(&file, overrides, &reloader, &log));
         handle.set_reload_hook(reload.clone());
         watch::on_sighup(reload.clone()).context("SIGHUP handler")?;
         match watch::watch_file(&path, reload) {
@@ -175,11 +199,13 @@ async fn run(config: Config, path: Option<PathBuf>, log: LogHandle) -> anyhow::R
 /// Loads `path` and applies it; an invalid file keeps the running configuration.
 fn reload_from(
     path: &Path,
+    overrides: Overrides,
     reloader: &kura_proxy::Reloader,
     log: &LogHandle,
 ) -> Result<kura_proxy::ReloadReport, kura_proxy::ReloadError> {
     match Config::from_file(path) {
-        Ok(config) => {
+        Ok(mut config) => {
+            overrides.apply(&mut config);
             let needs_restart = reloader.apply(&config)?;
             log.set_level(&config.logging.level);
             let summary = format!(

@@ -457,3 +457,55 @@ async fn a_reload_names_what_only_a_restart_applies() {
     assert_eq!(get(kura.addr(), "a.com", "/").await.text(), "two");
     assert!(kura.wait_for_log("needs a restart", Duration::from_secs(2)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn command_line_overrides_hold_across_reloads_and_zero_workers_is_refused() {
+    // `--workers 0` would start a server with no worker runtime: refused before anything starts.
+    let out = std::process::Command::new(BIN)
+        .args([
+            "serve",
+            "--upstream",
+            "http://127.0.0.1:1",
+            "--workers",
+            "0",
+        ])
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--workers"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Flags that override the file are applied to every reloaded file too: reloading the
+    // unchanged file names nothing as needing a restart.
+    let one = TestOrigin::fixed("one", 200, "one").await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &one.url(), "");
+    let kura = KuraProcess::start(
+        bin(),
+        &[
+            "serve",
+            "--config",
+            path.to_str().unwrap(),
+            "--workers",
+            "1",
+            "--per-core",
+        ],
+        1,
+    );
+    let req = http::Request::post("/reload")
+        .header("host", "127.0.0.1")
+        .body(http_body_util::Full::new(Bytes::new()))
+        .unwrap();
+    let r = kura_testkit::send(kura.admin.unwrap(), req).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.json()["needs_restart"],
+        serde_json::json!([]),
+        "{}",
+        r.text()
+    );
+    assert_eq!(get(kura.addr(), "a.com", "/").await.text(), "one");
+}

@@ -96,9 +96,13 @@ impl Reloader {
             return Err(ReloadError::Stopped);
         };
         let needs_restart = restart_only_changes(&self.started, config);
-        // Certificate files are re-read on every reload (their paths need a restart).
+        // Certificate files are re-read on every reload (their paths need a restart); files
+        // that do not make a usable set fail the reload, as they would fail a start.
         for tls in &self.tls {
-            tls.check_files();
+            if let Err(e) = tls.check_files() {
+                self.failed();
+                return Err(ReloadError::Tls(e));
+            }
         }
         if let Err(e) = shared.apply(config) {
             self.failed();

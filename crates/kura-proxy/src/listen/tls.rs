@@ -21,20 +21,32 @@ use rustls::sign::CertifiedKey;
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// The certificate file was refused.
-    #[error("{field}.cert: {source}")]
-    Cert { field: String, source: PemError },
-    /// The key file was refused.
-    #[error("{field}.key: {source}")]
-    Key { field: String, source: PemError },
-    /// The certificate and key do not go together (or the chain is unusable).
-    #[error("{field}: certificate and key do not go together: {source}")]
-    Mismatch {
+    #[error("{field}.cert: {cause}")]
+    Cert {
+        /// The certificate's configuration field.
         field: String,
-        source: rustls::Error,
+        /// Why it was refused.
+        cause: PemError,
+    },
+    /// The key file was refused.
+    #[error("{field}.key: {cause}")]
+    Key {
+        /// The certificate's configuration field.
+        field: String,
+        /// Why it was refused.
+        cause: PemError,
+    },
+    /// The certificate and key do not go together (or the chain is unusable).
+    #[error("{field}: certificate and key do not go together: {cause}")]
+    Mismatch {
+        /// The certificate's configuration field.
+        field: String,
+        /// Why it was refused.
+        cause: rustls::Error,
     },
     /// The crypto provider refused the protocol versions.
     #[error("TLS protocol versions: {0}")]
-    Versions(#[source] rustls::Error),
+    Versions(rustls::Error),
 }
 
 /// The certificates of one listener, by name.
@@ -136,17 +148,17 @@ fn load_one(c: &CertificateConfig) -> Result<(CertifiedKey, Vec<String>), TlsErr
     let field = || c.field.clone();
     let chain = kura_config::read_certs(&c.cert).map_err(|source| TlsError::Cert {
         field: field(),
-        source,
+        cause: source,
     })?;
     let key = kura_config::read_key(&c.key).map_err(|source| TlsError::Key {
         field: field(),
-        source,
+        cause: source,
     })?;
     let provider = rustls::crypto::aws_lc_rs::default_provider();
     let certified =
         CertifiedKey::from_der(chain, key, &provider).map_err(|source| TlsError::Mismatch {
             field: field(),
-            source,
+            cause: source,
         })?;
     let names = if c.hosts.is_empty() {
         dns_names(
@@ -154,7 +166,7 @@ fn load_one(c: &CertificateConfig) -> Result<(CertifiedKey, Vec<String>), TlsErr
                 .end_entity_cert()
                 .map_err(|source| TlsError::Mismatch {
                     field: field(),
-                    source,
+                    cause: source,
                 })?,
         )
     } else {
@@ -229,15 +241,18 @@ impl TlsListener {
         })
     }
 
-    /// Reloads changed certificate files, logging the outcome.
-    pub fn check_files(&self) {
+    /// Reloads changed certificate files, logging the outcome; `Err` (the previous set kept)
+    /// when the new files do not make a usable set.
+    pub fn check_files(&self) -> Result<(), TlsError> {
         match self.store.reload_if_changed(&self.cfg) {
             Ok(true) => tracing::info!("TLS certificates reloaded"),
             Ok(false) => {}
             Err(e) => {
-                tracing::error!(error = %e, "TLS certificates not reloaded; the previous ones stay")
+                tracing::error!(error = %e, "TLS certificates not reloaded; the previous ones stay");
+                return Err(e);
             }
         }
+        Ok(())
     }
 
     /// Polls the files every `reload_interval` until `stop` is cancelled.
@@ -254,7 +269,7 @@ impl TlsListener {
                     _ = stop.cancelled() => return,
                 }
                 let Some(l) = me.upgrade() else { return };
-                l.check_files();
+                let _ = l.check_files();
             }
         });
     }

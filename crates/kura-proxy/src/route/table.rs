@@ -451,7 +451,6 @@ pub enum BuildError {
         /// The vhost's name.
         vhost: String,
         /// What went wrong.
-        #[source]
         cause: ActionError,
     },
 }
@@ -464,7 +463,7 @@ pub enum ActionError {
     UnknownShadowPool,
     /// The resize rule's signature keys are unusable.
     #[error("resize signature: {0}")]
-    Signature(#[source] kura_image::SignerError),
+    Signature(kura_image::SignerError),
 }
 
 /// A rule's action, made once per table with what it owns.

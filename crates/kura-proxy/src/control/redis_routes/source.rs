@@ -76,25 +76,25 @@ struct State {
 pub enum SourceError {
     /// `redis.url` does not parse.
     #[error("redis.url: {0}")]
-    Url(#[source] redis::RedisError),
+    Url(redis::RedisError),
     /// No connection.
     #[error("connect: {0}")]
-    Connect(#[source] redis::RedisError),
+    Connect(redis::RedisError),
     /// The subscription connection did not come up in time.
     #[error("subscribe: timed out")]
     SubscribeTimeout,
     /// Subscribing failed.
     #[error("subscribe: {0}")]
-    Subscribe(#[source] redis::RedisError),
+    Subscribe(redis::RedisError),
     /// The subscription connection closed.
     #[error("subscription connection closed")]
     SubscriptionClosed,
     /// Listing keys failed.
     #[error("SCAN: {0}")]
-    Scan(#[source] redis::RedisError),
+    Scan(redis::RedisError),
     /// Reading keys failed.
     #[error("read: {0}")]
-    Read(#[source] redis::RedisError),
+    Read(redis::RedisError),
 }
 
 /// Starts the source on the current runtime; it stops at shutdown.

@@ -14,19 +14,19 @@ use super::schema::{self, CHANNEL, DEAD_PREFIX, FRONTEND_PREFIX};
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The Redis URL does not parse.
-    #[error("redis url {url:?}: {source}")]
+    #[error("redis url {url:?}: {cause}")]
     Url {
         /// The URL given.
         url: String,
         /// The parser's error.
-        source: redis::RedisError,
+        cause: redis::RedisError,
     },
     /// No connection within the timeout.
     #[error("cannot connect to redis: {0}")]
-    Connect(#[source] redis::RedisError),
+    Connect(redis::RedisError),
     /// A command failed.
     #[error("redis: {0}")]
-    Redis(#[source] redis::RedisError),
+    Redis(redis::RedisError),
     /// The host is not a host pattern.
     #[error("host {host:?}: {reason}")]
     Host {
@@ -66,7 +66,7 @@ impl Store {
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
         let client = redis::Client::open(url).map_err(|source| StoreError::Url {
             url: url.to_string(),
-            source,
+            cause: source,
         })?;
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(TIMEOUT))

@@ -276,3 +276,45 @@ async fn keep_alive_and_pipelined_requests_on_one_connection() {
     assert_eq!(out.matches("HTTP/1.1 200").count(), 2, "{out}");
     assert!(out.find("\"uri\":\"/1\"").unwrap() < out.find("\"uri\":\"/2\"").unwrap());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_cannot_bind_a_port_that_is_in_use() {
+    let origin = TestOrigin::fixed("o", 200, "ok").await;
+    let first = TestConfig::new()
+        .admin()
+        .pool("p", &[origin.url()])
+        .vhost(&["*"], |v| v.pool("p"))
+        .start()
+        .await;
+    let admin = first.admin.unwrap();
+    let config = |listen: std::net::SocketAddr, admin: &str, server: &str| {
+        let text = format!(
+            "[[listeners]]\naddress = \"{listen}\"\n{admin}\n{server}\n[pools.p]\nbackends = [\"{}\"]\n[[vhosts]]\nhosts = [\"*\"]\npool = \"p\"\n",
+            origin.url()
+        );
+        kura_config::Config::from_toml(&text, std::path::Path::new(".")).unwrap()
+    };
+    // Work-stealing (one socket), thread-per-core (one socket per worker, shared with
+    // SO_REUSEPORT inside the process only), and an admin address in use: all refused, none
+    // joins the running server's traffic.
+    for (admin_text, server) in [
+        ("", ""),
+        ("", "[server]\nworkers = 2\nwork_stealing = false"),
+    ] {
+        let e = kura_proxy::start(config(first.addr, admin_text, server))
+            .await
+            .err()
+            .expect("the port is taken");
+        assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse, "{e}");
+    }
+    let free = kura_testkit::etcd::free_addr("127.0.0.1");
+    let e = kura_proxy::start(config(free, &format!("[admin]\naddress = \"{admin}\""), ""))
+        .await
+        .err()
+        .expect("the admin port is taken");
+    assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse, "{e}");
+    // The running server still answers every request.
+    for _ in 0..10 {
+        assert_eq!(first.get("any.test", "/").await.status, 200);
+    }
+}

@@ -97,11 +97,17 @@ pub async fn start(config: Config) -> io::Result<ServerHandle> {
             h2c: l.http2 && l.tls.is_none(),
             redirect_https: l.redirect_https,
         }));
-        let first = bind(l.address)?;
+        // One socket per worker runtime: with several, they share the port (SO_REUSEPORT),
+        // after a check that no other process holds it (it would share the traffic).
+        let shared = sets.len() > 1;
+        if shared && l.address.port() != 0 {
+            drop(bind(l.address, false)?);
+        }
+        let first = bind(l.address, shared)?;
         let addr = first.local_addr()?;
         sets[0].push(first);
         for sockets in sets.iter_mut().skip(1) {
-            sockets.push(bind(addr)?);
+            sockets.push(bind(addr, true)?);
         }
         addrs.push(addr);
         tracing::info!(address = %addr, workers, work_stealing = !per_core, "kura listening");
@@ -151,7 +157,7 @@ pub async fn start(config: Config) -> io::Result<ServerHandle> {
     }
     let admin_addr = match &config.admin {
         Some(a) => {
-            let listener = TcpListener::from_std(bind(a.address)?)?;
+            let listener = TcpListener::from_std(bind(a.address, false)?)?;
             let addr = listener.local_addr()?;
             tracker.spawn(admin::serve(
                 listener,
@@ -166,7 +172,7 @@ pub async fn start(config: Config) -> io::Result<ServerHandle> {
     };
     let peer_addr = match &config.cluster {
         Some(c) => {
-            let listener = TcpListener::from_std(bind(c.peering_address)?)?;
+            let listener = TcpListener::from_std(bind(c.peering_address, false)?)?;
             let addr = listener.local_addr()?;
             let tls = match &c.tls {
                 Some(t) => Some(tokio_rustls::TlsAcceptor::from(
@@ -212,14 +218,15 @@ pub async fn start(config: Config) -> io::Result<ServerHandle> {
     })
 }
 
-fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+/// A listening socket on `addr`; `reuse_port` lets this process's other workers bind it too.
+fn bind(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpListener> {
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(addr),
         socket2::Type::STREAM,
         Some(socket2::Protocol::TCP),
     )?;
     socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
+    socket.set_reuse_port(reuse_port)?;
     socket.set_nonblocking(true)?;
     socket
         .bind(&addr.into())

@@ -550,11 +550,14 @@ fn upstream_path(
 /// The longest `X-Request-Id` kept from a trusted proxy.
 const MAX_REQUEST_ID: usize = 128;
 
-/// The request's id: a trusted proxy's `X-Request-Id` when it is short, visible ASCII;
-/// otherwise one made here (32 hex digits: this process's random prefix and a counter).
+/// The request's id: a trusted proxy's `X-Request-Id` when it is the only one and short,
+/// visible ASCII (with two, which one the proxy set is unknown); otherwise one made here (32
+/// hex digits: this process's random prefix and a counter).
 fn request_id(req: &Request<Incoming>, trusted: bool) -> HeaderValue {
+    let mut ids = req.headers().get_all(X_REQUEST_ID).iter();
     if trusted
-        && let Some(v) = req.headers().get(X_REQUEST_ID)
+        && let Some(v) = ids.next()
+        && ids.next().is_none()
         && (1..=MAX_REQUEST_ID).contains(&v.len())
         && v.as_bytes().iter().all(|b| b.is_ascii_graphic())
     {
@@ -602,7 +605,7 @@ fn log_fields(conn: &ConnInfo, req: &Request<Incoming>) -> LogFields {
     LogFields {
         client: String::from_utf8_lossy(conn.client_ip.as_bytes()).into_owned(),
         method: req.method().as_str().to_string(),
-        target: req.uri().to_string(),
+        target: logged_target(req.uri()),
         version: match req.version() {
             Version::HTTP_10 => "HTTP/1.0",
             Version::HTTP_2 => "HTTP/2.0",
@@ -611,6 +614,22 @@ fn log_fields(conn: &ConnInfo, req: &Request<Incoming>) -> LogFields {
         referer: header(header::REFERER),
         user_agent: header(header::USER_AGENT),
         host: header(header::HOST),
+    }
+}
+
+/// The target as logged: an absolute-form target's userinfo (credentials) is left out.
+fn logged_target(uri: &http::Uri) -> String {
+    match uri.authority() {
+        Some(a) if a.as_str().contains('@') => {
+            let host = a.as_str().rsplit('@').next().unwrap_or_default();
+            let scheme = uri
+                .scheme_str()
+                .map(|s| format!("{s}://"))
+                .unwrap_or_default();
+            let rest = uri.path_and_query().map(|p| p.as_str()).unwrap_or("");
+            format!("{scheme}{host}{rest}")
+        }
+        _ => uri.to_string(),
     }
 }
 
@@ -650,6 +669,15 @@ fn error_response(rt: &Runtime, e: &ProxyError, is_head: bool) -> Response<Proxy
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logged_targets_leave_credentials_out() {
+        let t = |s: &str| logged_target(&s.parse().unwrap());
+        assert_eq!(t("http://user:pw@echo.test/a?b"), "http://echo.test/a?b");
+        assert_eq!(t("http://u@echo.test:81/"), "http://echo.test:81/");
+        assert_eq!(t("/plain?x=@y"), "/plain?x=@y");
+        assert_eq!(t("http://echo.test/p@q"), "http://echo.test/p@q");
+    }
 
     #[test]
     fn made_request_ids_are_unique_hex() {

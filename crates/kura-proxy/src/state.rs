@@ -196,6 +196,7 @@ impl Shared {
             metrics: &self.metrics,
         };
         let table = RouteTable::build(&config.routes, &pools, &parts)?;
+        self.keep_pools(pools);
         let via = |v: &str| {
             HeaderValue::from_str(&format!("{v} {}", config.server.via))
                 .unwrap_or_else(|_| HeaderValue::from_static("1.1 kura"))
@@ -214,12 +215,10 @@ impl Shared {
         Ok(())
     }
 
-    /// Pools for `routes`, reusing the running pool of each unchanged definition.
+    /// Pools for `routes`, reusing the running pool of each unchanged definition (the
+    /// registry is replaced by [`Shared::keep_pools`] once their table is built).
     fn pools_for(&self, routes: &Routes) -> BTreeMap<String, Arc<Pool>> {
-        let mut registry = match self.pools.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let registry = self.registry();
         let mut next = BTreeMap::new();
         for (name, spec) in &routes.pools {
             let pool = match registry.get(name) {
@@ -228,7 +227,18 @@ impl Shared {
             };
             next.insert(name.clone(), pool);
         }
-        *registry = next.clone();
         next
+    }
+
+    /// Makes `pools` the running set (a failed build leaves the previous one in place).
+    fn keep_pools(&self, pools: BTreeMap<String, Arc<Pool>>) {
+        *self.registry() = pools;
+    }
+
+    fn registry(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<Pool>>> {
+        match self.pools.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
     }
 }

@@ -144,6 +144,17 @@ async fn a_trusted_proxy_id_reaches_the_origin_and_the_shadow_copy() {
         let id = seen_id(&primary);
         assert!(is_made_id(&id), "{bad:?} → {id}");
     }
+    // Two ids (a client's passed along beside the proxy's): which is the proxy's is unknown,
+    // so neither is kept.
+    let req = Request::get("/x")
+        .header("host", "a.com")
+        .header("x-request-id", "client-chosen")
+        .header("x-request-id", "proxy-made")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    kura_testkit::send(kura.addr, req).await;
+    let id = seen_id(&primary);
+    assert!(is_made_id(&id), "two ids → {id}");
 }
 
 /// A `MakeWriter` collecting formatted events in memory.

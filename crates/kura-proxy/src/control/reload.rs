@@ -58,10 +58,8 @@ pub fn restart_only_changes(started: &Config, next: &Config) -> Vec<String> {
         ca.disk.as_ref().map(|d| &d.dir) != cb.disk.as_ref().map(|d| &d.dir),
     );
     if let (Some(da), Some(db)) = (&ca.disk, &cb.disk) {
-        check(
-            "cache.max_disk",
-            (da.max_bytes, da.cleaned_bytes) != (db.max_bytes, db.cleaned_bytes),
-        );
+        check("cache.max_disk", da.max_bytes != db.max_bytes);
+        check("cache.cleaned_disk", da.cleaned_bytes != db.cleaned_bytes);
     }
     check("cache.segment_size", ca.segment_size != cb.segment_size);
     check(
@@ -212,6 +210,21 @@ pool = "p"
         let moved = BASE.replace("8080", "8081");
         let moved = Config::from_toml(&moved, std::path::Path::new("/tmp")).unwrap();
         assert_eq!(restart_only_changes(&base, &moved), vec!["listeners"]);
+        // Each disk mark is named for itself.
+        let disk = cfg("[cache]\ndir = \"c\"\nmax_disk = \"10MiB\"\ncleaned_disk = \"5MiB\"");
+        for (extra, field) in [
+            (
+                "max_disk = \"20MiB\"\ncleaned_disk = \"5MiB\"",
+                "cache.max_disk",
+            ),
+            (
+                "max_disk = \"10MiB\"\ncleaned_disk = \"6MiB\"",
+                "cache.cleaned_disk",
+            ),
+        ] {
+            let next = cfg(&format!("[cache]\ndir = \"c\"\n{extra}"));
+            assert_eq!(restart_only_changes(&disk, &next), vec![field], "{extra}");
+        }
         let admin = BASE.replace("9901", "9902");
         let admin = Config::from_toml(&admin, std::path::Path::new("/tmp")).unwrap();
         assert_eq!(restart_only_changes(&base, &admin), vec!["admin"]);

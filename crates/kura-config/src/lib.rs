@@ -38,7 +38,7 @@ pub use edge_config::{PemError, read_certs, read_key};
 pub use file::*;
 pub use shadow_config::is_safe_method;
 pub use template::{KeyScope, Template, TemplateError, Vars};
-pub use units::{UnitError, parse_duration, parse_size};
+pub use units::{SizePrefixes, UnitError, parse_duration, parse_size, parse_size_with};
 pub use validate::{parse_backend, parse_host_pattern, validate};
 
 /// A validated configuration. Build one with [`Config::from_file`], [`Config::from_toml`] or

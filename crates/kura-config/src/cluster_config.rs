@@ -92,7 +92,9 @@ pub(crate) fn validate_cluster(
     errs: &mut Errors,
 ) -> Option<ClusterConfig> {
     let c = c?;
-    let peering_address = match c.peering_address.trim().parse::<std::net::SocketAddr>() {
+    // A name (`cache-1:8000`, as Casserole's `--peering-address` often has) is resolved once
+    // here: members know each other by address.
+    let peering_address = match crate::validate::parse_addr(&c.peering_address) {
         Ok(a) if a.port() != 0 && !a.ip().is_unspecified() => Some(a),
         Ok(_) => {
             errs.push(
@@ -101,11 +103,8 @@ pub(crate) fn validate_cluster(
             );
             None
         }
-        Err(_) => {
-            errs.push(
-                "cluster.peering_address",
-                format!("{:?} is not an IP:port address", c.peering_address),
-            );
+        Err(e) => {
+            errs.push("cluster.peering_address", e);
             None
         }
     };

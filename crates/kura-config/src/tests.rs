@@ -153,8 +153,115 @@ fn backend_urls() {
     let b = parse_backend("http://[::1]:9000").unwrap();
     assert_eq!(b.authority, "[::1]:9000");
     assert_eq!(b.host, "::1");
-    assert!(parse_backend("10.0.0.1:80").is_err());
     assert!(parse_backend("http://a/?x=1").is_err());
+}
+
+/// Katana writes its nodes as bare `ip:port` (or a bare IP); those are `http://` backends.
+/// Other schemes, and bare names, are still refused.
+#[test]
+fn bare_ip_port_backends_are_http() {
+    let b = parse_backend("10.195.24.1:8079").unwrap();
+    assert_eq!(b.url, "http://10.195.24.1:8079");
+    assert_eq!(
+        (b.authority.as_str(), b.port, b.tls),
+        ("10.195.24.1:8079", 8079, false)
+    );
+    assert_eq!(b.base_path, "");
+    let b = parse_backend("10.201.13.1").unwrap();
+    assert_eq!((b.authority.as_str(), b.port), ("10.201.13.1:80", 80));
+    let b = parse_backend("[::1]:9000").unwrap();
+    assert_eq!(
+        (b.authority.as_str(), b.host.as_str()),
+        ("[::1]:9000", "::1")
+    );
+    for bad in [
+        "localhost:9000",
+        "filer-02.domain.com:8079",
+        "ftp://10.0.0.1:21",
+        "tcp://10.0.0.1:80",
+        "10.0.0.1:99999",
+        "10.0.0.1:80/app",
+    ] {
+        assert!(parse_backend(bad).is_err(), "{bad:?} accepted");
+    }
+    // In a pool and in a who-has cluster alike.
+    let c = load(
+        r#"
+[[listeners]]
+address = "127.0.0.1:8080"
+[pools.app]
+backends = ["10.195.24.1:8079", "http://10.195.24.2:8079"]
+[pools.filers]
+clusters = [{ nodes = ["10.195.25.1:8079", "10.195.25.2"] }]
+[[vhosts]]
+hosts = ["*"]
+pool = "app"
+"#,
+    )
+    .unwrap();
+    let app = &c.routes.pools["app"].backends;
+    assert_eq!(app[0].url, "http://10.195.24.1:8079");
+    assert_eq!(app[1].authority, "10.195.24.2:8079");
+    let nodes = &c.routes.pools["filers"].whohas[0].backends;
+    assert_eq!(nodes[1].authority, "10.195.25.2:80");
+    let err = load(&MINIMAL.replace("http://127.0.0.1:3000", "gopher://127.0.0.1:70")).unwrap_err();
+    assert_eq!(fields(&err), vec!["pools.app.backends[0]"]);
+}
+
+/// Listener addresses: `name:port` is resolved at validation (`localhost` works), `:port` is
+/// every IPv4 address, and a name that does not resolve is an error naming the field.
+#[test]
+fn listen_addresses_resolve_names() {
+    let with = |addr: &str| load(&MINIMAL.replace("127.0.0.1:8080", addr));
+    let c = with("localhost:8080").unwrap();
+    assert!(
+        c.listeners[0].address.ip().is_loopback(),
+        "{:?}",
+        c.listeners[0].address
+    );
+    assert_eq!(c.listeners[0].address.port(), 8080);
+    // IPv4 first when the name has both (Go's and Casserole's choice for a listener).
+    assert_eq!(c.listeners[0].address, "127.0.0.1:8080".parse().unwrap());
+    let c = with(":8080").unwrap();
+    assert_eq!(c.listeners[0].address, "0.0.0.0:8080".parse().unwrap());
+    let c = with("[::1]:8080").unwrap();
+    assert_eq!(c.listeners[0].address, "[::1]:8080".parse().unwrap());
+
+    let err = with("no-such-host.invalid:8080").unwrap_err();
+    assert_eq!(fields(&err), vec!["listeners[0].address"]);
+    let msg = &err.errors[0].message;
+    assert!(
+        msg.contains("no-such-host.invalid") && msg.contains("does not resolve"),
+        "{msg}"
+    );
+    for bad in [
+        "localhost",
+        "localhost:http",
+        "local host:80",
+        "8080",
+        "http://localhost:80",
+        "127.0.0:80",
+        "2130706433:80",
+        "localhost:65536",
+    ] {
+        let err = with(bad).unwrap_err();
+        assert_eq!(fields(&err), vec!["listeners[0].address"], "{bad:?}");
+    }
+    // The admin listener and the cluster's peering address read addresses the same way.
+    let c = load(&format!(
+        "{MINIMAL}\n[admin]\naddress = \"localhost:9901\"\n[cluster]\npeering_address = \"localhost:7000\"\npeers = []\nsecret = \"0123456789abcdef\"\n"
+    ))
+    .unwrap();
+    assert_eq!(c.admin.unwrap().address, "127.0.0.1:9901".parse().unwrap());
+    assert_eq!(
+        c.cluster.unwrap().peering_address,
+        "127.0.0.1:7000".parse().unwrap()
+    );
+    let err = load(&format!(
+        "{MINIMAL}\n[admin]\naddress = \"nowhere.invalid:9901\"\n"
+    ))
+    .unwrap_err();
+    assert_eq!(fields(&err), vec!["admin.address"]);
 }
 
 #[test]

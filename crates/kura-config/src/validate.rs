@@ -166,10 +166,49 @@ pub fn validate(file: &FileConfig, base_dir: &Path) -> Result<Config, ConfigErro
     }
 }
 
+/// A socket address as an operator writes it: `IP:port` (`[v6]:port`), `:port` for every
+/// IPv4 address (`0.0.0.0:port`, as Go and Casserole read it), or `name:port` with a name
+/// resolved now (`localhost:8080`; the first IPv4 address it has, else its first address).
+/// A name that does not resolve is an error saying so.
 pub(crate) fn parse_addr(text: &str) -> Result<SocketAddr, String> {
-    text.trim()
-        .parse()
-        .map_err(|_| format!("{text:?} is not an IP:port address (e.g. \"0.0.0.0:8080\")"))
+    let t = text.trim();
+    if let Ok(addr) = t.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let not_an_address = || {
+        format!(
+            "{text:?} is not an address: write IP:port, name:port or :port (e.g. \"0.0.0.0:8080\", \"localhost:8080\")"
+        )
+    };
+    let (host, port) = t.rsplit_once(':').ok_or_else(not_an_address)?;
+    let port: u16 = port.parse().map_err(|_| not_an_address())?;
+    if host.is_empty() {
+        return Ok(SocketAddr::from(([0, 0, 0, 0], port)));
+    }
+    // A name, not a malformed IP (`127.0.0`, which the resolver would read as 127.0.0.0): a
+    // top-level label is never all digits.
+    let name_like = host
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+        && !host.starts_with(['-', '.'])
+        && !host.contains("..")
+        && !host
+            .trim_end_matches('.')
+            .rsplit('.')
+            .next()
+            .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()));
+    if !name_like {
+        return Err(not_an_address());
+    }
+    let addrs: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+        .map_err(|e| format!("{text:?}: the name {host:?} does not resolve ({e})"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(|| format!("{text:?}: the name {host:?} resolves to no address"))
 }
 
 fn validate_server(s: &FileServer, errs: &mut Errors) -> ServerConfig {
@@ -418,8 +457,24 @@ fn load_error_pages(dir: &Path, errs: &mut Errors) -> ErrorPagesConfig {
     out
 }
 
-/// Parses a backend URL `http://host[:port][/base]`.
+/// Parses a backend URL `http://host[:port][/base]` (or `https://`). A bare IP address with
+/// or without a port (`10.195.24.1:8079`, `[::1]:80`, `10.0.0.1`), as Katana's configuration
+/// writes its nodes, is read as `http://` that address; a bare name is refused (a scheme-less
+/// `name:port` is too easily a mistyped URL).
 pub fn parse_backend(url: &str) -> Result<BackendSpec, String> {
+    let trimmed = url.trim();
+    let bare = trimmed
+        .parse::<SocketAddr>()
+        .map(|a| a.to_string())
+        .or_else(|_| {
+            trimmed.parse::<std::net::IpAddr>().map(|ip| match ip {
+                std::net::IpAddr::V4(v4) => v4.to_string(),
+                std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+            })
+        });
+    if let Ok(authority) = bare {
+        return parse_backend(&format!("http://{authority}"));
+    }
     let uri: http::Uri = url
         .parse()
         .map_err(|e| format!("{url:?} is not a URL: {e}"))?;

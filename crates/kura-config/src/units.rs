@@ -102,9 +102,14 @@ pub fn parse_size_with(text: &str, prefixes: SizePrefixes) -> Result<u64, UnitEr
         "pi" | "pib" => (5, true),
         "ei" | "eib" => (6, true),
         _ => {
-            return Err(fail(format!(
-                "unknown unit {unit:?}: use B, K, M, G, T (powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024)"
-            )));
+            return Err(fail(match prefixes {
+                SizePrefixes::Decimal => format!(
+                    "unknown unit {unit:?}: use B, K, M, G, T (powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024)"
+                ),
+                SizePrefixes::Binary => format!(
+                    "unknown unit {unit:?}: use B, K, M, G, T (here all powers of 1024, as Casserole)"
+                ),
+            }));
         }
     };
     let base: u64 = if always_binary || prefixes == SizePrefixes::Binary {
@@ -241,6 +246,7 @@ mod tests {
         assert_eq!(bin("800M"), 800 << 20);
         assert_eq!(bin("64K"), 64 << 10);
         assert_eq!(bin("4096"), 4096);
-        assert!(parse_size_with("lots", SizePrefixes::Binary).is_err());
+        let err = parse_size_with("1XB", SizePrefixes::Binary).unwrap_err();
+        assert!(err.to_string().contains("all powers of 1024"), "{err}");
     }
 }

@@ -1,13 +1,19 @@
 //! The command line. Quick mode (`kura serve --listen … --upstream …`) builds a
 //! [`FileConfig`] in code and goes through the same validation as a file, so every flag is a
 //! thin alias for a config field and later features only add fields.
+//!
+//! Every quick-mode flag can also come from a `KURA_*` environment variable, and Casserole's
+//! command line and environment start the same caching mirror (see [`ServeArgs::quick`]):
+//! a flag wins over `KURA_*`, which wins over Casserole's variable names.
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::builder::{BoolishValueParser, FalseyValueParser};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, Parser, Subcommand};
 use kura_config::{
     FileAccessLog, FileAdmin, FileCache, FileCluster, FileConfig, FileListener, FilePool,
-    FileRedis, FileRuleCache, FileVHost, SizeValue,
+    FileRedis, FileRule, FileRuleCache, FileVHost, SizePrefixes, SizeValue,
 };
 
 #[derive(Debug, Parser)]
@@ -24,6 +30,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the proxy, from a config file or from flags (quick mode).
+    // `server` is Casserole's name for it.
+    #[command(alias = "server")]
     Serve(Box<ServeArgs>),
     /// Validate a config file and say what is wrong, field by field.
     Check {
@@ -74,31 +82,46 @@ pub enum RoutesAction {
     Load { file: PathBuf },
 }
 
+/// `kura serve`. The relations between quick-mode flags (`--no-cache` against the cache
+/// flags, `--etcd` against `--peer`, `--config` against all of them) are checked by
+/// [`ServeArgs::quick`] and [`ServeArgs::refuse_quick_flags`] rather than by clap, because clap
+/// counts a value from the environment as given: an exported `KURA_MAX_MEMORY` would make
+/// `kura serve --config FILE` fail. Environment values that do not apply are ignored instead.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// TOML configuration file (reloaded on change and on SIGHUP).
-    #[arg(long, short, conflicts_with_all = ["upstream", "listen", "redis"])]
+    /// TOML configuration file (reloaded on change and on SIGHUP). Quick-mode flags cannot be
+    /// combined with it; quick-mode environment variables are then ignored.
+    #[arg(long, short)]
     pub config: Option<PathBuf>,
 
-    /// Quick mode: address to listen on (repeatable).
-    #[arg(long, value_name = "ADDR")]
+    /// Quick mode: address to listen on: IP:port, name:port (resolved at start) or :port for
+    /// every IPv4 address (repeatable or comma-separated; default 127.0.0.1:8080). Casserole's
+    /// --address.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "KURA_LISTEN",
+        value_delimiter = ',',
+        alias = "address"
+    )]
     pub listen: Vec<String>,
 
-    /// Quick mode: backend URL every request is proxied to (repeatable; balanced round robin).
-    #[arg(long, value_name = "URL")]
+    /// Quick mode: backend URL every request is proxied to (repeatable or comma-separated;
+    /// balanced round robin). Casserole's --mirror-url; also read from UPSTREAM_SERVER.
+    #[arg(long, value_name = "URL", env = "KURA_UPSTREAM", value_delimiter = ',')]
     pub upstream: Vec<String>,
 
     /// Quick mode: routes from Redis in Hipache's schema, redis://[:password@]host:port[/db]
     /// (with --upstream, the upstreams serve hosts Redis does not know).
-    #[arg(long, value_name = "URL", conflicts_with = "config")]
+    #[arg(long, value_name = "URL", env = "KURA_REDIS")]
     pub redis: Option<String>,
 
     /// Quick mode: admin listener address (metrics, routes, backends).
-    #[arg(long, value_name = "ADDR", conflicts_with = "config")]
+    #[arg(long, value_name = "ADDR", env = "KURA_ADMIN")]
     pub admin: Option<String>,
 
     /// Quick mode: access log file, or `-` for standard output.
-    #[arg(long, value_name = "PATH", conflicts_with = "config")]
+    #[arg(long, value_name = "PATH", env = "KURA_ACCESS_LOG")]
     pub access_log: Option<String>,
 
     /// Runtime worker threads (default: one per core; at least 1).
@@ -110,49 +133,48 @@ pub struct ServeArgs {
     pub per_core: bool,
 
     /// Quick mode: proxy only, no caching (quick mode caches by default).
-    #[arg(long, requires = "upstream", conflicts_with_all = ["cache_dir", "max_memory", "max_disk", "cleaned_disk", "min_ttl"])]
+    #[arg(long, env = "KURA_NO_CACHE", value_parser = FalseyValueParser::new())]
     pub no_cache: bool,
 
-    /// Quick mode: disk cache directory (without it the cache is memory only).
-    #[arg(long, value_name = "DIR", requires = "upstream")]
+    /// Quick mode: disk cache directory (without it the cache is memory only). Casserole's
+    /// --disk-cache-dir.
+    #[arg(long, value_name = "DIR", env = "KURA_CACHE_DIR")]
     pub cache_dir: Option<String>,
 
-    /// Quick mode: memory cache size (e.g. 100M, 1GiB).
-    #[arg(long, value_name = "SIZE", requires = "upstream")]
+    /// Quick mode: memory cache size (default 256MiB): bytes, or K/M/G/T (powers of 1000,
+    /// e.g. 100M, 1GB, 1g) or KiB/MiB/GiB/TiB (powers of 1024, e.g. 512MiB, 512mib). Casserole's
+    /// --max-memory-usage and MAX_MEMORY count every prefix in powers of 1024.
+    #[arg(long, value_name = "SIZE", env = "KURA_MAX_MEMORY")]
     pub max_memory: Option<String>,
 
-    /// Quick mode: disk usage that starts a cleaning (default 1GiB).
-    #[arg(long, value_name = "SIZE", requires = "cache_dir")]
+    /// Quick mode: disk usage that starts a cleaning (default 1GiB; units as --max-memory).
+    /// Casserole's --max-disk-usage and MAX_DISK count in powers of 1024.
+    #[arg(long, value_name = "SIZE", env = "KURA_MAX_DISK")]
     pub max_disk: Option<String>,
 
-    /// Quick mode: disk usage a cleaning goes down to (default 80% of --max-disk).
-    #[arg(long, value_name = "SIZE", requires = "cache_dir")]
+    /// Quick mode: disk usage a cleaning goes down to (default 80% of --max-disk; units as
+    /// --max-memory). Casserole's --cleaned-disk-usage counts in powers of 1024.
+    #[arg(long, value_name = "SIZE", env = "KURA_CLEANED_DISK")]
     pub cleaned_disk: Option<String>,
 
-    /// Quick mode: responses fresh for less than this are not stored (e.g. 60s).
-    #[arg(long, value_name = "DURATION", requires = "upstream")]
+    /// Quick mode: responses fresh for less than this are not stored (default 60s, as
+    /// Casserole; 0 stores whatever is fresh).
+    #[arg(long, value_name = "DURATION", env = "KURA_MIN_TTL")]
     pub min_ttl: Option<String>,
 
-    /// Quick mode, cluster: this node's peer listener and identity (IP:port).
-    #[arg(
-        long,
-        value_name = "ADDR",
-        requires = "upstream",
-        conflicts_with = "no_cache"
-    )]
+    /// Quick mode, cluster: this node's peer listener and identity, IP:port or name:port
+    /// (Casserole's http://host:port is accepted).
+    #[arg(long, value_name = "ADDR", env = "KURA_PEERING_ADDRESS")]
     pub peering_address: Option<String>,
 
-    /// Quick mode, cluster: an etcd endpoint where members register (repeatable).
-    #[arg(long, value_name = "URL", requires = "peering_address")]
+    /// Quick mode, cluster: an etcd endpoint where members register (repeatable or
+    /// comma-separated; also read from ETCD).
+    #[arg(long, value_name = "URL", env = "KURA_ETCD", value_delimiter = ',')]
     pub etcd: Vec<String>,
 
-    /// Quick mode, cluster: a static member's peer address (repeatable; instead of --etcd).
-    #[arg(
-        long,
-        value_name = "ADDR",
-        requires = "peering_address",
-        conflicts_with = "etcd"
-    )]
+    /// Quick mode, cluster: a static member's peer address (repeatable or comma-separated;
+    /// instead of --etcd).
+    #[arg(long, value_name = "ADDR", env = "KURA_PEER", value_delimiter = ',')]
     pub peer: Vec<String>,
 
     /// Quick mode, cluster: the shared secret of peer requests (at least 16 characters).
@@ -160,29 +182,517 @@ pub struct ServeArgs {
         long,
         value_name = "SECRET",
         env = "KURA_CLUSTER_SECRET",
-        requires = "peering_address",
         hide_env_values = true
     )]
     pub cluster_secret: Option<String>,
+
+    // Casserole's flags whose meaning differs from kura's own, translated by `quick`. Hidden:
+    // docs/configuration.md and the README list them.
+    /// Casserole: the URL root to mirror (an upstream; Casserole's defaults apply).
+    #[arg(long, value_name = "URL", hide = true)]
+    pub mirror_url: Option<String>,
+
+    /// Casserole: memory cache size, every prefix a power of 1024 (100M = 100MiB).
+    #[arg(long, value_name = "SIZE", hide = true, value_parser = casserole_size)]
+    pub max_memory_usage: Option<u64>,
+
+    /// Casserole: disk usage that starts a cleaning, every prefix a power of 1024.
+    #[arg(long, value_name = "SIZE", hide = true, value_parser = casserole_size)]
+    pub max_disk_usage: Option<u64>,
+
+    /// Casserole: disk usage a cleaning goes down to, every prefix a power of 1024.
+    #[arg(long, value_name = "SIZE", hide = true, value_parser = casserole_size)]
+    pub cleaned_disk_usage: Option<u64>,
+
+    /// Casserole: the disk cache directory (default ./data when Casserole's defaults apply).
+    #[arg(long, value_name = "DIR", hide = true)]
+    pub disk_cache_dir: Option<String>,
+
+    /// Casserole: `--disk-cache-enabled` or `--disk-cache-enabled=true|false` (default true:
+    /// with Casserole's flags the disk tier is on, in ./data unless a directory is given).
+    #[arg(
+        long,
+        value_name = "BOOL",
+        hide = true,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = BoolishValueParser::new()
+    )]
+    pub disk_cache_enabled: Option<bool>,
+
+    /// Casserole: path regexes (comma-separated or repeated) proxied without caching.
+    #[arg(long, value_name = "REGEX", hide = true, value_delimiter = ',')]
+    pub passthrough: Vec<String>,
+}
+
+/// A size as Casserole's flags and environment wrote it (every prefix a power of 1024).
+fn casserole_size(text: &str) -> Result<u64, String> {
+    kura_config::parse_size_with(text, SizePrefixes::Binary).map_err(|e| e.to_string())
 }
 
 /// Default listen address of quick mode.
 pub const QUICK_LISTEN: &str = "127.0.0.1:8080";
+/// Quick mode's `min_ttl` unless `--min-ttl` says otherwise: Casserole never caches an object
+/// that expires in less than 60 seconds.
+pub const QUICK_MIN_TTL: &str = "60s";
+/// Casserole's memory cache size (its `100M`, a power of 1024).
+pub const CASSEROLE_MEMORY: u64 = 100 * 1024 * 1024;
+/// Casserole's disk cache directory (`--disk-cache-dir`'s default).
+pub const CASSEROLE_DISK_DIR: &str = "./data";
+
+/// The quick-mode arguments (clap ids), which `--config` excludes.
+const QUICK_IDS: &[&str] = &[
+    "listen",
+    "upstream",
+    "redis",
+    "admin",
+    "access_log",
+    "no_cache",
+    "cache_dir",
+    "max_memory",
+    "max_disk",
+    "cleaned_disk",
+    "min_ttl",
+    "peering_address",
+    "etcd",
+    "peer",
+    "cluster_secret",
+    "mirror_url",
+    "max_memory_usage",
+    "max_disk_usage",
+    "cleaned_disk_usage",
+    "disk_cache_dir",
+    "disk_cache_enabled",
+    "passthrough",
+];
+
+/// Where a setting came from, weakest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Rank {
+    /// Casserole's environment variable names (`UPSTREAM_SERVER`, `ETCD`, `MAX_MEMORY`, `MAX_DISK`).
+    CasseroleEnv,
+    /// A `KURA_*` environment variable.
+    Env,
+    /// The command line.
+    Flag,
+}
+
+/// One setting's value, with where it came from and that source's name for messages.
+#[derive(Debug, Clone)]
+struct Given<T> {
+    value: T,
+    rank: Rank,
+    name: String,
+}
+
+/// A size before it is read: kura's spelling (checked by validation, naming the field) or
+/// Casserole's (powers of 1024).
+#[derive(Debug, Clone)]
+enum Size {
+    Kura(String),
+    Bytes(u64),
+    Casserole(String),
+}
+
+impl Given<Size> {
+    fn read(self) -> Result<SizeValue, String> {
+        match self.value {
+            Size::Kura(t) => Ok(SizeValue::Text(t)),
+            Size::Bytes(n) => Ok(SizeValue::Bytes(n)),
+            Size::Casserole(t) => casserole_size(&t)
+                .map(SizeValue::Bytes)
+                .map_err(|e| format!("{}: {e}", self.name)),
+        }
+    }
+}
+
+fn rank(m: &ArgMatches, id: &str) -> Option<Rank> {
+    match m.value_source(id)? {
+        ValueSource::CommandLine => Some(Rank::Flag),
+        ValueSource::EnvVariable => Some(Rank::Env),
+        _ => None,
+    }
+}
+
+/// `value` tagged with where clap found argument `id`.
+fn given<T>(m: &ArgMatches, id: &str, value: Option<T>) -> Option<Given<T>> {
+    let rank = rank(m, id)?;
+    let name = match rank {
+        Rank::Env => format!("KURA_{}", id.to_ascii_uppercase()),
+        _ => format!("--{}", id.replace('_', "-")),
+    };
+    Some(Given {
+        value: value?,
+        rank,
+        name,
+    })
+}
+
+/// A Casserole environment variable, when set and not empty.
+fn casserole_env(env: &dyn Fn(&str) -> Option<String>, name: &str) -> Option<Given<String>> {
+    let value = env(name)
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())?;
+    Some(Given {
+        value,
+        rank: Rank::CasseroleEnv,
+        name: name.to_string(),
+    })
+}
+
+/// The strongest of several spellings of one setting; two on the command line are an error.
+fn strongest<T>(what: &str, candidates: Vec<Option<Given<T>>>) -> Result<Option<Given<T>>, String> {
+    let mut best: Option<Given<T>> = None;
+    for c in candidates.into_iter().flatten() {
+        match &best {
+            Some(b) if b.rank == Rank::Flag && c.rank == Rank::Flag => {
+                return Err(format!(
+                    "{} and {} both set {what}; give one",
+                    b.name, c.name
+                ));
+            }
+            Some(b) if b.rank >= c.rank => {}
+            _ => best = Some(c),
+        }
+    }
+    Ok(best)
+}
+
+/// The disk tier of quick mode.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuickDisk {
+    pub dir: String,
+    pub max: Option<SizeValue>,
+    pub cleaned: Option<SizeValue>,
+}
+
+/// Quick mode's settings once the command line, `KURA_*` variables and Casserole's variables
+/// are merged; [`Quick::config`] is the configuration they stand for.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Quick {
+    pub listen: Vec<String>,
+    pub upstream: Vec<String>,
+    pub redis: Option<String>,
+    pub admin: Option<String>,
+    pub access_log: Option<String>,
+    /// Caching (not `--no-cache`); only with upstreams.
+    pub cache: bool,
+    pub memory: Option<SizeValue>,
+    pub disk: Option<QuickDisk>,
+    pub min_ttl: String,
+    /// Path regexes proxied without caching (Casserole's `--passthrough`).
+    pub passthrough: Vec<String>,
+    pub cluster: Option<FileCluster>,
+    /// Casserole's spellings were used, so Casserole's defaults apply.
+    pub casserole: bool,
+}
 
 impl ServeArgs {
+    /// With `--config`: quick-mode flags on the command line are an error; their environment
+    /// variables are ignored (they only fill in quick mode).
+    pub fn refuse_quick_flags(&self, m: &ArgMatches) -> Result<(), String> {
+        let given: Vec<String> = QUICK_IDS
+            .iter()
+            .filter(|id| rank(m, id) == Some(Rank::Flag))
+            .map(|id| format!("--{}", id.replace('_', "-")))
+            .collect();
+        if given.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "--config cannot be used with quick-mode flags ({}): write them in the file",
+                given.join(", ")
+            ))
+        }
+    }
+
+    /// Quick mode's settings from the command line (`m` is what clap matched for `serve`),
+    /// the `KURA_*` variables clap read, and Casserole's variables read through `env`.
+    ///
+    /// Precedence: a flag (kura's or Casserole's spelling) over `KURA_*` over Casserole's
+    /// `UPSTREAM_SERVER`, `ETCD`, `MAX_MEMORY`, `MAX_DISK`. Two flags for one setting, or
+    /// flags that exclude each other (`--no-cache` and a cache flag), are an error; an
+    /// environment value that a stronger source excludes, or that does not apply (cache sizes
+    /// without upstreams or with `--no-cache`, disk sizes without a disk tier, cluster values
+    /// without a peering address), is ignored.
+    ///
+    /// Casserole's defaults apply when its spellings are used (`--mirror-url` or
+    /// `UPSTREAM_SERVER` as the upstream, or any of `--max-memory-usage`, `--max-disk-usage`,
+    /// `--cleaned-disk-usage`, `--disk-cache-dir`, `--disk-cache-enabled`, `--passthrough`): a
+    /// 100 MiB memory tier, and a disk tier in `./data` unless `--disk-cache-enabled=false`.
+    pub fn quick(
+        &self,
+        m: &ArgMatches,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Quick, String> {
+        let flag = |id: &str| rank(m, id) == Some(Rank::Flag);
+        let mut casserole = self.mirror_url.is_some()
+            || self.max_memory_usage.is_some()
+            || self.max_disk_usage.is_some()
+            || self.cleaned_disk_usage.is_some()
+            || self.disk_cache_dir.is_some()
+            || self.disk_cache_enabled.is_some()
+            || !self.passthrough.is_empty();
+
+        // Upstreams: the command line's, else KURA_UPSTREAM, else UPSTREAM_SERVER.
+        let mut upstream = Vec::new();
+        if flag("upstream") || self.mirror_url.is_some() {
+            if flag("upstream") {
+                upstream.extend(self.upstream.iter().cloned());
+            }
+            upstream.extend(self.mirror_url.iter().cloned());
+        } else if !self.upstream.is_empty() {
+            upstream = self.upstream.clone();
+        } else if let Some(u) = casserole_env(env, "UPSTREAM_SERVER") {
+            upstream.push(u.value);
+            casserole = true;
+        }
+        if upstream.is_empty() && self.redis.is_none() {
+            return Err(
+                "give --config FILE, or --upstream URL and/or --redis URL for quick mode".into(),
+            );
+        }
+
+        // The cache's settings, each from its strongest source.
+        let size = |id: &str, v: &Option<String>| given(m, id, v.clone().map(Size::Kura));
+        let bytes = |id: &str, v: Option<u64>| given(m, id, v.map(Size::Bytes));
+        let from_env = |name: &str| {
+            casserole_env(env, name).map(|g| Given {
+                value: Size::Casserole(g.value),
+                rank: g.rank,
+                name: g.name,
+            })
+        };
+        let mut memory = strongest(
+            "the memory cache size",
+            vec![
+                size("max_memory", &self.max_memory),
+                bytes("max_memory_usage", self.max_memory_usage),
+                from_env("MAX_MEMORY"),
+            ],
+        )?;
+        let mut dir = strongest(
+            "the disk cache directory",
+            vec![
+                given(m, "cache_dir", self.cache_dir.clone()),
+                given(m, "disk_cache_dir", self.disk_cache_dir.clone()),
+            ],
+        )?;
+        let mut max_disk = strongest(
+            "the disk usage that starts a cleaning",
+            vec![
+                size("max_disk", &self.max_disk),
+                bytes("max_disk_usage", self.max_disk_usage),
+                from_env("MAX_DISK"),
+            ],
+        )?;
+        let mut cleaned = strongest(
+            "the disk usage a cleaning goes down to",
+            vec![
+                size("cleaned_disk", &self.cleaned_disk),
+                bytes("cleaned_disk_usage", self.cleaned_disk_usage),
+            ],
+        )?;
+        let mut min_ttl = given(m, "min_ttl", self.min_ttl.clone());
+        let mut peering = given(m, "peering_address", self.peering_address.clone());
+        let enabled = given(m, "disk_cache_enabled", self.disk_cache_enabled);
+        let passthrough = given(
+            m,
+            "passthrough",
+            (!self.passthrough.is_empty()).then(|| self.passthrough.clone()),
+        );
+
+        // `--no-cache` against every cache setting: the stronger source wins.
+        let no_cache = given(m, "no_cache", self.no_cache.then_some(()));
+        let settings: Vec<(Rank, String)> = [
+            memory.as_ref().map(|g| (g.rank, g.name.clone())),
+            dir.as_ref().map(|g| (g.rank, g.name.clone())),
+            max_disk.as_ref().map(|g| (g.rank, g.name.clone())),
+            cleaned.as_ref().map(|g| (g.rank, g.name.clone())),
+            min_ttl.as_ref().map(|g| (g.rank, g.name.clone())),
+            peering.as_ref().map(|g| (g.rank, g.name.clone())),
+            enabled
+                .as_ref()
+                .filter(|g| g.value)
+                .map(|g| (g.rank, g.name.clone())),
+            passthrough.as_ref().map(|g| (g.rank, g.name.clone())),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let mut cache = !upstream.is_empty();
+        if let Some(nc) = &no_cache {
+            let top = settings.iter().max_by_key(|(r, _)| *r);
+            match top {
+                Some((r, name)) if *r == nc.rank => {
+                    return Err(format!("{} cannot be used with {name}", nc.name));
+                }
+                Some((r, _)) if *r > nc.rank => {}
+                _ => cache = false,
+            }
+        }
+        if !cache {
+            // No cache: its settings do not apply. Given as flags they are an error.
+            let why = if upstream.is_empty() {
+                "needs --upstream (quick mode caches the upstreams' answers)"
+            } else {
+                "cannot be used with --no-cache"
+            };
+            if no_cache.is_some() && upstream.is_empty() && flag("no_cache") {
+                return Err(format!("--no-cache {why}"));
+            }
+            if let Some((_, name)) = settings.iter().find(|(r, _)| *r == Rank::Flag) {
+                return Err(format!("{name} {why}"));
+            }
+            (memory, dir, max_disk, cleaned, min_ttl, peering) =
+                (None, None, None, None, None, None);
+        }
+
+        // The disk tier: a directory, or Casserole's ./data; never with --disk-cache-enabled=false.
+        let disk_on = cache
+            && match enabled.as_ref().map(|g| g.value) {
+                Some(false) => false,
+                Some(true) => true,
+                None => dir.is_some() || casserole,
+            };
+        let disk = if disk_on {
+            Some(QuickDisk {
+                dir: dir
+                    .map(|d| d.value)
+                    .unwrap_or_else(|| CASSEROLE_DISK_DIR.to_string()),
+                max: max_disk.map(Given::read).transpose()?,
+                cleaned: cleaned.map(Given::read).transpose()?,
+            })
+        } else {
+            let disabled = enabled.as_ref().is_some_and(|g| !g.value);
+            for g in [&max_disk, &cleaned].into_iter().flatten() {
+                if g.rank == Rank::Flag && !disabled {
+                    return Err(format!("{} needs --cache-dir (a disk tier)", g.name));
+                }
+            }
+            None
+        };
+        let memory = match memory {
+            Some(g) => Some(g.read()?),
+            None if cache && casserole => Some(SizeValue::Bytes(CASSEROLE_MEMORY)),
+            None => None,
+        };
+
+        // The cluster.
+        let etcd = strongest(
+            "the etcd endpoints",
+            vec![
+                given(
+                    m,
+                    "etcd",
+                    (!self.etcd.is_empty()).then(|| self.etcd.clone()),
+                ),
+                casserole_env(env, "ETCD").map(|g| Given {
+                    value: g.value.split(',').map(|e| e.trim().to_string()).collect(),
+                    rank: g.rank,
+                    name: g.name,
+                }),
+            ],
+        )?;
+        let peer = given(
+            m,
+            "peer",
+            (!self.peer.is_empty()).then(|| self.peer.clone()),
+        );
+        let secret = given(m, "cluster_secret", self.cluster_secret.clone());
+        let cluster = match peering {
+            None => {
+                for g in [
+                    etcd.as_ref().map(|g| (g.rank, &g.name)),
+                    peer.as_ref().map(|g| (g.rank, &g.name)),
+                    secret.as_ref().map(|g| (g.rank, &g.name)),
+                ]
+                .into_iter()
+                .flatten()
+                {
+                    if g.0 == Rank::Flag {
+                        return Err(format!("{} needs --peering-address", g.1));
+                    }
+                }
+                None
+            }
+            Some(p) => {
+                let (etcd, peer) = match (etcd, peer) {
+                    (Some(e), Some(p)) if e.rank == p.rank => {
+                        return Err(format!("{} cannot be used with {}", e.name, p.name));
+                    }
+                    (Some(e), Some(p)) if e.rank > p.rank => (Some(e), None),
+                    (Some(_), Some(p)) => (None, Some(p)),
+                    other => other,
+                };
+                Some(FileCluster {
+                    peering_address: peering_address(&p.value)
+                        .map_err(|e| format!("{}: {e}", p.name))?,
+                    peers: peer.map(|g| g.value),
+                    etcd: etcd.map(|g| g.value),
+                    secret: secret.map(|g| g.value).unwrap_or_default(),
+                    ..Default::default()
+                })
+            }
+        };
+
+        Ok(Quick {
+            listen: if self.listen.is_empty() {
+                vec![QUICK_LISTEN.to_string()]
+            } else {
+                self.listen.clone()
+            },
+            upstream,
+            redis: self.redis.clone(),
+            admin: self.admin.clone(),
+            access_log: self.access_log.clone(),
+            cache,
+            memory,
+            disk,
+            min_ttl: min_ttl
+                .map(|g| g.value)
+                .unwrap_or_else(|| QUICK_MIN_TTL.to_string()),
+            passthrough: if cache {
+                passthrough.map(|g| g.value).unwrap_or_default()
+            } else {
+                Vec::new()
+            },
+            cluster,
+            casserole,
+        })
+    }
+}
+
+/// A peering address as written: `IP:port` or `name:port`, or Casserole's `http://host:port`
+/// (its peers spoke plain HTTP there; kura's peer listener is at `host:port`).
+fn peering_address(text: &str) -> Result<String, String> {
+    let t = text.trim();
+    if t.starts_with("https://") {
+        return Err(format!(
+            "{t:?}: peer TLS is set in a config file ([cluster] tls_cert, tls_key, tls_ca); write host:port here"
+        ));
+    }
+    let t = t.strip_prefix("http://").unwrap_or(t);
+    let t = t.strip_suffix('/').unwrap_or(t);
+    if t.contains('/') {
+        return Err(format!(
+            "{text:?}: write host:port (a peering address has no path)"
+        ));
+    }
+    Ok(t.to_string())
+}
+
+impl Quick {
     /// The configuration quick mode stands for: one pool of the upstreams, every host and
     /// path, cached unless `--no-cache` (a caching mirror, as Casserole).
-    pub fn quick_config(&self) -> FileConfig {
-        let listen = if self.listen.is_empty() {
-            vec![QUICK_LISTEN.to_string()]
-        } else {
-            self.listen.clone()
-        };
+    pub fn config(&self) -> FileConfig {
         let mut file = FileConfig {
-            listeners: listen
-                .into_iter()
+            listeners: self
+                .listen
+                .iter()
                 .map(|address| FileListener {
-                    address,
+                    address: address.clone(),
                     ..Default::default()
                 })
                 .collect(),
@@ -211,50 +721,155 @@ impl ServeArgs {
                 ..Default::default()
             },
         );
-        let cache = !self.no_cache;
+        // Casserole's --passthrough: paths matching these are proxied, never cached.
+        let rules = if self.passthrough.is_empty() {
+            Vec::new()
+        } else {
+            vec![FileRule {
+                path: Some(self.passthrough.join("|")),
+                action: Some("proxy".into()),
+                pool: "default".into(),
+                ..Default::default()
+            }]
+        };
         file.vhosts.push(FileVHost {
             name: Some("default".into()),
             hosts: vec!["*".into()],
             pool: Some("default".into()),
-            action: cache.then(|| "cache".to_string()),
-            cache: (cache && self.min_ttl.is_some()).then(|| FileRuleCache {
-                min_ttl: self.min_ttl.clone(),
+            action: self.cache.then(|| "cache".to_string()),
+            cache: self.cache.then(|| FileRuleCache {
+                min_ttl: Some(self.min_ttl.clone()),
                 ..Default::default()
             }),
+            rules,
             ..Default::default()
         });
-        if cache {
-            let size = |v: &Option<String>| v.clone().map(SizeValue::Text);
+        if self.cache {
+            let disk = self.disk.as_ref();
             file.cache = Some(FileCache {
-                memory: size(&self.max_memory),
-                dir: self.cache_dir.clone(),
-                max_disk: size(&self.max_disk),
-                cleaned_disk: size(&self.cleaned_disk),
+                memory: self.memory.clone(),
+                dir: disk.map(|d| d.dir.clone()),
+                max_disk: disk.and_then(|d| d.max.clone()),
+                cleaned_disk: disk.and_then(|d| d.cleaned.clone()),
                 ..Default::default()
             });
         }
-        if let Some(addr) = &self.peering_address {
-            file.cluster = Some(FileCluster {
-                peering_address: addr.clone(),
-                peers: (!self.peer.is_empty()).then(|| self.peer.clone()),
-                etcd: (!self.etcd.is_empty()).then(|| self.etcd.clone()),
-                secret: self.cluster_secret.clone().unwrap_or_default(),
-                ..Default::default()
-            });
-        }
+        file.cluster = self.cluster.clone();
         file
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use clap::{CommandFactory, FromArgMatches};
+    use kura_config::{Action, Config, MemberSource};
+
     use super::*;
+
+    const MIB: u64 = 1024 * 1024;
+    const GIB: u64 = 1024 * MIB;
+
+    /// `kura serve ARGV` with Casserole's variables `env`; `command` is `serve` or `server`.
+    fn resolve(command: &str, argv: &[&str], env: &[(&str, &str)]) -> Result<Quick, String> {
+        let mut full = vec!["kura", command];
+        full.extend_from_slice(argv);
+        let m = Cli::command()
+            .try_get_matches_from(full)
+            .map_err(|e| e.to_string())?;
+        let Command::Serve(args) = Cli::from_arg_matches(&m).unwrap().command else {
+            panic!("serve expected")
+        };
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        args.quick(m.subcommand_matches("serve").unwrap(), &|k| {
+            env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+        })
+    }
+
+    fn quick(argv: &[&str]) -> Result<Quick, String> {
+        resolve("serve", argv, &[])
+    }
+
+    fn valid(q: Result<Quick, String>) -> Config {
+        let q = q.unwrap();
+        kura_config::validate(&q.config(), Path::new(".")).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn min_ttl(cfg: &Config) -> Duration {
+        cfg.routes.vhosts[0]
+            .rules
+            .last()
+            .unwrap()
+            .action
+            .cache()
+            .unwrap()
+            .min_ttl
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    /// The quick-mode table of docs/configuration.md gives the defaults the code uses and each
+    /// flag's environment variable.
+    #[test]
+    fn documented_quick_mode_matches_the_code() {
+        let doc = include_str!("../../../docs/configuration.md");
+        let row = |flag: &str| -> Vec<String> {
+            let line = doc
+                .lines()
+                .find(|l| {
+                    l.starts_with(&format!("| `--{flag} "))
+                        || l.starts_with(&format!("| `--{flag}`"))
+                })
+                .unwrap_or_else(|| panic!("no row for --{flag}"));
+            line.split('|')
+                .map(|c| c.trim().trim_matches('`').to_string())
+                .collect()
+        };
+        assert_eq!(row("listen")[3], QUICK_LISTEN);
+        assert_eq!(row("min-ttl")[3], QUICK_MIN_TTL);
+        let size = |flag: &str| kura_config::parse_size(&row(flag)[3]).unwrap();
+        assert_eq!(size("max-memory"), kura_config::DEFAULT_CACHE_MEMORY);
+        assert_eq!(size("max-disk"), kura_config::DEFAULT_MAX_DISK);
+        let cmd = Cli::command();
+        let serve = cmd.find_subcommand("serve").unwrap();
+        let mut checked = 0;
+        for arg in serve.get_arguments() {
+            if let (Some(long), Some(env)) = (arg.get_long(), arg.get_env()) {
+                let env = env.to_str().unwrap();
+                assert!(row(long)[2].contains(env), "--{long}: {env} not documented");
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 15, "every quick-mode flag has a variable");
+        // Casserole's hidden spellings are documented too.
+        for flag in [
+            "--address",
+            "--mirror-url",
+            "--max-memory-usage",
+            "--max-disk-usage",
+            "--cleaned-disk-usage",
+            "--disk-cache-dir",
+            "--disk-cache-enabled",
+            "--passthrough",
+        ] {
+            assert!(
+                doc.contains(&format!("| `{flag}")),
+                "{flag} not in the Casserole table"
+            );
+        }
+    }
 
     #[test]
     fn quick_mode_is_a_valid_config() {
-        let cli = Cli::parse_from([
-            "kura",
-            "serve",
+        let cfg = valid(quick(&[
             "--listen",
             "127.0.0.1:0",
             "--upstream",
@@ -263,32 +878,29 @@ mod tests {
             "http://127.0.0.1:9001",
             "--admin",
             "127.0.0.1:0",
-        ]);
-        let Command::Serve(args) = cli.command else {
-            panic!("serve expected")
-        };
-        let cfg = kura_config::validate(&args.quick_config(), std::path::Path::new(".")).unwrap();
+        ]));
         assert_eq!(cfg.routes.pools["default"].backends.len(), 2);
         assert!(cfg.admin.is_some());
         assert_eq!(
             cfg.routes.vhosts[0].hosts,
             vec![kura_config::HostPattern::Any]
         );
-        assert_eq!(
-            cfg.routes.vhosts[0].rules[0].action.kind(),
-            kura_config::Action::Cache
+        assert_eq!(cfg.routes.vhosts[0].rules[0].action.kind(), Action::Cache);
+        // Nothing to serve is said so.
+        assert!(
+            quick(&["--listen", "127.0.0.1:0"])
+                .unwrap_err()
+                .contains("--upstream")
         );
     }
 
     #[test]
     fn cluster_flags_become_cluster_fields() {
         let parse = |extra: &[&str]| {
-            let mut argv = vec!["kura", "serve", "--upstream", "http://127.0.0.1:9000"];
+            let mut argv = vec!["--upstream", "http://127.0.0.1:9000"];
             argv.extend_from_slice(extra);
-            let Command::Serve(args) = Cli::parse_from(argv).command else {
-                panic!("serve expected")
-            };
-            kura_config::validate(&args.quick_config(), std::path::Path::new("."))
+            let q = quick(&argv).unwrap();
+            kura_config::validate(&q.config(), Path::new("."))
         };
         let cfg = parse(&[
             "--peering-address",
@@ -301,7 +913,7 @@ mod tests {
         .unwrap();
         let c = cfg.cluster.unwrap();
         assert_eq!(c.peering_address.to_string(), "127.0.0.2:7000");
-        assert!(matches!(c.members, kura_config::MemberSource::Etcd { .. }));
+        assert!(matches!(c.members, MemberSource::Etcd { .. }));
         let cfg = parse(&[
             "--peering-address",
             "127.0.0.2:7000",
@@ -313,7 +925,7 @@ mod tests {
         .unwrap();
         assert!(matches!(
             cfg.cluster.unwrap().members,
-            kura_config::MemberSource::Static(ref l) if l.len() == 2
+            MemberSource::Static(ref l) if l.len() == 2
         ));
         // Without a secret the field is named.
         let err = parse(&[
@@ -327,13 +939,73 @@ mod tests {
             err.errors.iter().any(|e| e.field == "cluster.secret"),
             "{err}"
         );
+        // What clap's `requires` and `conflicts_with` used to say.
+        let base = ["--upstream", "http://127.0.0.1:9000"];
+        let with = |extra: &[&str]| quick(&[&base[..], extra].concat());
+        assert!(
+            with(&["--etcd", "http://e:2379"])
+                .unwrap_err()
+                .contains("--peering-address")
+        );
+        assert!(with(&["--cluster-secret", "0123456789abcdef"]).is_err());
+        let err = with(&[
+            "--peering-address",
+            "127.0.0.2:7000",
+            "--etcd",
+            "http://e:2379",
+            "--peer",
+            "127.0.0.3:7000",
+        ])
+        .unwrap_err();
+        assert!(err.contains("--etcd") && err.contains("--peer"), "{err}");
+        let err = with(&["--no-cache", "--peering-address", "127.0.0.2:7000"]).unwrap_err();
+        assert!(err.contains("--no-cache"), "{err}");
+    }
+
+    /// Casserole writes its peering address as a URL (`http://${HOSTNAME}:8080`): the
+    /// host:port is kura's peer listener, a name resolved at validation.
+    #[test]
+    fn peering_address_takes_casserole_url_form() {
+        let cluster = |addr: &str| {
+            quick(&[
+                "--upstream",
+                "http://127.0.0.1:9000",
+                "--peering-address",
+                addr,
+                "--peer",
+                "127.0.0.3:7000",
+                "--cluster-secret",
+                "0123456789abcdef",
+            ])
+        };
+        let q = cluster("http://127.0.0.2:7000").unwrap();
+        assert_eq!(
+            q.cluster.as_ref().unwrap().peering_address,
+            "127.0.0.2:7000"
+        );
+        let cfg = valid(cluster("http://localhost:7000/"));
+        assert_eq!(
+            cfg.cluster.unwrap().peering_address,
+            "127.0.0.1:7000".parse().unwrap()
+        );
+        assert_eq!(
+            valid(cluster("127.0.0.2:7000"))
+                .cluster
+                .unwrap()
+                .peering_address,
+            "127.0.0.2:7000".parse().unwrap()
+        );
+        let err = cluster("https://127.0.0.2:7000").unwrap_err();
+        assert!(
+            err.contains("--peering-address") && err.contains("tls_cert"),
+            "{err}"
+        );
+        assert!(cluster("http://127.0.0.2:7000/peers").is_err());
     }
 
     #[test]
     fn cache_flags_become_cache_fields() {
-        let cli = Cli::parse_from([
-            "kura",
-            "serve",
+        let cfg = valid(quick(&[
             "--upstream",
             "http://127.0.0.1:9000",
             "--cache-dir",
@@ -345,70 +1017,285 @@ mod tests {
             "--cleaned-disk",
             "1G",
             "--min-ttl",
-            "60s",
-        ]);
-        let Command::Serve(args) = cli.command else {
-            panic!("serve expected")
-        };
-        let cfg = kura_config::validate(&args.quick_config(), std::path::Path::new(".")).unwrap();
+            "90s",
+        ]));
         assert_eq!(cfg.cache.memory_bytes, 100_000_000);
-        let disk = cfg.cache.disk.unwrap();
+        let disk = cfg.cache.disk.clone().unwrap();
         assert_eq!(
             (disk.max_bytes, disk.cleaned_bytes),
             (2_000_000_000, 1_000_000_000)
         );
-        let rule = &cfg.routes.vhosts[0].rules[0];
-        assert_eq!(
-            rule.action.cache().unwrap().min_ttl,
-            std::time::Duration::from_secs(60)
-        );
+        assert_eq!(min_ttl(&cfg), Duration::from_secs(90));
 
-        let cli = Cli::parse_from(["kura", "serve", "--upstream", "http://x:1", "--no-cache"]);
-        let Command::Serve(args) = cli.command else {
-            panic!("serve expected")
-        };
-        let cfg = kura_config::validate(&args.quick_config(), std::path::Path::new(".")).unwrap();
-        assert_eq!(
-            cfg.routes.vhosts[0].rules[0].action.kind(),
-            kura_config::Action::Proxy
-        );
+        let cfg = valid(quick(&["--upstream", "http://x:1", "--no-cache"]));
+        assert_eq!(cfg.routes.vhosts[0].rules[0].action.kind(), Action::Proxy);
+        let err =
+            quick(&["--upstream", "http://x:1", "--no-cache", "--cache-dir", "d"]).unwrap_err();
         assert!(
-            Cli::try_parse_from([
-                "kura",
-                "serve",
-                "--upstream",
-                "http://x:1",
-                "--no-cache",
-                "--cache-dir",
-                "d"
-            ])
-            .is_err()
+            err.contains("--no-cache") && err.contains("--cache-dir"),
+            "{err}"
         );
+        // Disk sizes need a disk tier; cache flags need upstreams.
+        let err = quick(&["--upstream", "http://x:1", "--max-disk", "2G"]).unwrap_err();
+        assert!(
+            err.contains("--max-disk") && err.contains("--cache-dir"),
+            "{err}"
+        );
+        let err = quick(&["--redis", "redis://127.0.0.1/", "--max-memory", "1G"]).unwrap_err();
+        assert!(
+            err.contains("--max-memory") && err.contains("--upstream"),
+            "{err}"
+        );
+        assert!(quick(&["--redis", "redis://127.0.0.1/", "--no-cache"]).is_err());
+    }
+
+    /// Casserole never caches what expires within 60 s: quick mode's `min_ttl` is 60 s unless
+    /// `--min-ttl` says otherwise (`0` turns it off); a file's rules keep `0s`.
+    #[test]
+    fn quick_min_ttl_defaults_to_60s() {
+        let cfg = valid(quick(&["--upstream", "http://x:1"]));
+        assert_eq!(min_ttl(&cfg), Duration::from_secs(60));
+        let cfg = valid(quick(&["--upstream", "http://x:1", "--min-ttl", "0"]));
+        assert_eq!(min_ttl(&cfg), Duration::ZERO);
+        let cfg = valid(quick(&["--upstream", "http://x:1", "--min-ttl", "5m"]));
+        assert_eq!(min_ttl(&cfg), Duration::from_secs(300));
+        let file = Config::from_toml(
+            "[[listeners]]\naddress = \"127.0.0.1:0\"\n[pools.a]\nbackends = [\"http://x:1\"]\n[[vhosts]]\nhosts = [\"*\"]\npool = \"a\"\naction = \"cache\"\n",
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(min_ttl(&file), Duration::ZERO);
     }
 
     #[test]
     fn config_and_quick_flags_conflict() {
-        assert!(
-            Cli::try_parse_from([
-                "kura",
-                "serve",
-                "--config",
-                "a.toml",
-                "--upstream",
-                "http://x"
-            ])
-            .is_err()
-        );
+        let refused = |argv: &[&str]| {
+            let mut full = vec!["kura", "serve"];
+            full.extend_from_slice(argv);
+            let m = Cli::command().try_get_matches_from(full).unwrap();
+            let Command::Serve(args) = Cli::from_arg_matches(&m).unwrap().command else {
+                panic!("serve expected")
+            };
+            args.refuse_quick_flags(m.subcommand_matches("serve").unwrap())
+        };
+        let err = refused(&["--config", "a.toml", "--upstream", "http://x"]).unwrap_err();
+        assert!(err.contains("--upstream"), "{err}");
+        let err = refused(&["--config", "a.toml", "--mirror-url", "http://x"]).unwrap_err();
+        assert!(err.contains("--mirror-url"), "{err}");
+        assert!(refused(&["--config", "a.toml", "--workers", "2", "--per-core"]).is_ok());
     }
 
     #[test]
     fn bad_upstream_is_named() {
-        let cli = Cli::parse_from(["kura", "serve", "--upstream", "localhost:9000"]);
-        let Command::Serve(args) = cli.command else {
-            panic!("serve expected")
-        };
-        let err =
-            kura_config::validate(&args.quick_config(), std::path::Path::new(".")).unwrap_err();
+        let q = quick(&["--upstream", "localhost:9000"]).unwrap();
+        let err = kura_config::validate(&q.config(), Path::new(".")).unwrap_err();
         assert_eq!(err.errors[0].field, "pools.default.backends[0]");
+    }
+
+    /// A Casserole command line as its README and Dockerfile write it.
+    #[test]
+    fn casserole_flags_map_onto_quick_mode() {
+        let q = resolve(
+            "server",
+            &[
+                "--address=localhost:8080",
+                "--mirror-url=http://127.0.0.1:9000",
+                "--max-memory-usage=100M",
+                "--max-disk-usage",
+                "2G",
+                "--cleaned-disk-usage=800M",
+                "--disk-cache-dir=/var/cache/casserole",
+                "--disk-cache-enabled",
+                "--passthrough=\\.pom$,\\.xml$",
+            ],
+            &[],
+        );
+        assert!(q.as_ref().unwrap().casserole);
+        let cfg = valid(q);
+        assert_eq!(cfg.listeners[0].address, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(
+            cfg.routes.pools["default"].backends[0].authority,
+            "127.0.0.1:9000"
+        );
+        // Casserole's sizes are powers of 1024 (Cloud Foundry's bytefmt).
+        assert_eq!(cfg.cache.memory_bytes, 100 * MIB);
+        let disk = cfg.cache.disk.as_ref().unwrap();
+        assert_eq!(disk.dir, Path::new("/var/cache/casserole"));
+        assert_eq!((disk.max_bytes, disk.cleaned_bytes), (2 * GIB, 800 * MIB));
+        assert_eq!(min_ttl(&cfg), Duration::from_secs(60));
+        // --passthrough paths are proxied, everything else cached.
+        let rules = &cfg.routes.vhosts[0].rules;
+        assert_eq!(rules[0].action.kind(), Action::Proxy);
+        assert!(rules[0].path.is_match("/org/a/a-1.pom"));
+        assert!(!rules[0].path.is_match("/org/a/a-1.jar"));
+        assert_eq!(rules[1].action.kind(), Action::Cache);
+
+        // Casserole's defaults: 100 MiB of memory and a disk tier in ./data (1 GiB, cleaned to
+        // 80%), on unless --disk-cache-enabled=false.
+        let cfg = valid(quick(&["--mirror-url", "http://127.0.0.1:9000"]));
+        assert_eq!(cfg.cache.memory_bytes, 100 * MIB);
+        let disk = cfg.cache.disk.unwrap();
+        assert_eq!(disk.dir, Path::new("./data"));
+        assert_eq!(disk.max_bytes, kura_config::DEFAULT_MAX_DISK);
+        for off in ["--disk-cache-enabled=false", "--disk-cache-enabled=0"] {
+            let cfg = valid(quick(&[
+                "--mirror-url",
+                "http://127.0.0.1:9000",
+                "--disk-cache-dir",
+                "/var/cache/casserole",
+                "--max-disk-usage",
+                "10G",
+                off,
+            ]));
+            assert!(cfg.cache.disk.is_none(), "{off}");
+            assert_eq!(cfg.cache.memory_bytes, 100 * MIB);
+        }
+        // Also over kura's own --cache-dir.
+        let cfg = valid(quick(&[
+            "--upstream",
+            "http://x:1",
+            "--cache-dir",
+            "d",
+            "--disk-cache-enabled=false",
+        ]));
+        assert!(cfg.cache.disk.is_none());
+        // `--disk-cache-enabled false` (a space) is not Go's syntax either: refused, not ignored.
+        assert!(
+            quick(&[
+                "--mirror-url",
+                "http://x:1",
+                "--disk-cache-enabled",
+                "false"
+            ])
+            .is_err()
+        );
+        // Without Casserole's spellings, kura's defaults: 256 MiB, memory only.
+        let cfg = valid(quick(&["--upstream", "http://x:1"]));
+        assert_eq!(cfg.cache.memory_bytes, kura_config::DEFAULT_CACHE_MEMORY);
+        assert!(cfg.cache.disk.is_none());
+        // `--etcd a,b` is two endpoints (Casserole's string slice).
+        let q = quick(&[
+            "--mirror-url",
+            "http://x:1",
+            "--peering-address",
+            "http://127.0.0.2:8000",
+            "--etcd=http://e1:2379,http://e2:2379",
+        ])
+        .unwrap();
+        let c = q.cluster.unwrap();
+        assert_eq!(c.etcd.unwrap(), ["http://e1:2379", "http://e2:2379"]);
+        assert_eq!(c.peering_address, "127.0.0.2:8000");
+        // Two spellings of one setting on one command line.
+        let err = quick(&[
+            "--upstream",
+            "http://x:1",
+            "--max-memory",
+            "1G",
+            "--max-memory-usage",
+            "1G",
+        ])
+        .unwrap_err();
+        assert!(
+            err.contains("--max-memory") && err.contains("--max-memory-usage"),
+            "{err}"
+        );
+        assert!(quick(&["--mirror-url", "http://x:1", "--max-memory-usage", "lots"]).is_err());
+    }
+
+    /// Casserole's environment: UPSTREAM_SERVER, ETCD, MAX_MEMORY (`100m`: 100 MiB),
+    /// MAX_DISK; flags win over them.
+    #[test]
+    fn casserole_environment_fills_what_flags_leave_open() {
+        let env = [
+            ("UPSTREAM_SERVER", "http://127.0.0.1:9000"),
+            ("ETCD", "http://127.0.0.1:2379"),
+            ("MAX_MEMORY", "100m"),
+            ("MAX_DISK", "100G"),
+        ];
+        let q = resolve("serve", &[], &env).unwrap();
+        assert!(q.casserole);
+        assert!(q.cluster.is_none(), "ETCD alone starts no cluster");
+        let cfg = valid(Ok(q));
+        assert_eq!(
+            cfg.routes.pools["default"].backends[0].authority,
+            "127.0.0.1:9000"
+        );
+        assert_eq!(cfg.cache.memory_bytes, 100 * MIB);
+        let disk = cfg.cache.disk.unwrap();
+        assert_eq!(
+            (disk.dir.as_path(), disk.max_bytes),
+            (Path::new("./data"), 100 * GIB)
+        );
+
+        // Flags win.
+        let cfg = valid(resolve(
+            "serve",
+            &[
+                "--upstream",
+                "http://127.0.0.1:9100",
+                "--max-memory",
+                "64MiB",
+                "--cache-dir",
+                "d",
+                "--max-disk",
+                "2GiB",
+            ],
+            &env,
+        ));
+        let backends = &cfg.routes.pools["default"].backends;
+        assert_eq!(backends.len(), 1);
+        assert_eq!(backends[0].authority, "127.0.0.1:9100");
+        assert_eq!(cfg.cache.memory_bytes, 64 * MIB);
+        assert_eq!(cfg.cache.disk.unwrap().max_bytes, 2 * GIB);
+        // With kura's own flags, MAX_DISK applies only to a disk tier there is.
+        let cfg = valid(resolve("serve", &["--upstream", "http://x:1"], &env));
+        assert!(cfg.cache.disk.is_none());
+        assert_eq!(cfg.cache.memory_bytes, 100 * MIB);
+        // ETCD with a peering address.
+        let q = resolve(
+            "serve",
+            &["--peering-address", "http://127.0.0.2:8000"],
+            &env,
+        )
+        .unwrap();
+        assert_eq!(q.cluster.unwrap().etcd.unwrap(), ["http://127.0.0.1:2379"]);
+        // ...but not over --peer.
+        let q = resolve(
+            "serve",
+            &[
+                "--peering-address",
+                "127.0.0.2:8000",
+                "--peer",
+                "127.0.0.3:8000",
+            ],
+            &env,
+        )
+        .unwrap();
+        let c = q.cluster.unwrap();
+        assert!(c.etcd.is_none() && c.peers.is_some());
+        // --no-cache turns Casserole's cache sizes off without complaint.
+        let cfg = valid(resolve(
+            "serve",
+            &["--upstream", "http://x:1", "--no-cache"],
+            &env,
+        ));
+        assert!(cfg.cache.disk.is_none());
+        assert_eq!(cfg.routes.vhosts[0].rules[0].action.kind(), Action::Proxy);
+        // A bad size is named by its variable when it is used.
+        let err = resolve(
+            "serve",
+            &[],
+            &[("UPSTREAM_SERVER", "http://x:1"), ("MAX_MEMORY", "lots")],
+        )
+        .unwrap_err();
+        assert!(err.contains("MAX_MEMORY"), "{err}");
+        assert!(
+            resolve(
+                "serve",
+                &["--max-memory", "1G", "--upstream", "http://x:1"],
+                &[("MAX_MEMORY", "lots")]
+            )
+            .is_ok()
+        );
     }
 }

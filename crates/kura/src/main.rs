@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use clap::Parser;
+use clap::{ArgMatches, CommandFactory, FromArgMatches};
 use kura_config::{Config, ConfigError};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -34,10 +34,16 @@ use crate::logging::LogHandle;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // The matches are kept: quick mode needs to know which values came from the command line
+    // and which from the environment.
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     match cli.command {
         Command::Check { config } => check(&config),
-        Command::Serve(args) => serve(*args),
+        Command::Serve(args) => match matches.subcommand_matches("serve") {
+            Some(m) => serve(*args, m),
+            None => unreachable!("clap matched serve"),
+        },
         Command::Routes(args) => routes::run(args),
     }
 }
@@ -84,26 +90,43 @@ fn quick_field(field: &str) -> String {
         f if f.starts_with("access_log") => "--access-log".into(),
         "pools.default.backends" => "--upstream".into(),
         "redis.url" => "--redis".into(),
+        "cluster.peering_address" => "--peering-address".into(),
+        "cluster.secret" => "--cluster-secret (KURA_CLUSTER_SECRET)".into(),
+        f if f.starts_with("cluster.peers") => "--peer".into(),
+        f if f.starts_with("cluster.etcd") => "--etcd".into(),
+        "vhosts[0].rules[0].path" => "--passthrough".into(),
         other => other.into(),
     }
 }
 
-fn serve(args: ServeArgs) -> ExitCode {
+fn serve(args: ServeArgs, matches: &ArgMatches) -> ExitCode {
+    // Flags that do not go together are a usage error (2), as clap's own.
+    let usage = |e: String| {
+        eprintln!("kura serve: {e}");
+        ExitCode::from(2)
+    };
+    let mut casserole = false;
     let config = match &args.config {
-        Some(path) => Config::from_file(path).map_err(|e| {
-            print_errors(&path.display().to_string(), &e);
-        }),
-        None if args.upstream.is_empty() && args.redis.is_none() => {
-            eprintln!(
-                "kura serve: give --config FILE, or --upstream URL and/or --redis URL for quick mode"
-            );
-            Err(())
-        }
-        None => kura_config::validate(&args.quick_config(), Path::new(".")).map_err(|e| {
-            for fe in &e.errors {
-                eprintln!("kura serve: {}: {}", quick_field(&fe.field), fe.message);
+        Some(path) => {
+            if let Err(e) = args.refuse_quick_flags(matches) {
+                return usage(e);
             }
-        }),
+            Config::from_file(path).map_err(|e| {
+                print_errors(&path.display().to_string(), &e);
+            })
+        }
+        None => {
+            let quick = match args.quick(matches, &|name| std::env::var(name).ok()) {
+                Ok(q) => q,
+                Err(e) => return usage(e),
+            };
+            casserole = quick.casserole;
+            kura_config::validate(&quick.config(), Path::new(".")).map_err(|e| {
+                for fe in &e.errors {
+                    eprintln!("kura serve: {}: {}", quick_field(&fe.field), fe.message);
+                }
+            })
+        }
     };
     let Ok(mut config) = config else {
         return ExitCode::from(1);
@@ -114,6 +137,13 @@ fn serve(args: ServeArgs) -> ExitCode {
     };
     overrides.apply(&mut config);
     let log = logging::init(&config.logging);
+    if casserole {
+        tracing::info!(
+            memory_bytes = config.cache.memory_bytes,
+            disk = ?config.cache.disk.as_ref().map(|d| &d.dir),
+            "Casserole's flags or environment: quick mode with Casserole's defaults"
+        );
+    }
     // The control runtime: signals, reloads, the admin listener and health checks. Requests are
     // served by the worker threads `kura_proxy::start` spawns, each with its own runtime.
     let rt = match tokio::runtime::Builder::new_current_thread()

@@ -50,8 +50,9 @@ nginx -c $D/nginx.conf
 # Varnish with its built-in VCL.
 printf 'vcl 4.1;\nbackend default { .host = "127.0.0.1"; .port = "%s"; }\n' "$ORIGIN_PORT" > $D/default.vcl
 varnishd -a 127.0.0.1:8582 -f $D/default.vcl -s malloc,256m -n $D/varnish -P $D/varnish.pid >/dev/null
-# kura quick mode: a caching mirror with its defaults (memory tier, no default TTL).
-$KURA serve --listen 127.0.0.1:8583 --upstream "http://127.0.0.1:$ORIGIN_PORT" 2>$D/kura.log &
+# kura quick mode: a caching mirror with its defaults (memory tier, no default TTL), but
+# --min-ttl 0: quick mode skips objects fresh for under 60 s, which the suite tests store.
+$KURA serve --listen 127.0.0.1:8583 --upstream "http://127.0.0.1:$ORIGIN_PORT" --min-ttl 0 2>$D/kura.log &
 KPID=$!
 sleep 1
 

@@ -40,6 +40,30 @@ pub enum Command {
     },
     /// Manage the frontends in Redis (Hipache's schema) without redis-cli.
     Routes(RoutesArgs),
+    /// Write a kura configuration from another proxy's configuration file.
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    #[command(subcommand)]
+    pub source: ImportSource,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportSource {
+    /// From Hipache's config.json: `kura import hipache config.json [--flavor X] [-o kura.toml]`.
+    /// Fields kura does not carry are named on stderr and in the output's header.
+    Hipache {
+        /// Hipache's configuration file (config.json).
+        config: PathBuf,
+        /// Read config_X.json beside CONFIG instead, as Hipache's SETTINGS_FLAVOR=X does.
+        #[arg(long, value_name = "X")]
+        flavor: Option<String>,
+        /// Write the TOML here instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]

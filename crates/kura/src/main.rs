@@ -5,6 +5,7 @@
 //! SIGINT shut down gracefully (in-flight requests get `server.shutdown_grace`).
 
 mod cli;
+mod import;
 mod logging;
 mod routes;
 mod watch;
@@ -45,6 +46,7 @@ fn main() -> ExitCode {
             None => unreachable!("clap matched serve"),
         },
         Command::Routes(args) => routes::run(args),
+        Command::Import(args) => import::run(args),
     }
 }
 

@@ -315,7 +315,7 @@ pub fn convert(json: &Value) -> anyhow::Result<Imported> {
 
     for (key, value) in root {
         match key.as_str() {
-            "server" | "https" => {}
+            "server" | "https" | "driver" => {}
             "redis" => redis(&mut out, value)?,
             _ => out.skip(
                 key.clone(),
@@ -327,7 +327,16 @@ pub fn convert(json: &Value) -> anyhow::Result<Imported> {
         // Hipache always reads its routes from Redis: its default is the local server.
         redis_section(&mut out.file);
     }
-    let url = redis_url(root.get("redis"))?;
+    let url = match (root.get("redis"), root.get("driver")) {
+        // Hipache 0.3: `driver`, one URL or a list (the first is where routes are read).
+        (None, Some(d)) => driver_url(&mut out, d)?,
+        (r, d) => {
+            if d.is_some() {
+                out.skip("driver", "the redis section is used (kura reads one Redis)");
+            }
+            redis_url(r)?
+        }
+    };
     let template = out.file.pools.contains_key(TEMPLATE_POOL);
     let r = redis_section(&mut out.file);
     r.url = url;
@@ -436,6 +445,44 @@ fn redis_url(v: Option<&Value>) -> anyhow::Result<String> {
     Ok(format!("redis://{auth}{}/{db}", socket(&host, port)))
 }
 
+/// The Redis URL of Hipache 0.3's `driver` (`redis://[:password@]host:port[/db][#prefix]`,
+/// or a list of them): the first is used; a key prefix and further URLs are named as not
+/// carried.
+fn driver_url(out: &mut Imported, v: &Value) -> anyhow::Result<String> {
+    let urls: Vec<String> = match v {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .map(|(i, u)| string(u, &format!("driver[{i}]")))
+            .collect::<anyhow::Result<_>>()?,
+        _ => anyhow::bail!("driver: expected a URL or a list of URLs"),
+    };
+    let Some(first) = urls.first() else {
+        anyhow::bail!("driver: the list is empty");
+    };
+    if !first.starts_with("redis://") {
+        anyhow::bail!("driver: {first:?} is not a redis:// URL (kura reads routes from Redis)");
+    }
+    let (url, prefix) = match first.split_once('#') {
+        Some((u, p)) => (u.to_string(), Some(p)),
+        None => (first.clone(), None),
+    };
+    if let Some(p) = prefix.filter(|p| !p.is_empty()) {
+        out.skip(
+            "driver#prefix".to_string(),
+            format!("kura reads Hipache's keys without a prefix ({p:?} dropped)"),
+        );
+    }
+    if urls.len() > 1 {
+        out.skip(
+            "driver[1..]".to_string(),
+            "kura reads and writes one Redis; point the URL at the master",
+        );
+    }
+    Ok(url)
+}
+
 /// Percent-encodes what may not stand in a URL's userinfo.
 fn userinfo_escape(s: &str) -> String {
     let mut out = String::new();
@@ -452,6 +499,22 @@ fn userinfo_escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn driver_urls_of_hipache_0_3_are_read() {
+        let v: Value = serde_json::from_str(
+            r#"{"server": {"port": 8080}, "driver": ["redis://:pw@10.0.0.1:6380/3#app", "redis://10.0.0.2:6380"]}"#,
+        )
+        .unwrap();
+        let out = convert(&v).unwrap();
+        assert_eq!(
+            out.file.redis.as_ref().unwrap().url,
+            "redis://:pw@10.0.0.1:6380/3"
+        );
+        let named: Vec<&str> = out.not_carried.iter().map(|(f, _)| f.as_str()).collect();
+        assert!(named.contains(&"driver#prefix"), "{named:?}");
+        assert!(named.contains(&"driver[1..]"), "{named:?}");
+    }
 
     #[test]
     fn redis_url_carries_db_and_escaped_password() {

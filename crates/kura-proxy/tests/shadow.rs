@@ -384,6 +384,24 @@ ignore_headers = ["x-origin"]
     let line: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
     assert_eq!(line["endpoint"], "GET items");
     assert_eq!(line["target"], "v2");
+    // Each line names the request id the primary and its copies carried.
+    let ids: Vec<String> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|l| l["request_id"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(ids.len(), n as usize, "{text}");
+    let copied = candidate.last().unwrap();
+    let copied_id = copied
+        .headers
+        .get("x-request-id")
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert!(
+        ids.iter().any(|i| i == copied_id),
+        "{copied_id} not in {ids:?}"
+    );
     assert!(
         line["differences"]
             .as_array()

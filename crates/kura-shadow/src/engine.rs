@@ -434,6 +434,11 @@ fn diff_line(
         "target": target,
         "method": job.method.as_str(),
         "uri": uri,
+        // The id the primary and every copy carried (X-Request-Id), to find them in logs.
+        "request_id": job
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
         "primary_status": primary.status.as_u16(),
         "candidate_status": candidate.status.as_u16(),
         "differences": diffs,

@@ -132,6 +132,12 @@ pub const DEFAULT_SHADOW_MARKER_HEADER: &str = "x-kura-shadow";
 pub const DEFAULT_SHADOW_RELATIVE_THRESHOLD: f64 = 0.2;
 /// `shadow.absolute_threshold`, a fraction (0.03: 3 points).
 pub const DEFAULT_SHADOW_ABSOLUTE_THRESHOLD: f64 = 0.03;
+/// `shadow.latency_relative_threshold`: a candidate is slower (or faster) at a quantile when
+/// its time differs from the primary's by at least this fraction (0.2: 20%)...
+pub const DEFAULT_SHADOW_LATENCY_RELATIVE_THRESHOLD: f64 = 0.2;
+/// `shadow.latency_absolute_threshold`: ... and by at least this much, so that sub-millisecond
+/// jitter is not called a change.
+pub const DEFAULT_SHADOW_LATENCY_ABSOLUTE_THRESHOLD: Duration = Duration::from_millis(1);
 /// `shadow.max_endpoints`: endpoints kept in the report.
 pub const DEFAULT_SHADOW_MAX_ENDPOINTS: usize = 1000;
 /// `shadow.max_fields`: differing fields itemised per endpoint.

@@ -464,6 +464,11 @@ pub struct FileShadow {
     pub relative_threshold: Option<f64>,
     /// The same margin in absolute terms, a fraction from 0 to 1 (default 0.03: 3 points).
     pub absolute_threshold: Option<f64>,
+    /// How much slower (or faster), relatively, a candidate must be at a quantile to be called
+    /// so (default 0.2: 20%).
+    pub latency_relative_threshold: Option<f64>,
+    /// The same margin as a duration (default `1ms`).
+    pub latency_absolute_threshold: Option<String>,
     /// Report bounds.
     pub max_endpoints: Option<usize>,
     /// Differing fields itemised per endpoint (default 200).

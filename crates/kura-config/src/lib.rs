@@ -164,6 +164,11 @@ pub struct ShadowConfig {
     pub relative_threshold: f64,
     /// The same margin in absolute terms, a fraction from 0 to 1 (0.03: 3 points; default 0.03).
     pub absolute_threshold: f64,
+    /// How much slower (or faster), relatively, a candidate must be than the primary at a
+    /// latency quantile to be reported so (0.2: 20%; default 0.2).
+    pub latency_relative_threshold: f64,
+    /// The same margin as a duration, so that jitter is not called a change (default 1 ms).
+    pub latency_absolute_threshold: Duration,
     /// Endpoints kept in the report; later ones are counted under `(other)` (default 1000).
     pub max_endpoints: usize,
     /// Differing fields itemised per endpoint; further ones are only counted (default 200).
@@ -189,6 +194,8 @@ impl Default for ShadowConfig {
             marker_header: HeaderName::from_static(DEFAULT_SHADOW_MARKER_HEADER),
             relative_threshold: DEFAULT_SHADOW_RELATIVE_THRESHOLD,
             absolute_threshold: DEFAULT_SHADOW_ABSOLUTE_THRESHOLD,
+            latency_relative_threshold: DEFAULT_SHADOW_LATENCY_RELATIVE_THRESHOLD,
+            latency_absolute_threshold: DEFAULT_SHADOW_LATENCY_ABSOLUTE_THRESHOLD,
             max_endpoints: DEFAULT_SHADOW_MAX_ENDPOINTS,
             max_fields: DEFAULT_SHADOW_MAX_FIELDS,
             examples: DEFAULT_SHADOW_EXAMPLES,

@@ -129,6 +129,23 @@ pub(crate) fn validate_shadow(
             s.absolute_threshold,
             DEFAULT_SHADOW_ABSOLUTE_THRESHOLD,
         ),
+        latency_relative_threshold: {
+            let v = s
+                .latency_relative_threshold
+                .unwrap_or(DEFAULT_SHADOW_LATENCY_RELATIVE_THRESHOLD);
+            if !(v >= 0.0 && v.is_finite()) {
+                errs.push(
+                    "shadow.latency_relative_threshold",
+                    "must be 0 or more (0.2 is 20%)",
+                );
+            }
+            v
+        },
+        latency_absolute_threshold: errs.duration(
+            "shadow.latency_absolute_threshold",
+            &s.latency_absolute_threshold,
+            DEFAULT_SHADOW_LATENCY_ABSOLUTE_THRESHOLD,
+        ),
         max_endpoints: positive(
             errs,
             "shadow.max_endpoints",
@@ -361,6 +378,8 @@ ignore_headers = ["date"]
 marker_header = "x-shadow"
 relative_threshold = 0.5
 absolute_threshold = 0.1
+latency_relative_threshold = 0.5
+latency_absolute_threshold = "5ms"
 diff_log = "diffs.jsonl"
 "#,
         )
@@ -369,6 +388,11 @@ diff_log = "diffs.jsonl"
         assert_eq!(c.shadow.max_request_body, 64 * 1024);
         assert_eq!(c.shadow.ignore_headers, ["date"]);
         assert_eq!(c.shadow.marker_header, "x-shadow");
+        assert_eq!(c.shadow.latency_relative_threshold, 0.5);
+        assert_eq!(
+            c.shadow.latency_absolute_threshold,
+            std::time::Duration::from_millis(5)
+        );
         assert_eq!(
             c.shadow.diff_log.as_deref(),
             Some(Path::new("/etc/kura/diffs.jsonl"))
@@ -401,6 +425,8 @@ sample_by = "bad header"
 queue = 0
 absolute_threshold = 3
 timeout = "soon"
+latency_relative_threshold = -1
+latency_absolute_threshold = "a bit"
 "#,
         )
         .unwrap_err();
@@ -410,6 +436,8 @@ timeout = "soon"
                 "shadow.queue",
                 "shadow.timeout",
                 "shadow.absolute_threshold",
+                "shadow.latency_relative_threshold",
+                "shadow.latency_absolute_threshold",
                 "vhosts[0].rules[0].shadow.targets[0].pool",
                 "vhosts[0].rules[0].shadow.targets[2].name",
                 "vhosts[0].rules[0].shadow.secondary",
@@ -423,9 +451,9 @@ timeout = "soon"
             ]
         );
         assert!(
-            e.errors[6].message.contains("allow_unsafe"),
+            e.errors[8].message.contains("allow_unsafe"),
             "{}",
-            e.errors[6].message
+            e.errors[8].message
         );
         let e = load("[vhosts.rules.shadow]\ntargets = []\n").unwrap_err();
         assert_eq!(fields(&e), ["vhosts[0].rules[0].shadow.targets"]);
@@ -477,6 +505,14 @@ timeout = "soon"
         assert_eq!(
             row("shadow.absolute_threshold"),
             d.absolute_threshold.to_string()
+        );
+        assert_eq!(
+            row("shadow.latency_relative_threshold"),
+            d.latency_relative_threshold.to_string()
+        );
+        assert_eq!(
+            crate::parse_duration(&row("shadow.latency_absolute_threshold")).unwrap(),
+            d.latency_absolute_threshold
         );
         assert_eq!(row("shadow.max_endpoints"), d.max_endpoints.to_string());
         assert_eq!(row("shadow.max_fields"), d.max_fields.to_string());

@@ -5,6 +5,8 @@
 //! the body ends; one that never ends (client gone, upstream broken) is dropped and the job
 //! learns the copy is incomplete.
 
+use std::time::Duration;
+
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, StatusCode};
 use tokio::sync::oneshot;
@@ -110,6 +112,7 @@ pub struct Capture {
     headers: HeaderMap,
     chunks: Chunks,
     length: u64,
+    elapsed: Option<Duration>,
     tx: Option<oneshot::Sender<Answer>>,
 }
 
@@ -118,10 +121,11 @@ pub struct Capture {
 pub type PrimaryAnswer = oneshot::Receiver<Answer>;
 
 impl Capture {
-    /// A capture for the answer `tx` waits for.
+    /// A capture for the answer `tx` waits for; `elapsed` is the primary's time to this head.
     pub fn new(
         status: StatusCode,
         headers: HeaderMap,
+        elapsed: Option<Duration>,
         limit: u64,
         tx: oneshot::Sender<Answer>,
     ) -> Capture {
@@ -130,6 +134,7 @@ impl Capture {
             headers,
             chunks: Chunks::new(limit),
             length: 0,
+            elapsed,
             tx: Some(tx),
         }
     }
@@ -158,6 +163,7 @@ impl Capture {
             headers: std::mem::take(&mut self.headers),
             body: chunks.join(),
             length: self.length,
+            elapsed: self.elapsed,
         });
     }
 }
@@ -189,7 +195,8 @@ mod tests {
     #[tokio::test]
     async fn the_primary_answer_keeps_the_start_and_the_whole_length() {
         let (tx, rx) = Capture::channel();
-        let mut c = Capture::new(StatusCode::OK, HeaderMap::new(), 4, tx);
+        let elapsed = Some(Duration::from_millis(12));
+        let mut c = Capture::new(StatusCode::OK, HeaderMap::new(), elapsed, 4, tx);
         c.push(&Bytes::from_static(b"abc"));
         c.push(&Bytes::from_static(b"defg"));
         c.finish();
@@ -197,9 +204,13 @@ mod tests {
         let a = rx.await.unwrap();
         assert_eq!(&a.body[..], b"abcd");
         assert_eq!(a.length, 7);
+        assert_eq!(
+            a.elapsed, elapsed,
+            "the primary's time travels with its answer"
+        );
         assert!(a.truncated());
         let (tx, rx) = Capture::channel();
-        drop(Capture::new(StatusCode::OK, HeaderMap::new(), 4, tx));
+        drop(Capture::new(StatusCode::OK, HeaderMap::new(), None, 4, tx));
         assert!(rx.await.is_err(), "an unfinished answer is never compared");
     }
 }

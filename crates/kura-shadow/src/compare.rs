@@ -21,6 +21,9 @@ pub struct Answer {
     pub body: Bytes,
     /// The whole body's length (more than `body.len()` when it was cut).
     pub length: u64,
+    /// Time from handing the request to the pool to the response head (Kage's `:elapsed`);
+    /// `None` when it was not timed. Not compared: the report counts it as latency.
+    pub elapsed: Option<std::time::Duration>,
 }
 
 impl Answer {
@@ -376,6 +379,7 @@ mod tests {
             headers,
             body: Bytes::copy_from_slice(body.as_bytes()),
             length: body.len() as u64,
+            elapsed: None,
         }
     }
 

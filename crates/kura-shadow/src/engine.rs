@@ -24,6 +24,7 @@ use crate::capture::{BodyCopy, Chunks, PrimaryAnswer};
 use crate::compare::{Answer, Difference, compare};
 use crate::difflog::DiffLog;
 use crate::html;
+use crate::latency::{LatencyThresholds, TargetLatency, Timing};
 use crate::report::{ReportSettings, Reports, Snapshot};
 use crate::rule::{BoxError, ShadowRule, Upstream};
 
@@ -106,6 +107,7 @@ struct Counters {
     selected: AtomicU64,
     dropped: [AtomicU64; 4],
     targets: Mutex<BTreeMap<String, TargetCounts>>,
+    latency: Mutex<BTreeMap<String, TargetLatency>>,
 }
 
 /// Counter values, for metrics and the report.
@@ -150,6 +152,10 @@ impl Shadow {
                 examples: cfg.examples,
                 relative_threshold: cfg.relative_threshold,
                 absolute_threshold: cfg.absolute_threshold,
+                latency: LatencyThresholds {
+                    relative: cfg.latency_relative_threshold,
+                    absolute: cfg.latency_absolute_threshold,
+                },
             }),
             counters: Counters::default(),
             diff_log,
@@ -215,13 +221,19 @@ impl Shadow {
                 .iter()
                 .map(|d| (d.as_str(), c.dropped[*d as usize].load(Relaxed)))
                 .collect(),
-            targets: c.targets.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            targets: lock(&c.targets).clone(),
             diff_log_dropped: self
                 .inner
                 .diff_log
                 .as_ref()
                 .map_or(0, |l| l.dropped.load(Relaxed)),
         }
+    }
+
+    /// Per target, the Prometheus histograms of the primary's and the target's times to the
+    /// response head over the exchanges compared (since start: never reset).
+    pub fn latency(&self) -> BTreeMap<String, TargetLatency> {
+        lock(&self.inner.counters.latency).clone()
     }
 
     /// Forgets the report (counters stay: they are Prometheus counters).
@@ -270,15 +282,27 @@ impl Inner {
     }
 
     fn count_target(&self, target: &str, f: impl FnOnce(&mut TargetCounts)) {
-        let mut t = self
-            .counters
-            .targets
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        match t.get_mut(target) {
-            Some(c) => f(c),
-            None => f(t.entry(target.to_string()).or_default()),
-        }
+        with_entry(&self.counters.targets, target, f)
+    }
+
+    fn count_latency(&self, target: &str, t: Timing) {
+        with_entry(&self.counters.latency, target, |l| {
+            l.primary.observe(t.primary);
+            l.candidate.observe(t.candidate);
+        })
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Updates a target's entry (made on its first use: target names come from the config).
+fn with_entry<T: Default>(map: &Mutex<BTreeMap<String, T>>, target: &str, f: impl FnOnce(&mut T)) {
+    let mut m = lock(map);
+    match m.get_mut(target) {
+        Some(c) => f(c),
+        None => f(m.entry(target.to_string()).or_default()),
     }
 }
 
@@ -364,9 +388,21 @@ async fn run(inner: &Inner, mut job: Job) {
         match answer {
             Ok(a) => {
                 let diffs = compare(&primary, &a, &job.rule.compare);
-                inner
-                    .reports
-                    .record(&job.endpoint, &t.name, &uri, &diffs, noise.as_deref());
+                let timing = match (primary.elapsed, a.elapsed) {
+                    (Some(primary), Some(candidate)) => Some(Timing { primary, candidate }),
+                    _ => None,
+                };
+                if let Some(timing) = timing {
+                    inner.count_latency(&t.name, timing);
+                }
+                inner.reports.record(
+                    &job.endpoint,
+                    &t.name,
+                    &uri,
+                    &diffs,
+                    noise.as_deref(),
+                    timing,
+                );
                 inner.count_target(&t.name, |c| {
                     if diffs.is_empty() {
                         c.same += 1
@@ -397,7 +433,10 @@ async fn fetch(
     deadline: Instant,
 ) -> Result<Answer, Failure> {
     let exchange = async {
+        // Timed as the primary is: from handing the request to the pool to the head.
+        let sent = Instant::now();
         let resp = upstream.send(req).await.map_err(Failure::Error)?;
+        let elapsed = sent.elapsed();
         let (parts, mut body) = resp.into_parts();
         let mut kept = Chunks::new(limit);
         let mut length = 0u64;
@@ -413,6 +452,7 @@ async fn fetch(
             headers: parts.headers,
             body: kept.join(),
             length,
+            elapsed: Some(elapsed),
         })
     };
     timeout_at(deadline, exchange)

@@ -9,6 +9,8 @@
 //!   line, binary by hash);
 //! - [`report`]: per-endpoint counts and the noise rule (a second primary tells which
 //!   differences happen anyway);
+//! - [`latency`]: the primary's and each candidate's times to the response head, their
+//!   quantiles per endpoint and the Prometheus buckets per target;
 //! - [`html`]: the report as a page for people;
 //! - [`rule`]: a rule's selection (method, path, header, sample) and targets;
 //! - [`capture`]: copies of the request body and the primary's answer, taken as they stream;
@@ -22,11 +24,13 @@ pub mod compare;
 pub mod difflog;
 pub mod engine;
 pub mod html;
+pub mod latency;
 pub mod report;
 pub mod rule;
 
 pub use capture::{BodyCopy, BodyTee, Capture, PrimaryAnswer};
 pub use compare::{Answer, CompareOptions, Difference, compare};
 pub use engine::{BodySource, CountersSnapshot, DropReason, Job, Shadow, TargetCounts};
+pub use latency::{LatencyReport, Speed, TargetLatency, Timing};
 pub use report::{ReportSettings, Reports, Snapshot, Verdict};
 pub use rule::{ShadowBody, ShadowRule, Target, Upstream};

@@ -7,8 +7,14 @@
 //! least `relative` of the noise rate. Other differing fields are **noise**: a timestamp or a
 //! random id differs between two primaries as often as against the candidate.
 //!
+//! Each (endpoint, candidate) also keeps the primary's and the candidate's times to the
+//! response head over the same exchanges ([`crate::latency`]): p50/p90/p99 of each side, the
+//! difference and a verdict (slower, similar, faster).
+//!
 //! Memory is bounded: at most `max_endpoints` endpoints (later ones are counted under
-//! `(other)`), `max_fields` fields each, and a ring of `examples` example pairs per field.
+//! `(other)`; endpoint names are templated, `/items/{id}`, but a client can still send paths
+//! that are not, so the bound is what holds), `max_fields` fields each, a ring of `examples`
+//! example pairs per field, and two fixed-size latency histograms (~20 KiB in all).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -16,6 +22,7 @@ use std::sync::Mutex;
 use serde::Serialize;
 
 use crate::compare::Difference;
+use crate::latency::{LatencyPair, LatencyReport, LatencyThresholds, Timing};
 
 /// Where the report is bounded and how noise is judged.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +38,8 @@ pub struct ReportSettings {
     pub relative_threshold: f64,
     /// Raw rate minus noise rate must be at least this (Diffy's absolute threshold).
     pub absolute_threshold: f64,
+    /// When a candidate is called slower or faster than the primary at a latency quantile.
+    pub latency: LatencyThresholds,
 }
 
 impl Default for ReportSettings {
@@ -41,6 +50,7 @@ impl Default for ReportSettings {
             examples: 5,
             relative_threshold: 0.2,
             absolute_threshold: 0.03,
+            latency: LatencyThresholds::default(),
         }
     }
 }
@@ -74,6 +84,8 @@ struct Endpoint {
     fields: HashMap<String, Field>,
     /// Differences in fields beyond `max_fields` (not itemised).
     untracked: u64,
+    /// Both sides' times, from the first timed exchange on.
+    latency: Option<Box<LatencyPair>>,
 }
 
 /// The report being counted: bounded per-endpoint and per-field counts behind one mutex,
@@ -136,6 +148,9 @@ pub struct EndpointReport {
     pub untracked_differences: u64,
     /// Fields the candidate differed in, regressions first, then by count.
     pub fields: Vec<FieldReport>,
+    /// The primary's and the candidate's times to the response head over the exchanges
+    /// compared, at p50, p90 and p99, and which is slower; `None` when none was timed.
+    pub latency: Option<LatencyReport>,
 }
 
 /// The whole report at one moment: the admin API's JSON and the HTML page's content.
@@ -147,6 +162,10 @@ pub struct Snapshot {
     pub relative_threshold: f64,
     /// The absolute threshold the verdicts were judged with (a fraction: 0.03 is 3 points).
     pub absolute_threshold: f64,
+    /// The relative margin of the latency verdicts (0.2: the slower side takes 20% longer).
+    pub latency_relative_threshold: f64,
+    /// The absolute margin of the latency verdicts, in milliseconds.
+    pub latency_absolute_threshold_ms: f64,
     /// Every (endpoint, candidate) pair, sorted by endpoint then candidate.
     pub endpoints: Vec<EndpointReport>,
 }
@@ -172,8 +191,9 @@ impl Reports {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Records one compared exchange: the candidate's differences from the primary and, when
-    /// a second primary answered too, the differences between the two primaries.
+    /// Records one compared exchange: the candidate's differences from the primary, when a
+    /// second primary answered too the differences between the two primaries, and both
+    /// sides' times when the primary's was taken.
     pub fn record(
         &self,
         endpoint: &str,
@@ -181,6 +201,7 @@ impl Reports {
         uri: &str,
         raw: &[Difference],
         noise: Option<&[Difference]>,
+        timing: Option<Timing>,
     ) {
         let s = &self.settings;
         let mut st = self.lock();
@@ -192,6 +213,11 @@ impl Reports {
         e.compared += 1;
         if !raw.is_empty() {
             e.differing += 1;
+        }
+        if let Some(t) = timing {
+            e.latency
+                .get_or_insert_with(|| Box::new(LatencyPair::new()))
+                .record(t);
         }
         for d in raw {
             let Some(f) = field(e, &d.field, s.max_fields) else {
@@ -298,6 +324,7 @@ impl Reports {
                         .count(),
                     untracked_differences: e.untracked,
                     fields,
+                    latency: e.latency.as_ref().map(|l| l.report(&s.latency)),
                 }
             })
             .collect();
@@ -306,6 +333,8 @@ impl Reports {
             since: st.since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             relative_threshold: s.relative_threshold,
             absolute_threshold: s.absolute_threshold,
+            latency_relative_threshold: s.latency.relative,
+            latency_absolute_threshold_ms: s.latency.absolute.as_secs_f64() * 1000.0,
             endpoints,
         }
     }
@@ -380,6 +409,7 @@ mod tests {
                 &format!("/items/{i}"),
                 &raw,
                 Some(&noise),
+                None,
             );
         }
         let snap = r.snapshot();
@@ -427,10 +457,10 @@ mod tests {
             ..ReportSettings::default()
         });
         for ep in ["a", "b", "c", "d"] {
-            r.record(ep, "v2", "/", &[d("f1")], None);
+            r.record(ep, "v2", "/", &[d("f1")], None, None);
         }
         let many: Vec<Difference> = (0..10).map(|i| d(&format!("f{i}"))).collect();
-        r.record("a", "v2", "/", &many, None);
+        r.record("a", "v2", "/", &many, None, None);
         let snap = r.snapshot();
         let names: Vec<&str> = snap.endpoints.iter().map(|e| e.endpoint.as_str()).collect();
         assert_eq!(names, [OTHER_ENDPOINT, "a", "b"]);
@@ -444,10 +474,52 @@ mod tests {
     }
 
     #[test]
+    fn latency_is_kept_per_endpoint_within_the_bound_and_forgotten_on_reset() {
+        use crate::latency::Speed;
+        use std::time::Duration;
+        let r = Reports::new(ReportSettings {
+            max_endpoints: 2,
+            ..ReportSettings::default()
+        });
+        let t = |p: u64, c: u64| {
+            Some(Timing {
+                primary: Duration::from_millis(p),
+                candidate: Duration::from_millis(c),
+            })
+        };
+        for i in 0..10 {
+            r.record("GET /items/{id}", "v2", "/items/1", &[], None, t(10, 13));
+            r.record("GET /search", "v2", "/search", &[], None, t(50, 20));
+            // Random paths past the bound share one entry, latency included.
+            r.record(&format!("GET /r{i}"), "v2", "/", &[], None, t(5, 5));
+        }
+        r.record("GET /untimed", "v2", "/", &[], None, None);
+        let snap = r.snapshot();
+        let names: Vec<&str> = snap.endpoints.iter().map(|e| e.endpoint.as_str()).collect();
+        assert_eq!(names, ["(other)", "GET /items/{id}", "GET /search"]);
+        let other = snap.endpoints[0].latency.as_ref().unwrap();
+        assert_eq!((snap.endpoints[0].compared, other.measured), (11, 10));
+        assert_eq!(other.verdict, Speed::Similar);
+        let items = snap.endpoints[1].latency.as_ref().unwrap();
+        assert_eq!(items.verdict, Speed::Slower);
+        assert_eq!(items.p50.change_percent, Some(30.0));
+        let search = snap.endpoints[2].latency.as_ref().unwrap();
+        assert_eq!(search.verdict, Speed::Faster);
+        assert_eq!(search.p90.difference_ms, -30.0);
+        let json = serde_json::to_value(&snap).unwrap();
+        assert_eq!(json["endpoints"][1]["latency"]["p50"]["verdict"], "slower");
+        assert_eq!(json["endpoints"][1]["latency"]["p50"]["primary_ms"], 10.0);
+        assert_eq!(json["latency_absolute_threshold_ms"], 1.0);
+        r.reset();
+        r.record("GET /items/{id}", "v2", "/items/1", &[], None, None);
+        assert!(r.snapshot().endpoints[0].latency.is_none());
+    }
+
+    #[test]
     fn without_a_second_primary_every_difference_counts() {
         let r = Reports::new(ReportSettings::default());
-        r.record("GET /", "v2", "/", &[d("status")], None);
-        r.record("GET /", "v2", "/", &[], None);
+        r.record("GET /", "v2", "/", &[d("status")], None, None);
+        r.record("GET /", "v2", "/", &[], None, None);
         let snap = r.snapshot();
         let e = &snap.endpoints[0];
         assert_eq!((e.compared, e.differing, e.noise_compared), (2, 1, 0));

@@ -57,7 +57,7 @@ impl ProxyAction {
         };
         let mut reply = forward(pool, out, x).await?;
         if let Reply::Relayed { shadowing: s, .. } = &mut reply {
-            *s = shadowing;
+            *s = shadowing.map(|s| s.answered_in(x.upstream_time));
         }
         Ok(reply)
     }

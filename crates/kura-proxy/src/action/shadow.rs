@@ -4,6 +4,7 @@
 //! waited on by the shadows, and a full queue only drops the copy.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::uri::PathAndQuery;
@@ -40,12 +41,21 @@ impl Upstream for PoolUpstream {
 pub struct Shadowing {
     tx: oneshot::Sender<Answer>,
     limit: u64,
+    elapsed: Option<Duration>,
 }
 
 impl Shadowing {
+    /// Notes the primary's time from handing the request to its pool to the response head
+    /// (compared with the candidates' times, taken the same way).
+    pub fn answered_in(mut self, elapsed: Option<Duration>) -> Shadowing {
+        self.elapsed = elapsed;
+        self
+    }
+
     /// Tees the primary's answer (`headers` as the upstream sent them) into the comparison.
     pub fn capture(self, status: StatusCode, headers: HeaderMap, body: ProxyBody) -> ProxyBody {
-        body.with_capture(Capture::new(status, headers, self.limit, self.tx))
+        let capture = Capture::new(status, headers, self.elapsed, self.limit, self.tx);
+        body.with_capture(capture)
     }
 }
 
@@ -104,5 +114,6 @@ pub fn begin(
     Some(Shadowing {
         tx,
         limit: settings.max_compare_body,
+        elapsed: None,
     })
 }

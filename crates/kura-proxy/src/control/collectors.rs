@@ -1,8 +1,15 @@
 //! Prometheus collectors read at scrape time from the shadow engine and the cluster (their
 //! counters live in their own crates as atomics; these turn them into metric families).
+//!
+//! The shadow latency histogram is labelled by target and side only: targets come from the
+//! configuration, while endpoints, even templated and capped at `max_endpoints`, would
+//! multiply its 18 series per label set by up to a thousand. Per-endpoint quantiles are in
+//! `/shadow`.
 
 use std::sync::Arc;
 
+use prometheus::core::Desc;
+use prometheus::proto::{Bucket, Histogram, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts};
 
 use crate::control::metrics::Metrics;
@@ -25,13 +32,64 @@ struct ShadowCollector {
     descs: Vec<prometheus::core::Desc>,
 }
 
+/// `kura_shadow_latency_seconds` without the registry's prefix.
+const LATENCY_NAME: &str = "shadow_latency_seconds";
+const LATENCY_HELP: &str = "Time to the response head of the primary and of each shadow \
+    target, over the exchanges compared, by target and side (primary, candidate)";
+
 impl ShadowCollector {
     fn new(shadow: Arc<kura_shadow::Shadow>) -> Self {
         let mut descs = Vec::new();
         for m in Self::build(&shadow) {
             descs.extend(m.desc().into_iter().cloned());
         }
+        descs.push(
+            Desc::new(
+                LATENCY_NAME.into(),
+                LATENCY_HELP.into(),
+                vec!["side".into(), "target".into()],
+                Default::default(),
+            )
+            .expect("static metric"),
+        );
         ShadowCollector { shadow, descs }
+    }
+
+    /// The latency histograms, built from the engine's bucket counts (a `prometheus`
+    /// histogram cannot be set from counts kept elsewhere).
+    fn latency(shadow: &kura_shadow::Shadow) -> MetricFamily {
+        let label = |name: &str, value: &str| {
+            let mut l = LabelPair::default();
+            l.set_name(name.into());
+            l.set_value(value.into());
+            l
+        };
+        let mut family = MetricFamily::default();
+        family.set_name(LATENCY_NAME.into());
+        family.set_help(LATENCY_HELP.into());
+        family.set_field_type(MetricType::HISTOGRAM);
+        for (target, l) in shadow.latency() {
+            for (side, b) in [("primary", &l.primary), ("candidate", &l.candidate)] {
+                let mut h = Histogram::default();
+                h.set_sample_count(b.count);
+                h.set_sample_sum(b.sum);
+                h.set_bucket(
+                    b.cumulative()
+                        .map(|(le, n)| {
+                            let mut bucket = Bucket::default();
+                            bucket.set_upper_bound(le);
+                            bucket.set_cumulative_count(n);
+                            bucket
+                        })
+                        .collect(),
+                );
+                let mut m = Metric::default();
+                m.set_label(vec![label("side", side), label("target", &target)]);
+                m.set_histogram(h);
+                family.mut_metric().push(m);
+            }
+        }
+        family
     }
 
     fn build(shadow: &kura_shadow::Shadow) -> Vec<Box<dyn prometheus::core::Collector>> {
@@ -114,10 +172,12 @@ impl prometheus::core::Collector for ShadowCollector {
     }
 
     fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
-        Self::build(&self.shadow)
+        let mut families: Vec<MetricFamily> = Self::build(&self.shadow)
             .iter()
             .flat_map(|m| m.collect())
-            .collect()
+            .collect();
+        families.push(Self::latency(&self.shadow));
+        families
     }
 }
 

@@ -33,7 +33,7 @@ use crate::object::{Entry, Object};
 use crate::origin::{Origin, OriginError};
 use crate::policy::{self, CacheStatus, PolicyRequest, RequestDirectives};
 use crate::range::{self, Wanted};
-use crate::stats::{Stats, StatsSnapshot};
+use crate::stats::{Capacity, Stats, StatsSnapshot};
 use crate::tier::{Source, Storage, Tier};
 
 /// One request for a `cache` rule.
@@ -78,6 +78,8 @@ pub struct Cache {
     pub(crate) segment_size: u64,
     pub(crate) prefetch: u32,
     pub(crate) lock_timeout: Duration,
+    /// The tiers' configured sizes (they need a restart to change).
+    pub(crate) capacity: Capacity,
 }
 
 /// How a stored object can be used for a request.
@@ -120,12 +122,19 @@ impl Cache {
             segment_size: cfg.segment_size,
             prefetch: cfg.prefetch_segments,
             lock_timeout: cfg.lock_timeout,
+            capacity: Capacity::of(cfg),
         }))
     }
 
     /// The counters now, with the memory tier's size (admin API `/cache`, Prometheus metrics).
     pub fn stats(&self) -> StatsSnapshot {
         self.stats.snapshot(self.storage.memory_bytes())
+    }
+
+    /// The tiers' configured sizes: the memory tier's and the disk tier's two marks (admin API
+    /// `/cache`, the dashboard).
+    pub fn capacity(&self) -> Capacity {
+        self.capacity
     }
 
     /// Waits for queued disk writes (tests and shutdown).

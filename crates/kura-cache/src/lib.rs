@@ -35,7 +35,7 @@ pub mod tier;
 pub use body::CacheBody;
 pub use engine::{Cache, CacheRequest, Purged};
 pub use origin::{BoxError, FetchInfo, FromPeer, Origin, OriginBody, OriginError, PeerRequest};
-pub use stats::StatsSnapshot;
+pub use stats::{Capacity, StatsSnapshot};
 
 /// Hop-by-hop headers, never stored (RFC 9110 §7.6.1).
 pub use kura_http::is_hop_by_hop;

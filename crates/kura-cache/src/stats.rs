@@ -84,6 +84,30 @@ pub struct StatsSnapshot {
     pub memory_bytes: u64,
 }
 
+/// The tiers' configured sizes, beside the counters in reports: what the memory tier may hold
+/// and the disk tier's two marks (cleaning starts above `disk_max_bytes` and stops at
+/// `disk_cleaned_bytes`). `None` for a tier that is not configured.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Capacity {
+    /// The memory tier's size (`cache.memory`); `None` without a memory tier.
+    pub memory_max_bytes: Option<u64>,
+    /// Cleaning starts above this (`cache.max_disk`); `None` without a disk tier.
+    pub disk_max_bytes: Option<u64>,
+    /// Cleaning stops at this (`cache.cleaned_disk`); `None` without a disk tier.
+    pub disk_cleaned_bytes: Option<u64>,
+}
+
+impl Capacity {
+    /// The sizes `cfg` gives its tiers.
+    pub fn of(cfg: &kura_config::CacheConfig) -> Capacity {
+        Capacity {
+            memory_max_bytes: (cfg.memory_bytes > 0).then_some(cfg.memory_bytes),
+            disk_max_bytes: cfg.disk.as_ref().map(|d| d.max_bytes),
+            disk_cleaned_bytes: cfg.disk.as_ref().map(|d| d.cleaned_bytes),
+        }
+    }
+}
+
 impl Stats {
     /// Adds one to counter `c`.
     pub fn inc(c: &AtomicU64) {

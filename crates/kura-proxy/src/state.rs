@@ -113,6 +113,11 @@ pub struct Shared {
     /// Every address kura listens on (client, admin, peer listeners), once bound: store-fed
     /// backends may not point there.
     pub own_addrs: OnceLock<Vec<std::net::SocketAddr>>,
+    /// The Redis route source's state (connected, frontends, errors), set when it starts: the
+    /// admin API's `/status` reads it.
+    pub(crate) redis: OnceLock<Arc<crate::control::redis_routes::RedisMetrics>>,
+    /// When this server started (`/status`: start time and uptime).
+    pub started: std::time::SystemTime,
 }
 
 /// Whether `b` is one of kura's own listeners `own`: the same port, and the same address, a
@@ -178,6 +183,8 @@ impl Shared {
             cluster,
             tunnels,
             own_addrs: OnceLock::new(),
+            redis: OnceLock::new(),
+            started: std::time::SystemTime::now(),
         };
         if let Err(e) = shared.apply(config) {
             tracing::error!(error = %e, "route table not built");

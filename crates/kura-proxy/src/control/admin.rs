@@ -1,4 +1,5 @@
-//! The admin listener: Prometheus metrics, the live route table, backend health, and reload.
+//! The admin listener: the dashboard, Prometheus metrics, the live route table, backend
+//! health, and reload.
 //! It runs on its own address (keep it on loopback or a private network) and shares the
 //! server's state read-only, except for the reload hook, purges and the shadow reset.
 //!
@@ -10,19 +11,23 @@
 //!   another origin (`Origin` not this listener, `Sec-Fetch-Site` not same-origin), so a page's
 //!   `fetch(..., {mode: 'no-cors'})` purges nothing;
 //! - with `admin.token` (or `KURA_ADMIN_TOKEN`), state changes need `Authorization: Bearer
-//!   <token>`, and reads too with `admin.protect_reads`.
+//!   <token>`, and reads too with `admin.protect_reads` (not the dashboard's static files,
+//!   which hold no data: its script asks for the token and sends it).
 //!
 //! Connections are capped (`admin.max_connections`) and held to `[limits]`' header, idle and
 //! send timeouts (`side.rs`).
 //!
 //! | method | path        | answer                                                   |
 //! |--------|-------------|----------------------------------------------------------|
+//! | GET    | `/`         | the dashboard (`dashboard.rs`)                           |
+//! | GET    | `/status`   | JSON: version, uptime, Redis and etcd state (`status.rs`) |
+//! | GET    | `/traffic`  | JSON: requests per vhost over the last minutes (`traffic.rs`) |
 //! | GET    | `/metrics`  | Prometheus text format                                   |
 //! | GET    | `/healthz`  | `ok`                                                     |
 //! | GET    | `/routes`   | JSON: vhosts, their hosts and rules                      |
 //! | GET    | `/backends` | JSON: every pool's backends, alive or dead, connections  |
 //! | POST   | `/reload`   | reloads the configuration file (as SIGHUP)               |
-//! | GET    | `/cache`    | JSON: cache counters and sizes                           |
+//! | GET    | `/cache`    | JSON: cache counters, sizes and the tiers' configured sizes |
 //! | POST   | `/purge?url=URL` | purges the entry (and variants) URL maps to         |
 //! | POST   | `/purge?prefix=P` | purges every cache key starting with P             |
 //! | POST   | `/purge?all=true` | empties the cache                                  |
@@ -47,6 +52,8 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
+use crate::control::dashboard;
+use crate::control::traffic::{self, Traffic};
 use crate::listen::side::Tracked;
 
 use crate::clock::now_ms;
@@ -115,8 +122,10 @@ impl Access {
                 ));
             }
         }
+        // The dashboard's files are static: a browser opening the page cannot send a token.
+        let public = !changes && dashboard::asset(req.uri().path()).is_some();
         if let Some(token) = &self.token
-            && (changes || self.protect_reads)
+            && (changes || (self.protect_reads && !public))
         {
             let given = h
                 .get(header::AUTHORIZATION)
@@ -153,9 +162,16 @@ pub(crate) async fn serve(
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
     let access = Arc::new(Access::new(&cfg, port));
     let cap = Arc::new(Semaphore::new(cfg.max_connections));
+    let traffic = Arc::new(Traffic::new(&shared.metrics));
+    tracker.spawn(traffic::run(
+        traffic.clone(),
+        shared.metrics.clone(),
+        shared.shutdown.clone(),
+    ));
     while let Some(conn) = crate::listen::side::next(&listener, &shared, &cap, false).await {
         let shared = shared.clone();
         let access = access.clone();
+        let traffic = traffic.clone();
         tracker.spawn(async move {
             // The whole connection (its slot under the cap included) lives as long as this task.
             let conn = conn;
@@ -164,12 +180,13 @@ pub(crate) async fn serve(
             let svc = service_fn(move |req| {
                 let shared = svc_shared.clone();
                 let access = access.clone();
+                let traffic = traffic.clone();
                 let state = state.clone();
                 state.busy();
                 async move {
                     let resp = match access.check(&req) {
                         Some(refused) => refused,
-                        None => route(&shared, req).await,
+                        None => route(&shared, &traffic, req).await,
                     };
                     Ok::<_, Infallible>(resp.map(|b| Tracked::new(b, &state)))
                 }
@@ -193,9 +210,29 @@ pub(crate) async fn serve(
     }
 }
 
-async fn route(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn route(
+    shared: &Shared,
+    traffic: &Traffic,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    if req.method() == Method::GET
+        && let Some((ctype, body)) = dashboard::asset(req.uri().path())
+    {
+        return dashboard::serve(ctype, body);
+    }
     match (req.method(), req.uri().path()) {
-        (&Method::GET, "/cache") => json_reply(StatusCode::OK, json!(shared.cache.stats())),
+        (&Method::GET, "/status") => json_reply(StatusCode::OK, super::status::report(shared)),
+        (&Method::GET, "/traffic") => json_reply(StatusCode::OK, traffic.report(&shared.metrics)),
+        (&Method::GET, "/cache") => {
+            let mut v = json!(shared.cache.stats());
+            if let (Some(o), Ok(serde_json::Value::Object(c))) = (
+                v.as_object_mut(),
+                serde_json::to_value(shared.cache.capacity()),
+            ) {
+                o.extend(c);
+            }
+            json_reply(StatusCode::OK, v)
+        }
         (&Method::POST, "/purge") => purge(shared, req.uri().query().unwrap_or("")).await,
         (&Method::GET, "/cluster") => match &shared.cluster {
             Some(c) => json_reply(StatusCode::OK, json!(c.snapshot())),

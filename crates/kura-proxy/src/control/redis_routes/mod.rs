@@ -6,4 +6,5 @@ pub mod schema;
 mod source;
 pub mod store;
 
+pub(crate) use metrics::RedisMetrics;
 pub(crate) use source::spawn;

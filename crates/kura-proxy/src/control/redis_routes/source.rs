@@ -105,6 +105,7 @@ pub fn spawn(
 ) -> Result<(), SourceError> {
     let client = redis::Client::open(cfg.url.as_str()).map_err(SourceError::Url)?;
     let metrics = Arc::new(RedisMetrics::register(&shared.metrics.registry));
+    let _ = shared.redis.set(metrics.clone());
     let (dead_tx, dead_rx) = mpsc::channel(DEAD_QUEUE);
     let state = State {
         cfg,

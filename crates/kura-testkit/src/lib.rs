@@ -1,10 +1,12 @@
 //! Test helpers for kura's integration tests: mock origins ([`origin`]), a kura server started
 //! in-process on port 0 ([`TestKura`]) from a configuration built in code ([`config`]), the
-//! real `kura` binary as a child process ([`KuraProcess`]), and small HTTP clients (one
-//! connection per call, a keep-alive connection, raw bytes over TCP).
+//! real `kura` binary as a child process ([`KuraProcess`]), small HTTP clients (one
+//! connection per call, a keep-alive connection, raw bytes over TCP), and headless Chromium
+//! for pages ([`browser`]).
 
 #![deny(missing_docs)]
 
+pub mod browser;
 pub mod config;
 pub mod etcd;
 pub mod origin;

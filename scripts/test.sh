@@ -6,8 +6,9 @@ cd "$(dirname "$0")/.."
 
 need=()
 # command -> Debian package providing it: protoc builds the etcd client, etcd runs in the
-# cluster tests, redis-server in the Redis route tests.
-for pair in ${KURA_TEST_PACKAGES:-protoc:protobuf-compiler etcd:etcd-server redis-server:redis-server}; do
+# cluster tests, redis-server in the Redis route tests, chromium (headless) loads the admin
+# dashboard.
+for pair in ${KURA_TEST_PACKAGES:-protoc:protobuf-compiler etcd:etcd-server redis-server:redis-server chromium:chromium}; do
   cmd=${pair%%:*}; pkg=${pair##*:}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done

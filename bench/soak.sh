@@ -8,6 +8,9 @@
 #
 # usage: bench/soak.sh [seconds] [restart-every-seconds]
 # needs: nginx-light, redis-server, wrk, curl, python3 (Debian); builds kura --release.
+# KURA_BIN=path runs that binary instead (no build); KURA_PREFIX="heaptrack -o FILE" runs it
+# under a heap profiler (build it with `--no-default-features`: the system malloc);
+# SOAK_REPORT=FILE appends the summary there instead of bench/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/lib.sh
@@ -21,8 +24,8 @@ mkdir -p "$OUT"
 rm -rf "$D"; mkdir -p "$D/www/img" "$D/www/nocache" "$D/www/api" "$D/cache"
 command -v nginx >/dev/null && command -v redis-server >/dev/null && command -v wrk >/dev/null \
   || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light redis-server wrk >/dev/null
-cargo build --release -q -p kura
-KURA=target/release/kura
+KURA=${KURA_BIN:-target/release/kura}
+[ -n "${KURA_BIN:-}" ] || cargo build --release -q -p kura
 
 # Origin files: a 1 KiB object (any path), no-store objects, a 1 GiB file, a PNG, API JSON.
 head -c 1024 /dev/urandom | base64 -w0 | head -c 1024 > "$D/www/1k.txt"
@@ -104,7 +107,11 @@ pool = "ws"
 CONF
 
 PIDS=""
-cleanup() { kill $PIDS 2>/dev/null || true; stop_nginx; redis-cli -p $REDIS_PORT shutdown nosave >/dev/null 2>&1 || true; }
+KPID=""
+cleanup() {
+  # kura first, and waited for: a profiler writes its data when kura exits.
+  [ -n "$KPID" ] && kill "$KPID" 2>/dev/null && for _ in $(seq 50); do kill -0 "$KPID" 2>/dev/null || break; sleep 0.2; done
+  kill $PIDS 2>/dev/null || true; stop_nginx; redis-cli -p $REDIS_PORT shutdown nosave >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 
 start_nginx
@@ -113,9 +120,12 @@ PIDS="$PIDS $!"
 python3 bench/soak_ws.py server 9312 & PIDS="$PIDS $!"
 sleep 0.5
 "$KURA" check --config "$D/kura.toml" >/dev/null
-"$KURA" serve --config "$D/kura.toml" 2>"$D/kura.log" &
-KPID=$!; PIDS="$PIDS $KPID"
+# shellcheck disable=SC2086
+${KURA_PREFIX:-} "$KURA" serve --config "$D/kura.toml" 2>"$D/kura.log" &
+PIDS="$PIDS $!"
 sleep 1
+# The kura process itself (a profiler's wrapper is not what is sampled).
+KPID=$(pgrep -n -f -- "$KURA serve --config $D/kura.toml")
 
 # Sampler: time, RSS (KiB), open fds, connections open.
 echo "t,rss_kib,fds" > "$OUT/soak.csv"
@@ -209,5 +219,5 @@ read -r rss_first rss_last < <(awk -F, -v f="$from" 'NR > 1 && $1 >= f {if (a ==
   echo "| 1 GiB downloads: whole / broken | ${big_ok} / ${big_bad} |"
   echo "| slow readers: runs / ended otherwise than by their own 30 s limit | ${slow} / ${slow_other} |"
   echo "| WebSocket messages | ${ws} |"
-} | tee -a bench/README.md
+} | tee -a "${SOAK_REPORT:-bench/README.md}"
 echo "samples: $OUT/soak.csv; logs: $D"

@@ -27,6 +27,7 @@ use kura_config::{CacheConfig, RuleCache};
 use crate::body::CacheBody;
 use crate::disk::DiskTier;
 use crate::flight::Flights;
+use crate::hit_for_pass::{self, HitForPass};
 use crate::key;
 use crate::memory::MemoryTier;
 use crate::object::{Entry, Object};
@@ -78,6 +79,8 @@ pub struct Cache {
     pub(crate) segment_size: u64,
     pub(crate) prefetch: u32,
     pub(crate) lock_timeout: Duration,
+    /// Keys whose last answer could not be stored: their requests pass.
+    pub(crate) hit_for_pass: HitForPass,
     /// The tiers' configured sizes (they need a restart to change).
     pub(crate) capacity: Capacity,
 }
@@ -122,6 +125,7 @@ impl Cache {
             segment_size: cfg.segment_size,
             prefetch: cfg.prefetch_segments,
             lock_timeout: cfg.lock_timeout,
+            hit_for_pass: HitForPass::new(hit_for_pass::MAX_MARKS, hit_for_pass::MARK_TTL),
             capacity: Capacity::of(cfg),
         }))
     }
@@ -212,6 +216,9 @@ impl Cache {
         Stats::inc(&self.stats.misses);
         if req.parts.method == Method::HEAD {
             return self.pass(&req, origin, "miss").await;
+        }
+        if self.hit_for_pass.remembers(&req.key) {
+            return self.pass_remembered(&req, origin).await;
         }
         self.fill(&req, origin, None).await
     }
@@ -311,6 +318,45 @@ impl Cache {
         let status = CacheStatus {
             fwd: Some(fwd),
             fwd_status: Some(parts.status.as_u16()),
+            ..Default::default()
+        };
+        parts.headers.insert("cache-status", status.value());
+        Ok(Response::from_parts(parts, CacheBody::Origin(body)))
+    }
+
+    /// A pass for a key whose last answer could not be stored: the request goes as the client
+    /// sent it, not coalesced and without the fill's first-segment Range. An answer that turns
+    /// out storable lifts the mark, so the next request fills again.
+    async fn pass_remembered(
+        &self,
+        req: &CacheRequest,
+        origin: Arc<dyn Origin>,
+    ) -> Result<Response<CacheBody>, OriginError> {
+        Stats::inc(&self.stats.passes);
+        Stats::inc(&self.stats.passes_remembered);
+        Stats::inc(&self.stats.origin_fetches);
+        let mut parts = clone_parts(&req.parts);
+        parts.extensions.insert(fetch_info(req, true));
+        let resp = origin.fetch(parts).await?;
+        let (mut parts, body) = resp.into_parts();
+        let verdict = policy::evaluate(
+            &req.parts,
+            parts.status,
+            &parts.headers,
+            &req.rule,
+            SystemTime::now(),
+        );
+        match verdict {
+            Ok(_) if parts.status == StatusCode::OK => self.hit_for_pass.forget(&req.key),
+            Ok(_) => {}
+            Err(reason) => {
+                self.hit_for_pass.note(&req.key, reason);
+            }
+        }
+        let status = CacheStatus {
+            fwd: Some("miss"),
+            fwd_status: Some(parts.status.as_u16()),
+            detail: Some("hit-for-pass"),
             ..Default::default()
         };
         parts.headers.insert("cache-status", status.value());

@@ -334,7 +334,7 @@ impl Cache {
             }
             Err(reason) if total <= self.segment_size => {
                 // The whole (small) body came: hand it over as a 200.
-                self.count_pass(reason);
+                self.count_pass(req, reason);
                 let mut parts = head;
                 parts.status = StatusCode::OK;
                 parts.headers = headers;
@@ -347,6 +347,7 @@ impl Cache {
                 // The plain refetch is the pass (and counts it): counted here too, one request
                 // would be two passes.
                 tracing::debug!(?reason, "response not stored");
+                self.hit_for_pass.note(&req.key, reason);
                 drop(body);
                 self.refetch_plain(req, origin).await
             }
@@ -400,7 +401,7 @@ impl Cache {
                 Led::Stored(obj, Some(head.status.as_u16()), Some(seat))
             }
             Err(reason) => {
-                self.count_pass(reason);
+                self.count_pass(req, reason);
                 let mut parts = head;
                 parts
                     .headers
@@ -410,8 +411,9 @@ impl Cache {
         }
     }
 
-    fn count_pass(&self, reason: NoStore) {
+    fn count_pass(&self, req: &CacheRequest, reason: NoStore) {
         Stats::inc(&self.stats.passes);
+        self.hit_for_pass.note(&req.key, reason);
         tracing::debug!(?reason, "response not stored");
     }
 

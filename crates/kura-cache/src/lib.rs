@@ -7,7 +7,8 @@
 //!   [`memory`] (moka) and [`disk`] (files). The cluster is not a tier: it wraps a rule's
 //!   [`Origin`], and marks owners' answers [`FromPeer`] so they stay out of the lower tiers.
 //! - [`flight`]: coalescing of object and segment fetches, streaming to every waiter.
-//! - [`engine`]: the request state machine (hit, miss, revalidation, stale, pass) and purge.
+//! - [`engine`]: the request state machine (hit, miss, revalidation, stale, pass) and purge;
+//!   [`hit_for_pass`] remembers the keys whose answers may not be stored.
 //! - `fill`: origin fetches and the pumps that store what they receive.
 //! - [`body`]: response bodies assembled from segments as they become available.
 //!
@@ -21,6 +22,7 @@ pub mod disk;
 pub mod engine;
 mod fill;
 pub mod flight;
+pub mod hit_for_pass;
 pub mod key;
 pub mod memory;
 pub mod object;

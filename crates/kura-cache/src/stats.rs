@@ -18,6 +18,9 @@ pub struct Stats {
     pub stored: AtomicU64,
     /// Responses forwarded without storing (uncacheable, or a request that bypasses).
     pub passes: AtomicU64,
+    /// Passes made at once because an earlier answer for the key could not be stored
+    /// (hit-for-pass; also counted in `passes`).
+    pub passes_remembered: AtomicU64,
     /// Revalidations the origin answered with 304.
     pub revalidated: AtomicU64,
     /// Stale answers: within `stale-while-revalidate`, or `stale-if-error` on origin failure.
@@ -58,6 +61,8 @@ pub struct StatsSnapshot {
     pub stored: u64,
     /// [`Stats::passes`]: responses forwarded without storing.
     pub passes: u64,
+    /// [`Stats::passes_remembered`]: passes made because of an earlier unstorable answer.
+    pub passes_remembered: u64,
     /// [`Stats::revalidated`]: revalidations answered 304.
     pub revalidated: u64,
     /// [`Stats::stale_served`]: stale answers sent.
@@ -124,6 +129,7 @@ impl Stats {
             misses: l(&self.misses),
             stored: l(&self.stored),
             passes: l(&self.passes),
+            passes_remembered: l(&self.passes_remembered),
             revalidated: l(&self.revalidated),
             stale_served: l(&self.stale_served),
             coalesced: l(&self.coalesced),

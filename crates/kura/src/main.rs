@@ -31,6 +31,7 @@ use crate::logging::LogHandle;
 /// (a 30-minute soak with a 128 MiB memory tier settled near 635 MiB, about 410 MiB with
 /// `MIMALLOC_ALLOW_THP=0`), but a build without them (`no_thp`) served 1 KiB hits and
 /// pass-through markedly slower on this machine; docs/operations.md says how to choose.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -251,10 +251,14 @@ struct CacheCollector {
 }
 
 /// (name, help) of each cache counter, in the order `cache_values` returns them.
-const CACHE_COUNTERS: [(&str, &str); 12] = [
+const CACHE_COUNTERS: [(&str, &str); 13] = [
     ("cache_misses_total", "Requests the cache did not have"),
     ("cache_stored_total", "Responses stored"),
     ("cache_passes_total", "Responses forwarded without storing"),
+    (
+        "cache_passes_remembered_total",
+        "Passes made at once because an earlier answer for the key could not be stored",
+    ),
     (
         "cache_revalidations_total",
         "Stored responses revalidated with a 304",
@@ -293,11 +297,12 @@ const CACHE_COUNTERS: [(&str, &str); 12] = [
     ),
 ];
 
-fn cache_values(s: &kura_cache::StatsSnapshot) -> [u64; 12] {
+fn cache_values(s: &kura_cache::StatsSnapshot) -> [u64; 13] {
     [
         s.misses,
         s.stored,
         s.passes,
+        s.passes_remembered,
         s.revalidated,
         s.stale_served,
         s.coalesced,

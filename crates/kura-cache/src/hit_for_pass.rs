@@ -1,0 +1,132 @@
+//! Hit-for-pass: what the origin said about a key that may not be stored, remembered for a
+//! while, so the next requests for it are plain passes (Varnish's hit-for-pass, nginx's
+//! `proxy_no_cache` by response).
+//!
+//! Without it every request for a `no-store` URL goes through the fill machinery: a coalesced
+//! flight (requests for the same URL wait on each other, then each goes alone), and a Range
+//! request for the first segment that a large answer has to repeat without the Range. With it,
+//! the first answer that may not be stored marks the key, and later requests go straight to
+//! the origin as the client sent them, until the mark expires or a passed answer turns out to
+//! be storable (the object changed: the next request fills again).
+//!
+//! Only answers that say something about the object mark it: `no-store`, `private`, an
+//! uncacheable status, `Vary: *`, a TTL below `min_ttl`, a `Set-Cookie`. An answer refused
+//! because of what this request carried (`Authorization`, `Cookie`) says nothing about the next
+//! client's request and marks nothing. The marks are 64-bit keyed hashes of the cache key in a
+//! bounded moka cache: a client inventing URLs costs at most [`MAX_MARKS`] entries of a few
+//! dozen bytes, and a hash collision can only turn a cacheable request into a pass, never
+//! serve one client's answer to another.
+
+use std::hash::BuildHasher;
+use std::time::Duration;
+
+use crate::key::PrimaryKey;
+use crate::policy::NoStore;
+
+/// How many keys are remembered at most (the least recently used go first).
+pub const MAX_MARKS: u64 = 65_536;
+
+/// How long a mark lasts without being renewed (Varnish's default for hit-for-pass objects).
+pub const MARK_TTL: Duration = Duration::from_secs(120);
+
+/// The remembered keys.
+pub(crate) struct HitForPass {
+    marks: moka::sync::Cache<u64, ()>,
+    /// Seeded per process: nobody outside can aim URLs at one hash.
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl HitForPass {
+    pub(crate) fn new(capacity: u64, ttl: Duration) -> Self {
+        HitForPass {
+            marks: moka::sync::Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(ttl)
+                .build(),
+            hasher: std::collections::hash_map::RandomState::new(),
+        }
+    }
+
+    fn hash(&self, key: &PrimaryKey) -> u64 {
+        self.hasher.hash_one(key.as_str())
+    }
+
+    /// Whether requests for `key` should pass (an earlier answer for it could not be stored).
+    pub(crate) fn remembers(&self, key: &PrimaryKey) -> bool {
+        self.marks.contains_key(&self.hash(key))
+    }
+
+    /// Notes why an answer for `key` was not stored; marks the key when the reason is the
+    /// object's own. Returns whether it did.
+    pub(crate) fn note(&self, key: &PrimaryKey, reason: NoStore) -> bool {
+        if !marks_object(reason) {
+            return false;
+        }
+        self.marks.insert(self.hash(key), ());
+        true
+    }
+
+    /// A passed answer could have been stored: the next request fills again.
+    pub(crate) fn forget(&self, key: &PrimaryKey) {
+        self.marks.invalidate(&self.hash(key));
+    }
+
+    /// Marks held now (tests and reports; approximate while moka has pending work).
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> u64 {
+        self.marks.run_pending_tasks();
+        self.marks.entry_count()
+    }
+}
+
+/// Whether a refusal is about the object (any request would get it) rather than about this
+/// request's credentials.
+fn marks_object(reason: NoStore) -> bool {
+    match reason {
+        NoStore::NotStorable | NoStore::VaryStar | NoStore::BelowMinTtl | NoStore::SetCookie => {
+            true
+        }
+        NoStore::Authorization | NoStore::Cookie => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key::RuleId;
+
+    fn key(path: &str) -> PrimaryKey {
+        PrimaryKey::template(RuleId(7), path)
+    }
+
+    #[test]
+    fn marks_only_what_the_object_says() {
+        let h = HitForPass::new(16, Duration::from_secs(60));
+        assert!(h.note(&key("/a"), NoStore::NotStorable));
+        assert!(!h.note(&key("/b"), NoStore::Authorization));
+        assert!(!h.note(&key("/c"), NoStore::Cookie));
+        assert!(h.remembers(&key("/a")));
+        assert!(!h.remembers(&key("/b")));
+        assert!(!h.remembers(&key("/c")));
+        h.forget(&key("/a"));
+        assert!(!h.remembers(&key("/a")));
+    }
+
+    #[test]
+    fn bounded_by_count() {
+        let h = HitForPass::new(100, Duration::from_secs(60));
+        for i in 0..10_000 {
+            h.note(&key(&format!("/x/{i}")), NoStore::NotStorable);
+        }
+        assert!(h.len() <= 100, "{} marks", h.len());
+    }
+
+    #[test]
+    fn marks_expire() {
+        let h = HitForPass::new(16, Duration::from_millis(50));
+        h.note(&key("/a"), NoStore::BelowMinTtl);
+        assert!(h.remembers(&key("/a")));
+        std::thread::sleep(Duration::from_millis(120));
+        assert!(!h.remembers(&key("/a")));
+    }
+}

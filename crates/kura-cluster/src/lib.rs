@@ -43,7 +43,7 @@ pub struct ClusterStats {
     pub peer_bytes: AtomicU64,
     /// Owners' answers not used, by why.
     pub peer_connect_errors: AtomicU64,
-    /// Owners that did not answer within `peer_timeout`, or stalled that long mid-segment.
+    /// Owners whose segment did not arrive whole within `peer_timeout` of asking.
     pub peer_timeouts: AtomicU64,
     /// Owners' answers refused for their status: a 5xx, or 400, 403 or 421 (the owner refused).
     pub peer_bad_status: AtomicU64,

@@ -8,8 +8,10 @@
 //! than the segment size) are read whole and their length and CRC32C (trailer) verified; a
 //! truncated, corrupt or late answer is discarded and the segment is fetched from the origin
 //! instead, so a client never receives bad bytes and a member dying mid-transfer costs its
-//! clients nothing. Longer answers (whole objects passed through) stream, and a CRC mismatch
-//! at their end fails the body. Answers from peers carry [`FromPeer`]: this node keeps those
+//! clients nothing. Late means not whole within `peer_timeout` of asking: an owner behind a
+//! degraded link, still sending but slowly, is treated as down like one that went silent.
+//! Longer answers (whole objects passed through) stream, and a CRC mismatch at their end
+//! fails the body. Answers from peers carry [`FromPeer`]: this node keeps those
 //! segments in memory only, the owner's disk holds them.
 
 use std::net::SocketAddr;
@@ -159,12 +161,15 @@ async fn ask(
     h.insert(wire::URL, named.target);
     h.insert(wire::HOPS, HeaderValue::from(hops + 1));
     let timeout = cluster.peer_timeout;
-    let resp = match tokio::time::timeout(timeout, cluster.client.send(addr, out, timeout)).await {
-        Err(_) => return Err(Miss::Timeout),
-        Ok(Err(crate::client::PeerError::Connect(_))) => return Err(Miss::Connect),
-        Ok(Err(_)) => return Err(Miss::Connect),
-        Ok(Ok(r)) => r,
-    };
+    // A segment must arrive whole by then, not merely keep trickling in.
+    let deadline = tokio::time::Instant::now() + timeout;
+    let resp =
+        match tokio::time::timeout_at(deadline, cluster.client.send(addr, out, timeout)).await {
+            Err(_) => return Err(Miss::Timeout),
+            Ok(Err(crate::client::PeerError::Connect(_))) => return Err(Miss::Connect),
+            Ok(Err(_)) => return Err(Miss::Connect),
+            Ok(Ok(r)) => r,
+        };
     let status = resp.status();
     if status.is_server_error() || matches!(status.as_u16(), 400 | 403 | 421) {
         return Err(Miss::Status(status));
@@ -181,7 +186,7 @@ async fn ask(
         .and_then(|v| v.parse::<u64>().ok());
     let body: OriginBody = match length {
         Some(len) if len <= cluster.segment_size => {
-            let data = read_checked(body, len, timeout).await?;
+            let data = read_checked(body, len, deadline).await?;
             cluster
                 .stats
                 .peer_bytes
@@ -200,16 +205,17 @@ async fn ask(
     Ok(Response::from_parts(parts, body))
 }
 
-/// Reads a whole answer of `len` bytes and checks it against the owner's CRC trailer.
+/// Reads a whole answer of `len` bytes by `deadline` and checks it against the owner's CRC
+/// trailer.
 async fn read_checked(
     mut body: Incoming,
     len: u64,
-    idle: std::time::Duration,
+    deadline: tokio::time::Instant,
 ) -> Result<Bytes, Miss> {
     let mut data = BytesMut::with_capacity(len as usize);
     let mut trailer_crc = None;
     loop {
-        let frame = match tokio::time::timeout(idle, body.frame()).await {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
             Err(_) => return Err(Miss::Timeout),
             Ok(None) => break,
             Ok(Some(Err(_))) => return Err(Miss::Body("broken")),

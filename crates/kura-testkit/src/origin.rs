@@ -119,6 +119,20 @@ impl TestOrigin {
 
     async fn start_inner(name: &str, handler: Handler, sink: bool) -> TestOrigin {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind origin");
+        Self::serve(listener, name, handler, sink)
+    }
+
+    /// An origin running `handler` on `listener`, which the caller bound (for example inside
+    /// another network namespace, see `netns`).
+    pub fn start_on(listener: std::net::TcpListener, name: &str, handler: Handler) -> TestOrigin {
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
+        let listener = TcpListener::from_std(listener).expect("listener in the runtime");
+        Self::serve(listener, name, handler, false)
+    }
+
+    fn serve(listener: TcpListener, name: &str, handler: Handler, sink: bool) -> TestOrigin {
         let addr = listener.local_addr().unwrap();
         let stats = Arc::new(Stats::default());
         let st = stats.clone();
@@ -522,6 +536,22 @@ pub async fn ranged(
     size: u64,
     cache_control: &'static str,
 ) -> (TestOrigin, Arc<RangedState>) {
+    let (state, handler) = ranged_handler(size, cache_control);
+    (TestOrigin::start(name, handler).await, state)
+}
+
+/// [`ranged`] on a listener the caller bound.
+pub fn ranged_on(
+    listener: std::net::TcpListener,
+    name: &str,
+    size: u64,
+    cache_control: &'static str,
+) -> (TestOrigin, Arc<RangedState>) {
+    let (state, handler) = ranged_handler(size, cache_control);
+    (TestOrigin::start_on(listener, name, handler), state)
+}
+
+fn ranged_handler(size: u64, cache_control: &'static str) -> (Arc<RangedState>, Handler) {
     let state = Arc::new(RangedState {
         version: AtomicU64::new(1),
         honor_range: std::sync::atomic::AtomicBool::new(true),
@@ -530,15 +560,11 @@ pub async fn ranged(
         size,
     });
     let st = state.clone();
-    let origin = TestOrigin::start(
-        name,
-        Arc::new(move |seen: Seen| {
-            let st = st.clone();
-            Box::pin(async move { ranged_response(&st, &seen, cache_control) })
-        }),
-    )
-    .await;
-    (origin, state)
+    let handler: Handler = Arc::new(move |seen: Seen| {
+        let st = st.clone();
+        Box::pin(async move { ranged_response(&st, &seen, cache_control) })
+    });
+    (state, handler)
 }
 
 fn ranged_response(st: &RangedState, seen: &Seen, cache_control: &'static str) -> Response<Body> {

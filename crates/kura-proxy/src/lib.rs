@@ -2,8 +2,10 @@
 //! pools, plus the admin listener, metrics and the access log.
 //!
 //! Start a server with [`start`] (it binds its listeners, port 0 allowed) and keep the returned
-//! [`ServerHandle`] to reload its configuration, reopen its access log, or shut it down
-//! gracefully. The binary (`crates/kura`) adds the CLI, signals and the config file watcher.
+//! [`ServerHandle`] to reload its configuration, reopen its access log, shut it down
+//! gracefully, or hand its listening sockets to a successor ([`start_with`],
+//! [`ServerHandle::listening_sockets`], [`ServerHandle::begin_handover`]). The binary
+//! (`crates/kura`) adds the CLI, signals, the config file watcher and the takeover protocol.
 //!
 //! The folders follow a request's path (see `docs/architecture.md`):
 //! - `listen/`: accepting connections, TLS, HTTP/1 and HTTP/2, their timeouts, side listeners;
@@ -30,7 +32,8 @@ mod upstream;
 
 pub use control::redis_routes;
 pub use control::reload::Reloader;
-pub use listen::server::{ServerHandle, start};
+pub use listen::server::{ServerHandle, start, start_with};
+pub use listen::sockets::{Inherited, InheritedSocket, Listening, Role};
 pub use listen::tls::TlsError;
 pub use route::table::{ActionError, BuildError};
 pub use route::target;

@@ -143,7 +143,10 @@ pub async fn handle(
     });
     let is_head = req.method() == Method::HEAD;
     let h2 = req.version() == Version::HTTP_2;
-    let resp = match phases(&rt, &conn, req, trusted, &mut x)
+    if h2 {
+        conn.state.saw_http2();
+    }
+    let mut resp = match phases(&rt, &conn, req, trusted, &mut x)
         .instrument(span)
         .await
     {
@@ -155,6 +158,15 @@ pub async fn handle(
         }
     };
     x.status = resp.status();
+    if !h2
+        && conn.shared.shutdown.is_cancelled()
+        && resp.status() != StatusCode::SWITCHING_PROTOCOLS
+    {
+        // Draining: the connection's last response. The client opens its next connection
+        // with the server that now accepts (see `ServerHandle::begin_handover`).
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     conn.state.responding();
     let resp = resp.map(|b| b.with_exchange(x));
     if h2 {

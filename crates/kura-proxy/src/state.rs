@@ -96,6 +96,9 @@ pub struct Shared {
     pub reload_hook: OnceLock<ReloadHook>,
     /// Cancelled once shutdown is complete: worker runtimes stop.
     pub stopped: CancellationToken,
+    /// Set when a successor took the listening sockets over: the drain keeps idle HTTP/1
+    /// connections open until their next response (`ServerHandle::begin_handover`).
+    pub handed_over: std::sync::atomic::AtomicBool,
     /// Worker threads + 1 (the control runtime): idle-connection slots per backend.
     pub slots: usize,
     /// Counters for requests that matched no vhost.
@@ -176,6 +179,7 @@ impl Shared {
             force,
             reload_hook: OnceLock::new(),
             stopped: CancellationToken::new(),
+            handed_over: std::sync::atomic::AtomicBool::new(false),
             slots: workers + 1,
             unmatched: Arc::new(VHostCounters::new(UNMATCHED_VHOST.into())),
             cache,

@@ -11,6 +11,8 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
 
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
@@ -71,7 +73,7 @@ pub async fn serve(
                     .max_concurrent_streams(limits.http2_max_concurrent_streams)
                     .timer(hyper_util::rt::TokioTimer::new());
                 let conn = builder.serve_connection_with_upgrades(io, svc);
-                drive(
+                drive_client(
                     conn,
                     |c| c.graceful_shutdown(),
                     &shared,
@@ -155,7 +157,7 @@ async fn serve_tls(
             .max_concurrent_streams(limits.http2_max_concurrent_streams)
             .timer(hyper_util::rt::TokioTimer::new());
         let conn = builder.serve_connection(io, svc);
-        drive(
+        drive_client(
             conn,
             |c| c.graceful_shutdown(),
             shared,
@@ -186,7 +188,7 @@ async fn serve_h1<I>(
     let mut builder = http1::Builder::new();
     configure_h1(&mut builder, limits);
     let conn = builder.serve_connection(io, svc).with_upgrades();
-    drive(conn, |c| c.graceful_shutdown(), shared, state, limits, peer).await;
+    drive_client(conn, |c| c.graceful_shutdown(), shared, state, limits, peer).await;
 }
 
 fn tls_error(shared: &Shared, kind: &str) {
@@ -232,6 +234,45 @@ pub(crate) async fn drive<C, E>(
     C: Future<Output = Result<(), E>>,
     E: std::fmt::Display,
 {
+    drive_as(conn, drain, shared, state, limits, peer, false).await
+}
+
+/// [`drive`] for a client listener's connection. When a successor took the listeners over
+/// (`Shared::handed_over`), an HTTP/1 connection is not drained at once: closing it while
+/// idle races with a request the client may be sending. It stays open until its next response
+/// (which says `Connection: close`, see `request::handle`), the client closes it, it times
+/// out, or the grace period ends. An HTTP/2 one gets its GOAWAY as soon as it is known to be
+/// HTTP/2 (on a cleartext listener, once a request tells).
+async fn drive_client<C, E>(
+    conn: C,
+    drain: impl Fn(Pin<&mut C>),
+    shared: &Shared,
+    state: &ConnState,
+    limits: &Limits,
+    peer: SocketAddr,
+) where
+    C: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    drive_as(conn, drain, shared, state, limits, peer, true).await
+}
+
+/// How often a connection left open by a handover's drain checks whether it turned out to be
+/// HTTP/2.
+const HANDOVER_RECHECK: Duration = Duration::from_millis(100);
+
+async fn drive_as<C, E>(
+    conn: C,
+    drain: impl Fn(Pin<&mut C>),
+    shared: &Shared,
+    state: &ConnState,
+    limits: &Limits,
+    peer: SocketAddr,
+    client: bool,
+) where
+    C: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
     tokio::pin!(conn);
     let metrics = &shared.metrics;
     let header_timeout = limits.client_header_timeout;
@@ -243,7 +284,11 @@ pub(crate) async fn drive<C, E>(
     tokio::pin!(shutdown);
     let force = shared.force.cancelled();
     tokio::pin!(force);
+    // Armed while a handover's drain waits to learn whether the connection is HTTP/2.
+    let recheck = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(recheck);
     let mut draining = false;
+    let mut drained = false;
     loop {
         tokio::select! {
             biased;
@@ -255,7 +300,20 @@ pub(crate) async fn drive<C, E>(
             }
             _ = &mut shutdown, if !draining => {
                 draining = true;
-                drain(conn.as_mut());
+                if client && shared.handed_over.load(Relaxed) && !state.is_http2() {
+                    recheck.as_mut().reset(tokio::time::Instant::now() + HANDOVER_RECHECK);
+                } else {
+                    drained = true;
+                    drain(conn.as_mut());
+                }
+            }
+            _ = &mut recheck, if draining && !drained => {
+                if state.is_http2() {
+                    drained = true;
+                    drain(conn.as_mut());
+                } else {
+                    recheck.as_mut().reset(tokio::time::Instant::now() + HANDOVER_RECHECK);
+                }
             }
             _ = &mut force => break,
             _ = &mut timer => match state.check(header_timeout, idle_timeout, send_timeout) {

@@ -6,7 +6,8 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kura_config::Config;
@@ -19,6 +20,7 @@ use crate::control::admin;
 use crate::control::metrics::Metrics;
 use crate::control::reload::Reloader;
 use crate::listen::connection::{self, ListenerMode};
+use crate::listen::sockets::{self, Inherited, Listening, Role};
 use crate::listen::tls::TlsListener;
 use crate::state::ReloadHook;
 use crate::state::Shared;
@@ -37,12 +39,21 @@ pub struct ServerHandle {
     grace: Duration,
     tracker: TaskTracker,
     threads: Vec<std::thread::JoinHandle<()>>,
+    /// A duplicate of every listening socket, for a successor; dropped at a handover.
+    listening: Mutex<Vec<Listening>>,
 }
 
 /// Binds every listener (and the admin listener) and starts serving: `server.workers` worker
 /// threads (default: one per core) accept and serve; the admin listener and health checks run
 /// on the caller's runtime.
 pub async fn start(config: Config) -> io::Result<ServerHandle> {
+    start_with(config, Inherited::default()).await
+}
+
+/// As [`start`], listening on the `inherited` sockets where they match a listener (see
+/// [`Inherited::take`]) and binding the others; inherited sockets that match nothing are
+/// closed.
+pub async fn start_with(config: Config, mut inherited: Inherited) -> io::Result<ServerHandle> {
     let workers = config.server.workers.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -76,13 +87,15 @@ pub async fn start(config: Config) -> io::Result<ServerHandle> {
     let per_core = !config.server.work_stealing;
     // Thread-per-core: one socket per listener per worker, all on the same port
     // (SO_REUSEPORT), the kernel spreading new connections; port 0 is resolved by the first
-    // bind. Work stealing: one socket per listener, accepted on the shared runtime.
+    // bind. Work stealing: one socket per listener, accepted on the shared runtime. Inherited
+    // sockets are all accepted on, however many workers there are.
     let socket_sets = if per_core { workers } else { 1 };
-    let mut sets: Vec<Vec<std::net::TcpListener>> = (0..socket_sets).map(|_| Vec::new()).collect();
+    let mut sets: Vec<Vec<(std::net::TcpListener, Arc<ListenerMode>)>> =
+        (0..socket_sets).map(|_| Vec::new()).collect();
     let mut addrs = Vec::new();
-    let mut modes = Vec::new();
+    let mut listening = Vec::new();
     let mut tls_listeners = Vec::new();
-    for l in &config.listeners {
+    for (i, l) in config.listeners.iter().enumerate() {
         let tls = match &l.tls {
             Some(t) => {
                 let tl = Arc::new(TlsListener::new(t, l.http2).map_err(io::Error::other)?);
@@ -92,25 +105,29 @@ pub async fn start(config: Config) -> io::Result<ServerHandle> {
             }
             None => None,
         };
-        modes.push(Arc::new(ListenerMode {
+        let mode = Arc::new(ListenerMode {
             tls,
             h2c: l.http2 && l.tls.is_none(),
             redirect_https: l.redirect_https,
-        }));
-        // One socket per worker runtime: with several, they share the port (SO_REUSEPORT),
-        // after a check that no other process holds it (it would share the traffic).
-        let shared = sets.len() > 1;
-        if shared && l.address.port() != 0 {
-            drop(bind(l.address, false)?);
-        }
-        let first = bind(l.address, shared)?;
-        let addr = first.local_addr()?;
-        sets[0].push(first);
-        for sockets in sets.iter_mut().skip(1) {
-            sockets.push(bind(addr, true)?);
+        });
+        let taken = inherited.take(Role::Listener(i), l.address);
+        let from = if taken.is_empty() {
+            "bound"
+        } else {
+            "inherited"
+        };
+        let sockets = sockets::for_listener(l.address, socket_sets, taken)?;
+        let addr = sockets[0].local_addr()?;
+        for (j, socket) in sockets.into_iter().enumerate() {
+            listening.push(Listening {
+                role: Role::Listener(i),
+                configured: l.address,
+                socket: socket.try_clone()?,
+            });
+            sets[j % socket_sets].push((socket, mode.clone()));
         }
         addrs.push(addr);
-        tracing::info!(address = %addr, workers, work_stealing = !per_core, "kura listening");
+        tracing::info!(address = %addr, workers, work_stealing = !per_core, socket = from, "kura listening");
     }
     let mut threads = Vec::new();
     if per_core {
@@ -119,7 +136,6 @@ pub async fn start(config: Config) -> io::Result<ServerHandle> {
         let share = config.limits.max_connections.div_ceil(workers).max(1);
         for (i, sockets) in sets.into_iter().enumerate() {
             let shared = shared.clone();
-            let modes = modes.clone();
             let limit = Arc::new(Semaphore::new(share));
             let tracker = tracker.clone();
             threads.push(
@@ -130,13 +146,12 @@ pub async fn start(config: Config) -> io::Result<ServerHandle> {
                         let rt = tokio::runtime::Builder::new_current_thread()
                             .enable_all()
                             .build();
-                        run_runtime(rt, sockets, modes, shared, limit, tracker)
+                        run_runtime(rt, sockets, shared, limit, tracker)
                     })?,
             );
         }
     } else {
         let shared = shared.clone();
-        let modes = modes.clone();
         let limit = Arc::new(Semaphore::new(config.limits.max_connections));
         let tracker = tracker.clone();
         let sockets = sets.pop().unwrap_or_default();
@@ -151,13 +166,19 @@ pub async fn start(config: Config) -> io::Result<ServerHandle> {
                         .on_thread_start(|| crate::listen::worker::set_slot(1))
                         .enable_all()
                         .build();
-                    run_runtime(rt, sockets, modes, shared, limit, tracker)
+                    run_runtime(rt, sockets, shared, limit, tracker)
                 })?,
         );
     }
     let admin_addr = match &config.admin {
         Some(a) => {
-            let listener = TcpListener::from_std(bind(a.address, false)?)?;
+            let socket = sockets::for_side(a.address, inherited.take(Role::Admin, a.address))?;
+            listening.push(Listening {
+                role: Role::Admin,
+                configured: a.address,
+                socket: socket.try_clone()?,
+            });
+            let listener = TcpListener::from_std(socket)?;
             let addr = listener.local_addr()?;
             tracker.spawn(admin::serve(
                 listener,
@@ -172,7 +193,14 @@ pub async fn start(config: Config) -> io::Result<ServerHandle> {
     };
     let peer_addr = match &config.cluster {
         Some(c) => {
-            let listener = TcpListener::from_std(bind(c.peering_address, false)?)?;
+            let address = c.peering_address;
+            let socket = sockets::for_side(address, inherited.take(Role::Peer, address))?;
+            listening.push(Listening {
+                role: Role::Peer,
+                configured: address,
+                socket: socket.try_clone()?,
+            });
+            let listener = TcpListener::from_std(socket)?;
             let addr = listener.local_addr()?;
             let tls = match &c.tls {
                 Some(t) => Some(tokio_rustls::TlsAcceptor::from(
@@ -201,6 +229,7 @@ pub async fn start(config: Config) -> io::Result<ServerHandle> {
         *o = own.clone();
     }
     let _ = shared.own_addrs.set(own);
+    inherited.close_rest();
     if let Some(redis) = &config.redis {
         crate::control::redis_routes::spawn(redis.clone(), shared.clone(), &tracker)
             .map_err(io::Error::other)?;
@@ -215,31 +244,14 @@ pub async fn start(config: Config) -> io::Result<ServerHandle> {
         started: Arc::new(config),
         tracker,
         threads,
+        listening: Mutex::new(listening),
     })
-}
-
-/// A listening socket on `addr`; `reuse_port` lets this process's other workers bind it too.
-fn bind(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpListener> {
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::STREAM,
-        Some(socket2::Protocol::TCP),
-    )?;
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(reuse_port)?;
-    socket.set_nonblocking(true)?;
-    socket
-        .bind(&addr.into())
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
-    socket.listen(4096)?;
-    Ok(socket.into())
 }
 
 /// Runs accept loops for `sockets` on `rt` until the server is stopped.
 fn run_runtime(
     rt: io::Result<tokio::runtime::Runtime>,
-    sockets: Vec<std::net::TcpListener>,
-    modes: Vec<Arc<ListenerMode>>,
+    sockets: Vec<(std::net::TcpListener, Arc<ListenerMode>)>,
     shared: Arc<Shared>,
     limit: Arc<Semaphore>,
     tracker: TaskTracker,
@@ -252,7 +264,7 @@ fn run_runtime(
         }
     };
     rt.block_on(async move {
-        for (socket, mode) in sockets.into_iter().zip(modes) {
+        for (socket, mode) in sockets {
             match TcpListener::from_std(socket) {
                 Ok(listener) => {
                     tracker.spawn(accept_loop(
@@ -321,6 +333,37 @@ impl ServerHandle {
         if let Some(log) = &self.shared.access_log {
             log.reopen();
         }
+    }
+
+    /// Duplicates of every socket the server listens on (client listeners, one per worker when
+    /// thread-per-core, then the admin and peer listeners), to hand to a successor. Empty
+    /// after [`ServerHandle::begin_handover`].
+    pub fn listening_sockets(&self) -> io::Result<Vec<Listening>> {
+        let listening = self.listening.lock().unwrap_or_else(|p| p.into_inner());
+        listening
+            .iter()
+            .map(|l| {
+                Ok(Listening {
+                    role: l.role,
+                    configured: l.configured,
+                    socket: l.socket.try_clone()?,
+                })
+            })
+            .collect()
+    }
+
+    /// A successor serves on the same sockets: stop accepting (the successor accepts what
+    /// waits in the queues) and start draining. Unlike a shutdown's drain, an idle HTTP/1
+    /// connection is not closed (a request may be on its way, and would fail): it stays open
+    /// until its next response, which says `Connection: close`, or until the grace period
+    /// ends; HTTP/2 connections get a GOAWAY. Finish with [`ServerHandle::shutdown`].
+    pub fn begin_handover(&self) {
+        self.shared.handed_over.store(true, Ordering::Relaxed);
+        self.shared.shutdown.cancel();
+        self.listening
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     /// Stops accepting, waits up to the grace period for in-flight requests, then drops the

@@ -46,6 +46,9 @@ pub struct ConnState {
     active: AtomicU32,
     /// HTTP/2: bytes between requests (pings, window updates) are not a new request head.
     multiplexed: AtomicBool,
+    /// An HTTP/2 request was seen (cleartext listeners learn the protocol from the first
+    /// request): a handover drains such a connection with a GOAWAY.
+    http2: AtomicBool,
     /// Clock ms since which writes have been refused (0: the last write went through).
     blocked_since_ms: AtomicU64,
     /// Responses whose head is out and whose body is not finished.
@@ -63,6 +66,7 @@ impl ConnState {
             since_ms: AtomicU64::new(now_ms()),
             active: AtomicU32::new(0),
             multiplexed: AtomicBool::new(false),
+            http2: AtomicBool::new(false),
             blocked_since_ms: AtomicU64::new(0),
             responding: AtomicU32::new(0),
             progress_ms: AtomicU64::new(0),
@@ -75,6 +79,16 @@ impl ConnState {
         let s = Self::new();
         s.multiplexed.store(true, Relaxed);
         s
+    }
+
+    /// The connection speaks HTTP/2 (a request of that version arrived on it).
+    pub fn saw_http2(&self) {
+        self.http2.store(true, Relaxed);
+    }
+
+    /// Whether the connection is known to speak HTTP/2.
+    pub fn is_http2(&self) -> bool {
+        self.http2.load(Relaxed) || self.multiplexed.load(Relaxed)
     }
 
     pub fn busy(&self) {

@@ -248,6 +248,9 @@ pub struct ServeArgs {
     /// Casserole: path regexes (comma-separated or repeated) proxied without caching.
     #[arg(long, value_name = "REGEX", hide = true, value_delimiter = ',')]
     pub passthrough: Vec<String>,
+
+    #[command(flatten)]
+    pub upgrade: crate::upgrade::UpgradeArgs,
 }
 
 /// A size as Casserole's flags and environment wrote it (every prefix a power of 1024).

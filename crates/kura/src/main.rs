@@ -1,13 +1,15 @@
 //! The `kura` binary: command line, configuration loading, logging, signals and reload
 //! triggers around the server of `kura-proxy`. All proxy behaviour lives in the library crates.
 //!
-//! Signals: SIGHUP reloads the configuration file, SIGUSR1 reopens the access log, SIGTERM and
-//! SIGINT shut down gracefully (in-flight requests get `server.shutdown_grace`).
+//! Signals: SIGHUP reloads the configuration file, SIGUSR1 reopens the access log, SIGUSR2
+//! starts a new kura that takes the listening sockets over (`upgrade/`), SIGTERM and SIGINT
+//! shut down gracefully (in-flight requests get `server.shutdown_grace`).
 
 mod cli;
 mod import;
 mod logging;
 mod routes;
+mod upgrade;
 mod watch;
 
 use std::path::{Path, PathBuf};
@@ -102,7 +104,15 @@ fn quick_field(field: &str) -> String {
     }
 }
 
-fn serve(args: ServeArgs, matches: &ArgMatches) -> ExitCode {
+fn serve(mut args: ServeArgs, matches: &ArgMatches) -> ExitCode {
+    // First, while this is the only thread: the sockets systemd passed.
+    let setup = match upgrade::Setup::new(std::mem::take(&mut args.upgrade)) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("kura serve: {e:#}");
+            return ExitCode::from(1);
+        }
+    };
     // Flags that do not go together are a usage error (2), as clap's own.
     let usage = |e: String| {
         eprintln!("kura serve: {e}");
@@ -159,7 +169,7 @@ fn serve(args: ServeArgs, matches: &ArgMatches) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match rt.block_on(run(config, args.config, overrides, log)) {
+    match rt.block_on(run(config, args.config, overrides, log, setup)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -193,8 +203,9 @@ async fn run(
     path: Option<PathBuf>,
     overrides: Overrides,
     log: LogHandle,
+    setup: upgrade::Setup,
 ) -> anyhow::Result<()> {
-    let handle = kura_proxy::start(config).await.context("cannot start")?;
+    let (handle, mut upgrades) = upgrade::start(setup, config).await?;
     let reloader = handle.reloader();
     // Kept alive for the life of the server.
     let mut _watcher = None;
@@ -221,10 +232,27 @@ async fn run(
     });
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
+    let mut usr2 = signal(SignalKind::user_defined2()).context("SIGUSR2 handler")?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+            _ = usr2.recv() => {
+                upgrades.start_successor(&handle);
+                continue;
+            }
+            Some(h) = upgrades.handover() => {
+                // The successor serves on our sockets: stop accepting, let it know, drain.
+                handle.begin_handover();
+                let _ = h.done.send(());
+                tracing::info!(pid = h.pid, "handed the listening sockets over");
+                handle.shutdown().await;
+                return Ok(());
+            }
+        }
+        break;
     }
+    upgrade::systemd::stopping();
     handle.shutdown().await;
     Ok(())
 }

@@ -160,21 +160,46 @@ async fn etcd_is_reached_over_tls_with_a_user() {
     {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let read = |p: &std::path::Path| std::fs::read(p).unwrap();
-        let tls = etcd_client::TlsOptions::new()
-            .ca_certificate(etcd_client::Certificate::from_pem(read(&ca)))
-            .identity(etcd_client::Identity::from_pem(
-                read(&client.cert),
-                read(&client.key),
-            ));
-        let mut admin = etcd_client::Client::connect(
-            [etcd.url.as_str()],
-            Some(etcd_client::ConnectOptions::new().with_tls(tls)),
-        )
-        .await
-        .unwrap();
-        admin.user_add("root", "s3cret-pw", None).await.unwrap();
-        admin.user_grant_role("root", "root").await.unwrap();
-        admin.auth_enable().await.unwrap();
+        use etcdv3client::grpc::{CredentialInterceptor, TonicClient};
+        use etcdv3client::pb;
+        use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(read(&ca)))
+            .identity(Identity::from_pem(read(&client.cert), read(&client.key)));
+        let channel = Endpoint::from_shared(etcd.url.clone())
+            .unwrap()
+            .tls_config(tls)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut admin = etcdv3client::Client::with_service(CredentialInterceptor::new(
+            None,
+            None,
+            TonicClient::new(channel),
+        ));
+        admin
+            .auth
+            .user_add(pb::AuthUserAddRequest {
+                name: "root".into(),
+                password: "s3cret-pw".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        admin
+            .auth
+            .user_grant_role(pb::AuthUserGrantRoleRequest {
+                user: "root".into(),
+                role: "root".into(),
+            })
+            .await
+            .unwrap();
+        admin
+            .auth
+            .auth_enable(pb::AuthEnableRequest {})
+            .await
+            .unwrap();
     }
     let (origin, _) = ranged("origin", MIB, "max-age=3600").await;
     let peering = free_addr("127.0.0.1");

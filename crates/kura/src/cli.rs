@@ -20,7 +20,20 @@ use kura_config::{
 #[command(
     name = "kura",
     version,
-    about = "An edge proxy that routes, caches, resizes images and shadows traffic"
+    about = "An edge proxy that routes, caches, resizes images and shadows traffic",
+    long_about = "An edge proxy that routes, caches, resizes images and shadows traffic.\n\n\
+        kura serve --config FILE runs it from a TOML configuration (kura check --config FILE \
+        says what is wrong in one, field by field); kura serve --listen ADDR --upstream URL runs \
+        a caching proxy from flags alone. Each subcommand has its page: kura-serve(1), \
+        kura-check(1), kura-routes(1), kura-import(1).\n\n\
+        Signals to kura serve: SIGHUP reloads the configuration file, SIGUSR1 reopens the access \
+        log, SIGUSR2 starts a new kura that takes the listening sockets over (with \
+        --upgrade-socket), SIGTERM and SIGINT stop once in-flight requests finish \
+        (server.shutdown_grace).",
+    after_long_help = "Files: /etc/kura/kura.toml is the configuration the package's kura.service \
+        runs with. Every configuration field and its default: configuration.md, and operations \
+        (reloads, metrics, the cache, the cluster, shadow reports): operations.md, both in \
+        /usr/share/doc/kura/ with the package and in docs/ of the source."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -42,6 +55,17 @@ pub enum Command {
     Routes(RoutesArgs),
     /// Write a kura configuration from another proxy's configuration file.
     Import(ImportArgs),
+    /// Print the manual page kura(1), or write it and one page per subcommand into a directory.
+    Man {
+        /// Write kura.1 and kura-SUBCOMMAND.1 for every subcommand into this directory.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Print a shell completion script: `kura completions bash > /etc/bash_completion.d/kura`.
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Args)]

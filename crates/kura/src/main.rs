@@ -8,6 +8,7 @@
 mod cli;
 mod import;
 mod logging;
+mod manual;
 mod routes;
 mod upgrade;
 mod watch;
@@ -50,6 +51,8 @@ fn main() -> ExitCode {
         },
         Command::Routes(args) => routes::run(args),
         Command::Import(args) => import::run(args),
+        Command::Man { dir } => manual::man(dir.as_deref()),
+        Command::Completions { shell } => manual::completions(shell),
     }
 }
 

@@ -26,19 +26,19 @@ pub fn inherited() -> anyhow::Result<Vec<InheritedSocket>> {
             });
         }
     }
-    if !out.is_empty() {
-        let addrs: Vec<String> = out
+    Ok(out)
+}
+
+/// Both sources in one set: a takeover's sockets first.
+pub fn merge(takeover: Option<Inherited>, systemd: Vec<InheritedSocket>) -> Inherited {
+    if !systemd.is_empty() {
+        let addrs: Vec<String> = systemd
             .iter()
             .filter_map(|s| s.socket.local_addr().ok())
             .map(|a| a.to_string())
             .collect();
         tracing::info!(sockets = %addrs.join(", "), "sockets from systemd socket activation");
     }
-    Ok(out)
-}
-
-/// Both sources in one set: a takeover's sockets first.
-pub fn merge(takeover: Option<Inherited>, systemd: Vec<InheritedSocket>) -> Inherited {
     let mut all = Vec::new();
     if let Some(t) = takeover {
         all.extend(t.into_sockets());

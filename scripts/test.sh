@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 need=()
 # command -> Debian package providing it: etcd runs in the cluster tests, redis-server in the
 # Redis route tests, ip and tc (iproute2) make the network namespaces of the cluster fault
-# tests, chromium (headless) loads the admin dashboard.
-for pair in ${KURA_TEST_PACKAGES:-etcd:etcd-server redis-server:redis-server ip:iproute2 tc:iproute2 chromium:chromium}; do
+# tests, chromium (headless) loads the admin dashboard, systemd-socket-activate (systemd) starts
+# kura as a socket-activated service would be.
+for pair in ${KURA_TEST_PACKAGES:-etcd:etcd-server redis-server:redis-server ip:iproute2 tc:iproute2 chromium:chromium systemd-socket-activate:systemd}; do
   cmd=${pair%%:*}; pkg=${pair##*:}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done

@@ -253,10 +253,17 @@ async fn until(within: Duration, cond: impl Fn() -> bool) -> bool {
     cond()
 }
 
+/// Starts kura with `args`; arguments that begin with a `NAME=value` are passed through
+/// `env`, which sets them and executes the rest (the same process).
 async fn start_kura(args: Vec<String>, listeners: usize) -> KuraProcess {
     tokio::task::spawn_blocking(move || {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        KuraProcess::start(Path::new(BIN), &args, listeners)
+        let bin = if args.first().is_some_and(|a| a.contains('=')) {
+            "env"
+        } else {
+            BIN
+        };
+        KuraProcess::start(Path::new(bin), &args, listeners)
     })
     .await
     .unwrap()
@@ -469,8 +476,24 @@ async fn sigusr2_starts_a_new_kura_that_takes_over() {
     let origin = TestOrigin::fixed("origin", 200, "ok").await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), "same", &origin.url(), None);
+    // systemd's notification socket, as a Type=notify unit has it.
+    let notify = std::os::unix::net::UnixDatagram::bind(dir.path().join("notify")).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let notify_env = format!("NOTIFY_SOCKET={}", dir.path().join("notify").display());
     // No upgrade socket configured: SIGUSR2 makes a temporary one.
-    let old = start_kura(strings(&["serve", "--config", cfg.to_str().unwrap()]), 1).await;
+    let old = start_kura(
+        strings(&[&notify_env, BIN, "serve", "--config", cfg.to_str().unwrap()]),
+        1,
+    )
+    .await;
+    let notified = |expected: &str| {
+        let mut buf = [0u8; 512];
+        let n = notify.recv(&mut buf).expect("a notification");
+        assert_eq!(String::from_utf8_lossy(&buf[..n]), expected);
+    };
+    notified("READY=1\n");
     let addr = old.addr();
     let tally = Arc::new(Tally::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -494,6 +517,8 @@ async fn sigusr2_starts_a_new_kura_that_takes_over() {
         .unwrap_or_else(|| panic!("no pid in the log:\n{}", old.log_text()));
     let successor = Orphan(pid);
     assert_ne!(pid, old.pid());
+    // The new kura is the service's main process now; the old one does not say it stops.
+    notified(&format!("MAINPID={pid}\nREADY=1\n"));
     let (old, status) = wait_exit(old, Duration::from_secs(30)).await;
     tally.old_gone.store(true, Relaxed);
     assert!(
@@ -512,6 +537,7 @@ async fn sigusr2_starts_a_new_kura_that_takes_over() {
     assert!(old.log_text().contains("took the listening sockets over"));
 
     successor.signal("TERM");
+    notified("STOPPING=1\n");
     let gone = until(Duration::from_secs(20), || !successor.alive()).await;
     assert!(gone, "the new kura stops on SIGTERM");
 }

@@ -9,8 +9,9 @@
 //!   request kura forwards (the path already normalised by `kura_config::target`);
 //! - `t` ([`PrimaryKey::template`]): a rule's key template (Katana's `cache_path`), its path
 //!   part normalised (dot segments removed);
-//! - `s` ([`PrimaryKey::source`]): an image rule's original; `i` ([`PrimaryKey::image`]): one
-//!   of its variants. No client request maps to these kinds.
+//! - `s` ([`PrimaryKey::source`]): an image rule's original; `i` ([`PrimaryKey::image`], or
+//!   [`PrimaryKey::variant`] from the rule's template): one of its variants. No client request
+//!   maps to these kinds.
 //!
 //! When a response has `Vary`, each combination of the varying request headers gets a
 //! *variant* key: the primary key, a NUL, and the normalised header values. NUL cannot occur
@@ -155,6 +156,15 @@ impl PrimaryKey {
         PrimaryKey(k)
     }
 
+    /// A variant of an image rule's original as the rule's `resize.variant_key` template
+    /// expanded (its path part normalised, as [`PrimaryKey::template`]'s).
+    pub fn variant(rule: RuleId, expanded: &str) -> Self {
+        let body = normalize_key(expanded);
+        let mut k = Self::start(rule, KeyKind::Image, body.len());
+        push_clean(&mut k, &body);
+        PrimaryKey(k)
+    }
+
     /// The raw-key prefix of a rule's keys of `kind` (for purges).
     pub fn prefix(rule: RuleId, kind: KeyKind) -> String {
         Self::start(rule, kind, 0)
@@ -287,6 +297,9 @@ mod tests {
             "{img}"
         );
         assert_eq!(img.rule(), Some(a));
+        let v = PrimaryKey::variant(a, "resized/300/../x.jpg");
+        assert!(v.as_str().ends_with(":i:resized/x.jpg"), "{v}");
+        assert_ne!(v, t("resized/x.jpg"));
         assert!(
             img.as_str()
                 .starts_with(&PrimaryKey::prefix(a, KeyKind::Image))

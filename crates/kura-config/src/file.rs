@@ -379,6 +379,13 @@ pub struct FileRule {
 pub struct FileRuleResize {
     /// The original: a path on the rule's pool (`"/{src}"`), or an absolute `http(s)://` URL.
     pub source: String,
+    /// Cache-key template of the variants (Katana's `cache_path_resized`): the path's
+    /// captures, the request's built-ins and the normalised parameters (`{width}`, `{params}`,
+    /// ...). Default: the original's key plus the normalised parameters.
+    pub variant_key: Option<String>,
+    /// Cache-key template of the originals (Katana's `cache_path_source`): the path's captures
+    /// and the request's built-ins. Default: where the original is fetched from.
+    pub source_key: Option<String>,
     /// Output width in CSS pixels (multiplied by `dpr`).
     pub width: Option<String>,
     /// Output height in CSS pixels (multiplied by `dpr`).

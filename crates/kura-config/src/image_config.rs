@@ -13,6 +13,15 @@ use crate::units::size_value;
 use crate::validate::Errors;
 use crate::*;
 
+/// The late variables of `resize.variant_key`, in the order their values are given: the
+/// normalised output size in pixels (DPR applied; empty when not given), the fit (`contain`,
+/// `cover`, `fill`), the gravity, the quality, the output format kura chose (`jpeg`, `png`,
+/// `webp`, `avif`, `source` or `legacy`) and every parameter at once (`params`, kura's own
+/// spelling, the default key's suffix).
+pub const RESIZE_KEY_VARIABLES: [&str; 7] = [
+    "width", "height", "fit", "gravity", "quality", "format", "params",
+];
+
 pub(crate) fn validate_rule_resize(
     field: &str,
     r: &FileRuleResize,
@@ -20,14 +29,22 @@ pub(crate) fn validate_rule_resize(
     base_dir: &Path,
     errs: &mut Errors,
 ) -> Option<RuleResize> {
-    let mut compile = |name: &str, text: &str| -> Option<Template> {
+    let mut compile = |name: &str, text: &str, late: &[&str]| -> Option<Template> {
         let re = path?;
-        Template::compile(text, re)
+        Template::compile_with(text, re, late)
             .map_err(|e| errs.push(format!("{field}.{name}"), e.0))
             .ok()
     };
-    let source = compile("source", &r.source);
-    let mut opt = |name: &str, v: &Option<String>| v.as_ref().and_then(|t| compile(name, t));
+    let source = compile("source", &r.source, &[]);
+    let source_key = r
+        .source_key
+        .as_ref()
+        .and_then(|t| compile("source_key", t, &[]));
+    let variant_key = r
+        .variant_key
+        .as_ref()
+        .and_then(|t| compile("variant_key", t, &RESIZE_KEY_VARIABLES));
+    let mut opt = |name: &str, v: &Option<String>| v.as_ref().and_then(|t| compile(name, t, &[]));
     let width = opt("width", &r.width);
     let height = opt("height", &r.height);
     let fit = opt("fit", &r.fit);
@@ -35,6 +52,14 @@ pub(crate) fn validate_rule_resize(
     let quality = opt("quality", &r.quality);
     let format = opt("format", &r.format);
     let dpr = opt("dpr", &r.dpr);
+    for (name, t) in [
+        ("source_key", &r.source_key),
+        ("variant_key", &r.variant_key),
+    ] {
+        if t.as_ref().is_some_and(|t| t.trim().is_empty()) {
+            errs.push(format!("{field}.{name}"), "an empty key template");
+        }
+    }
     if !r.source.starts_with('/') && !r.source.contains("://") && !r.source.starts_with('{') {
         errs.push(
             format!("{field}.source"),
@@ -153,6 +178,8 @@ pub(crate) fn validate_rule_resize(
     }
     Some(RuleResize {
         source: source?,
+        variant_key,
+        source_key,
         width,
         height,
         fit,
@@ -235,4 +262,73 @@ pub(crate) fn whohas_settings(
         DEFAULT_WHOHAS_TTL,
     );
     (ttl, p.whohas_entries.unwrap_or(DEFAULT_WHOHAS_ENTRIES))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::{Config, ConfigError, RuleAction, Vars};
+
+    fn load(resize: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(
+            &format!(
+                r#"
+[[listeners]]
+address = "127.0.0.1:0"
+[pools.p]
+backends = ["http://127.0.0.1:1"]
+[[vhosts]]
+hosts = ["*"]
+[[vhosts.rules]]
+pool = "p"
+path = "^/(?P<w>[0-9]+)/(?P<src>.+)$"
+action = "resize"
+[vhosts.rules.resize]
+source = "/{{src}}"
+width = "{{w}}"
+{resize}
+"#
+            ),
+            Path::new("."),
+        )
+    }
+
+    #[test]
+    fn key_templates_take_captures_and_the_variant_takes_parameters() {
+        let c = load("variant_key = \"resized/{width}x{height}/{w}/{src}#{params}\"\nsource_key = \"orig/{src}\"").unwrap();
+        let RuleAction::Resize { resize, .. } = &c.routes.vhosts[0].rules[0].action else {
+            panic!("not a resize rule");
+        };
+        let re = &c.routes.vhosts[0].rules[0].path;
+        let caps = re.captures("/300/a/b.jpg").unwrap();
+        let v = resize.variant_key.as_ref().unwrap();
+        assert!(v.uses_late());
+        let late = ["600", "", "contain", "center", "75", "jpeg", "p"];
+        let p = v.expand_partial(Some(&caps), &Vars::default()).unwrap();
+        assert_eq!(p.finish(&late), "resized/600x/300/a/b.jpg#p");
+        let s = resize.source_key.as_ref().unwrap();
+        assert_eq!(
+            s.expand_checked(Some(&caps), &Vars::default()).unwrap(),
+            "orig/a/b.jpg"
+        );
+        // The parameters are the variant's: the original's key cannot use them.
+        let err = load("source_key = \"orig/{width}/{src}\"").unwrap_err();
+        assert_eq!(err.errors[0].field, "vhosts[0].rules[0].resize.source_key");
+        assert!(err.errors[0].message.contains("`width`"), "{err}");
+        let err = load("variant_key = \"{size}/{src}\"\nsource_key = \" \"").unwrap_err();
+        let fields: Vec<&str> = err.errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "vhosts[0].rules[0].resize.variant_key",
+                "vhosts[0].rules[0].resize.source_key"
+            ]
+        );
+        assert!(err.errors[0].message.contains("params"), "{err}");
+        // Without them, the rule keeps the default keys.
+        let c = load("").unwrap();
+        let r = c.routes.vhosts[0].rules[0].action.resize().unwrap();
+        assert!(r.variant_key.is_none() && r.source_key.is_none());
+    }
 }

@@ -36,8 +36,9 @@ use regex::Regex;
 pub use defaults::*;
 pub use edge_config::{PemError, read_certs, read_key};
 pub use file::*;
+pub use image_config::RESIZE_KEY_VARIABLES;
 pub use shadow_config::is_safe_method;
-pub use template::{KeyScope, Template, TemplateError, Vars};
+pub use template::{KeyScope, Partial, Template, TemplateError, Vars};
 pub use units::{SizePrefixes, UnitError, parse_duration, parse_size, parse_size_with};
 pub use validate::{parse_backend, parse_host_pattern, validate};
 
@@ -769,6 +770,11 @@ pub struct RuleSpec {
 pub struct RuleResize {
     /// The original: a path on the rule's pool, or an absolute `http(s)://` URL.
     pub source: Template,
+    /// Key template of the stored variants (late variables: [`RESIZE_KEY_VARIABLES`]);
+    /// `None`: the original's key plus the normalised parameters.
+    pub variant_key: Option<Template>,
+    /// Key template of the stored originals; `None`: where the original is fetched from.
+    pub source_key: Option<Template>,
     /// Output width in CSS pixels (multiplied by `dpr`); `None`: not given.
     pub width: Option<Template>,
     /// Output height in CSS pixels (multiplied by `dpr`); `None`: not given.

@@ -5,6 +5,10 @@
 //! capture nor a built-in (`host`, `authority`, `scheme`, `path`, `query`) is a config error,
 //! and expansion on the request path is a walk over pre-split parts with no parsing.
 //! `regex::Captures::expand` would accept unknown names silently, hence this.
+//!
+//! A template may also name *late* variables, values known only after routing (an image
+//! rule's normalised parameters, [`Template::compile_with`]): routing expands everything else
+//! into a [`Partial`], which [`Partial::finish`] completes with those values.
 
 use std::fmt;
 
@@ -18,6 +22,8 @@ enum Part {
     /// A capture group, and where the template places it.
     Group(usize, Placement),
     Var(Var, Placement),
+    /// The n-th late variable (kura's own value, given to [`Partial::finish`]).
+    Late(usize),
 }
 
 /// Built-in template variables, taken from the request.
@@ -87,6 +93,13 @@ impl fmt::Display for TemplateError {
 impl Template {
     /// Parses `source`; `{name}` and `{N}` must name a group of `re`. `{{` and `}}` are braces.
     pub fn compile(source: &str, re: &Regex) -> Result<Self, TemplateError> {
+        Self::compile_with(source, re, &[])
+    }
+
+    /// As [`Template::compile`], and `{name}` may also be one of `late`, a value given later
+    /// to [`Partial::finish`] by its index in `late` (a capture of the same name wins, as it
+    /// does over the built-ins).
+    pub fn compile_with(source: &str, re: &Regex, late: &[&str]) -> Result<Self, TemplateError> {
         let mut parts = Vec::new();
         let mut lit = String::new();
         let mut chars = source.chars().peekable();
@@ -123,11 +136,20 @@ impl Template {
                             // The path starts with `/`: wherever it lands, it is a path.
                             "path" => Part::Var(Var::Path, Placement::Path),
                             "query" => Part::Var(Var::Query, Placement::Query),
-                            _ => {
-                                return Err(TemplateError(format!(
-                                    "template {source:?} uses `{name}`, which is neither a capture of the path regex nor one of host, authority, scheme, path, query"
-                                )));
-                            }
+                            _ => match late.iter().position(|l| *l == name) {
+                                Some(i) => Part::Late(i),
+                                None => {
+                                    let mut known =
+                                        String::from("host, authority, scheme, path, query");
+                                    for l in late {
+                                        known.push_str(", ");
+                                        known.push_str(l);
+                                    }
+                                    return Err(TemplateError(format!(
+                                        "template {source:?} uses `{name}`, which is neither a capture of the path regex nor one of {known}"
+                                    )));
+                                }
+                            },
                         },
                     };
                     if !lit.is_empty() {
@@ -187,6 +209,7 @@ impl Template {
                     }
                 }
                 Part::Var(v, _) => out.push_str(var(*v, vars)),
+                Part::Late(_) => {}
             }
         }
     }
@@ -195,16 +218,52 @@ impl Template {
     /// ([`check_capture`]): a value that would climb out of the template's prefix or change
     /// a host is refused. Used for everything a request's path feeds (rewrites, cache keys,
     /// image sources).
+    /// Late variables expand to nothing here (see [`Template::expand_partial`]).
     pub fn expand_checked(
         &self,
         caps: Option<&Captures<'_>>,
         vars: &Vars<'_>,
     ) -> Result<String, TargetError> {
         let mut out = String::with_capacity(self.source.len() + 32);
+        self.walk_checked(caps, vars, &mut out, &mut |_, _| {})?;
+        Ok(out)
+    }
+
+    /// The expansion with every capture and request value checked as [`expand_checked`] does,
+    /// the late variables left open for [`Partial::finish`].
+    ///
+    /// [`expand_checked`]: Template::expand_checked
+    pub fn expand_partial(
+        &self,
+        caps: Option<&Captures<'_>>,
+        vars: &Vars<'_>,
+    ) -> Result<Partial, TargetError> {
+        let mut pieces = Vec::new();
+        let mut out = String::with_capacity(self.source.len() + 32);
+        self.walk_checked(caps, vars, &mut out, &mut |i, out| {
+            pieces.push(Piece::Text(std::mem::take(out)));
+            pieces.push(Piece::Late(i));
+        })?;
+        pieces.push(Piece::Text(out));
+        Ok(Partial { pieces })
+    }
+
+    /// Appends the checked expansion to `out`, calling `late` where a late variable stands.
+    fn walk_checked(
+        &self,
+        caps: Option<&Captures<'_>>,
+        vars: &Vars<'_>,
+        out: &mut String,
+        late: &mut dyn FnMut(usize, &mut String),
+    ) -> Result<(), TargetError> {
         for part in &self.parts {
             let (value, at) = match part {
                 Part::Literal(s) => {
                     out.push_str(s);
+                    continue;
+                }
+                Part::Late(i) => {
+                    late(*i, out);
                     continue;
                 }
                 Part::Group(i, at) => match caps.and_then(|c| c.get(*i)) {
@@ -221,13 +280,45 @@ impl Template {
             check_capture(value, at)?;
             out.push_str(value);
         }
-        Ok(out)
+        Ok(())
+    }
+
+    /// True when the template names a late variable.
+    pub fn uses_late(&self) -> bool {
+        self.parts.iter().any(|p| matches!(p, Part::Late(_)))
     }
 
     /// The expansion as a new string.
     pub fn expand(&self, caps: Option<&Captures<'_>>, vars: &Vars<'_>) -> String {
         let mut out = String::with_capacity(self.source.len() + 32);
         self.expand_into(caps, vars, &mut out);
+        out
+    }
+}
+
+/// A template expanded with a request's captures and values, its late variables still open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Partial {
+    pieces: Vec<Piece>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Piece {
+    Text(String),
+    Late(usize),
+}
+
+impl Partial {
+    /// The expansion, each late variable replaced by its value in `late` (nothing when `late`
+    /// is shorter). The values are kura's own, so they are not checked.
+    pub fn finish(&self, late: &[&str]) -> String {
+        let mut out = String::new();
+        for p in &self.pieces {
+            match p {
+                Piece::Text(t) => out.push_str(t),
+                Piece::Late(i) => out.push_str(late.get(*i).copied().unwrap_or("")),
+            }
+        }
         out
     }
 }
@@ -253,7 +344,7 @@ fn placement(parts: &[Part], lit: &str) -> Placement {
             // A placeholder already in the query keeps what follows in the query; one in
             // the authority keeps it there until a literal `/` ends the authority.
             Part::Group(_, Placement::Query) | Part::Var(_, Placement::Query) => before.push('?'),
-            Part::Group(..) | Part::Var(..) => before.push('x'),
+            Part::Group(..) | Part::Var(..) | Part::Late(_) => before.push('x'),
         }
     }
     before.push_str(lit);
@@ -373,6 +464,29 @@ mod tests {
         let whole = Template::compile("http://{rest}", &re).unwrap();
         let caps = re.captures("/img/allowed.test@evil.test/x").unwrap();
         assert!(whole.expand_checked(Some(&caps), &vars).is_err());
+    }
+
+    #[test]
+    fn late_variables_are_filled_after_the_captures() {
+        let re = Regex::new(r"^/(?P<src>.+)$").unwrap();
+        let late = ["width", "params"];
+        let t = Template::compile_with("r/{width}/{src}#{params}", &re, &late).unwrap();
+        assert!(t.uses_late());
+        let caps = re.captures("/a/b.jpg").unwrap();
+        let p = t.expand_partial(Some(&caps), &Vars::default()).unwrap();
+        assert_eq!(p.finish(&["300", "q=80"]), "r/300/a/b.jpg#q=80");
+        assert_eq!(p.finish(&[]), "r//a/b.jpg#");
+        // Captures are still checked; a capture named like a late variable wins.
+        let caps = re.captures("/a/../../x").unwrap();
+        assert!(t.expand_partial(Some(&caps), &Vars::default()).is_err());
+        let re2 = Regex::new(r"^/(?P<width>[0-9]+)$").unwrap();
+        let t2 = Template::compile_with("{width}", &re2, &late).unwrap();
+        assert!(!t2.uses_late());
+        // Without the late names, they are unknown, and the error lists what is known.
+        let err = Template::compile("{width}", &re).unwrap_err();
+        assert!(!err.0.contains("params"), "{err}");
+        let err = Template::compile_with("{wdth}", &re, &late).unwrap_err();
+        assert!(err.0.contains("width, params"), "{err}");
     }
 
     #[test]

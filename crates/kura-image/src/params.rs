@@ -40,6 +40,35 @@ pub enum Gravity {
     SouthWest,
 }
 
+impl Fit {
+    /// The name as configured: `contain`, `cover` or `fill`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fit::Contain => "contain",
+            Fit::Cover => "cover",
+            Fit::Fill => "fill",
+        }
+    }
+}
+
+impl Gravity {
+    /// The name as configured: `center`, `north`, `south`, `east`, `west`, `ne`, `nw`, `se`
+    /// or `sw`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Gravity::Center => "center",
+            Gravity::North => "north",
+            Gravity::South => "south",
+            Gravity::East => "east",
+            Gravity::West => "west",
+            Gravity::NorthEast => "ne",
+            Gravity::NorthWest => "nw",
+            Gravity::SouthEast => "se",
+            Gravity::SouthWest => "sw",
+        }
+    }
+}
+
 /// An output format kura can encode (sources may also be GIF, which is only read).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Format {

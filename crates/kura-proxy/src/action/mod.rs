@@ -7,6 +7,7 @@
 //! server's state.
 
 pub mod cache;
+pub mod image_keys;
 pub mod image_source;
 pub mod proxy;
 pub mod resize;

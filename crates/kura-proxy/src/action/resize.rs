@@ -1,6 +1,7 @@
 //! The `resize` rule action: an image URL → checked parameters → a variant served through the
 //! cache. The variant's cache key is the source's key plus the normalised parameters (and the
-//! format chosen for the client's `Accept`), so equivalent URLs share an entry. On a miss the
+//! format chosen for the client's `Accept`), so equivalent URLs share an entry, or the rule's
+//! key templates say where the original and the variant are stored (`image_keys`). On a miss the
 //! cache asks [`ResizeOrigin`], which reads the original through the cache too (the source is
 //! cached once for all its variants), transforms it on the bounded pool, and answers with an
 //! `ETag` derived from the source's validator and the parameters: a revalidation whose source
@@ -14,12 +15,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use kura_cache::key::{PrimaryKey, RuleId};
+use kura_cache::key::RuleId;
 use kura_cache::{Cache, CacheBody, CacheRequest, Origin};
 use kura_config::{RuleCache, RuleResize};
 use kura_image::{Chosen, ImageLimits, Params, Raw, Signer, Transformer};
 
 use crate::action::Reply;
+use crate::action::image_keys::{self, ImageKeys};
 use crate::action::image_source::Sources;
 use crate::action::resize_origin::ResizeOrigin;
 use crate::control::metrics::Metrics;
@@ -108,6 +110,14 @@ impl ResizeAction {
         }
         Ok(ResizeArgs {
             source: r.source.expand_checked(caps, vars)?,
+            source_key: match &r.source_key {
+                Some(t) => Some(t.expand_checked(caps, vars)?),
+                None => None,
+            },
+            variant_key: match &r.variant_key {
+                Some(t) => Some(t.expand_partial(caps, vars)?),
+                None => None,
+            },
             raw: Raw {
                 width: t(&r.width)?,
                 height: t(&r.height)?,
@@ -125,6 +135,10 @@ impl ResizeAction {
 /// What the rule's templates made of one request path.
 pub struct ResizeArgs {
     pub source: String,
+    /// `resize.source_key` expanded.
+    pub source_key: Option<String>,
+    /// `resize.variant_key` expanded, the parameters still open.
+    pub variant_key: Option<kura_config::Partial>,
     pub raw: Raw,
     /// The signature capture and the path after it (the signed text).
     pub signature: Option<(String, String)>,
@@ -170,8 +184,14 @@ pub async fn serve(
     let chosen = params.choose(accept);
     let (source_origin, source_path, source_id) = r.sources.source(&args.source).await?;
     // Originals and variants live in the rule's own key kinds, which no client URL maps to.
-    let source_key = PrimaryKey::source(r.id, &source_id);
-    let variant_key = PrimaryKey::image(&source_key, &params.canonical(chosen));
+    let keys = ImageKeys::new(
+        r.id,
+        args.source_key.as_deref(),
+        args.variant_key.as_ref(),
+        &source_id,
+        &params,
+        chosen,
+    );
 
     // A HEAD is answered from the variant a GET stores: transformed once, coalesced, kept.
     let head = *method == Method::HEAD;
@@ -187,25 +207,26 @@ pub async fn serve(
             parts.headers.insert(name, v.clone());
         }
     }
+    keys.variant.mark(&mut parts);
     let keep_source = params.width.is_none()
         && params.height.is_none()
         && matches!(chosen, Chosen::Source)
         && args.raw.quality.trim().is_empty();
-    let origin = Arc::new(ResizeOrigin {
+    let origin = keys.variant.origin(Arc::new(ResizeOrigin {
         source: source_origin,
         source_path,
-        source_key,
+        source_key: keys.source,
         params,
         chosen,
         keep_source,
         rule: r.clone(),
         policy: r.policy.clone(),
-    });
+    }));
     let resp = cache
         .serve(
             CacheRequest {
                 parts,
-                key: variant_key,
+                key: keys.variant.key,
                 rule: r.policy.clone(),
                 target: None,
             },
@@ -214,6 +235,7 @@ pub async fn serve(
         .await
         .map_err(ProxyError::from)?;
     let (mut parts, body) = resp.into_parts();
+    image_keys::hide(&mut parts.headers);
     if params_vary(&args.raw) {
         parts
             .headers

@@ -15,11 +15,11 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response, StatusCode, request};
 use http_body_util::{BodyExt, Full};
-use kura_cache::key::PrimaryKey;
 use kura_cache::{CacheRequest, Origin, OriginBody, OriginError};
 use kura_config::RuleCache;
 use kura_image::{Chosen, Params, PoolError, Slot, TransformError};
 
+use crate::action::image_keys::Keyed;
 use crate::action::resize::ResizeAction;
 use crate::errors::ProxyError;
 
@@ -27,7 +27,8 @@ use crate::errors::ProxyError;
 pub(crate) struct ResizeOrigin {
     pub source: Arc<dyn Origin>,
     pub source_path: String,
-    pub source_key: PrimaryKey,
+    /// The original's key (and identity, when the rule's template names it).
+    pub source_key: Keyed,
     pub params: Params,
     pub chosen: Chosen,
     /// Nothing would change: the original is passed through.
@@ -62,22 +63,23 @@ fn source_failed() -> OriginError {
 
 impl ResizeOrigin {
     async fn variant(self, req: request::Parts) -> Result<Response<OriginBody>, OriginError> {
-        let src_parts = Request::get(self.source_path.as_str())
+        let mut src_parts = Request::get(self.source_path.as_str())
             .body(())
             .map_err(|_| source_failed())?
             .into_parts()
             .0;
+        self.source_key.mark(&mut src_parts);
         let src = self
             .rule
             .cache
             .serve(
                 CacheRequest {
                     parts: src_parts,
-                    key: self.source_key.clone(),
+                    key: self.source_key.key.clone(),
                     rule: self.policy.clone(),
                     target: None,
                 },
-                self.source.clone(),
+                self.source_key.origin(self.source.clone()),
             )
             .await
             .map_err(|e| {

@@ -29,6 +29,7 @@
 //! | POST   | `/reload`   | reloads the configuration file (as SIGHUP)               |
 //! | GET    | `/cache`    | JSON: cache counters, sizes and the tiers' configured sizes |
 //! | POST   | `/purge?url=URL` | purges the entry (and variants) URL maps to         |
+//! | POST   | `/purge?key=K` | purges the entries whose key is K (template keys, images) |
 //! | POST   | `/purge?prefix=P` | purges every cache key starting with P             |
 //! | POST   | `/purge?all=true` | empties the cache                                  |
 //! | GET    | `/cluster`  | JSON: members, etcd contact, peer-tier counters          |
@@ -302,7 +303,7 @@ async fn route(
     }
 }
 
-/// `POST /purge?url=…`, `?prefix=…` or `?all=true`.
+/// `POST /purge?url=…`, `?key=…`, `?prefix=…` or `?all=true`.
 async fn purge(shared: &Shared, query: &str) -> Response<Full<Bytes>> {
     let cache = &shared.cache;
     let param = |name: &str| {
@@ -323,6 +324,14 @@ async fn purge(shared: &Shared, query: &str) -> Response<Full<Bytes>> {
         let n = cache.purge_key(key.as_str()).await.0;
         return json_reply(StatusCode::OK, json!({"purged": n, "key": key.as_str()}));
     }
+    if let Some(text) = param("key") {
+        let keys = shared.runtime.load().table.keys_named(&text);
+        let mut n = 0;
+        for k in keys {
+            n += cache.purge_key(k.as_str()).await.0;
+        }
+        return json_reply(StatusCode::OK, json!({"purged": n, "key": text}));
+    }
     if let Some(prefix) = param("prefix") {
         let prefixes = shared.runtime.load().table.purge_prefixes(&prefix);
         let mut n = 0;
@@ -337,7 +346,7 @@ async fn purge(shared: &Shared, query: &str) -> Response<Full<Bytes>> {
     }
     json_reply(
         StatusCode::BAD_REQUEST,
-        json!({"error": "give url=URL, prefix=URL_PREFIX or all=true"}),
+        json!({"error": "give url=URL, key=KEY, prefix=URL_PREFIX or all=true"}),
     )
 }
 

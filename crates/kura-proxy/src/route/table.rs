@@ -239,6 +239,8 @@ fn rule_id(vhost: &str, r: &kura_config::RuleSpec) -> RuleId {
         &t(r.rewrite.as_ref()).unwrap_or_default(),
         &t(r.action.cache().and_then(|c| c.key.as_ref())).unwrap_or_default(),
         &t(r.action.resize().map(|z| &z.source)).unwrap_or_default(),
+        &t(r.action.resize().and_then(|z| z.variant_key.as_ref())).unwrap_or_default(),
+        &t(r.action.resize().and_then(|z| z.source_key.as_ref())).unwrap_or_default(),
         &format!("{:?}", r.request_headers),
     ])
 }
@@ -407,13 +409,41 @@ impl RouteTable {
         vhost.route(&input).ok()??.cache_key()
     }
 
-    /// The raw key prefixes that `prefix` names in every cache rule: URL keys starting with it
-    /// (`host/path` matches both schemes; `https://host/path` one) and template keys starting
-    /// with it.
+    /// The keys whose text is `key` in every rule that stores: a cache rule's template key, an
+    /// image rule's original and variant (templated or default). Each is made by the same
+    /// constructor as the rule's own keys, so it is normalised the same way and stays in the
+    /// rule's namespace (admin purge by key).
+    pub fn keys_named(&self, key: &str) -> Vec<PrimaryKey> {
+        let mut keys = Vec::new();
+        for rule in self.vhosts.iter().flat_map(|v| &v.rules) {
+            match &rule.action {
+                RuleAction::Cache(_) => keys.push(PrimaryKey::template(rule.id, key)),
+                RuleAction::Resize(_) => {
+                    keys.push(PrimaryKey::source(rule.id, key));
+                    keys.push(PrimaryKey::variant(rule.id, key));
+                }
+                RuleAction::Proxy(_) => {}
+            }
+        }
+        keys
+    }
+
+    /// The raw key prefixes that `prefix` names in every rule that stores: URL keys starting
+    /// with it (`host/path` matches both schemes; `https://host/path` one) and template keys
+    /// starting with it, and an image rule's originals and variants starting with it.
     pub fn purge_prefixes(&self, prefix: &str) -> Vec<String> {
         let mut raw = Vec::new();
         for vhost in &self.vhosts {
-            for rule in vhost.rules.iter().filter(|r| r.cache().is_some()) {
+            for rule in &vhost.rules {
+                if let RuleAction::Resize(_) = rule.action {
+                    for kind in [KeyKind::Source, KeyKind::Image] {
+                        raw.push(format!("{}{prefix}", PrimaryKey::prefix(rule.id, kind)));
+                    }
+                    continue;
+                }
+                if rule.cache().is_none() {
+                    continue;
+                }
                 let url = PrimaryKey::prefix(rule.id, KeyKind::Url);
                 if prefix.starts_with("http://") || prefix.starts_with("https://") {
                     raw.push(format!("{url}{prefix}"));

@@ -213,8 +213,13 @@ pub(crate) fn validate_cluster(
     );
     if c.peers.is_some() {
         for (field, set) in [
+            ("cluster.etcd_prefix", c.etcd_prefix.is_some()),
+            ("cluster.lease_ttl", c.lease_ttl.is_some()),
             ("cluster.etcd_ca", c.etcd_ca.is_some()),
+            ("cluster.etcd_cert", c.etcd_cert.is_some()),
+            ("cluster.etcd_key", c.etcd_key.is_some()),
             ("cluster.etcd_user", c.etcd_user.is_some()),
+            ("cluster.etcd_password", c.etcd_password.is_some()),
         ] {
             if set {
                 errs.push(field, "has no effect without `etcd`");

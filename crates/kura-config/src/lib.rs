@@ -18,6 +18,7 @@ mod defaults;
 mod edge_config;
 mod file;
 mod image_config;
+mod no_effect;
 mod shadow_config;
 pub mod target;
 mod template;

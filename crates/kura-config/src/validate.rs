@@ -138,6 +138,7 @@ pub fn validate(file: &FileConfig, base_dir: &Path) -> Result<Config, ConfigErro
         &mut errs,
     );
     let redis = validate_redis(file.redis.as_ref(), &routes, base_dir, &mut errs);
+    crate::no_effect::pools(file, &mut errs);
 
     // Every rule obeys the same targeted cache-control fields.
     let mut routes = routes;
@@ -760,6 +761,13 @@ fn validate_rule(
             Action::Proxy
         }
     };
+    crate::no_effect::rule(field, r, action, errs);
+    if let (Some(rr), Action::Resize) = (&r.resize, action) {
+        crate::no_effect::resize(&format!("{field}.resize"), rr, errs);
+    }
+    if let Some(s) = &r.shadow {
+        crate::no_effect::shadow(&format!("{field}.shadow"), s, errs);
+    }
     if r.cache.is_some() && action == Action::Proxy {
         errs.push(
             format!("{field}.cache"),

@@ -318,13 +318,16 @@ fn cache_values(s: &kura_cache::StatsSnapshot) -> [u64; 13] {
 impl CacheCollector {
     fn new(cache: Arc<kura_cache::Cache>) -> Self {
         let mut descs = Vec::new();
-        for m in Self::build(&kura_cache::StatsSnapshot::default()) {
+        for m in Self::build(&kura_cache::StatsSnapshot::default(), cache.capacity()) {
             descs.extend(m.desc().into_iter().cloned());
         }
         CacheCollector { cache, descs }
     }
 
-    fn build(s: &kura_cache::StatsSnapshot) -> Vec<Box<dyn prometheus::core::Collector>> {
+    fn build(
+        s: &kura_cache::StatsSnapshot,
+        capacity: kura_cache::Capacity,
+    ) -> Vec<Box<dyn prometheus::core::Collector>> {
         let mut out: Vec<Box<dyn prometheus::core::Collector>> = Vec::new();
         let hits = IntCounterVec::new(
             Opts::new(
@@ -355,6 +358,30 @@ impl CacheCollector {
             g.set(v as i64);
             out.push(Box::new(g));
         }
+        // The configured sizes, for ratios and alerts (only for the tiers that exist).
+        for (name, help, v) in [
+            (
+                "cache_memory_max_bytes",
+                "The memory tier's size (cache.memory)",
+                capacity.memory_max_bytes,
+            ),
+            (
+                "cache_disk_max_bytes",
+                "Disk usage above which cleaning starts (cache.max_disk)",
+                capacity.disk_max_bytes,
+            ),
+            (
+                "cache_disk_cleaned_bytes",
+                "Disk usage cleaning goes down to (cache.cleaned_disk)",
+                capacity.disk_cleaned_bytes,
+            ),
+        ] {
+            if let Some(v) = v {
+                let g = IntGauge::new(name, help).expect("static metric");
+                g.set(i64::try_from(v).unwrap_or(i64::MAX));
+                out.push(Box::new(g));
+            }
+        }
         out
     }
 }
@@ -366,7 +393,10 @@ impl prometheus::core::Collector for CacheCollector {
 
     fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
         let s = self.cache.stats();
-        Self::build(&s).iter().flat_map(|m| m.collect()).collect()
+        Self::build(&s, self.cache.capacity())
+            .iter()
+            .flat_map(|m| m.collect())
+            .collect()
     }
 }
 

@@ -8,8 +8,11 @@
 //! than the segment size) are read whole and their length and CRC32C (trailer) verified; a
 //! truncated, corrupt or late answer is discarded and the segment is fetched from the origin
 //! instead, so a client never receives bad bytes and a member dying mid-transfer costs its
-//! clients nothing. Late means not whole within `peer_timeout` of asking: an owner behind a
-//! degraded link, still sending but slowly, is treated as down like one that went silent.
+//! clients nothing. Late means: no answer within `peer_timeout` of asking; then, for an owner
+//! answering from its cache, the segment not whole by that deadline (an owner behind a
+//! degraded link, still sending but slowly, is treated as down like one that went silent); for
+//! an owner filling from the origin, a gap of `peer_timeout` between chunks (the origin sets
+//! the pace, and asking the origin as well would only add to its load).
 //! Longer answers (whole objects passed through) stream, and a CRC mismatch at their end
 //! fails the body. Answers from peers carry [`FromPeer`]: this node keeps those
 //! segments in memory only, the owner's disk holds them.
@@ -161,7 +164,6 @@ async fn ask(
     h.insert(wire::URL, named.target);
     h.insert(wire::HOPS, HeaderValue::from(hops + 1));
     let timeout = cluster.peer_timeout;
-    // A segment must arrive whole by then, not merely keep trickling in.
     let deadline = tokio::time::Instant::now() + timeout;
     let resp =
         match tokio::time::timeout_at(deadline, cluster.client.send(addr, out, timeout)).await {
@@ -175,6 +177,18 @@ async fn ask(
         return Err(Miss::Status(status));
     }
     let (mut parts, body) = resp.into_parts();
+    // An owner answering from its cache must deliver the segment whole by the deadline, not
+    // merely keep it trickling in; one filling from the origin only has to keep it coming.
+    let from_cache = parts
+        .headers
+        .get("cache-status")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(';').any(|p| p.trim() == "hit"));
+    let limit = if from_cache {
+        Limit::Deadline(deadline)
+    } else {
+        Limit::Idle(timeout)
+    };
     parts.headers.remove("cache-status");
     parts.headers.remove(wire::OWNER);
     parts.extensions.insert(FromPeer);
@@ -186,7 +200,7 @@ async fn ask(
         .and_then(|v| v.parse::<u64>().ok());
     let body: OriginBody = match length {
         Some(len) if len <= cluster.segment_size => {
-            let data = read_checked(body, len, deadline).await?;
+            let data = read_checked(body, len, limit).await?;
             cluster
                 .stats
                 .peer_bytes
@@ -205,17 +219,26 @@ async fn ask(
     Ok(Response::from_parts(parts, body))
 }
 
-/// Reads a whole answer of `len` bytes by `deadline` and checks it against the owner's CRC
+/// How long a segment's body may take.
+#[derive(Clone, Copy)]
+enum Limit {
+    /// Whole by then.
+    Deadline(tokio::time::Instant),
+    /// No longer than this between chunks.
+    Idle(std::time::Duration),
+}
+
+/// Reads a whole answer of `len` bytes within `limit` and checks it against the owner's CRC
 /// trailer.
-async fn read_checked(
-    mut body: Incoming,
-    len: u64,
-    deadline: tokio::time::Instant,
-) -> Result<Bytes, Miss> {
+async fn read_checked(mut body: Incoming, len: u64, limit: Limit) -> Result<Bytes, Miss> {
     let mut data = BytesMut::with_capacity(len as usize);
     let mut trailer_crc = None;
     loop {
-        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+        let by = match limit {
+            Limit::Deadline(at) => at,
+            Limit::Idle(gap) => tokio::time::Instant::now() + gap,
+        };
+        let frame = match tokio::time::timeout_at(by, body.frame()).await {
             Err(_) => return Err(Miss::Timeout),
             Ok(None) => break,
             Ok(Some(Err(_))) => return Err(Miss::Body("broken")),

@@ -8,8 +8,9 @@ need=()
 # command -> Debian package providing it: etcd runs in the cluster tests, redis-server in the
 # Redis route tests, ip and tc (iproute2) make the network namespaces of the cluster fault
 # tests, chromium (headless) loads the admin dashboard, systemd-socket-activate (systemd) starts
-# kura as a socket-activated service would be.
-for pair in ${KURA_TEST_PACKAGES:-etcd:etcd-server redis-server:redis-server ip:iproute2 tc:iproute2 chromium:chromium systemd-socket-activate:systemd}; do
+# kura as a socket-activated service would be; the package test reads the .deb with dpkg-deb,
+# the unit with systemd-analyze, the manual pages with man (man-db); cargo-deb strips with strip.
+for pair in ${KURA_TEST_PACKAGES:-etcd:etcd-server redis-server:redis-server ip:iproute2 tc:iproute2 chromium:chromium systemd-socket-activate:systemd systemd-analyze:systemd dpkg-deb:dpkg man:man-db strip:binutils}; do
   cmd=${pair%%:*}; pkg=${pair##*:}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done
@@ -18,6 +19,10 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
 fi
+
+# cargo-deb builds the Debian package in the package test (scripts/package.sh); building it
+# takes about two minutes, once per machine.
+cargo deb --version >/dev/null 2>&1 || cargo install cargo-deb --locked --version '^3.8'
 
 # As root (CI), the network-namespace tests must run: they fail instead of skipping.
 if [ "$(id -u)" -eq 0 ]; then export KURA_REQUIRE_NETNS=${KURA_REQUIRE_NETNS:-1}; fi

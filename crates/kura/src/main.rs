@@ -249,6 +249,7 @@ async fn run(
                 handle.begin_handover();
                 let _ = h.done.send(());
                 tracing::info!(pid = h.pid, "handed the listening sockets over");
+                upgrades.stop();
                 handle.shutdown().await;
                 return Ok(());
             }
@@ -256,6 +257,7 @@ async fn run(
         break;
     }
     upgrade::systemd::stopping();
+    upgrades.stop();
     handle.shutdown().await;
     Ok(())
 }

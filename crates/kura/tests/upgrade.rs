@@ -641,6 +641,42 @@ async fn takeover_refusals_are_clear() {
     assert_eq!(get(first.addr(), "x", "/").await.status, 200);
 }
 
+/// SIGTERM with an upgrade socket: the duplicates kept for a successor close with the
+/// listeners, so new clients are refused (not queued where nobody accepts) while a request in
+/// flight finishes; the socket file goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_an_upgrade_socket_refuses_new_clients() {
+    let slow = TestOrigin::slow("slow", Duration::from_millis(1500), "ok").await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "a", &slow.url(), None);
+    let sock = dir.path().join("upgrade.sock");
+    let kura = start_kura(
+        strings(&[
+            "serve",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--upgrade-socket",
+            sock.to_str().unwrap(),
+        ]),
+        1,
+    )
+    .await;
+    assert!(kura.wait_for_log("upgrade socket listening", Duration::from_secs(10)));
+    let addr = kura.addr();
+    let in_flight = tokio::spawn(async move { get(addr, "x", "/").await });
+    assert!(until(Duration::from_secs(5), || slow.requests() == 1).await);
+    kura.signal("TERM");
+    let refused = until(Duration::from_secs(1), || {
+        std::net::TcpStream::connect(addr).is_err()
+    })
+    .await;
+    assert!(refused, "connections refused once draining");
+    assert_eq!(in_flight.await.unwrap().text(), "ok");
+    let (kura, status) = wait_exit(kura, Duration::from_secs(20)).await;
+    assert!(status.is_some_and(|s| s.success()), "{}", kura.log_text());
+    assert!(!sock.exists(), "the upgrade socket is removed");
+}
+
 /// A takeover from another user is refused by both sides (SO_PEERCRED), even through a
 /// socket whose mode lets that user connect. Needs root, to run the binary as `nobody`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

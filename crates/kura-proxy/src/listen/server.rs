@@ -371,6 +371,12 @@ impl ServerHandle {
     pub async fn shutdown(mut self) {
         tracing::info!(grace = ?self.grace, "shutting down: draining connections");
         self.shared.shutdown.cancel();
+        // The duplicates too: once the accept loops let go, new clients are refused instead of
+        // waiting in a queue nobody accepts from.
+        self.listening
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         if let Some(c) = &self.shared.cluster {
             c.stop();
         }

@@ -7,6 +7,7 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -89,9 +90,10 @@ impl ControlSocket {
         self.keep = true;
     }
 
-    /// Serves takeovers on a thread of its own, offering `sockets`; a confirmed one is sent
+    /// Serves takeovers on a thread of its own, offering `sockets` (emptied when the server
+    /// shuts down, so that these duplicates keep no socket open); a confirmed takeover is sent
     /// on `handovers`, and the thread ends once it is done.
-    pub fn serve(&mut self, sockets: Vec<Listening>, handovers: mpsc::Sender<Handover>) {
+    pub fn serve(&mut self, sockets: Offered, handovers: mpsc::Sender<Handover>) {
         let Some(listener) = self.listener.take() else {
             return;
         };
@@ -132,10 +134,13 @@ impl Drop for ControlSocket {
     }
 }
 
+/// The listening sockets a control socket offers, shared with the server's side.
+pub type Offered = Arc<Mutex<Vec<Listening>>>;
+
 /// One takeover, from the new process's hello to its `ready` and our `stopped`.
 fn offer(
     stream: &UnixStream,
-    sockets: &[Listening],
+    offered: &Offered,
     handovers: &mpsc::Sender<Handover>,
 ) -> anyhow::Result<()> {
     let pid = match wire::check_peer(stream) {
@@ -157,6 +162,24 @@ fn offer(
         other => anyhow::bail!("pid {pid}: expected hello, got {other:?}"),
     }
     tracing::info!(pid, "takeover asked: offering the listening sockets");
+    // Duplicates for this exchange: the shared list may be emptied meanwhile.
+    let sockets = offered
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .map(|l| {
+            Ok(Listening {
+                role: l.role,
+                configured: l.configured,
+                socket: l.socket.try_clone()?,
+            })
+        })
+        .collect::<io::Result<Vec<_>>>()?;
+    if sockets.is_empty() {
+        let reason = "this kura is shutting down".to_string();
+        let _ = wire::send(stream, &Message::Refused { reason }, &[]);
+        anyhow::bail!("pid {pid}: shutting down");
+    }
     let infos = sockets
         .iter()
         .map(|l| {

@@ -27,8 +27,8 @@ use kura_config::Config;
 use kura_proxy::{InheritedSocket, ServerHandle};
 use tokio::sync::mpsc;
 
-use control::ControlSocket;
 pub use control::Handover;
+use control::{ControlSocket, Offered};
 use reexec::Exec;
 
 /// `kura serve`'s flags for replacing a running kura.
@@ -74,6 +74,8 @@ pub struct Upgrades {
     _temporary: Option<tempfile::TempDir>,
     handovers_tx: mpsc::Sender<Handover>,
     handovers: mpsc::Receiver<Handover>,
+    /// The listening sockets the control socket offers (duplicates, emptied by `stop`).
+    offered: Offered,
     exec: Option<Exec>,
     /// A successor started by SIGUSR2 is still running and has not taken over yet.
     pending: Arc<AtomicBool>,
@@ -129,11 +131,12 @@ pub async fn start(setup: Setup, config: Config) -> anyhow::Result<(ServerHandle
         _temporary: None,
         handovers_tx,
         handovers,
+        offered: Offered::default(),
         exec,
         pending: Arc::new(AtomicBool::new(false)),
     };
-    if let Some(c) = &mut upgrades.control {
-        c.serve(handle.listening_sockets()?, upgrades.handovers_tx.clone());
+    if upgrades.control.is_some() {
+        upgrades.serve(&handle)?;
     }
     systemd::ready(took_over);
     Ok((handle, upgrades))
@@ -152,6 +155,26 @@ impl Upgrades {
         Some(h)
     }
 
+    /// The server stops (shutdown or handover): the offered duplicates are closed, so that
+    /// only the accept loops hold the sockets, and the control socket with them (its file is
+    /// removed unless a successor has the path).
+    pub fn stop(&mut self) {
+        self.offered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        self.control = None;
+        self._temporary = None;
+    }
+
+    fn serve(&mut self, handle: &ServerHandle) -> anyhow::Result<()> {
+        *self.offered.lock().unwrap_or_else(|p| p.into_inner()) = handle.listening_sockets()?;
+        if let Some(c) = &mut self.control {
+            c.serve(self.offered.clone(), self.handovers_tx.clone());
+        }
+        Ok(())
+    }
+
     /// SIGUSR2: starts this binary again with `--takeover`, through the upgrade socket (a
     /// temporary one when none is configured).
     pub fn start_successor(&mut self, handle: &ServerHandle) {
@@ -161,9 +184,9 @@ impl Upgrades {
     }
 
     fn try_start_successor(&mut self, handle: &ServerHandle) -> anyhow::Result<()> {
-        let Some(exec) = &self.exec else {
+        if self.exec.is_none() {
             anyhow::bail!("this binary's path is unknown");
-        };
+        }
         if self.pending.load(Relaxed) {
             anyhow::bail!("an upgrade is already under way");
         }
@@ -172,12 +195,14 @@ impl Upgrades {
                 .prefix("kura-upgrade-")
                 .tempdir()
                 .context("a directory for the upgrade socket")?;
-            let mut c = ControlSocket::bind(&dir.path().join("upgrade.sock"), false)?;
-            c.serve(handle.listening_sockets()?, self.handovers_tx.clone());
-            self.control = Some(c);
+            self.control = Some(ControlSocket::bind(
+                &dir.path().join("upgrade.sock"),
+                false,
+            )?);
             self._temporary = Some(dir);
+            self.serve(handle)?;
         }
-        let Some(control) = &self.control else {
+        let (Some(control), Some(exec)) = (&self.control, &self.exec) else {
             anyhow::bail!("no upgrade socket");
         };
         let mut child = exec

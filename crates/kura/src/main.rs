@@ -208,6 +208,8 @@ async fn run(
     log: LogHandle,
     setup: upgrade::Setup,
 ) -> anyhow::Result<()> {
+    // Caught from the start: SIGUSR2's default action would end a kura still starting.
+    let mut usr2 = signal(SignalKind::user_defined2()).context("SIGUSR2 handler")?;
     let (handle, mut upgrades) = upgrade::start(setup, config).await?;
     let reloader = handle.reloader();
     // Kept alive for the life of the server.
@@ -235,7 +237,6 @@ async fn run(
     });
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
-    let mut usr2 = signal(SignalKind::user_defined2()).context("SIGUSR2 handler")?;
     loop {
         tokio::select! {
             _ = term.recv() => tracing::info!("SIGTERM received"),

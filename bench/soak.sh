@@ -17,6 +17,11 @@ cd "$(dirname "$0")/.."
 . bench/lib.sh
 
 DURATION=${1:-1800}
+# The disk tier: 1 GiB for the big file plus 256 MiB, so that the small objects fill it and
+# cleaning runs within the first 15 minutes. A tier that never reaches its marks grows its
+# index (about 90 bytes of memory per stored object) for the whole run, which is memory
+# bounded by the tier's size but not flat.
+MAX_DISK=${SOAK_MAX_DISK:-1280MiB}
 RESTART=${2:-180}
 D=/tmp/kura-soak
 OUT=bench/results
@@ -71,7 +76,7 @@ send_timeout = "20s"
 [cache]
 memory = "128MiB"
 dir = "$D/cache"
-max_disk = "3GiB"
+max_disk = "$MAX_DISK"
 [redis]
 url = "redis://127.0.0.1:$REDIS_PORT/0"
 resync_interval = "5s"
@@ -173,8 +178,9 @@ count() { echo "$1" >> "$D/$2"; }
     sleep 20; done ) & PIDS="$PIDS $!"
 ( end=$(( $(date +%s) + DURATION )); while [ "$(date +%s)" -lt $end ]; do
     # Slow readers: 256 KiB/s for 30 s, then they give up (curl exits 28, expected).
-    rc=0; curl -s -o /dev/null --limit-rate 256k --max-time 30 -H 'Host: soak.test' http://127.0.0.1:8190/1g.bin || rc=$?
-    count "$rc" slow
+    t0=$(date +%s); rc=0
+    curl -s -o /dev/null --limit-rate 256k --max-time 30 -H 'Host: soak.test' http://127.0.0.1:8190/1g.bin || rc=$?
+    count "$rc $t0 $(date +%s)" slow
     done ) & PIDS="$PIDS $!"
 python3 bench/soak_ws.py client 127.0.0.1:8190 "$DURATION" > "$D/ws.txt" &
 WS=$!; PIDS="$PIDS $WS"
@@ -190,8 +196,25 @@ non2xx=$(awk '/Non-2xx/ {print $NF}' "$D/wrk.txt"); non2xx=${non2xx:-0}
 sockerr=$(awk '/Socket errors/ {print}' "$D/wrk.txt"); sockerr=${sockerr:-none}
 img_ok=$(grep -c '^200$' "$D/images" || true); img_bad=$(grep -vc '^200$' "$D/images" || true)
 big_ok=$(grep -c '^ok' "$D/big" || true); big_bad=$(grep -c '^fail' "$D/big" || true)
-slow=$(wc -l < "$D/slow" 2>/dev/null || echo 0); slow_other=$(grep -vc '^28$\|^0$' "$D/slow" || true)
+slow=$(wc -l < "$D/slow" 2>/dev/null || echo 0)
+# Slow readers that ended otherwise, and how many of them an origin restart overlapped (a fill
+# cut by the restart ends its readers' transfers: the injected fault).
+read -r slow_other slow_restart < <(python3 - "$D/slow" "$D/restarts" <<'PY'
+import sys
+runs = [l.split() for l in open(sys.argv[1])]
+try:
+    restarts = [int(l.split()[1]) for l in open(sys.argv[2])]
+except FileNotFoundError:
+    restarts = []
+other = [r for r in runs if r[0] not in ("0", "28")]
+hit = [r for r in other if any(int(r[1]) - 3 <= t <= int(r[2]) + 3 for t in restarts)]
+print(len(other), len(hit))
+PY
+)
 ws=$(cat "$D/ws.txt")
+read -r disk_bytes disk_evictions mem_bytes < <(curl -s http://127.0.0.1:8191/cache | python3 -c \
+  'import json, sys; c = json.load(sys.stdin); print(c["disk_bytes"], c["disk_evictions"], c["memory_bytes"])' \
+  || echo "? ? ?")
 # RSS and fds over the last 20 minutes (or the second half of a shorter run).
 from=$(( DURATION > 1500 ? DURATION - 1200 : DURATION / 2 ))
 read -r rss_min rss_max fd_min fd_max < <(awk -F, -v f="$from" 'NR > 1 && $1 >= f {
@@ -217,7 +240,8 @@ read -r rss_first rss_last < <(awk -F, -v f="$from" 'NR > 1 && $1 >= f {if (a ==
   echo "| wrk requests / non-2xx / socket errors | ${reqs} / ${non2xx} / ${sockerr} |"
   echo "| image variants: 200 / other | ${img_ok} / ${img_bad} |"
   echo "| 1 GiB downloads: whole / broken | ${big_ok} / ${big_bad} |"
-  echo "| slow readers: runs / ended otherwise than by their own 30 s limit | ${slow} / ${slow_other} |"
+  echo "| slow readers: runs / ended otherwise than by their own 30 s limit (of which during an origin restart) | ${slow} / ${slow_other} (${slow_restart}) |"
   echo "| WebSocket messages | ${ws} |"
+  echo "| cache at the end: memory tier bytes / disk bytes (max ${MAX_DISK}) / objects cleaned from disk | ${mem_bytes} / ${disk_bytes} / ${disk_evictions} |"
 } | tee -a "${SOAK_REPORT:-bench/README.md}"
 echo "samples: $OUT/soak.csv; logs: $D"

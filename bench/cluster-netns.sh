@@ -44,7 +44,8 @@ if [ "${1:-}" = "--stream" ]; then
   exit 0
 fi
 
-cd "$(dirname "$0")/.."
+SELF=$(realpath "$0")
+cd "${REPO:-$(dirname "$SELF")/..}" # REPO: the repository, when running a copy of this script
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
 
@@ -58,8 +59,11 @@ PASSES=${PASSES:-3}            # passes over the working set, scale runs
 FAULT_SECONDS=${FAULT_SECONDS:-30} # fault runs: traffic for this long (after one warming pass)
 FAULT_AT=${FAULT_AT:-10}       # the fault, this many seconds into the run
 MEMORY_MIB=${MEMORY_MIB:-64}   # each node's memory tier
-WS_MIB=${WS_MIB:-160}          # working set, objects of 1-4 MiB
-PEER_TIMEOUT=${PEER_TIMEOUT:-1s}
+WS_MIB=${WS_MIB:-160}          # working set
+OBJ_MIB=${OBJ_MIB:-1-4}        # its objects' sizes, MiB (objects above memory/8 are not copied
+                               # into askers' memory: only their owner keeps them)
+PEER_TIMEOUT=${PEER_TIMEOUT:-2s}
+ROLL=${ROLL:-upgrade}          # rolling restart by SIGUSR2 (upgrade) or by SIGTERM and start (stop)
 SECRET=bench-secret-0123456789
 KURA=${KURA:-$PWD/target/release/kura}
 W=/tmp/kura-bench-netns
@@ -67,10 +71,10 @@ OUT=$W/out
 P=kn$$
 SW=$P-sw
 NET=10.99.0
-SELF=$PWD/bench/cluster-netns.sh
 [ "$(id -u)" -eq 0 ] || { echo "cluster-netns.sh needs root (network namespaces, tc)" >&2; exit 1; }
 [ -x "$KURA" ] || nice -n 19 cargo build --release -p kura
-mkdir -p "$W/www" "$OUT"
+WWW=$W/www-$OBJ_MIB
+mkdir -p "$WWW" "$OUT"
 rm -f "$OUT"/*
 
 # ---------------------------------------------------------------- namespaces and links
@@ -115,18 +119,18 @@ node_ip() { echo "$NET.$((10 + $1))"; }
 client_ip() { echo "$NET.$((50 + $1))"; }
 
 # ---------------------------------------------------------------- working set, origin, etcd
-if ! [ -f "$W/www/objects.txt" ] || [ "$(awk '{s+=$2} END {print int(s/1048576)}' "$W/www/objects.txt")" -lt "$WS_MIB" ]; then
-  rm -f "$W/www"/*
-  total=0; i=0
+if ! [ -f "$WWW/objects.txt" ] || [ "$(awk '{s+=$2} END {print int(s/1048576)}' "$WWW/objects.txt")" -lt "$WS_MIB" ]; then
+  rm -f "$WWW"/*
+  total=0; i=0; lo=${OBJ_MIB%-*}; hi=${OBJ_MIB#*-}
   while [ "$total" -lt $((WS_MIB * 1048576)) ]; do
-    size=$(( (1 + RANDOM % 4) * 1048576 - RANDOM ))
-    head -c "$size" /dev/urandom > "$W/www/o$i.bin"
-    echo "o$i.bin $size" >> "$W/www/objects.txt"
+    size=$(( (lo + RANDOM % (hi - lo + 1)) * 1048576 - RANDOM ))
+    head -c "$size" /dev/urandom > "$WWW/o$i.bin"
+    echo "o$i.bin $size" >> "$WWW/objects.txt"
     total=$((total + size)); i=$((i + 1))
   done
 fi
-WS_BYTES=$(awk '{s+=$2} END {print s}' "$W/www/objects.txt")
-OBJECTS=$(wc -l < "$W/www/objects.txt")
+WS_BYTES=$(awk '{s+=$2} END {printf "%.0f", s}' "$WWW/objects.txt")
+OBJECTS=$(wc -l < "$WWW/objects.txt")
 
 host origin "$NET.2" "$ORIGIN_MBIT"
 mkdir -p "$W/nginx"
@@ -138,13 +142,13 @@ events { worker_connections 1024; }
 http {
   log_format b '\$body_bytes_sent';
   access_log $W/nginx/bytes.log b;
-  server { listen $NET.2:80; root $W/www;
+  server { listen $NET.2:80; root $WWW;
     location / { add_header Cache-Control "public, max-age=3600"; } }
 }
 CONF
 : > "$W/nginx/bytes.log"
 in_ns origin nginx -c "$W/nginx/nginx.conf"
-origin_bytes() { awk '{s+=$1} END {print s+0}' "$W/nginx/bytes.log"; }
+origin_bytes() { awk '{s+=$1} END {printf "%.0f\n", s}' "$W/nginx/bytes.log"; }
 
 host etcd "$NET.3" 1000
 ETCD_PID=""
@@ -189,9 +193,20 @@ CONF
   NODE_PID[$1]=$!
 }
 stop_node() { # i [signal]
-  kill "-${2:-TERM}" "${NODE_PID[$1]}" 2>/dev/null || true
-  wait "${NODE_PID[$1]}" 2>/dev/null || true
+  local pid=${NODE_PID[$1]} _
+  kill "-${2:-TERM}" "$pid" 2>/dev/null || true
+  for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  wait "$pid" 2>/dev/null || true
   unset "NODE_PID[$1]"
+}
+# upgrade_node i: SIGUSR2, the zero-downtime replacement; waits for the old process to exit
+# and follows the new one (the only process left in the node's namespace).
+upgrade_node() {
+  local old=${NODE_PID[$1]} _
+  kill -USR2 "$old"
+  for _ in $(seq 300); do kill -0 "$old" 2>/dev/null || break; sleep 0.1; done
+  wait "$old" 2>/dev/null || true
+  NODE_PID[$1]=$(ip netns pids "$P-node$1" | head -1)
 }
 stop_nodes() { for i in "${!NODE_PID[@]}"; do stop_node "$i"; done; }
 ccurl() { in_ns client1 curl -s --max-time 3 "$@"; }
@@ -225,7 +240,7 @@ run_clients() {
     home=$(( (k - 1) % n + 1 ))
     order=(); for j in $(seq 0 $((n - 1))); do order+=("$(node_ip $(( (home - 1 + j) % n + 1 )))"); done
     for s in $(seq "$STREAMS"); do
-      ip netns exec "$P-client$k" bash "$SELF" --stream "$OUT/$tag.c$k" "$W/www/objects.txt" "$passes" "$tag$k$s" "$deadline" "${order[@]}" &
+      ip netns exec "$P-client$k" bash "$SELF" --stream "$OUT/$tag.c$k" "$WWW/objects.txt" "$passes" "$tag$k$s" "$deadline" "${order[@]}" &
       CLIENT_PIDS+=($!)
     done
   done
@@ -270,8 +285,8 @@ say() { echo "$*" | tee -a "$RESULTS"; }
 # each has its own origin bytes: the first is cold, the last shows what the cluster holds.
 scale() {
   say ""
-  say "| nodes | MB/s, first pass | MB/s, last pass | origin MiB, first pass | origin MiB, last pass | origin bytes per client byte, all passes | hit ratio, last pass | p99 TTFB ms, last pass | memory held, MiB | from peers, MiB | failed requests |"
-  say "|---|---|---|---|---|---|---|---|---|---|---|"
+  say "| nodes | MB/s, first pass | MB/s, last pass | origin MiB, first pass | origin MiB, last pass | origin bytes per client byte, all passes | bytes not from the origin, last pass | p99 TTFB ms, last pass | memory held, MiB | from peers, MiB | peer timeouts | failed requests |"
+  say "|---|---|---|---|---|---|---|---|---|---|---|---|"
   local n p o0 o1 ofirst olast first last all
   for n in 1 2 3 4; do
     cluster "$n"
@@ -286,7 +301,7 @@ scale() {
     first=$(stats 1 "$OUT/scale$n.p1".c*)
     last=$(stats 1 "$OUT/scale$n.p$PASSES".c*)
     all=$(stats 1 "$OUT/scale$n".p*.c*)
-    say "| $n | $(field "$first" 3) | $(field "$last" 3) | $(mib "$ofirst") | $(mib "$olast") | $(ratio $(( $(origin_bytes) - o0 )) "$(field "$all" 1)") | $(field "$last" 5) | $(field "$last" 4) | $(mib "$(sum_metric kura_cache_memory_bytes)") | $(mib "$(sum_metric kura_cluster_peer_bytes_total)") | $(field "$all" 8) |"
+    say "| $n | $(field "$first" 3) | $(field "$last" 3) | $(mib "$ofirst") | $(mib "$olast") | $(ratio $(( $(origin_bytes) - o0 )) "$(field "$all" 1)") | $(awk -v o="$olast" -v c="$(field "$last" 1)" 'BEGIN {printf "%.2f", 1 - o / c}') | $(field "$last" 4) | $(mib "$(sum_metric kura_cache_memory_bytes)") | $(mib "$(sum_metric kura_cluster_peer_bytes_total)") | $(sum_metric 'kura_cluster_peer_errors_total{kind="timeout"}') | $(field "$all" 8) |"
   done
 }
 
@@ -389,14 +404,15 @@ fault_roll() {
   run_clients "$TAG" 4 100 $((FAULT_SECONDS + 10)); sleep 5
   t=$(now)
   for i in 1 2 3 4; do
-    stop_node "$i" TERM
-    start_node "$i"
+    if [ "$ROLL" = upgrade ]; then upgrade_node "$i"; else stop_node "$i" TERM; start_node "$i"; fi
     wait_members 4 1 2 3 4
     sleep 2
   done
   local t_end; t_end=$(now)
   wait_clients
-  fault_header "Rolling restart (SIGTERM, start, wait for 4 members, 2 s, next node), $(awk -v a="$t_end" -v b="$t" 'BEGIN {printf "%.0f", a - b}') s from the first stop to the last start"
+  local how="SIGUSR2: the new process takes the listening sockets over, the old one drains"
+  [ "$ROLL" = upgrade ] || how="SIGTERM, then a new process"
+  fault_header "Rolling restart ($how; the next node once all see 4 members and 2 s passed), $(awk -v a="$t_end" -v b="$t" 'BEGIN {printf "%.0f", a - b}') s from the first stop to the last start"
   client_row "all, before" "\$1 < $t" $(seq "$CLIENTS")
   client_row "all, during" "\$1 >= $t && \$1 < $t_end" $(seq "$CLIENTS")
   client_row "all, after" "\$1 >= $t_end" $(seq "$CLIENTS")
@@ -413,7 +429,7 @@ fault_roll() {
   echo "Each node, the origin (nginx, 1 worker), etcd and $CLIENTS clients in its own network namespace,"
   echo "linked by veth pairs to one bridge; links shaped with tbf both ways: nodes $NODE_MBIT Mbit/s,"
   echo "origin $ORIGIN_MBIT Mbit/s, clients $CLIENT_MBIT Mbit/s each. No added delay (see below)."
-  echo "Working set: $OBJECTS objects of 1-4 MiB, $(mib "$WS_BYTES") MiB; memory tier ${MEMORY_MIB} MiB per node, no disk"
+  echo "Working set: $OBJECTS objects of $OBJ_MIB MiB, $(mib "$WS_BYTES") MiB; memory tier ${MEMORY_MIB} MiB per node, no disk"
   echo "tier; membership from etcd (lease_ttl 3 s), peer_timeout $PEER_TIMEOUT. Each client runs $STREAMS curl streams,"
   echo "each requesting every object in a random order per pass; client k uses node k mod N."
 } > "$W/header.md"

@@ -94,6 +94,8 @@ pub async fn start_with(config: Config, mut inherited: Inherited) -> io::Result<
         (0..socket_sets).map(|_| Vec::new()).collect();
     let mut addrs = Vec::new();
     let mut listening = Vec::new();
+    // Whether each listener's sockets were inherited or bound, for its log line.
+    let mut bound = Vec::new();
     let mut tls_listeners = Vec::new();
     for (i, l) in config.listeners.iter().enumerate() {
         let tls = match &l.tls {
@@ -127,7 +129,7 @@ pub async fn start_with(config: Config, mut inherited: Inherited) -> io::Result<
             sets[j % socket_sets].push((socket, mode.clone()));
         }
         addrs.push(addr);
-        tracing::info!(address = %addr, workers, work_stealing = !per_core, socket = from, "kura listening");
+        bound.push(from);
     }
     let mut threads = Vec::new();
     if per_core {
@@ -230,6 +232,11 @@ pub async fn start_with(config: Config, mut inherited: Inherited) -> io::Result<
     }
     let _ = shared.own_addrs.set(own);
     inherited.close_rest();
+    // Once every listener, the admin and peer ones included, is bound: a watcher of the log
+    // (tests, scripts) that saw these lines finds the others already there.
+    for (addr, from) in addrs.iter().zip(bound) {
+        tracing::info!(address = %addr, workers, work_stealing = !per_core, socket = from, "kura listening");
+    }
     if let Some(redis) = &config.redis {
         crate::control::redis_routes::spawn(redis.clone(), shared.clone(), &tracker)
             .map_err(io::Error::other)?;

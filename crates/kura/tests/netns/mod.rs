@@ -7,6 +7,7 @@
 //! dropped.
 
 use std::fs::File;
+use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::AsFd;
 use std::process::Command;
@@ -59,7 +60,9 @@ pub fn lab_or_skip(test: &str) -> Option<Lab> {
                 std::env::var("KURA_REQUIRE_NETNS").as_deref() != Ok("1"),
                 "KURA_REQUIRE_NETNS=1 but network namespaces are unavailable: {why}"
             );
-            eprintln!(
+            // Straight to stderr, past the test harness's capture: a skip must be seen.
+            let _ = writeln!(
+                std::io::stderr(),
                 "SKIPPED {test}: network namespaces are unavailable here ({why}); \
                  run as root with iproute2 (CI sets KURA_REQUIRE_NETNS=1 to make this a failure)"
             );

@@ -346,11 +346,13 @@ impl Cache {
             &req.rule,
             SystemTime::now(),
         );
+        // Any storable answer (a 206 to a Range client's pass too) lifts the mark; only a whole
+        // 200 that still may not be stored renews it, so answers shaped by one client's request
+        // (206, 304, 412, 416) or an error status never keep the key passing.
         match verdict {
-            Ok(_) if parts.status == StatusCode::OK => self.hit_for_pass.forget(&req.key),
-            Ok(_) => {}
+            Ok(_) => self.hit_for_pass.forget(&req.key),
             Err(reason) => {
-                self.hit_for_pass.note(&req.key, reason);
+                self.hit_for_pass.note(&req.key, parts.status, reason);
             }
         }
         let status = CacheStatus {

@@ -334,7 +334,7 @@ impl Cache {
             }
             Err(reason) if total <= self.segment_size => {
                 // The whole (small) body came: hand it over as a 200.
-                self.count_pass(req, reason);
+                self.count_pass(req, StatusCode::OK, reason);
                 let mut parts = head;
                 parts.status = StatusCode::OK;
                 parts.headers = headers;
@@ -347,7 +347,7 @@ impl Cache {
                 // The plain refetch is the pass (and counts it): counted here too, one request
                 // would be two passes.
                 tracing::debug!(?reason, "response not stored");
-                self.hit_for_pass.note(&req.key, reason);
+                self.hit_for_pass.note(&req.key, StatusCode::OK, reason);
                 drop(body);
                 self.refetch_plain(req, origin).await
             }
@@ -401,7 +401,7 @@ impl Cache {
                 Led::Stored(obj, Some(head.status.as_u16()), Some(seat))
             }
             Err(reason) => {
-                self.count_pass(req, reason);
+                self.count_pass(req, head.status, reason);
                 let mut parts = head;
                 parts
                     .headers
@@ -411,9 +411,9 @@ impl Cache {
         }
     }
 
-    fn count_pass(&self, req: &CacheRequest, reason: NoStore) {
+    fn count_pass(&self, req: &CacheRequest, status: StatusCode, reason: NoStore) {
         Stats::inc(&self.stats.passes);
-        self.hit_for_pass.note(&req.key, reason);
+        self.hit_for_pass.note(&req.key, status, reason);
         tracing::debug!(?reason, "response not stored");
     }
 

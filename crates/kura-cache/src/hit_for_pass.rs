@@ -9,16 +9,21 @@
 //! the origin as the client sent them, until the mark expires or a passed answer turns out to
 //! be storable (the object changed: the next request fills again).
 //!
-//! Only answers that say something about the object mark it: `no-store`, `private`, an
-//! uncacheable status, `Vary: *`, a TTL below `min_ttl`, a `Set-Cookie`. An answer refused
-//! because of what this request carried (`Authorization`, `Cookie`) says nothing about the next
-//! client's request and marks nothing. The marks are 64-bit keyed hashes of the cache key in a
+//! Only a whole `200` answer that says something about the object marks it: `no-store`,
+//! `private`, `Vary: *`, a TTL below `min_ttl`, a `Set-Cookie`. An error status (a `400` one
+//! client's headers caused, an origin's `503` for a second) marks nothing: the next request
+//! fills again. Nor does an answer refused because of what this request carried
+//! (`Authorization`, `Cookie`), nor one shaped by it (`206`, `304`, `412`, `416` to a pass),
+//! so no client can keep a URL uncached for others; and any storable answer to a pass, a `206`
+//! included, lifts the mark. The marks are 64-bit keyed hashes of the cache key in a
 //! bounded moka cache: a client inventing URLs costs at most [`MAX_MARKS`] entries of a few
 //! dozen bytes, and a hash collision can only turn a cacheable request into a pass, never
 //! serve one client's answer to another.
 
 use std::hash::BuildHasher;
 use std::time::Duration;
+
+use http::StatusCode;
 
 use crate::key::PrimaryKey;
 use crate::policy::NoStore;
@@ -56,10 +61,10 @@ impl HitForPass {
         self.marks.contains_key(&self.hash(key))
     }
 
-    /// Notes why an answer for `key` was not stored; marks the key when the reason is the
-    /// object's own. Returns whether it did.
-    pub(crate) fn note(&self, key: &PrimaryKey, reason: NoStore) -> bool {
-        if !marks_object(reason) {
+    /// Notes why an answer (of `status`) for `key` was not stored; marks the key when it was a
+    /// whole `200` and the reason is the object's own. Returns whether it did.
+    pub(crate) fn note(&self, key: &PrimaryKey, status: StatusCode, reason: NoStore) -> bool {
+        if status != StatusCode::OK || !marks_object(reason) {
             return false;
         }
         self.marks.insert(self.hash(key), ());
@@ -95,6 +100,8 @@ mod tests {
     use super::*;
     use crate::key::RuleId;
 
+    const OK: StatusCode = StatusCode::OK;
+
     fn key(path: &str) -> PrimaryKey {
         PrimaryKey::template(RuleId(7), path)
     }
@@ -102,9 +109,17 @@ mod tests {
     #[test]
     fn marks_only_what_the_object_says() {
         let h = HitForPass::new(16, Duration::from_secs(60));
-        assert!(h.note(&key("/a"), NoStore::NotStorable));
-        assert!(!h.note(&key("/b"), NoStore::Authorization));
-        assert!(!h.note(&key("/c"), NoStore::Cookie));
+        assert!(h.note(&key("/a"), OK, NoStore::NotStorable));
+        assert!(!h.note(&key("/b"), OK, NoStore::Authorization));
+        assert!(!h.note(&key("/c"), OK, NoStore::Cookie));
+        for status in [400, 404, 503, 206, 304, 416] {
+            let status = StatusCode::from_u16(status).unwrap();
+            assert!(
+                !h.note(&key("/d"), status, NoStore::NotStorable),
+                "{status}"
+            );
+        }
+        assert!(!h.remembers(&key("/d")));
         assert!(h.remembers(&key("/a")));
         assert!(!h.remembers(&key("/b")));
         assert!(!h.remembers(&key("/c")));
@@ -116,7 +131,7 @@ mod tests {
     fn bounded_by_count() {
         let h = HitForPass::new(100, Duration::from_secs(60));
         for i in 0..10_000 {
-            h.note(&key(&format!("/x/{i}")), NoStore::NotStorable);
+            h.note(&key(&format!("/x/{i}")), OK, NoStore::NotStorable);
         }
         assert!(h.len() <= 100, "{} marks", h.len());
     }
@@ -124,7 +139,7 @@ mod tests {
     #[test]
     fn marks_expire() {
         let h = HitForPass::new(16, Duration::from_millis(50));
-        h.note(&key("/a"), NoStore::BelowMinTtl);
+        h.note(&key("/a"), OK, NoStore::BelowMinTtl);
         assert!(h.remembers(&key("/a")));
         std::thread::sleep(Duration::from_millis(120));
         assert!(!h.remembers(&key("/a")));

@@ -116,3 +116,89 @@ async fn an_answer_refused_for_the_requests_credentials_marks_nothing() {
     assert!(status.contains("stored"), "{status}");
     assert!(!status.contains("hit-for-pass"), "{status}");
 }
+
+/// An origin whose object is cacheable, answering `400` to a request carrying `x-bad` (as an
+/// origin refuses a header it dislikes) and `206` to `Range: bytes=0-9`; counts its requests.
+async fn refusing_bad_headers() -> (TestOrigin, Arc<Mutex<usize>>) {
+    let n = Arc::new(Mutex::new(0));
+    let count = n.clone();
+    let o = TestOrigin::start(
+        "o",
+        Arc::new(move |s: Seen| {
+            *count.lock().unwrap() += 1;
+            let bad = s.headers.contains_key("x-bad");
+            let range = s
+                .headers
+                .get("range")
+                .map(|v| v.to_str().unwrap().to_string());
+            Box::pin(async move {
+                if bad {
+                    return full(400, "bad");
+                }
+                let mut r = match range.as_deref() {
+                    Some("bytes=0-9") => {
+                        let mut r = full(206, "x".repeat(10));
+                        r.headers_mut()
+                            .insert("content-range", "bytes 0-9/1000".parse().unwrap());
+                        r
+                    }
+                    _ => full(200, "x".repeat(1000)),
+                };
+                r.headers_mut()
+                    .insert("cache-control", "max-age=300".parse().unwrap());
+                r
+            })
+        }),
+    )
+    .await;
+    (o, n)
+}
+
+fn get_with(path: &str, h: &[(&str, &str)]) -> http::Request<http_body_util::Full<bytes::Bytes>> {
+    let mut b = http::Request::get(path).header("host", "a.com");
+    for (k, v) in h {
+        b = b.header(*k, *v);
+    }
+    b.body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_error_one_client_caused_does_not_keep_the_url_uncached_for_others() {
+    // Found in review: one request the origin refuses (400) marked the key, and Range clients'
+    // 206 passes then kept it marked, so the object was never stored.
+    let (o, n) = refusing_bad_headers().await;
+    let kura = config(&o.url()).start().await;
+    let r = kura_testkit::send(kura.addr, get_with("/v", &[("x-bad", "1")])).await;
+    assert_eq!(r.status, 400);
+    let before = *n.lock().unwrap();
+    for _ in 0..10 {
+        let r = kura_testkit::send(kura.addr, get_with("/v", &[("range", "bytes=0-9")])).await;
+        assert_eq!(r.status, 206);
+        let status = r.header("cache-status").unwrap().to_string();
+        assert!(!status.contains("hit-for-pass"), "{status}");
+    }
+    let asked = *n.lock().unwrap() - before;
+    assert!(
+        asked <= 2,
+        "the origin was asked {asked} times for 10 range requests"
+    );
+}
+
+#[tokio::test]
+async fn a_storable_partial_answer_to_a_pass_lifts_the_mark() {
+    let cc = Arc::new(Mutex::new("no-store"));
+    let (o, _) = switchable(cc.clone()).await;
+    let kura = config(&o.url()).start().await;
+    kura.get("a.com", "/p").await;
+    let r = kura.get("a.com", "/p").await;
+    assert!(r.header("cache-status").unwrap().contains("hit-for-pass"));
+    // A Range client's pass that comes back storable lifts the mark (the switchable origin
+    // answers 200 whatever the Range: storable all the same).
+    *cc.lock().unwrap() = "max-age=300";
+    let r = kura_testkit::send(kura.addr, get_with("/p", &[("range", "bytes=0-3")])).await;
+    assert!(r.header("cache-status").unwrap().contains("hit-for-pass"));
+    let r = kura.get("a.com", "/p").await;
+    let status = r.header("cache-status").unwrap().to_string();
+    assert!(status.contains("stored"), "{status}");
+}

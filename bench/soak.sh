@@ -128,7 +128,8 @@ sleep 0.5
 # shellcheck disable=SC2086
 ${KURA_PREFIX:-} "$KURA" serve --config "$D/kura.toml" 2>"$D/kura.log" &
 PIDS="$PIDS $!"
-sleep 1
+# Traffic starts once kura answers (a profiler makes its start slow).
+for _ in $(seq 300); do curl -s -o /dev/null http://127.0.0.1:8191/status && break; sleep 0.2; done
 # The kura process itself (a profiler's wrapper is not what is sampled).
 KPID=$(pgrep -n -f -- "$KURA serve --config $D/kura.toml")
 

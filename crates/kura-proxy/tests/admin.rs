@@ -274,3 +274,22 @@ async fn side_listeners_have_a_connection_cap_and_timeouts() {
     .expect("served once a slot is free");
     assert_eq!(r.status, 200);
 }
+
+#[tokio::test]
+async fn head_is_answered_like_get_without_a_body() {
+    let kura = admin_config(|_| {}).start().await;
+    for path in ["/", "/dashboard.js", "/status", "/metrics", "/healthz"] {
+        let get = admin_req(&kura, "GET", path, &[]).await;
+        let head = admin_req(&kura, "HEAD", path, &[]).await;
+        assert_eq!((path, head.status), (path, get.status));
+        assert_eq!(get.status, 200, "{path}");
+        assert!(head.body.is_empty(), "{path}");
+        assert_eq!(
+            head.header("content-type"),
+            get.header("content-type"),
+            "{path}"
+        );
+    }
+    // HEAD changes nothing: an unknown path is still 404.
+    assert_eq!(admin_req(&kura, "HEAD", "/nope", &[]).await.status, 404);
+}

@@ -214,8 +214,12 @@ pub(crate) async fn serve(
 async fn route(
     shared: &Shared,
     traffic: &Traffic,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
+    // HEAD is GET without the body (hyper leaves it out and keeps the length).
+    if req.method() == Method::HEAD {
+        *req.method_mut() = Method::GET;
+    }
     if req.method() == Method::GET
         && let Some((ctype, body)) = dashboard::asset(req.uri().path())
     {

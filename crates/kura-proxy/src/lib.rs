@@ -38,3 +38,19 @@ pub use listen::tls::TlsError;
 pub use route::table::{ActionError, BuildError};
 pub use route::target;
 pub use state::{ReloadError, ReloadHook, ReloadReport};
+
+/// Loads every TLS listener's certificates as `serve` would, for `kura check`: a certificate
+/// that does not go with its key, or a file that is not PEM, is found before a start or a
+/// reload refuses it. Each error comes with its listener's field.
+pub fn check_certificates(cfg: &kura_config::Config) -> Vec<(String, TlsError)> {
+    cfg.listeners
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| {
+            let tls = l.tls.as_ref()?;
+            listen::tls::CertStore::load(tls)
+                .err()
+                .map(|e| (format!("listeners[{i}].tls"), e))
+        })
+        .collect()
+}

@@ -59,6 +59,15 @@ fn main() -> ExitCode {
 fn check(path: &Path) -> ExitCode {
     match Config::from_file(path) {
         Ok(c) => {
+            // The certificates are loaded too: a certificate and key that do not go together
+            // pass validation (both files are PEM) and would only fail at start or reload.
+            let refused = kura_proxy::check_certificates(&c);
+            for (field, e) in &refused {
+                eprintln!("{}: {field}: {e}", path.display());
+            }
+            if !refused.is_empty() {
+                return ExitCode::from(1);
+            }
             println!(
                 "{}: ok ({} listener(s), {} vhost(s), {} pool(s))",
                 path.display(),

@@ -509,3 +509,42 @@ async fn command_line_overrides_hold_across_reloads_and_zero_workers_is_refused(
     );
     assert_eq!(get(kura.addr(), "a.com", "/").await.text(), "one");
 }
+
+#[test]
+fn check_loads_the_certificates_and_refuses_a_key_that_does_not_go_with_its_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = kura_testkit::tls::Pki::new();
+    let a = pki.leaf(dir.path(), "a", &["a.test"]);
+    let b = pki.leaf(dir.path(), "b", &["b.test"]);
+    let config = |cert: &std::path::Path, key: &std::path::Path| {
+        let path = dir.path().join("tls.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[[listeners]]\naddress = \"127.0.0.1:0\"\n[listeners.tls]\n\
+                 certificates = [{{ cert = \"{}\", key = \"{}\" }}]\n\
+                 [pools.app]\nbackends = [\"http://127.0.0.1:9\"]\n\
+                 [[vhosts]]\nhosts = [\"*\"]\npool = \"app\"\n",
+                cert.display(),
+                key.display()
+            ),
+        )
+        .unwrap();
+        std::process::Command::new(BIN)
+            .args(["check", "--config", path.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let out = config(&a.cert, &a.key);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Both files are good PEM; only loading them shows they do not belong together.
+    let out = config(&a.cert, &b.key);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("listeners[0].tls"), "{err}");
+    assert!(err.contains("do not go together"), "{err}");
+}

@@ -358,7 +358,7 @@ impl Cache {
         let status = CacheStatus {
             fwd: Some("miss"),
             fwd_status: Some(parts.status.as_u16()),
-            detail: Some("hit-for-pass"),
+            detail: Some("pass-remembered"),
             ..Default::default()
         };
         parts.headers.insert("cache-status", status.value());

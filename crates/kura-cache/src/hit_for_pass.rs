@@ -9,6 +9,9 @@
 //! the origin as the client sent them, until the mark expires or a passed answer turns out to
 //! be storable (the object changed: the next request fills again).
 //!
+//! Such a pass says `Cache-Status: kura; fwd=miss; detail=pass-remembered`: not Varnish's name,
+//! so that nothing matching `hit` in the field takes a pass for a hit.
+//!
 //! Only a whole `200` answer that says something about the object marks it: `no-store`,
 //! `private`, `Vary: *`, a TTL below `min_ttl`, a `Set-Cookie`. An error status (a `400` one
 //! client's headers caused, an origin's `503` for a second) marks nothing: the next request

@@ -234,7 +234,7 @@ async fn no_store_and_private_responses_are_not_stored() {
         let status = r.header("cache-status").unwrap();
         assert!(!status.contains("stored"), "{status}");
         // The first answer marked the key: the second request was a plain pass.
-        assert!(status.contains("detail=hit-for-pass"), "{status}");
+        assert!(status.contains("detail=pass-remembered"), "{status}");
         assert_eq!(n.load(SeqCst), 2);
     }
     // A request with no-store bypasses the cache.
@@ -364,7 +364,7 @@ async fn rule_ttl_policy() {
     assert!(
         r.header("cache-status")
             .unwrap()
-            .contains("detail=hit-for-pass"),
+            .contains("detail=pass-remembered"),
         "{r:?}"
     );
     assert_eq!(n.load(SeqCst), 2);

@@ -65,7 +65,7 @@ async fn an_unstorable_answer_makes_the_next_requests_plain_passes_until_it_chan
         assert_eq!(r.text(), "payload");
         let status = r.header("cache-status").unwrap().to_string();
         assert!(status.contains("fwd=miss"), "{status}");
-        assert!(status.contains("detail=hit-for-pass"), "{status}");
+        assert!(status.contains("detail=pass-remembered"), "{status}");
     }
     assert_eq!(ranges.lock().unwrap()[1..], [None, None, None]);
     // Another URL is not affected.
@@ -76,7 +76,7 @@ async fn an_unstorable_answer_makes_the_next_requests_plain_passes_until_it_chan
     // fills and stores, the one after is a hit.
     *cc.lock().unwrap() = "max-age=300";
     let r = kura.get("a.com", "/n").await;
-    assert!(r.header("cache-status").unwrap().contains("hit-for-pass"));
+    assert!(r.header("cache-status").unwrap().contains("pass-remembered"));
     let r = kura.get("a.com", "/n").await;
     let status = r.header("cache-status").unwrap().to_string();
     assert!(status.contains("stored"), "{status}");
@@ -114,7 +114,7 @@ async fn an_answer_refused_for_the_requests_credentials_marks_nothing() {
     let r = kura.get("a.com", "/a").await;
     let status = r.header("cache-status").unwrap().to_string();
     assert!(status.contains("stored"), "{status}");
-    assert!(!status.contains("hit-for-pass"), "{status}");
+    assert!(!status.contains("pass-remembered"), "{status}");
 }
 
 /// An origin whose object is cacheable, answering `400` to a request carrying `x-bad` (as an
@@ -176,7 +176,7 @@ async fn an_error_one_client_caused_does_not_keep_the_url_uncached_for_others() 
         let r = kura_testkit::send(kura.addr, get_with("/v", &[("range", "bytes=0-9")])).await;
         assert_eq!(r.status, 206);
         let status = r.header("cache-status").unwrap().to_string();
-        assert!(!status.contains("hit-for-pass"), "{status}");
+        assert!(!status.contains("pass-remembered"), "{status}");
     }
     let asked = *n.lock().unwrap() - before;
     assert!(
@@ -192,12 +192,12 @@ async fn a_storable_partial_answer_to_a_pass_lifts_the_mark() {
     let kura = config(&o.url()).start().await;
     kura.get("a.com", "/p").await;
     let r = kura.get("a.com", "/p").await;
-    assert!(r.header("cache-status").unwrap().contains("hit-for-pass"));
+    assert!(r.header("cache-status").unwrap().contains("pass-remembered"));
     // A Range client's pass that comes back storable lifts the mark (the switchable origin
     // answers 200 whatever the Range: storable all the same).
     *cc.lock().unwrap() = "max-age=300";
     let r = kura_testkit::send(kura.addr, get_with("/p", &[("range", "bytes=0-3")])).await;
-    assert!(r.header("cache-status").unwrap().contains("hit-for-pass"));
+    assert!(r.header("cache-status").unwrap().contains("pass-remembered"));
     let r = kura.get("a.com", "/p").await;
     let status = r.header("cache-status").unwrap().to_string();
     assert!(status.contains("stored"), "{status}");

@@ -76,7 +76,11 @@ async fn an_unstorable_answer_makes_the_next_requests_plain_passes_until_it_chan
     // fills and stores, the one after is a hit.
     *cc.lock().unwrap() = "max-age=300";
     let r = kura.get("a.com", "/n").await;
-    assert!(r.header("cache-status").unwrap().contains("pass-remembered"));
+    assert!(
+        r.header("cache-status")
+            .unwrap()
+            .contains("pass-remembered")
+    );
     let r = kura.get("a.com", "/n").await;
     let status = r.header("cache-status").unwrap().to_string();
     assert!(status.contains("stored"), "{status}");
@@ -192,12 +196,20 @@ async fn a_storable_partial_answer_to_a_pass_lifts_the_mark() {
     let kura = config(&o.url()).start().await;
     kura.get("a.com", "/p").await;
     let r = kura.get("a.com", "/p").await;
-    assert!(r.header("cache-status").unwrap().contains("pass-remembered"));
+    assert!(
+        r.header("cache-status")
+            .unwrap()
+            .contains("pass-remembered")
+    );
     // A Range client's pass that comes back storable lifts the mark (the switchable origin
     // answers 200 whatever the Range: storable all the same).
     *cc.lock().unwrap() = "max-age=300";
     let r = kura_testkit::send(kura.addr, get_with("/p", &[("range", "bytes=0-3")])).await;
-    assert!(r.header("cache-status").unwrap().contains("pass-remembered"));
+    assert!(
+        r.header("cache-status")
+            .unwrap()
+            .contains("pass-remembered")
+    );
     let r = kura.get("a.com", "/p").await;
     let status = r.header("cache-status").unwrap().to_string();
     assert!(status.contains("stored"), "{status}");

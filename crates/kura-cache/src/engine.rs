@@ -309,58 +309,58 @@ impl Cache {
         origin: Arc<dyn Origin>,
         fwd: &'static str,
     ) -> Result<Response<CacheBody>, OriginError> {
-        Stats::inc(&self.stats.passes);
-        Stats::inc(&self.stats.origin_fetches);
-        let mut parts = clone_parts(&req.parts);
-        parts.extensions.insert(fetch_info(req, true));
-        let resp = origin.fetch(parts).await?;
-        let (mut parts, body) = resp.into_parts();
         let status = CacheStatus {
             fwd: Some(fwd),
-            fwd_status: Some(parts.status.as_u16()),
             ..Default::default()
         };
-        parts.headers.insert("cache-status", status.value());
-        Ok(Response::from_parts(parts, CacheBody::Origin(body)))
+        self.forward(req, origin, status, |_| {}).await
     }
 
     /// A pass for a key whose last answer could not be stored: the request goes as the client
-    /// sent it, not coalesced and without the fill's first-segment Range. An answer that turns
-    /// out storable lifts the mark, so the next request fills again.
+    /// sent it, not coalesced and without the fill's first-segment Range. Any storable answer
+    /// (a 206 to a Range client too) lifts the mark, so the next request fills again; only a
+    /// whole 200 that still may not be stored renews it, so answers shaped by one client's
+    /// request (206, 304, 412, 416) or an error status never keep the key passing.
     async fn pass_remembered(
         &self,
         req: &CacheRequest,
         origin: Arc<dyn Origin>,
     ) -> Result<Response<CacheBody>, OriginError> {
-        Stats::inc(&self.stats.passes);
         Stats::inc(&self.stats.passes_remembered);
+        let status = CacheStatus {
+            fwd: Some("miss"),
+            detail: Some("pass-remembered"),
+            ..Default::default()
+        };
+        self.forward(req, origin, status, |head| {
+            let now = SystemTime::now();
+            match policy::evaluate(&req.parts, head.status, &head.headers, &req.rule, now) {
+                Ok(_) => self.hit_for_pass.forget(&req.key),
+                Err(reason) => {
+                    self.hit_for_pass.note(&req.key, head.status, reason);
+                }
+            }
+        })
+        .await
+    }
+
+    /// Sends the request as it is, lets `inspect` see the answer's head, and streams the
+    /// answer back with `status` (its `fwd-status` filled in), storing nothing.
+    async fn forward(
+        &self,
+        req: &CacheRequest,
+        origin: Arc<dyn Origin>,
+        mut status: CacheStatus,
+        inspect: impl FnOnce(&http::response::Parts),
+    ) -> Result<Response<CacheBody>, OriginError> {
+        Stats::inc(&self.stats.passes);
         Stats::inc(&self.stats.origin_fetches);
         let mut parts = clone_parts(&req.parts);
         parts.extensions.insert(fetch_info(req, true));
         let resp = origin.fetch(parts).await?;
         let (mut parts, body) = resp.into_parts();
-        let verdict = policy::evaluate(
-            &req.parts,
-            parts.status,
-            &parts.headers,
-            &req.rule,
-            SystemTime::now(),
-        );
-        // Any storable answer (a 206 to a Range client's pass too) lifts the mark; only a whole
-        // 200 that still may not be stored renews it, so answers shaped by one client's request
-        // (206, 304, 412, 416) or an error status never keep the key passing.
-        match verdict {
-            Ok(_) => self.hit_for_pass.forget(&req.key),
-            Err(reason) => {
-                self.hit_for_pass.note(&req.key, parts.status, reason);
-            }
-        }
-        let status = CacheStatus {
-            fwd: Some("miss"),
-            fwd_status: Some(parts.status.as_u16()),
-            detail: Some("pass-remembered"),
-            ..Default::default()
-        };
+        inspect(&parts);
+        status.fwd_status = Some(parts.status.as_u16());
         parts.headers.insert("cache-status", status.value());
         Ok(Response::from_parts(parts, CacheBody::Origin(body)))
     }

@@ -129,6 +129,14 @@ pub struct SegmentReader {
 }
 
 impl SegmentReader {
+    /// Counts and logs a body this reader ends early (the client gets a short body: its
+    /// connection is closed), and returns the error that ends it.
+    fn cut(&self, why: &'static str) -> BoxError {
+        crate::stats::Stats::inc(&self.cache.stats.bodies_cut);
+        tracing::warn!(key = %self.obj.key, at = self.pos, why, "cached body ended early");
+        Box::new(BodyError(why))
+    }
+
     /// The part of `data` (which starts at `at`) this reader still has to send.
     fn take(&mut self, data: &Bytes, at: u64) -> Option<Bytes> {
         let data_end = at + data.len() as u64;
@@ -402,7 +410,7 @@ impl Body for SegmentReader {
                         }
                         Acquired::Lost(why) => {
                             this.state = State::Done;
-                            return Poll::Ready(Some(Err(Box::new(BodyError(why)))));
+                            return Poll::Ready(Some(Err(this.cut(why))));
                         }
                     }
                 }
@@ -433,7 +441,7 @@ impl Body for SegmentReader {
                     }
                     Poll::Ready(Chunk::Failed) => {
                         this.state = State::Done;
-                        return Poll::Ready(Some(Err(Box::new(BodyError("origin fetch failed")))));
+                        return Poll::Ready(Some(Err(this.cut("origin fetch failed"))));
                     }
                 },
                 State::Passing { body, at } => match Pin::new(body).poll_frame(cx) {
@@ -449,15 +457,14 @@ impl Body for SegmentReader {
                     }
                     Poll::Ready(Some(Err(e))) => {
                         this.state = State::Done;
+                        this.cut("refetched body failed");
                         return Poll::Ready(Some(Err(e)));
                     }
                     Poll::Ready(None) => {
                         let short = this.end.is_some_and(|e| this.pos < e);
                         this.state = State::Done;
                         if short {
-                            return Poll::Ready(Some(Err(Box::new(BodyError(
-                                "refetched body ended early",
-                            )))));
+                            return Poll::Ready(Some(Err(this.cut("refetched body ended early"))));
                         }
                     }
                 },

@@ -21,6 +21,9 @@ pub struct Stats {
     /// Passes made at once because an earlier answer for the key could not be stored
     /// (hit-for-pass; also counted in `passes`).
     pub passes_remembered: AtomicU64,
+    /// Answers whose body kura ended early after sending the head (a segment lost and not
+    /// fetched again, or the origin failed mid-body): the client sees a short body.
+    pub bodies_cut: AtomicU64,
     /// Revalidations the origin answered with 304.
     pub revalidated: AtomicU64,
     /// Stale answers: within `stale-while-revalidate`, or `stale-if-error` on origin failure.
@@ -63,6 +66,8 @@ pub struct StatsSnapshot {
     pub passes: u64,
     /// [`Stats::passes_remembered`]: passes made because of an earlier unstorable answer.
     pub passes_remembered: u64,
+    /// [`Stats::bodies_cut`]: bodies ended early after their head was sent.
+    pub bodies_cut: u64,
     /// [`Stats::revalidated`]: revalidations answered 304.
     pub revalidated: u64,
     /// [`Stats::stale_served`]: stale answers sent.
@@ -130,6 +135,7 @@ impl Stats {
             stored: l(&self.stored),
             passes: l(&self.passes),
             passes_remembered: l(&self.passes_remembered),
+            bodies_cut: l(&self.bodies_cut),
             revalidated: l(&self.revalidated),
             stale_served: l(&self.stale_served),
             coalesced: l(&self.coalesced),

@@ -167,6 +167,13 @@ async fn a_changed_object_is_never_stitched() {
         body.is_err(),
         "the body is cut, not stitched from two versions"
     );
+    // The cut is counted where an operator sees it.
+    assert_eq!(kura.admin_json("/cache").await["bodies_cut"], 1);
+    let m = kura.metrics().await;
+    assert!(
+        m.lines().any(|l| l == "kura_cache_bodies_cut_total 1"),
+        "{m}"
+    );
     // The entry was dropped: the next request gets the new version whole.
     let r = kura.get("a.com", "/chg").await;
     assert_eq!(r.status, 200);

@@ -251,7 +251,7 @@ struct CacheCollector {
 }
 
 /// (name, help) of each cache counter, in the order `cache_values` returns them.
-const CACHE_COUNTERS: [(&str, &str); 13] = [
+const CACHE_COUNTERS: [(&str, &str); 15] = [
     ("cache_misses_total", "Requests the cache did not have"),
     ("cache_stored_total", "Responses stored"),
     ("cache_passes_total", "Responses forwarded without storing"),
@@ -295,9 +295,17 @@ const CACHE_COUNTERS: [(&str, &str); 13] = [
         "cache_invalidations_total",
         "Invalidations after unsafe methods and purges",
     ),
+    (
+        "cache_disk_write_drops_total",
+        "Disk writes dropped because the disk writer's queue was full",
+    ),
+    (
+        "cache_bodies_cut_total",
+        "Answers whose body kura ended early after sending the head",
+    ),
 ];
 
-fn cache_values(s: &kura_cache::StatsSnapshot) -> [u64; 13] {
+fn cache_values(s: &kura_cache::StatsSnapshot) -> [u64; 15] {
     [
         s.misses,
         s.stored,
@@ -312,6 +320,8 @@ fn cache_values(s: &kura_cache::StatsSnapshot) -> [u64; 13] {
         s.corrupt,
         s.disk_evictions,
         s.invalidations,
+        s.disk_write_drops,
+        s.bodies_cut,
     ]
 }
 

@@ -208,3 +208,54 @@ async fn removing_an_object_forgets_its_queued_segments() {
     disk.flush().await;
     assert!(disk.get_segment(&obj, 0).await.is_none());
 }
+
+#[tokio::test]
+async fn cleaning_goes_a_batch_at_a_time_and_keeps_what_was_used_meanwhile() {
+    use super::writer::{CLEAN_BATCH, Cleaning, clean_step};
+    let dir = tempfile::tempdir().unwrap();
+    let disk = open(&cfg(dir.path(), 500_000, 250_000)).await;
+    // The writer is held: only this test cleans.
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    disk.jobs.send(Job::Hold(held)).unwrap();
+    let hash = |i: u64| hash_hex(&format!("a.com/{i}"));
+    {
+        let mut idx = disk.inner.lock();
+        for i in 0..1000u64 {
+            let info = ObjInfo {
+                key: format!("a.com/{i}"),
+                version: 1,
+                head_bytes: 1000,
+                segs: Vec::new(),
+                atime: 1 + i,
+                verified: false,
+            };
+            idx.objects.insert(hash(i), info);
+        }
+        idx.total = 1_000_000;
+    }
+    let mut cleaning = Cleaning::default();
+    assert!(clean_step(&disk.inner, &mut cleaning), "more to do");
+    assert_eq!(disk.bytes(), 1_000_000 - CLEAN_BATCH as u64 * 1000);
+    let present = |i: u64| disk.inner.lock().objects.contains_key(&hash(i));
+    assert!((0..CLEAN_BATCH as u64).all(|i| !present(i)), "oldest first");
+    assert!(present(CLEAN_BATCH as u64));
+    // Object 100 is read after being chosen: it stays.
+    disk.inner.lock().objects.get_mut(&hash(100)).unwrap().atime = 5000;
+    let mut steps = 1;
+    while clean_step(&disk.inner, &mut cleaning) {
+        steps += 1;
+    }
+    assert!(steps >= 750 / CLEAN_BATCH, "{steps} steps");
+    assert!(present(100), "used since chosen");
+    assert!(!present(101));
+    assert!(present(999));
+    assert_eq!(
+        disk.bytes(),
+        251_000,
+        "down to the low mark, less the kept one"
+    );
+    assert_eq!(disk.inner.stats.disk_evictions.load(Relaxed), 749);
+    // Below the high mark nothing more is chosen.
+    assert!(!clean_step(&disk.inner, &mut cleaning));
+    drop(release);
+}

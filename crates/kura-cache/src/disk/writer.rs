@@ -1,12 +1,13 @@
 //! The disk tier's single writer: applies queued writes, removals and purges in order, keeps
 //! the index and the byte total, and cleans down to the low mark when the high mark is
-//! passed. Also the startup scan that rebuilds the index from the files.
+//! passed, a batch at a time between the queued jobs. Also the startup scan that rebuilds the
+//! index from the files.
 
 use std::collections::HashSet;
 use std::io::{self, Write};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
@@ -53,21 +54,36 @@ pub fn spawn(inner: Arc<Inner>) -> io::Result<SyncSender<Job>> {
 fn run(inner: Arc<Inner>, rx: Receiver<Job>) {
     // Heads whose segment table changed: rewritten once per batch of jobs, not per segment.
     let mut dirty: HashSet<String> = HashSet::new();
-    while let Ok(first) = rx.recv() {
-        let mut next = Some(first);
+    let mut cleaning = Cleaning::default();
+    loop {
+        // While cleaning, queued writes go first and cleaning goes on between them; otherwise
+        // the writer sleeps until a job comes.
+        let first = if cleaning.busy() {
+            match rx.try_recv() {
+                Ok(job) => Some(job),
+                Err(TryRecvError::Empty) => None,
+                Err(TryRecvError::Disconnected) => return,
+            }
+        } else {
+            match rx.recv() {
+                Ok(job) => Some(job),
+                Err(_) => return,
+            }
+        };
+        let mut next = first;
         while let Some(job) = next.take() {
-            handle(&inner, job, &mut dirty);
+            handle(&inner, job, &mut dirty, &mut cleaning);
             if dirty.len() >= 64 {
                 flush_dirty(&inner, &mut dirty);
             }
             next = rx.try_recv().ok();
         }
         flush_dirty(&inner, &mut dirty);
-        evict(&inner);
+        clean_step(&inner, &mut cleaning);
     }
 }
 
-fn handle(inner: &Inner, job: Job, dirty: &mut HashSet<String>) {
+fn handle(inner: &Inner, job: Job, dirty: &mut HashSet<String>, cleaning: &mut Cleaning) {
     match job {
         Job::PutEntry(r) => {
             dirty.remove(&hash_hex(&r.key));
@@ -134,7 +150,7 @@ fn handle(inner: &Inner, job: Job, dirty: &mut HashSet<String>) {
         Job::Evict => {}
         Job::Flush(reply) => {
             flush_dirty(inner, dirty);
-            evict(inner);
+            while clean_step(inner, cleaning) {}
             let _ = reply.send(());
         }
         #[cfg(test)]
@@ -320,35 +336,86 @@ fn delete_object(inner: &Inner, hash: &str) {
     }
 }
 
-/// Above the high mark, removes least recently used objects down to the low mark.
-fn evict(inner: &Inner) {
-    let victims: Vec<String> = {
-        let idx = inner.lock();
-        if idx.total <= inner.max_bytes {
-            return;
-        }
-        let mut by_age: Vec<(&String, &ObjInfo)> = idx.objects.iter().collect();
-        by_age.sort_by_key(|(_, i)| i.atime);
-        let mut total = idx.total;
-        let mut out = Vec::new();
-        for (h, i) in by_age {
-            if total <= inner.cleaned_bytes {
-                break;
-            }
-            total = total.saturating_sub(i.bytes());
-            out.push(h.clone());
-        }
-        out
-    };
-    let n = victims.len() as u64;
-    for h in &victims {
-        delete_object(inner, h);
+/// Objects removed per cleaning step: between steps the writer takes the jobs queued meanwhile,
+/// so cleaning tens of thousands of files never stalls writes (they would be dropped).
+pub(super) const CLEAN_BATCH: usize = 64;
+
+/// A cleaning in progress: the least recently used objects chosen when the high mark was
+/// passed, not yet removed.
+#[derive(Default)]
+pub(super) struct Cleaning {
+    /// (hash, its last use when chosen), least recently used first.
+    victims: std::collections::VecDeque<(u128, u64)>,
+    removed: u64,
+}
+
+impl Cleaning {
+    fn busy(&self) -> bool {
+        !self.victims.is_empty()
     }
+}
+
+/// One step of cleaning: above the high mark with nothing chosen, chooses the least recently
+/// used objects down to the low mark (the index is only read under its lock; the sort is done
+/// outside it); then removes up to [`CLEAN_BATCH`] of them. An object used since it was
+/// chosen is kept. Returns whether cleaning has more to do.
+pub(super) fn clean_step(inner: &Inner, cleaning: &mut Cleaning) -> bool {
+    if !cleaning.busy() {
+        choose_victims(inner, cleaning);
+        if !cleaning.busy() {
+            return false;
+        }
+    }
+    for _ in 0..CLEAN_BATCH {
+        let Some((hash, chosen_at)) = cleaning.victims.pop_front() else {
+            break;
+        };
+        let hash = format!("{hash:032x}");
+        let unused = inner
+            .lock()
+            .objects
+            .get(&hash)
+            .is_some_and(|i| i.atime <= chosen_at);
+        if unused {
+            delete_object(inner, &hash);
+            cleaning.removed += 1;
+        }
+    }
+    if cleaning.busy() {
+        return true;
+    }
+    let n = std::mem::take(&mut cleaning.removed);
     inner
         .stats
         .disk_evictions
         .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
     tracing::debug!(evicted = n, "disk cache cleaned to its low mark");
+    false
+}
+
+fn choose_victims(inner: &Inner, cleaning: &mut Cleaning) {
+    // (last use, bytes, hash): 32 bytes an object, no allocation per object.
+    let (mut by_age, total): (Vec<(u64, u64, u128)>, u64) = {
+        let idx = inner.lock();
+        if idx.total <= inner.max_bytes {
+            return;
+        }
+        let all = idx
+            .objects
+            .iter()
+            .filter_map(|(h, i)| Some((i.atime, i.bytes(), u128::from_str_radix(h, 16).ok()?)))
+            .collect();
+        (all, idx.total)
+    };
+    by_age.sort_unstable_by_key(|&(atime, _, _)| atime);
+    let mut left = total;
+    for (atime, bytes, hash) in by_age {
+        if left <= inner.cleaned_bytes {
+            break;
+        }
+        left = left.saturating_sub(bytes);
+        cleaning.victims.push_back((hash, atime));
+    }
 }
 
 /// Rebuilds the index from the files; returns (objects, bytes).

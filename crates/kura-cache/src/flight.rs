@@ -104,11 +104,10 @@ impl SegmentFlight {
             Ok(mut s) => {
                 s.done = Some(ok);
                 let joined = ok.then(|| pool.join(&s.chunks, s.bytes));
-                if let Some(j) = &joined
-                    && s.chunks.len() > 1
-                {
+                if let Some(j) = &joined {
                     // Readers still index chunks: keep their boundaries, but as slices of the
-                    // joined buffer, so the connection's read buffers are freed now.
+                    // joined buffer, so the connection's read buffers are freed now (a single
+                    // small chunk too: it slices a read buffer larger than itself).
                     let mut at = 0;
                     for c in s.chunks.iter_mut() {
                         let len = c.len();

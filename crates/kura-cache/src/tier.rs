@@ -176,13 +176,22 @@ impl Storage {
             return;
         }
         Stats::inc(&self.stats.segments_stored);
+        let mut in_memory = false;
         if let Some(m) = &self.memory
             && self.in_memory(obj)
         {
             m.put_segment(obj, index, data);
+            in_memory = true;
         }
         for tier in &self.lower {
-            tier.put_segment_wait(obj, index, data).await;
+            if in_memory {
+                // Served from memory already: a busy tier drops this copy (counted) rather
+                // than hold the fill, and with it the object and its origin read buffer, in an
+                // unbounded line of fills waiting for the disk.
+                tier.put_segment(obj, index, data);
+            } else {
+                tier.put_segment_wait(obj, index, data).await;
+            }
         }
     }
 
@@ -297,5 +306,72 @@ mod tests {
         storage.put_segment(&small, 0, &data, false).await;
         assert!(storage.has_segment_hot(&small, 0));
         assert_eq!(stats.snapshot(0).segments_stored, 1);
+    }
+
+    #[tokio::test]
+    async fn a_busy_disk_never_holds_a_fill_whose_segment_is_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = kura_config::DiskConfig {
+            dir: dir.path().to_path_buf(),
+            max_bytes: 1 << 30,
+            cleaned_bytes: 1 << 29,
+        };
+        let stats = Arc::new(Stats::default());
+        let s2 = stats.clone();
+        let disk = tokio::task::spawn_blocking(move || DiskTier::open(&cfg, s2, Arc::default()))
+            .await
+            .unwrap()
+            .unwrap();
+        let disk = Arc::new(disk);
+        let storage = Storage {
+            memory: Some(MemoryTier::new(64 << 20)),
+            lower: vec![disk.clone() as Arc<dyn Tier>],
+            stats: stats.clone(),
+            memory_object_limit: 8 << 20,
+        };
+        let data = Bytes::from(vec![7u8; 1024]);
+        let small = object("a.com/small", 1024, 1024);
+        let large = object("a.com/large", 64 << 20, 1024);
+        for o in [&small, &large] {
+            storage.put_entry(&Entry::Object(o.clone()));
+        }
+        // The disk stops; large segments fill its queue's budget.
+        let release = disk.hold();
+        let mut i = 0;
+        while tokio::time::timeout(
+            std::time::Duration::from_millis(50),
+            storage.put_segment(&large, i, &data, true),
+        )
+        .await
+        .is_ok()
+        {
+            i += 1;
+            assert!(i < 1000, "the disk's budget never filled");
+        }
+        // A small object is in memory: its fill goes on, the disk copy is dropped and counted.
+        let before = stats
+            .disk_write_drops
+            .load(std::sync::atomic::Ordering::Relaxed);
+        tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            storage.put_segment(&small, 0, &data, true),
+        )
+        .await
+        .expect("a fill whose segment is in memory does not wait for the disk");
+        assert!(storage.has_segment_hot(&small, 0));
+        assert_eq!(
+            stats
+                .disk_write_drops
+                .load(std::sync::atomic::Ordering::Relaxed),
+            before + 1
+        );
+        // A large one lives only on disk: its fill waits for room, losing nothing.
+        let wait = storage.put_segment(&large, i + 1, &data, true);
+        drop(release);
+        tokio::time::timeout(std::time::Duration::from_secs(5), wait)
+            .await
+            .expect("room comes back once the disk writes again");
+        disk.flush().await;
+        assert!(storage.has_segment_lower(&large, i + 1));
     }
 }

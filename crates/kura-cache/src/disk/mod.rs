@@ -436,6 +436,16 @@ fn queue_segment(
     }
 }
 
+#[cfg(test)]
+impl DiskTier {
+    /// Stops the writer until the returned sender is dropped (a slow disk, on demand).
+    pub(crate) fn hold(&self) -> std::sync::mpsc::Sender<()> {
+        let (release, held) = std::sync::mpsc::channel();
+        let _ = self.jobs.send(Job::Hold(held));
+        release
+    }
+}
+
 impl Inner {
     fn set_disk_bytes(&self, total: u64) {
         self.stats.disk_bytes.store(total, Relaxed);

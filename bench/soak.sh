@@ -213,9 +213,11 @@ print(len(other), len(hit))
 PY
 )
 ws=$(cat "$D/ws.txt")
-read -r disk_bytes disk_evictions mem_bytes < <(curl -s http://127.0.0.1:8191/cache | python3 -c \
-  'import json, sys; c = json.load(sys.stdin); print(c["disk_bytes"], c["disk_evictions"], c["memory_bytes"])' \
-  || echo "? ? ?")
+read -r disk_bytes disk_evictions mem_bytes drops cuts < <(curl -s http://127.0.0.1:8191/cache | python3 -c \
+  'import json, sys; c = json.load(sys.stdin); print(c["disk_bytes"], c["disk_evictions"], c["memory_bytes"], c.get("disk_write_drops", "?"), c.get("bodies_cut", "?"))' \
+  || echo "? ? ? ? ?")
+# Why kura ended bodies early (kura logs each cut with its reason).
+cut_why=$(grep -o 'why="[^"]*"\|why=[a-z ]*' "$D/kura.log" 2>/dev/null | sort | uniq -c | sort -rn | head -3 | awk '{$1=$1; print}' | paste -sd ';' - || true)
 # RSS and fds over the last 20 minutes (or the second half of a shorter run).
 from=$(( DURATION > 1500 ? DURATION - 1200 : DURATION / 2 ))
 read -r rss_min rss_max fd_min fd_max < <(awk -F, -v f="$from" 'NR > 1 && $1 >= f {
@@ -244,5 +246,6 @@ read -r rss_first rss_last < <(awk -F, -v f="$from" 'NR > 1 && $1 >= f {if (a ==
   echo "| slow readers: runs / ended otherwise than by their own 30 s limit (of which during an origin restart) | ${slow} / ${slow_other} (${slow_restart}) |"
   echo "| WebSocket messages | ${ws} |"
   echo "| cache at the end: memory tier bytes / disk bytes (max ${MAX_DISK}) / objects cleaned from disk | ${mem_bytes} / ${disk_bytes} / ${disk_evictions} |"
+  echo "| disk writes dropped (queue full) / bodies kura ended early (why) | ${drops} / ${cuts} (${cut_why:-none logged}) |"
 } | tee -a "${SOAK_REPORT:-bench/README.md}"
 echo "samples: $OUT/soak.csv; logs: $D"

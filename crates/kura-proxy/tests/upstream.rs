@@ -482,3 +482,72 @@ async fn active_health_checks_take_a_backend_out_and_back() {
     let seen = spread(&kura, 6).await;
     assert_eq!(seen.get("flaky"), Some(&3), "{seen:?}");
 }
+
+/// An origin that answers one request per connection with `ok`, then closes the connection
+/// 100 ms later as an idle keep-alive connection is closed (a FIN, no reset). Returns its
+/// address and a count of the connections it accepted.
+async fn closing_origin() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let conns = Arc::new(AtomicUsize::new(0));
+    let c = conns.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            c.fetch_add(1, SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                let head_end = loop {
+                    let n = s.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                };
+                let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                while buf.len() < head_end + len {
+                    let n = s.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    (addr, conns)
+}
+
+#[tokio::test]
+async fn an_idle_connection_the_backend_closed_is_never_used_for_a_request() {
+    // Kept connections have no task watching them: the close must be seen when one is taken,
+    // before a request that cannot be replayed (a POST) goes out on it.
+    let (addr, conns) = closing_origin().await;
+    let kura = TestKura::start(&config(&[format!("http://{addr}")], "")).await;
+    for i in 0..3 {
+        let req = http::Request::post("/form")
+            .header("host", "a.com")
+            .body(Full::new(Bytes::from("x")))
+            .unwrap();
+        let r = kura_testkit::send(kura.addr, req).await;
+        assert_eq!((r.status, r.text().as_str()), (200, "ok"), "request {i}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(conns.load(SeqCst), 3, "a new connection for each request");
+    let b = kura.admin_json("/backends").await;
+    assert_eq!(b["pools"]["p"]["backends"][0]["alive"], true, "{b}");
+}

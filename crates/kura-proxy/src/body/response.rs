@@ -164,6 +164,20 @@ impl ProxyBody {
     }
 }
 
+/// Reads an upstream body, driving its connection when the lease holds it inline: read first
+/// (so the body wants data), then drive, then read what driving delivered.
+fn poll_upstream(
+    inner: &mut Incoming,
+    lease: &mut Option<Lease>,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    let polled = Pin::new(&mut *inner).poll_frame(cx);
+    if polled.is_pending() && lease.as_mut().is_some_and(|l| l.drive(cx)) {
+        return Pin::new(inner).poll_frame(cx);
+    }
+    polled
+}
+
 impl Body for ProxyBody {
     type Data = Bytes;
     type Error = BoxError;
@@ -176,7 +190,7 @@ impl Body for ProxyBody {
         let polled = match &mut this.kind {
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Kind::Cache(b) => Pin::new(b).poll_frame(cx),
-            Kind::Upstream { inner, lease } => match Pin::new(inner).poll_frame(cx) {
+            Kind::Upstream { inner, lease } => match poll_upstream(inner, lease, cx) {
                 Poll::Ready(None) => {
                     if let Some(lease) = lease.take() {
                         lease.release();

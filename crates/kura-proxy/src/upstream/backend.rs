@@ -7,6 +7,12 @@
 //! number of open connections never exceeds `max_connections_per_backend`. hyper-util's pooled
 //! client has no such cap and spawns a task per request to watch readiness; this does neither.
 //!
+//! A plain-TCP HTTP/1.1 connection has no task of its own: whoever holds its lease drives it
+//! (the request's task while it waits for the head, the response body as it is read), so an
+//! exchange costs no task hand-off, channel wake-up or cross-thread wake. An idle one is driven
+//! again when taken, which is when a close by the backend is seen. TLS connections, and one
+//! carrying an upgrade (its tunnel outlives the exchange), run in a spawned task.
+//!
 //! HTTP/2 pools keep one multiplexed connection per backend instead of the idle stack (the
 //! connection cap then bounds concurrent streams); `https://` backends are reached through
 //! rustls (`tls.rs`). HTTP/1 connections are made with upgrades enabled, for WebSocket.
@@ -14,6 +20,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::client::conn::{http1, http2};
@@ -28,10 +35,15 @@ use crate::clock::{ms, now_ms};
 use crate::control::metrics::Metrics;
 use crate::errors::ProxyError;
 
-/// A connection's request side, HTTP/1.1 or HTTP/2. An HTTP/1.1 one carries the handle of
-/// its connection task, so a connection left mid-exchange can be closed at once.
+/// An HTTP/1.1 connection over plain TCP, driven by whoever holds it.
+type PlainConn = http1::Connection<TokioIo<TcpStream>, ReqBody>;
+
+/// A connection's request side, HTTP/1.1 or HTTP/2. An HTTP/1.1 one run by a task carries the
+/// task's handle, so a connection left mid-exchange can be closed at once; an inline one
+/// carries the connection itself (`None` once it has ended), closed when dropped.
 pub enum Sender {
     H1(http1::SendRequest<ReqBody>, tokio::task::AbortHandle),
+    Inline(http1::SendRequest<ReqBody>, Option<Box<PlainConn>>),
     H2(http2::SendRequest<ReqBody>),
 }
 
@@ -39,7 +51,41 @@ impl Sender {
     pub fn is_closed(&self) -> bool {
         match self {
             Sender::H1(s, _) => s.is_closed(),
+            Sender::Inline(s, conn) => conn.is_none() || s.is_closed(),
             Sender::H2(s) => s.is_closed(),
+        }
+    }
+
+    /// Drives an inline connection (writes what is queued, reads what has come); registers
+    /// `cx` to be woken when it can go on. Returns whether there was one to drive.
+    pub fn drive(&mut self, cx: &mut Context<'_>) -> bool {
+        let Sender::Inline(_, conn) = self else {
+            return false;
+        };
+        if let Some(c) = conn
+            && let Poll::Ready(ended) = c.poll_without_shutdown(cx)
+        {
+            if let Err(e) = ended {
+                tracing::debug!(error = %e, "upstream connection ended with an error");
+            }
+            // Dropping it closes the socket and fails whatever still waited on it.
+            *conn = None;
+        }
+        true
+    }
+
+    /// The same connection run by a task of its own, with upgrades enabled (a tunnel).
+    fn detached(self) -> Sender {
+        match self {
+            Sender::Inline(s, Some(conn)) => {
+                let task = tokio::spawn(async move {
+                    if let Err(e) = conn.with_upgrades().await {
+                        tracing::debug!(error = %e, "upstream connection ended with an error");
+                    }
+                });
+                Sender::H1(s, task.abort_handle())
+            }
+            other => other,
         }
     }
 
@@ -50,6 +96,17 @@ impl Sender {
     async fn ready(&mut self) -> hyper::Result<()> {
         match self {
             Sender::H1(s, _) => s.ready().await,
+            Sender::Inline(..) => {
+                std::future::poll_fn(|cx| {
+                    // Driven first: an idle connection notices here that the backend closed it.
+                    self.drive(cx);
+                    match self {
+                        Sender::Inline(s, _) => s.poll_ready(cx),
+                        _ => Poll::Ready(Ok(())),
+                    }
+                })
+                .await
+            }
             Sender::H2(s) => s.ready().await,
         }
     }
@@ -64,6 +121,26 @@ impl Sender {
     > {
         match self {
             Sender::H1(s, _) => s.try_send_request(req).await,
+            Sender::Inline(s, conn) => {
+                let mut answer = std::pin::pin!(s.try_send_request(req));
+                std::future::poll_fn(|cx| {
+                    if let Poll::Ready(r) = answer.as_mut().poll(cx) {
+                        return Poll::Ready(r);
+                    }
+                    if let Some(c) = conn
+                        && let Poll::Ready(ended) = c.poll_without_shutdown(cx)
+                    {
+                        if let Err(e) = ended {
+                            tracing::debug!(error = %e, "upstream connection ended with an error");
+                        }
+                        // Dropped: the answer resolves now, with the connection's error.
+                        *conn = None;
+                        return answer.as_mut().poll(cx);
+                    }
+                    Poll::Pending
+                })
+                .await
+            }
             Sender::H2(s) => s.try_send_request(req).await,
         }
     }
@@ -322,6 +399,13 @@ impl Backend {
             }
             let _ = stream.set_nodelay(true);
             match &self.tls {
+                None if !self.http2 => {
+                    let (sender, conn) = http1::Builder::new()
+                        .handshake(TokioIo::new(stream))
+                        .await
+                        .map_err(|e| ProxyError::Connect(e.to_string()))?;
+                    Ok(Sender::Inline(sender, Some(Box::new(conn))))
+                }
                 None => self.handshake(stream).await,
                 Some(tls) => {
                     let name = rustls::pki_types::ServerName::try_from(self.spec.host.clone())
@@ -431,6 +515,20 @@ impl Lease {
     pub fn replace_sender(&mut self, sender: Sender) {
         self.sender = Some(sender);
         self.reused = false;
+    }
+
+    /// Drives the connection if it is inline (see the module doc); the response body calls
+    /// this each time it is read.
+    pub fn drive(&mut self, cx: &mut Context<'_>) -> bool {
+        self.sender.as_mut().is_some_and(|s| s.drive(cx))
+    }
+
+    /// Before sending an upgrade request: the connection gets a task of its own, which hands
+    /// it over to the tunnel after a `101`.
+    pub fn detach_for_upgrade(&mut self) {
+        if let Some(s) = self.sender.take() {
+            self.sender = Some(s.detached());
+        }
     }
 
     /// Applies the upstream's `Keep-Alive: timeout=N` (seconds) from a response.

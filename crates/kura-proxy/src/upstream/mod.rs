@@ -315,6 +315,10 @@ impl Pool {
             }
         };
         backend.count_request();
+        let upgrade = request.headers().contains_key(header::UPGRADE);
+        if upgrade {
+            lease.detach_for_upgrade();
+        }
         let body = request.body().fault();
         lease.carries(body.clone());
         let timeout = self.spec.response_timeout;
@@ -366,7 +370,12 @@ impl Pool {
         // A kept-alive connection the backend had closed: not the backend's fault, and the
         // request was not sent, so try once more on a fresh connection.
         match backend.connect(self.spec.connect_timeout).await {
-            Ok(sender) => lease.replace_sender(sender),
+            Ok(sender) => {
+                lease.replace_sender(sender);
+                if upgrade {
+                    lease.detach_for_upgrade();
+                }
+            }
             Err(error) => {
                 return Err(Failure {
                     error,

@@ -216,6 +216,10 @@ ws=$(cat "$D/ws.txt")
 read -r disk_bytes disk_evictions mem_bytes drops cuts < <(curl -s http://127.0.0.1:8191/cache | python3 -c \
   'import json, sys; c = json.load(sys.stdin); print(c["disk_bytes"], c["disk_evictions"], c["memory_bytes"], c.get("disk_write_drops", "?"), c.get("bodies_cut", "?"))' \
   || echo "? ? ? ? ?")
+# Client connections kura closed by its send timeout (20 s here): a slow reader whose kernel
+# buffers grew large can see no write wake-up for that long even while it reads (nginx with
+# the same send_timeout cuts the same readers, bench/README.md).
+send_timeouts=$(curl -s http://127.0.0.1:8191/metrics | awk '/^kura_connection_timeouts_total\{kind="send"\}/ {print $2}')
 # Why kura ended bodies early (kura logs each cut with its reason).
 cut_why=$(grep -o 'why="[^"]*"\|why=[a-z ]*' "$D/kura.log" 2>/dev/null | sort | uniq -c | sort -rn | head -3 | awk '{$1=$1; print}' | paste -sd ';' - || true)
 # RSS and fds over the last 20 minutes (or the second half of a shorter run).
@@ -247,5 +251,6 @@ read -r rss_first rss_last < <(awk -F, -v f="$from" 'NR > 1 && $1 >= f {if (a ==
   echo "| WebSocket messages | ${ws} |"
   echo "| cache at the end: memory tier bytes / disk bytes (max ${MAX_DISK}) / objects cleaned from disk | ${mem_bytes} / ${disk_bytes} / ${disk_evictions} |"
   echo "| disk writes dropped (queue full) / bodies kura ended early (why) | ${drops} / ${cuts} (${cut_why:-none logged}) |"
+  echo "| client connections closed by the send timeout | ${send_timeouts:-0} |"
 } | tee -a "${SOAK_REPORT:-bench/README.md}"
 echo "samples: $OUT/soak.csv; logs: $D"

@@ -416,6 +416,19 @@ impl Default for Metrics {
     }
 }
 
+impl Metrics {
+    /// Drops a vhost's request series (every status and its latency histogram): its frontend
+    /// left the routes.
+    pub fn forget_vhost(&self, name: &str) {
+        for code in 100u16..=999 {
+            if let Ok(status) = StatusCode::from_u16(code) {
+                let _ = self.requests.remove_label_values(&[name, status.as_str()]);
+            }
+        }
+        let _ = self.request_duration.remove_label_values(&[name]);
+    }
+}
+
 /// Statuses whose per-vhost counters are kept resolved (others go through the label lookup).
 const COMMON_STATUSES: [u16; 16] = [
     200, 201, 204, 206, 301, 302, 304, 400, 401, 403, 404, 413, 500, 502, 503, 504,

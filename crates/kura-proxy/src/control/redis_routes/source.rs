@@ -66,6 +66,9 @@ struct State {
     /// Backends by URL, shared by every frontend naming them: one set of keep-alive
     /// connections and one health state per backend, however many hosts point at it.
     backends: HashMap<String, Arc<Backend>>,
+    /// Vhost names the published frontends carry: the metric series of a name no frontend
+    /// carries any more are dropped, so a Redis writer's churn cannot grow them without bound.
+    names: HashSet<Arc<str>>,
     tls: Option<Arc<rustls::ClientConfig>>,
     every_path: Regex,
     dead_tx: mpsc::Sender<DeadMark>,
@@ -115,6 +118,7 @@ pub fn spawn(
         dead: HashMap::new(),
         warned: HashMap::new(),
         backends: HashMap::new(),
+        names: HashSet::new(),
         tls: None,
         every_path: Regex::new("").expect("the empty regex compiles"),
         dead_tx,
@@ -588,5 +592,18 @@ impl State {
             }
             kept
         });
+        let names: HashSet<Arc<str>> = self
+            .frontends
+            .values()
+            .map(|e| e.vhost.name.clone())
+            .collect();
+        let runtime = self.shared.runtime.load();
+        for gone in self.names.difference(&names) {
+            // A file vhost of the same name keeps its series.
+            if !runtime.table.vhosts.iter().any(|v| v.name == *gone) {
+                self.shared.metrics.forget_vhost(gone);
+            }
+        }
+        self.names = names;
     }
 }

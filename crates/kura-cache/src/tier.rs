@@ -181,7 +181,9 @@ impl Storage {
             && self.in_memory(obj)
         {
             m.put_segment(obj, index, data);
-            in_memory = true;
+            // moka may turn a new segment away (admission) or evict it at once: only one it
+            // kept makes the lower copy optional.
+            in_memory = m.has_segment(obj, index);
         }
         for tier in &self.lower {
             if in_memory {
@@ -373,5 +375,73 @@ mod tests {
             .expect("room comes back once the disk writes again");
         disk.flush().await;
         assert!(storage.has_segment_lower(&large, i + 1));
+    }
+
+    #[tokio::test]
+    async fn a_segment_memory_turns_away_waits_for_the_disk() {
+        // moka admits a new segment only if it is seen more often than what it would evict:
+        // with a hot set in memory, a new object's segment is not kept there, and its disk
+        // copy is then the only one.
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = kura_config::DiskConfig {
+            dir: dir.path().to_path_buf(),
+            max_bytes: 1 << 30,
+            cleaned_bytes: 1 << 29,
+        };
+        let stats = Arc::new(Stats::default());
+        let s2 = stats.clone();
+        let disk = tokio::task::spawn_blocking(move || DiskTier::open(&cfg, s2, Arc::default()))
+            .await
+            .unwrap()
+            .unwrap();
+        let disk = Arc::new(disk);
+        let storage = Storage {
+            memory: Some(MemoryTier::new(64 << 10)),
+            lower: vec![disk.clone() as Arc<dyn Tier>],
+            stats: stats.clone(),
+            memory_object_limit: 8 << 10,
+        };
+        let data = Bytes::from(vec![7u8; 4096]);
+        // A hot set fills memory and is read often.
+        let hot = object("a.com/hot", 15 * 4096, 4096);
+        let m = storage.memory.as_ref().unwrap();
+        for i in 0..15 {
+            m.put_segment(&hot, i, &data);
+        }
+        for _ in 0..20 {
+            for i in 0..15 {
+                assert!(storage.segment_hot(&hot, i).is_some());
+            }
+        }
+        let small = object("a.com/small", 4096, 4096);
+        let large = object("a.com/large", 64 << 20, 4096);
+        for o in [&small, &large] {
+            storage.put_entry(&Entry::Object(o.clone()));
+        }
+        // The disk stops and its queue's budget fills.
+        let release = disk.hold();
+        let mut i = 0;
+        while tokio::time::timeout(
+            std::time::Duration::from_millis(50),
+            storage.put_segment(&large, i, &data, true),
+        )
+        .await
+        .is_ok()
+        {
+            i += 1;
+            assert!(i < 1000, "the disk's budget never filled");
+        }
+        let mut fill = std::pin::pin!(storage.put_segment(&small, 0, &data, true));
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(200), fill.as_mut())
+            .await
+            .is_err();
+        assert!(!storage.has_segment_hot(&small, 0), "memory turned it away");
+        assert!(waited, "a segment memory did not keep waits for the disk");
+        drop(release);
+        tokio::time::timeout(std::time::Duration::from_secs(5), fill)
+            .await
+            .expect("room comes back once the disk writes again");
+        disk.flush().await;
+        assert!(storage.has_segment_lower(&small, 0), "stored on disk");
     }
 }

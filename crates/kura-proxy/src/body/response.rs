@@ -197,6 +197,14 @@ impl Body for ProxyBody {
                     }
                     Poll::Ready(None)
                 }
+                // Trailers end a body, and hyper's server reads no further (no `None` would
+                // come): the connection is free now.
+                Poll::Ready(Some(Ok(frame))) if frame.is_trailers() => {
+                    if let Some(lease) = lease.take() {
+                        lease.release();
+                    }
+                    Poll::Ready(Some(Ok(frame)))
+                }
                 Poll::Ready(Some(Err(e))) => {
                     // The upstream broke mid-body: its connection is not reusable.
                     lease.take();

@@ -82,6 +82,10 @@ struct Inner {
     stats: Arc<Stats>,
     /// Segments queued for the writer, by (key, version, index): readable until written.
     pending: Mutex<HashMap<SegId, Bytes>>,
+    /// Keys removed (invalidated), with how many removals the writer has not applied yet:
+    /// read as misses meanwhile, so an invalidation takes effect at once whatever the queue
+    /// holds.
+    removed: Mutex<HashMap<String, u32>>,
 }
 
 type SegId = (String, u64, u32);
@@ -119,6 +123,10 @@ impl Inner {
         self.index.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn removed(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+        self.removed.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<SegId, Bytes>> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -137,6 +145,9 @@ impl Inner {
 
     /// Reads and checks the head file of `key`.
     fn read_head(&self, key: &str) -> Option<Record> {
+        if self.removed().contains_key(key) {
+            return None;
+        }
         let hash = hash_hex(key);
         let bytes = std::fs::read(self.head_path(&hash)).ok()?;
         match Record::decode(&bytes) {
@@ -207,6 +218,7 @@ impl DiskTier {
             index: Mutex::new(Index::default()),
             stats,
             pending: Mutex::default(),
+            removed: Mutex::default(),
         });
         let scanned = writer::scan(&inner)?;
         tracing::info!(
@@ -388,7 +400,22 @@ impl Tier for DiskTier {
 
     fn remove(&self, key: &str) {
         self.inner.forget_pending(|k| k == key);
-        self.enqueue(Job::Remove(key.to_string()));
+        *self.inner.removed().entry(key.to_string()).or_insert(0) += 1;
+        // An invalidation is never dropped: with the queue full it waits on a blocking
+        // thread (the key already reads as a miss).
+        match self.jobs.try_send(Job::Remove(key.to_string())) {
+            Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+            Err(TrySendError::Full(job)) => {
+                let jobs = self.jobs.clone();
+                let send = move || {
+                    let _ = jobs.send(job);
+                };
+                match tokio::runtime::Handle::try_current() {
+                    Ok(rt) => drop(rt.spawn_blocking(send)),
+                    Err(_) => send(),
+                }
+            }
+        }
     }
 
     fn purge_prefix(&self, prefix: &str) -> BoxFuture<'static, usize> {

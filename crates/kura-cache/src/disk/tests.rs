@@ -259,3 +259,37 @@ async fn cleaning_goes_a_batch_at_a_time_and_keeps_what_was_used_meanwhile() {
     assert!(!clean_step(&disk.inner, &mut cleaning));
     drop(release);
 }
+
+#[tokio::test]
+async fn an_invalidation_is_never_dropped_and_takes_effect_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = open(&cfg(dir.path(), 1 << 30, 1 << 29)).await;
+    let obj = object("a.com/inv", 6, 6);
+    disk.put_entry(&Entry::Object(obj.clone()));
+    disk.put_segment(&obj, 0, &Bytes::from_static(b"stale!"));
+    disk.flush().await;
+    assert!(disk.get_entry("a.com/inv").await.is_some());
+    // The writer stops and its queue fills up (a slow disk under load).
+    let release = disk.hold();
+    let mut queued = 0;
+    while disk.jobs.try_send(Job::Evict).is_ok() {
+        queued += 1;
+        assert!(queued <= super::QUEUE, "the queue never filled");
+    }
+    disk.remove("a.com/inv");
+    assert!(
+        disk.get_entry("a.com/inv").await.is_none(),
+        "invalidated at once, before the writer gets to it"
+    );
+    drop(release);
+    disk.flush().await;
+    assert!(disk.get_entry("a.com/inv").await.is_none());
+    assert!(
+        !disk.inner.head_path(&hash_hex("a.com/inv")).exists(),
+        "the removal was applied, not dropped"
+    );
+    // Stored again after the invalidation: readable (the pending removal is forgotten).
+    disk.put_entry(&Entry::Object(obj.clone()));
+    disk.flush().await;
+    assert!(disk.get_entry("a.com/inv").await.is_some());
+}

@@ -109,6 +109,8 @@ fn handle(inner: &Inner, job: Job, dirty: &mut HashSet<String>, cleaning: &mut C
             index,
         } => drop_segment(inner, &key, version, index),
         Job::Remove(key) => {
+            // Applied below: the key may be read again (a later store is not hidden).
+            let _removed = RemovedOnDrop(inner, &key);
             let hash = hash_hex(&key);
             dirty.remove(&hash);
             let matches = inner
@@ -156,6 +158,21 @@ fn handle(inner: &Inner, job: Job, dirty: &mut HashSet<String>, cleaning: &mut C
         #[cfg(test)]
         Job::Hold(release) => {
             let _ = release.recv();
+        }
+    }
+}
+
+/// Forgets a key's pending removal once the writer has applied it.
+struct RemovedOnDrop<'a>(&'a Inner, &'a str);
+
+impl Drop for RemovedOnDrop<'_> {
+    fn drop(&mut self) {
+        let mut removed = self.0.removed();
+        if let Some(n) = removed.get_mut(self.1) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                removed.remove(self.1);
+            }
         }
     }
 }

@@ -238,6 +238,24 @@ impl DiskTier {
         Ok(tier)
     }
 
+    /// Queues a job that must not be dropped: with the queue full, it waits for room on a
+    /// blocking thread, never on the async caller's.
+    fn send_surely(&self, job: Job) {
+        match self.jobs.try_send(job) {
+            Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+            Err(TrySendError::Full(job)) => {
+                let jobs = self.jobs.clone();
+                let send = move || {
+                    let _ = jobs.send(job);
+                };
+                match tokio::runtime::Handle::try_current() {
+                    Ok(rt) => drop(rt.spawn_blocking(send)),
+                    Err(_) => send(),
+                }
+            }
+        }
+    }
+
     fn enqueue(&self, job: Job) {
         match self.jobs.try_send(job) {
             Ok(()) => {}
@@ -249,9 +267,8 @@ impl DiskTier {
     /// Waits until every queued write is done (tests, shutdown).
     pub async fn flush(&self) {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        if self.jobs.send(Job::Flush(tx)).is_ok() {
-            let _ = rx.await;
-        }
+        self.send_surely(Job::Flush(tx));
+        let _ = rx.await;
     }
 
     /// Bytes of head and segment files the index counts: the total compared with the marks.
@@ -401,38 +418,22 @@ impl Tier for DiskTier {
     fn remove(&self, key: &str) {
         self.inner.forget_pending(|k| k == key);
         *self.inner.removed().entry(key.to_string()).or_insert(0) += 1;
-        // An invalidation is never dropped: with the queue full it waits on a blocking
-        // thread (the key already reads as a miss).
-        match self.jobs.try_send(Job::Remove(key.to_string())) {
-            Ok(()) | Err(TrySendError::Disconnected(_)) => {}
-            Err(TrySendError::Full(job)) => {
-                let jobs = self.jobs.clone();
-                let send = move || {
-                    let _ = jobs.send(job);
-                };
-                match tokio::runtime::Handle::try_current() {
-                    Ok(rt) => drop(rt.spawn_blocking(send)),
-                    Err(_) => send(),
-                }
-            }
-        }
+        // An invalidation is never dropped (the key already reads as a miss).
+        self.send_surely(Job::Remove(key.to_string()));
     }
 
     fn purge_prefix(&self, prefix: &str) -> BoxFuture<'static, usize> {
         self.inner.forget_pending(|k| k.starts_with(prefix));
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let sent = self
-            .jobs
-            .send(Job::PurgePrefix(prefix.to_string(), tx))
-            .is_ok();
-        Box::pin(async move { if sent { rx.await.unwrap_or(0) } else { 0 } })
+        self.send_surely(Job::PurgePrefix(prefix.to_string(), tx));
+        Box::pin(async move { rx.await.unwrap_or(0) })
     }
 
     fn purge_all(&self) -> BoxFuture<'static, usize> {
         self.inner.forget_pending(|_| true);
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let sent = self.jobs.send(Job::PurgeAll(tx)).is_ok();
-        Box::pin(async move { if sent { rx.await.unwrap_or(0) } else { 0 } })
+        self.send_surely(Job::PurgeAll(tx));
+        Box::pin(async move { rx.await.unwrap_or(0) })
     }
 }
 

@@ -281,7 +281,10 @@ async fn an_invalidation_is_never_dropped_and_takes_effect_at_once() {
         disk.get_entry("a.com/inv").await.is_none(),
         "invalidated at once, before the writer gets to it"
     );
+    // A purge asked meanwhile does not block its caller (an async task) on the full queue.
+    let purge = disk.purge_prefix("b.com/");
     drop(release);
+    assert_eq!(purge.await, 0);
     disk.flush().await;
     assert!(disk.get_entry("a.com/inv").await.is_none());
     assert!(

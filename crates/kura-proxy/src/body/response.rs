@@ -246,8 +246,9 @@ impl Body for ProxyBody {
                     }
                 }
                 this.release_if_done();
+                // Trailers end a body too (hyper's server reads no further after them).
                 if this.capture.is_some()
-                    && this.is_end_stream()
+                    && (frame.is_trailers() || this.is_end_stream())
                     && let Some(mut c) = this.capture.take()
                 {
                     c.finish();

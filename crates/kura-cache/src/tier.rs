@@ -238,11 +238,15 @@ mod tests {
     use crate::disk::DiskTier;
     use crate::test_util::object;
 
-    #[tokio::test]
-    async fn segments_another_member_owns_stay_off_disk_and_out_of_memory_when_large() {
-        let dir = tempfile::tempdir().unwrap();
+    /// A memory tier of `memory` bytes (objects up to `limit` in it) over a 1 GiB disk tier
+    /// in `dir`; the stats both count into.
+    async fn with_disk(
+        dir: &std::path::Path,
+        memory: u64,
+        limit: u64,
+    ) -> (Storage, Arc<DiskTier>, Arc<Stats>) {
         let cfg = kura_config::DiskConfig {
-            dir: dir.path().to_path_buf(),
+            dir: dir.to_path_buf(),
             max_bytes: 1 << 30,
             cleaned_bytes: 1 << 29,
         };
@@ -254,11 +258,18 @@ mod tests {
             .unwrap();
         let disk = Arc::new(disk);
         let storage = Storage {
-            memory: Some(MemoryTier::new(64 << 20)),
+            memory: Some(MemoryTier::new(memory)),
             lower: vec![disk.clone() as Arc<dyn Tier>],
-            stats,
-            memory_object_limit: 8 << 20,
+            stats: stats.clone(),
+            memory_object_limit: limit,
         };
+        (storage, disk, stats)
+    }
+
+    #[tokio::test]
+    async fn segments_another_member_owns_stay_off_disk_and_out_of_memory_when_large() {
+        let dir = tempfile::tempdir().unwrap();
+        let (storage, disk, _) = with_disk(dir.path(), 64 << 20, 8 << 20).await;
         let data = Bytes::from(vec![7u8; 1024]);
         let small = object("a.com/small", 1024, 1024);
         let large = object("a.com/large", 64 << 20, 1024);
@@ -313,24 +324,7 @@ mod tests {
     #[tokio::test]
     async fn a_busy_disk_never_holds_a_fill_whose_segment_is_in_memory() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = kura_config::DiskConfig {
-            dir: dir.path().to_path_buf(),
-            max_bytes: 1 << 30,
-            cleaned_bytes: 1 << 29,
-        };
-        let stats = Arc::new(Stats::default());
-        let s2 = stats.clone();
-        let disk = tokio::task::spawn_blocking(move || DiskTier::open(&cfg, s2, Arc::default()))
-            .await
-            .unwrap()
-            .unwrap();
-        let disk = Arc::new(disk);
-        let storage = Storage {
-            memory: Some(MemoryTier::new(64 << 20)),
-            lower: vec![disk.clone() as Arc<dyn Tier>],
-            stats: stats.clone(),
-            memory_object_limit: 8 << 20,
-        };
+        let (storage, disk, stats) = with_disk(dir.path(), 64 << 20, 8 << 20).await;
         let data = Bytes::from(vec![7u8; 1024]);
         let small = object("a.com/small", 1024, 1024);
         let large = object("a.com/large", 64 << 20, 1024);
@@ -383,24 +377,7 @@ mod tests {
         // with a hot set in memory, a new object's segment is not kept there, and its disk
         // copy is then the only one.
         let dir = tempfile::tempdir().unwrap();
-        let cfg = kura_config::DiskConfig {
-            dir: dir.path().to_path_buf(),
-            max_bytes: 1 << 30,
-            cleaned_bytes: 1 << 29,
-        };
-        let stats = Arc::new(Stats::default());
-        let s2 = stats.clone();
-        let disk = tokio::task::spawn_blocking(move || DiskTier::open(&cfg, s2, Arc::default()))
-            .await
-            .unwrap()
-            .unwrap();
-        let disk = Arc::new(disk);
-        let storage = Storage {
-            memory: Some(MemoryTier::new(64 << 10)),
-            lower: vec![disk.clone() as Arc<dyn Tier>],
-            stats: stats.clone(),
-            memory_object_limit: 8 << 10,
-        };
+        let (storage, disk, _) = with_disk(dir.path(), 64 << 10, 8 << 10).await;
         let data = Bytes::from(vec![7u8; 4096]);
         // A hot set fills memory and is read often.
         let hot = object("a.com/hot", 15 * 4096, 4096);

@@ -497,41 +497,11 @@ targets = [{ pool = "shadow" }]
     );
 }
 
-/// An origin answering every request with a chunked `hello world` that ends with a trailer.
-async fn trailers_origin() -> std::net::SocketAddr {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 1024];
-                loop {
-                    while let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        buf.drain(..i + 4);
-                        let answer = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\
-                            trailer: x-sum\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\nx-sum: 11\r\n\r\n";
-                        if s.write_all(answer).await.is_err() {
-                            return;
-                        }
-                    }
-                    match s.read(&mut chunk).await {
-                        Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
-                        _ => return,
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
 #[tokio::test]
 async fn a_primary_answer_with_trailers_is_compared() {
     // Trailers end a body, and hyper's server reads no further: the primary's copy must be
     // finished there, or such answers are never compared.
-    let primary = trailers_origin().await;
+    let (primary, _) = kura_testkit::origin::trailers().await;
     let shadow = TestOrigin::fixed("shadow", 200, "hello world").await;
     let kura = TestKura::start(&config(
         &[

@@ -557,35 +557,7 @@ async fn an_answer_with_trailers_gives_its_connection_back() {
     // hyper's server stops reading a body at its trailers (they end it), so the body never
     // sees its end after them: the connection must be freed at the trailers, or every such
     // answer costs a new upstream connection.
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let conns = Arc::new(AtomicUsize::new(0));
-    let c = conns.clone();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            c.fetch_add(1, SeqCst);
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 1024];
-                loop {
-                    // Bodiless GETs: one answer per request head.
-                    while let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        buf.drain(..i + 4);
-                        let answer = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\
-                            trailer: x-sum\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\nx-sum: 11\r\n\r\n";
-                        if s.write_all(answer).await.is_err() {
-                            return;
-                        }
-                    }
-                    match s.read(&mut chunk).await {
-                        Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
-                        _ => return,
-                    }
-                }
-            });
-        }
-    });
+    let (addr, conns) = kura_testkit::origin::trailers().await;
     let kura = TestKura::start(&config(&[format!("http://{addr}")], "")).await;
     for i in 0..3 {
         let r = kura.get("a.com", "/t").await;

@@ -418,7 +418,9 @@ impl Backend {
                 }
             }
         };
-        let sender = tokio::time::timeout(timeout, connect)
+        // Boxed: the connect, TLS and handshake futures are kilobytes, and every request's
+        // future would otherwise carry them inline (and move them) for the rare new connection.
+        let sender = tokio::time::timeout(timeout, Box::pin(connect))
             .await
             .map_err(|_| ProxyError::Timeout)??;
         self.connects.fetch_add(1, Relaxed);

@@ -146,6 +146,79 @@ async fn each_hostname_gets_its_certificate_and_the_default_covers_the_rest() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aes_128_is_preferred_unless_the_client_lists_chacha20_first() {
+    use rustls::crypto::aws_lc_rs::cipher_suite as cs;
+    use rustls::{CipherSuite, HandshakeKind};
+    let origin = TestOrigin::fixed("o", 200, "fine").await;
+    let s = site(&origin.url(), "").await;
+    let tls13: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
+    let tls12: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS12];
+    let aes256 = cs::TLS13_AES_256_GCM_SHA384;
+    let aes128 = cs::TLS13_AES_128_GCM_SHA256;
+    let chacha = cs::TLS13_CHACHA20_POLY1305_SHA256;
+    let (e256, e128, echacha) = (
+        cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    );
+    for (offered, versions, want) in [
+        // OpenSSL's and rustls's own order: AES-256 first.
+        (
+            vec![aes256, aes128, chacha],
+            tls13,
+            CipherSuite::TLS13_AES_128_GCM_SHA256,
+        ),
+        (
+            vec![aes256, chacha, aes128],
+            tls13,
+            CipherSuite::TLS13_AES_128_GCM_SHA256,
+        ),
+        // A client without AES instructions lists ChaCha20 first and keeps it.
+        (
+            vec![chacha, aes256, aes128],
+            tls13,
+            CipherSuite::TLS13_CHACHA20_POLY1305_SHA256,
+        ),
+        // Only what the client offers is chosen.
+        (vec![aes256], tls13, CipherSuite::TLS13_AES_256_GCM_SHA384),
+        (
+            vec![e256, e128, echacha],
+            tls12,
+            CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        ),
+        (
+            vec![echacha, e256, e128],
+            tls12,
+            CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        ),
+    ] {
+        let names: Vec<_> = offered.iter().map(|s| s.suite()).collect();
+        let client = s.pki.client_offering(&[b"http/1.1"], offered, versions);
+        let mut kinds = Vec::new();
+        for _ in 0..2 {
+            let tls = connect(s.kura.addr, "a.test", client.clone())
+                .await
+                .unwrap();
+            let conn = tls.get_ref().1;
+            assert_eq!(
+                conn.negotiated_cipher_suite().unwrap().suite(),
+                want,
+                "{names:?}"
+            );
+            kinds.push(conn.handshake_kind().unwrap());
+            let (status, body) = h1_get(tls, "a.test", "/x").await;
+            assert_eq!((status, body.as_str()), (200, "fine"), "{names:?}");
+        }
+        // The second connection resumes the first one's session.
+        assert_eq!(
+            kinds,
+            [HandshakeKind::Full, HandshakeKind::Resumed],
+            "{names:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_hellos_and_plain_http_fail_alone() {
     let origin = TestOrigin::fixed("o", 200, "fine").await;
     let s = site(&origin.url(), "").await;

@@ -63,11 +63,26 @@ impl Pki {
 
     /// A client trusting this CA, offering `alpn`.
     pub fn client(&self, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+        let provider = rustls::crypto::aws_lc_rs::default_provider();
+        self.client_offering(alpn, provider.cipher_suites, rustls::DEFAULT_VERSIONS)
+    }
+
+    /// A client trusting this CA, offering `alpn`, the cipher `suites` in this order, and the
+    /// protocol `versions`.
+    pub fn client_offering(
+        &self,
+        alpn: &[&[u8]],
+        suites: Vec<rustls::SupportedCipherSuite>,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> Arc<rustls::ClientConfig> {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(self.ca.der().clone()).unwrap();
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let mut config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
+        let provider = rustls::crypto::CryptoProvider {
+            cipher_suites: suites,
+            ..rustls::crypto::aws_lc_rs::default_provider()
+        };
+        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+            .with_protocol_versions(versions)
             .unwrap()
             .with_root_certificates(roots)
             .with_no_client_auth();

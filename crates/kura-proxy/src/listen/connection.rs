@@ -129,7 +129,13 @@ async fn serve_tls(
             return;
         }
     }
-    let stream = match tokio::time::timeout(deadline, tls.acceptor.accept(stream)).await {
+    let handshake = async {
+        let acceptor = rustls::server::Acceptor::default();
+        let start = tokio_rustls::LazyConfigAcceptor::new(acceptor, stream).await?;
+        let config = tls.configs.for_hello(&start.client_hello());
+        start.into_stream(config).await
+    };
+    let stream = match tokio::time::timeout(deadline, handshake).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             tracing::debug!(client = %peer, error = %e, "TLS handshake failed");

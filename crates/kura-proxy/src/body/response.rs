@@ -1,12 +1,13 @@
 //! A response body on its way to the client ([`ProxyBody`]): an upstream body (whose
 //! keep-alive lease is released the moment its last byte is read), a cached one, or a small
-//! generated one; for HTTP/2, read ahead by a task into a bounded buffer. It counts bytes and,
-//! when dropped, completes the exchange's record (metrics, access log). Nothing here buffers a
-//! body whole.
+//! generated one; for HTTP/2, read ahead into a bounded buffer (by a task, unless the body was
+//! already whole when its head was answered). It counts bytes and, when dropped, completes the
+//! exchange's record (metrics, access log). Nothing here buffers a body beyond that bound.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -23,8 +24,12 @@ enum Kind {
         inner: Incoming,
         lease: Option<Lease>,
     },
-    /// Read ahead by a task into a bounded buffer (HTTP/2, see [`ProxyBody::pumped`]).
+    /// An HTTP/2 body read whole when its head was answered (see [`ProxyBody::pumped`]).
+    Read(VecDeque<Result<Frame<Bytes>, BoxError>>),
+    /// Read ahead by a task into a bounded buffer (HTTP/2, see [`ProxyBody::pumped`]): the
+    /// frames read before the task started, then the task's.
     Pumped {
+        early: VecDeque<Result<Frame<Bytes>, BoxError>>,
         rx: tokio::sync::mpsc::Receiver<Result<Frame<Bytes>, BoxError>>,
         room: Arc<tokio::sync::Semaphore>,
         limit: usize,
@@ -97,18 +102,56 @@ impl ProxyBody {
         self
     }
 
-    /// For an HTTP/2 stream: a task reads this body ahead into a buffer of at most `limit`
-    /// bytes, so a stream whose client stops reading (flow-control window closed) holds only
-    /// that; when the buffer stays full for `timeout`, the task drops the body (releasing its
-    /// upstream connection and slot, or its cache reader) and the stream ends with an error
-    /// (hyper resets it). Bodies already complete are returned as they are.
-    pub fn pumped(self, limit: u64, timeout: std::time::Duration) -> Self {
+    /// For an HTTP/2 stream: this body is read ahead into a buffer of at most `limit` bytes,
+    /// so a stream whose client stops reading (flow-control window closed) holds only that.
+    /// What has already arrived is read at once; a body that is whole by then (a small answer
+    /// usually is: it came with its head) is kept as it is read, and its upstream connection
+    /// or cache reader is free now. Otherwise a task reads the rest, and when the buffer stays
+    /// full for `timeout`, it drops the body (releasing its upstream connection and slot, or
+    /// its cache reader) and the stream ends with an error (hyper resets it). Bodies already
+    /// complete are returned as they are.
+    pub fn pumped(mut self, limit: u64, timeout: std::time::Duration) -> Self {
         if self.is_end_stream() || matches!(self.kind, Kind::Full(_)) {
             return self;
         }
         let limit = limit.clamp(1, u32::MAX as u64) as usize;
         let hint = self.size_hint();
-        let room = Arc::new(tokio::sync::Semaphore::new(limit));
+        // Polled without a waker to keep: whatever is pending is polled again by the task,
+        // which registers its own.
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut early = VecDeque::new();
+        let mut held = 0usize;
+        let whole = loop {
+            if held >= limit {
+                break false;
+            }
+            match Pin::new(&mut self).poll_frame(&mut cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    held += frame.data_ref().map_or(0, |d| d.len().clamp(1, limit));
+                    early.push_back(Ok(frame));
+                    if self.is_end_stream() {
+                        break true;
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    early.push_back(Err(e));
+                    break true;
+                }
+                Poll::Ready(None) => break true,
+                Poll::Pending => break false,
+            }
+        };
+        if whole {
+            // Dropped here: the exchange is complete, its bytes counted.
+            drop(self);
+            return ProxyBody {
+                kind: Kind::Read(early),
+                exchange: None,
+                sent: 0,
+                capture: None,
+            };
+        }
+        let room = Arc::new(tokio::sync::Semaphore::new(limit.saturating_sub(held)));
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let task_room = room.clone();
         tokio::spawn(async move {
@@ -136,6 +179,7 @@ impl ProxyBody {
         });
         ProxyBody {
             kind: Kind::Pumped {
+                early,
                 rx,
                 room,
                 limit,
@@ -215,13 +259,20 @@ impl Body for ProxyBody {
                 }
                 other => other.map(|o| o.map(|r| r.map_err(|e| Box::new(e) as BoxError))),
             },
+            Kind::Read(frames) => Poll::Ready(frames.pop_front()),
             Kind::Pumped {
+                early,
                 rx,
                 room,
                 limit,
                 done,
                 ..
-            } => match rx.poll_recv(cx) {
+            } => match early
+                .pop_front()
+                .map(Some)
+                .map(Poll::Ready)
+                .unwrap_or_else(|| rx.poll_recv(cx))
+            {
                 Poll::Ready(Some(frame)) => {
                     if let Ok(f) = &frame
                         && let Some(d) = f.data_ref()
@@ -271,6 +322,7 @@ impl Body for ProxyBody {
             Kind::Full(b) => b.is_none(),
             Kind::Cache(b) => b.is_end_stream(),
             Kind::Upstream { inner, .. } => inner.is_end_stream(),
+            Kind::Read(frames) => frames.is_empty(),
             Kind::Pumped { done, .. } => *done,
         }
     }
@@ -280,6 +332,16 @@ impl Body for ProxyBody {
             Kind::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             Kind::Cache(b) => b.size_hint(),
             Kind::Upstream { inner, .. } => inner.size_hint(),
+            Kind::Read(frames) => {
+                let mut len = 0u64;
+                for f in frames {
+                    match f {
+                        Ok(f) => len += f.data_ref().map_or(0, |d| d.len() as u64),
+                        Err(_) => return SizeHint::default(),
+                    }
+                }
+                SizeHint::with_exact(len)
+            }
             Kind::Pumped { hint, .. } => *hint,
         }
     }
@@ -291,5 +353,85 @@ impl Drop for ProxyBody {
         if let Some(x) = self.exchange.take() {
             x.complete(self.sent);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use futures_util::StreamExt;
+    use http_body::Frame;
+    use http_body_util::{BodyExt, StreamBody};
+    use kura_cache::CacheBody;
+
+    use super::{Kind, ProxyBody};
+    use crate::body::request::BoxError;
+
+    /// A body fed by a channel: what is sent before `pumped` has arrived, the rest comes later.
+    fn fed() -> (tokio::sync::mpsc::UnboundedSender<Bytes>, ProxyBody) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
+        let stream = tokio_stream_from(rx).map(|b| Ok::<_, BoxError>(Frame::data(b)));
+        let body = StreamBody::new(stream).boxed_unsync();
+        (tx, ProxyBody::cache(CacheBody::Origin(body)))
+    }
+
+    fn tokio_stream_from(
+        mut rx: tokio::sync::mpsc::UnboundedReceiver<Bytes>,
+    ) -> impl futures_util::Stream<Item = Bytes> {
+        futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+    }
+
+    #[tokio::test]
+    async fn a_body_whole_when_answered_is_read_without_a_task() {
+        let body = ProxyBody::cache(CacheBody::Full(Some(Bytes::from_static(b"small"))));
+        let body = body.pumped(64 << 10, Duration::from_secs(1));
+        assert!(matches!(body.kind, Kind::Read(_)));
+        assert_eq!(http_body::Body::size_hint(&body).exact(), Some(5));
+        assert_eq!(body.collect().await.unwrap().to_bytes(), "small");
+
+        // The same when it came in several frames and the end was seen.
+        let (tx, body) = fed();
+        tx.send(Bytes::from_static(b"ab")).unwrap();
+        tx.send(Bytes::from_static(b"cd")).unwrap();
+        drop(tx);
+        let body = body.pumped(64 << 10, Duration::from_secs(1));
+        assert!(matches!(body.kind, Kind::Read(_)));
+        assert_eq!(body.collect().await.unwrap().to_bytes(), "abcd");
+    }
+
+    #[tokio::test]
+    async fn a_body_still_coming_is_pumped_after_what_had_arrived() {
+        let (tx, body) = fed();
+        tx.send(Bytes::from_static(b"first ")).unwrap();
+        let body = body.pumped(64 << 10, Duration::from_secs(1));
+        match &body.kind {
+            Kind::Pumped { early, .. } => assert_eq!(early.len(), 1),
+            _ => panic!("not pumped"),
+        }
+        tx.send(Bytes::from_static(b"then ")).unwrap();
+        tx.send(Bytes::from_static(b"the rest")).unwrap();
+        drop(tx);
+        assert_eq!(
+            body.collect().await.unwrap().to_bytes(),
+            "first then the rest"
+        );
+    }
+
+    #[tokio::test]
+    async fn reading_ahead_stops_at_the_limit() {
+        let (tx, body) = fed();
+        for _ in 0..8 {
+            tx.send(Bytes::from(vec![b'x'; 1024])).unwrap();
+        }
+        // 2 KiB read now, the rest by the task.
+        let body = body.pumped(2048, Duration::from_secs(1));
+        match &body.kind {
+            Kind::Pumped { early, .. } => assert_eq!(early.len(), 2),
+            _ => panic!("not pumped"),
+        }
+        drop(tx);
+        assert_eq!(body.collect().await.unwrap().to_bytes().len(), 8 * 1024);
     }
 }

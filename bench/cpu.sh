@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# CPU time per request, user and kernel, of kura and of a proxy-only nginx (its own workers,
+# not the anchors' nginx, whose workers also serve the origin), read from /proc/<pid>/stat
+# over one load run per row. Steadier than req/s on a shared 2-core machine, and it says
+# where each proxy spends: the kernel part is the sockets' work, the user part the proxy's own.
+#
+# usage: bench/cpu.sh [seconds-per-run] [rows...]   rows: pass tls_ka tls_new h2
+#   KURA=path (default target/release/kura), KURA_ARGS="--per-core --workers 1" to try a mode.
+# needs what bench/speed.sh needs. Appends to bench/README.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+
+DURATION=${1:-8}
+shift $(( $# > 1 ? 1 : $# )) || true
+ROWS=${*:-pass tls_ka tls_new h2}
+KURA=${KURA:-target/release/kura}
+read -r -a KARGS <<< "${KURA_ARGS:-}"
+ANCHORS=${ANCHORS:-../shared/tools/anchors.sh}
+D=/tmp/kura-bench-cpu
+rm -rf "$D"; mkdir -p "$D"
+[ -x "$KURA" ] || cargo build --release -p kura
+"$ANCHORS" stop >/dev/null 2>&1 || true
+sleep 1
+"$ANCHORS" start
+KPID=""
+trap '"$ANCHORS" stop >/dev/null 2>&1 || true; kill $KPID 2>/dev/null || true; [ -f $D/nginx.pid ] && kill "$(cat $D/nginx.pid)" 2>/dev/null || true' EXIT
+
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+  -subj /CN=localhost -addext subjectAltName=DNS:localhost \
+  -keyout "$D/key.pem" -out "$D/cert.pem" 2>/dev/null
+cat > "$D/nginx.conf" <<CONF
+worker_processes 2;
+pid $D/nginx.pid;
+error_log $D/error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  upstream up { server 127.0.0.1:9000; keepalive 64; }
+  server {
+    listen 127.0.0.1:8093;
+    listen 127.0.0.1:8443 ssl http2;
+    ssl_certificate $D/cert.pem;
+    ssl_certificate_key $D/key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_session_cache shared:SSL:10m;
+    location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+}
+CONF
+nginx -c "$D/nginx.conf"
+cat > "$D/kura.toml" <<CONF
+[[listeners]]
+address = "127.0.0.1:8097"
+[[listeners]]
+address = "127.0.0.1:8444"
+[[listeners.tls.certificates]]
+cert = "$D/cert.pem"
+key = "$D/key.pem"
+[pools.origin]
+backends = ["http://127.0.0.1:9000"]
+[[vhosts]]
+hosts = ["*"]
+pool = "origin"
+CONF
+"$KURA" serve --config "$D/kura.toml" "${KARGS[@]}" 2>"$D/kura.log" &
+KPID=$!
+for url in http://127.0.0.1:8093/1k.txt http://127.0.0.1:8097/1k.txt https://localhost:8443/1k.txt https://localhost:8444/1k.txt; do
+  for _ in $(seq 50); do curl -fsk -o /dev/null "$url" && break; sleep 0.1; done
+done
+NGINX_PIDS=$(pgrep -P "$(cat "$D/nginx.pid")" | tr '\n' ' ')
+
+# ticks PIDS → "user system" clock ticks summed over the processes.
+ticks() { for p in $1; do awk '{print $14, $15}' "/proc/$p/stat"; done | awk '{u+=$1; s+=$2} END {print u, s}'; }
+HZ=$(getconf CLK_TCK)
+
+# load ROW URL → the number of requests answered.
+load() {
+  case $1 in
+    h2)
+      h2load -c100 -m10 -t1 -n 90000 "$2" > "$D/load.txt" 2>&1
+      awk '/^requests:/ {print $8}' "$D/load.txt" ;;
+    tls_new)
+      wrk -t1 -c64 -d"${DURATION}s" -H "Connection: close" "$2" > "$D/load.txt" 2>&1
+      awk '/requests in/ {print $1}' "$D/load.txt" ;;
+    *)
+      wrk -t1 -c64 -d"${DURATION}s" "$2" > "$D/load.txt" 2>&1
+      awk '/requests in/ {print $1}' "$D/load.txt" ;;
+  esac
+}
+
+{
+  echo
+  echo "### CPU per request (bench/cpu.sh), $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo
+  machine
+  echo "kura \`$("$KURA" --version | head -1)\`${KURA_ARGS:+ with \`$KURA_ARGS\`} and a proxy-only nginx 1.22 (2 workers), both in front of the anchors'"
+  echo "origin; wrk -t1 -c64 -d${DURATION}s (h2load -c100 -m10 for HTTP/2), 1 KiB object. µs of CPU per request."
+  echo
+  echo "| row | nginx user | nginx kernel | nginx total | kura user | kura kernel | kura total | kura / nginx |"
+  echo "|---|---|---|---|---|---|---|---|"
+} > "$D/table.md"
+for row in $ROWS; do
+  declare -A U=() S=()
+  for side in nginx kura; do
+    case $row.$side in
+      pass.nginx) url=http://127.0.0.1:8093/1k.txt ;;
+      pass.kura) url=http://127.0.0.1:8097/1k.txt ;;
+      *.nginx) url=https://localhost:8443/1k.txt ;;
+      *.kura) url=https://localhost:8444/1k.txt ;;
+    esac
+    pids=$([ $side = nginx ] && echo "$NGINX_PIDS" || echo "$KPID")
+    read -r u0 s0 < <(ticks "$pids")
+    n=$(load "$row" "$url")
+    read -r u1 s1 < <(ticks "$pids")
+    U[$side]=$(awk -v a="$u0" -v b="$u1" -v n="$n" -v hz="$HZ" 'BEGIN {printf "%.1f", (b - a) / hz / n * 1e6}')
+    S[$side]=$(awk -v a="$s0" -v b="$s1" -v n="$n" -v hz="$HZ" 'BEGIN {printf "%.1f", (b - a) / hz / n * 1e6}')
+    echo "$row $side: $n requests, user ${U[$side]} µs, kernel ${S[$side]} µs" >&2
+  done
+  tn=$(awk -v a="${U[nginx]}" -v b="${S[nginx]}" 'BEGIN {printf "%.1f", a + b}')
+  tk=$(awk -v a="${U[kura]}" -v b="${S[kura]}" 'BEGIN {printf "%.1f", a + b}')
+  echo "| $row | ${U[nginx]} | ${S[nginx]} | $tn | ${U[kura]} | ${S[kura]} | $tk | $(ratio "$tk" "$tn") |" >> "$D/table.md"
+  unset U S
+done
+tee -a bench/README.md < "$D/table.md"

@@ -4,7 +4,7 @@
 # over one load run per row. Steadier than req/s on a shared 2-core machine, and it says
 # where each proxy spends: the kernel part is the sockets' work, the user part the proxy's own.
 #
-# usage: bench/cpu.sh [seconds-per-run] [rows...]   rows: pass tls_ka tls_new h2
+# usage: bench/cpu.sh [seconds-per-run] [rows...]   rows: pass nostore hit tls_ka tls_new h2
 #   KURA=path (default target/release/kura), KURA_ARGS="--per-core --workers 1" to try a mode.
 # needs what bench/speed.sh needs. Appends to bench/README.md.
 set -euo pipefail
@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 
 DURATION=${1:-8}
 shift $(( $# > 1 ? 1 : $# )) || true
-ROWS=${*:-pass tls_ka tls_new h2}
+ROWS=${*:-pass nostore hit tls_ka tls_new h2}
 KURA=${KURA:-target/release/kura}
 read -r -a KARGS <<< "${KURA_ARGS:-}"
 ANCHORS=${ANCHORS:-../shared/tools/anchors.sh}
@@ -24,8 +24,8 @@ rm -rf "$D"; mkdir -p "$D"
 "$ANCHORS" stop >/dev/null 2>&1 || true
 sleep 1
 "$ANCHORS" start
-KPID=""
-trap '"$ANCHORS" stop >/dev/null 2>&1 || true; kill $KPID 2>/dev/null || true; [ -f $D/nginx.pid ] && kill "$(cat $D/nginx.pid)" 2>/dev/null || true' EXIT
+KPID=""; CPID=""
+trap '"$ANCHORS" stop >/dev/null 2>&1 || true; kill $KPID $CPID 2>/dev/null || true; [ -f $D/nginx.pid ] && kill "$(cat $D/nginx.pid)" 2>/dev/null || true' EXIT
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
   -subj /CN=localhost -addext subjectAltName=DNS:localhost \
@@ -38,6 +38,11 @@ events { worker_connections 4096; }
 http {
   access_log off;
   upstream up { server 127.0.0.1:9000; keepalive 64; }
+  proxy_cache_path $D/cache levels=1:2 keys_zone=c:10m max_size=1g inactive=60m use_temp_path=off;
+  server {
+    listen 127.0.0.1:8094;
+    location / { proxy_pass http://up; proxy_cache c; proxy_cache_valid 200 1h; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
   server {
     listen 127.0.0.1:8093;
     listen 127.0.0.1:8443 ssl http2;
@@ -66,7 +71,10 @@ pool = "origin"
 CONF
 "$KURA" serve --config "$D/kura.toml" "${KARGS[@]}" 2>"$D/kura.log" &
 KPID=$!
-for url in http://127.0.0.1:8093/1k.txt http://127.0.0.1:8097/1k.txt https://localhost:8443/1k.txt https://localhost:8444/1k.txt; do
+# Quick mode (a caching rule) for the no-store and hit rows.
+"$KURA" serve --listen 127.0.0.1:8098 --upstream http://127.0.0.1:9000 --min-ttl 0 "${KARGS[@]}" 2>"$D/kura-cache.log" &
+CPID=$!
+for url in http://127.0.0.1:8094/1k.txt http://127.0.0.1:8098/1k.txt http://127.0.0.1:8093/1k.txt http://127.0.0.1:8097/1k.txt https://localhost:8443/1k.txt https://localhost:8444/1k.txt; do
   for _ in $(seq 50); do curl -fsk -o /dev/null "$url" && break; sleep 0.1; done
 done
 NGINX_PIDS=$(pgrep -P "$(cat "$D/nginx.pid")" | tr '\n' ' ')
@@ -107,10 +115,15 @@ for row in $ROWS; do
     case $row.$side in
       pass.nginx) url=http://127.0.0.1:8093/1k.txt ;;
       pass.kura) url=http://127.0.0.1:8097/1k.txt ;;
+      nostore.nginx) url=http://127.0.0.1:8094/nocache/1k.txt ;;
+      nostore.kura) url=http://127.0.0.1:8098/nocache/1k.txt ;;
+      hit.nginx) url=http://127.0.0.1:8094/1k.txt ;;
+      hit.kura) url=http://127.0.0.1:8098/1k.txt ;;
       *.nginx) url=https://localhost:8443/1k.txt ;;
       *.kura) url=https://localhost:8444/1k.txt ;;
     esac
-    pids=$([ $side = nginx ] && echo "$NGINX_PIDS" || echo "$KPID")
+    pids=$NGINX_PIDS
+    [ $side = kura ] && case $row in nostore|hit) pids=$CPID ;; *) pids=$KPID ;; esac
     read -r u0 s0 < <(ticks "$pids")
     n=$(load "$row" "$url")
     read -r u1 s1 < <(ticks "$pids")

@@ -217,8 +217,8 @@ impl Cache {
         if req.parts.method == Method::HEAD {
             return self.pass(&req, origin, "miss").await;
         }
-        if self.hit_for_pass.remembers(&req.key) {
-            return self.pass_remembered(&req, origin).await;
+        if let Some(marked) = self.hit_for_pass.remembers(&req.key) {
+            return self.pass_remembered(&req, origin, marked).await;
         }
         self.fill(&req, origin, None).await
     }
@@ -325,6 +325,7 @@ impl Cache {
         &self,
         req: &CacheRequest,
         origin: Arc<dyn Origin>,
+        marked: std::time::Instant,
     ) -> Result<Response<CacheBody>, OriginError> {
         Stats::inc(&self.stats.passes_remembered);
         let status = CacheStatus {
@@ -337,7 +338,8 @@ impl Cache {
             match policy::evaluate(&req.parts, head.status, &head.headers, &req.rule, now) {
                 Ok(_) => self.hit_for_pass.forget(&req.key),
                 Err(reason) => {
-                    self.hit_for_pass.note(&req.key, head.status, reason);
+                    self.hit_for_pass
+                        .renew(&req.key, head.status, reason, marked);
                 }
             }
         })

@@ -12,6 +12,9 @@
 //! Such a pass says `Cache-Status: kura; fwd=miss; detail=pass-remembered`: not Varnish's name,
 //! so that nothing matching `hit` in the field takes a pass for a hit.
 //!
+//! A remembered pass whose answer still may not be stored renews the mark, but at most once in
+//! half its lifetime: the marks' cache is written once a minute per key, not at every request.
+//!
 //! Only a whole `200` answer that says something about the object marks it: `no-store`,
 //! `private`, `Vary: *`, a TTL below `min_ttl`, a `Set-Cookie`. An error status (a `400` one
 //! client's headers caused, an origin's `503` for a second) marks nothing: the next request
@@ -24,7 +27,7 @@
 //! serve one client's answer to another.
 
 use std::hash::BuildHasher;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::StatusCode;
 
@@ -39,7 +42,10 @@ pub const MARK_TTL: Duration = Duration::from_secs(120);
 
 /// The remembered keys.
 pub(crate) struct HitForPass {
-    marks: moka::sync::Cache<u64, ()>,
+    /// When each key was marked.
+    marks: moka::sync::Cache<u64, Instant>,
+    /// How long a mark lasts.
+    ttl: Duration,
     /// Seeded per process: nobody outside can aim URLs at one hash.
     hasher: std::collections::hash_map::RandomState,
 }
@@ -51,6 +57,7 @@ impl HitForPass {
                 .max_capacity(capacity)
                 .time_to_live(ttl)
                 .build(),
+            ttl,
             hasher: std::collections::hash_map::RandomState::new(),
         }
     }
@@ -59,9 +66,10 @@ impl HitForPass {
         self.hasher.hash_one(key.as_str())
     }
 
-    /// Whether requests for `key` should pass (an earlier answer for it could not be stored).
-    pub(crate) fn remembers(&self, key: &PrimaryKey) -> bool {
-        self.marks.contains_key(&self.hash(key))
+    /// Whether requests for `key` should pass (an earlier answer for it could not be stored):
+    /// when its mark was made, if so.
+    pub(crate) fn remembers(&self, key: &PrimaryKey) -> Option<Instant> {
+        self.marks.get(&self.hash(key))
     }
 
     /// Notes why an answer (of `status`) for `key` was not stored; marks the key when it was a
@@ -70,8 +78,23 @@ impl HitForPass {
         if status != StatusCode::OK || !marks_object(reason) {
             return false;
         }
-        self.marks.insert(self.hash(key), ());
+        self.marks.insert(self.hash(key), Instant::now());
         true
+    }
+
+    /// As [`HitForPass::note`] for the answer to a remembered pass, whose key was marked at
+    /// `marked`: the mark is renewed only once half its lifetime has gone.
+    pub(crate) fn renew(
+        &self,
+        key: &PrimaryKey,
+        status: StatusCode,
+        reason: NoStore,
+        marked: Instant,
+    ) -> bool {
+        if status == StatusCode::OK && marks_object(reason) && marked.elapsed() < self.ttl / 2 {
+            return true;
+        }
+        self.note(key, status, reason)
     }
 
     /// A passed answer could have been stored: the next request fills again.
@@ -122,12 +145,43 @@ mod tests {
                 "{status}"
             );
         }
-        assert!(!h.remembers(&key("/d")));
-        assert!(h.remembers(&key("/a")));
-        assert!(!h.remembers(&key("/b")));
-        assert!(!h.remembers(&key("/c")));
+        assert!(h.remembers(&key("/d")).is_none());
+        assert!(h.remembers(&key("/a")).is_some());
+        assert!(h.remembers(&key("/b")).is_none());
+        assert!(h.remembers(&key("/c")).is_none());
         h.forget(&key("/a"));
-        assert!(!h.remembers(&key("/a")));
+        assert!(h.remembers(&key("/a")).is_none());
+    }
+
+    #[test]
+    fn a_mark_is_renewed_once_half_its_life_has_gone() {
+        let ttl = Duration::from_millis(1200);
+        let h = HitForPass::new(16, ttl);
+        // Renewed early: nothing written, so the mark ends when it would have.
+        assert!(h.note(&key("/early"), OK, NoStore::NotStorable));
+        let marked = h.remembers(&key("/early")).unwrap();
+        assert!(h.renew(&key("/early"), OK, NoStore::NotStorable, marked));
+        assert_eq!(h.remembers(&key("/early")), Some(marked));
+        // Renewed late (the mark's time says it was made 700 ms ago): written again.
+        assert!(h.note(&key("/late"), OK, NoStore::NotStorable));
+        std::thread::sleep(Duration::from_millis(700));
+        let marked = h.remembers(&key("/late")).unwrap();
+        assert!(h.renew(&key("/late"), OK, NoStore::NotStorable, marked));
+        let renewed = h.remembers(&key("/late")).unwrap();
+        assert!(renewed > marked);
+        // 1.4 s after the first marks: the early one has expired, the renewed one lives.
+        std::thread::sleep(Duration::from_millis(700));
+        assert!(h.remembers(&key("/early")).is_none());
+        assert_eq!(h.remembers(&key("/late")), Some(renewed));
+        // A renewal refused for this request's own reasons marks nothing, as a note.
+        assert!(!h.renew(&key("/x"), OK, NoStore::Cookie, Instant::now()));
+        assert!(!h.renew(
+            &key("/x"),
+            StatusCode::NOT_FOUND,
+            NoStore::NotStorable,
+            Instant::now()
+        ));
+        assert!(h.remembers(&key("/x")).is_none());
     }
 
     #[test]
@@ -143,8 +197,8 @@ mod tests {
     fn marks_expire() {
         let h = HitForPass::new(16, Duration::from_millis(50));
         h.note(&key("/a"), OK, NoStore::BelowMinTtl);
-        assert!(h.remembers(&key("/a")));
+        assert!(h.remembers(&key("/a")).is_some());
         std::thread::sleep(Duration::from_millis(120));
-        assert!(!h.remembers(&key("/a")));
+        assert!(h.remembers(&key("/a")).is_none());
     }
 }

@@ -274,6 +274,12 @@ pub fn evaluate(
     if cookie_bound && !explicit && !has(&d, "public") {
         return Err(NoStore::Cookie);
     }
+    // The commonest refusal, decided before a policy is built (what every remembered pass of
+    // a `no-store` URL asks again): `no-store`, or a bare `private` in a shared cache. The
+    // policy would refuse both the same way.
+    if has(&d, "no-store") || d.iter().any(|(n, v)| n == "private" && v.is_none()) {
+        return Err(NoStore::NotStorable);
+    }
     let (view, strip) = policy_view(headers, &d, targeted.is_some(), rule, !cookie_bound);
     let policy_headers = owned(view.as_ref().unwrap_or(headers));
     let policy = CachePolicy::new_options(

@@ -115,6 +115,33 @@ fn not_storable_responses() {
 }
 
 #[test]
+fn no_store_and_private_are_refused_before_a_policy_with_the_same_reasons() {
+    let now = SystemTime::now();
+    for cc in [
+        "no-store",
+        "No-Store, max-age=100",
+        "private",
+        "max-age=100, PRIVATE",
+    ] {
+        let h = headers(&[("cache-control", cc)]);
+        assert_eq!(
+            evaluate(&req(), StatusCode::OK, &h, &rule(), now).err(),
+            Some(NoStore::NotStorable),
+            "{cc}"
+        );
+    }
+    // The checks about the request and Set-Cookie still come first.
+    let h = headers(&[("cache-control", "no-store"), ("set-cookie", "a=b")]);
+    assert_eq!(
+        evaluate(&req(), StatusCode::OK, &h, &rule(), now).err(),
+        Some(NoStore::SetCookie)
+    );
+    // A qualified private only hides the fields it names.
+    let h = headers(&[("cache-control", "private=\"x-user\", max-age=100")]);
+    assert!(evaluate(&req(), StatusCode::OK, &h, &rule(), now).is_ok());
+}
+
+#[test]
 fn rule_ttls() {
     let now = SystemTime::now();
     let short = headers(&[("cache-control", "max-age=10")]);

@@ -3,13 +3,15 @@
 //! connection slot, so a slot that is never given back shows as a `503` for the next client.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use http::Request;
-use http_body_util::{Empty, Full, StreamBody};
+use http::{Request, Response};
+use http_body_util::{BodyExt, Empty, Full, StreamBody};
 use hyper::body::Frame;
+use kura_testkit::origin::{Seen, full, stream_response};
 use kura_testkit::ws::EchoServer;
 use kura_testkit::{TestKura, TestOrigin, TokioIo, eventually, raw};
 use tokio::io::AsyncWriteExt;
@@ -185,6 +187,66 @@ async fn a_closed_http2_window_gives_its_upstream_connection_back() {
     // Within the send timeout (plus the buffer) the slot comes back for an HTTP/1 client.
     assert!(slot_comes_back(&kura, Duration::from_secs(6)).await);
     drop(held);
+}
+
+// 3b. An HTTP/2 stream the client resets gives its upstream connection back at once, not after
+// the send timeout: whether its read-ahead buffer was full or its upstream had stalled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_http2_stream_gives_its_upstream_connection_back_at_once() {
+    let origin = TestOrigin::start(
+        "o",
+        Arc::new(|seen: Seen| {
+            Box::pin(async move {
+                match seen.uri.as_str() {
+                    "/big" => stream_response(8 << 20),
+                    // One chunk, then nothing more (the head promised more).
+                    "/stall" => {
+                        let chunk = futures_util::stream::once(async {
+                            Ok::<_, Infallible>(Frame::data(Bytes::from_static(b"first")))
+                        });
+                        let body = StreamBody::new(chunk.chain(futures_util::stream::pending()));
+                        let mut r = Response::new(BodyExt::boxed(body));
+                        r.headers_mut()
+                            .insert("content-length", "100".parse().unwrap());
+                        r
+                    }
+                    _ => full(200, "small"),
+                }
+            })
+        }),
+    )
+    .await;
+    let kura = TestKura::start(&config(
+        &origin.url(),
+        "send_timeout = \"30s\"\nhttp2_stream_buffer = \"64KiB\"",
+        "",
+    ))
+    .await;
+    let tcp = TcpStream::connect(kura.addr).await.unwrap();
+    let (mut h2, conn) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .initial_stream_window_size(0)
+            .adaptive_window(false)
+            .handshake::<_, Empty<Bytes>>(TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    for path in ["/big", "/stall"] {
+        let req = Request::get(format!("http://a.test{path}"))
+            .body(Empty::new())
+            .unwrap();
+        h2.ready().await.unwrap();
+        let resp = h2.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        // The stream holds the pool's only slot...
+        assert_eq!(kura.get("a.test", "/small").await.status, 503, "{path}");
+        // ...until the client resets it (dropping the response cancels the stream).
+        drop(resp);
+        assert!(
+            slot_comes_back(&kura, Duration::from_secs(3)).await,
+            "{path}: the slot was held after the reset"
+        );
+    }
 }
 
 /// A WebSocket through kura to the echo server (which first says the path).

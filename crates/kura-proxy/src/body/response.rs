@@ -33,6 +33,9 @@ enum Kind {
         rx: tokio::sync::mpsc::Receiver<Result<Frame<Bytes>, BoxError>>,
         room: Arc<tokio::sync::Semaphore>,
         limit: usize,
+        /// What the early frames held beyond `limit` (the last one read can pass it): given
+        /// back to nobody, so the buffer stays within `limit` once they are sent.
+        owed: usize,
         hint: SizeHint,
         done: bool,
     },
@@ -154,7 +157,11 @@ impl ProxyBody {
         let room = Arc::new(tokio::sync::Semaphore::new(limit.saturating_sub(held)));
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let task_room = room.clone();
-        tokio::spawn(async move {
+        // The stream's end (a reset, the connection gone) drops the receiver: the task stops
+        // then, wherever it waits (for room, for the upstream), so the body's upstream
+        // connection and slot, or its cache reader, are released at once.
+        let gone = tx.clone();
+        let pump = async move {
             use http_body_util::BodyExt;
             let mut inner = self;
             while let Some(frame) = inner.frame().await {
@@ -176,6 +183,12 @@ impl ProxyBody {
                     return;
                 }
             }
+        };
+        tokio::spawn(async move {
+            tokio::select! {
+                () = pump => {}
+                () = gone.closed() => {}
+            }
         });
         ProxyBody {
             kind: Kind::Pumped {
@@ -183,6 +196,7 @@ impl ProxyBody {
                 rx,
                 room,
                 limit,
+                owed: held.saturating_sub(limit),
                 hint,
                 done: false,
             },
@@ -265,6 +279,7 @@ impl Body for ProxyBody {
                 rx,
                 room,
                 limit,
+                owed,
                 done,
                 ..
             } => match early
@@ -277,7 +292,10 @@ impl Body for ProxyBody {
                     if let Ok(f) = &frame
                         && let Some(d) = f.data_ref()
                     {
-                        room.add_permits(d.len().clamp(1, *limit));
+                        let back = d.len().clamp(1, *limit);
+                        let paid = back.min(*owed);
+                        *owed -= paid;
+                        room.add_permits(back - paid);
                     }
                     Poll::Ready(Some(frame))
                 }
@@ -433,5 +451,27 @@ mod tests {
         }
         drop(tx);
         assert_eq!(body.collect().await.unwrap().to_bytes().len(), 8 * 1024);
+    }
+
+    #[tokio::test]
+    async fn the_frame_read_past_the_limit_does_not_widen_the_buffer() {
+        use http_body_util::BodyExt;
+        let (tx, body) = fed();
+        // The second frame takes what was read at once past the 2048-byte limit.
+        tx.send(Bytes::from(vec![b'x'; 1500])).unwrap();
+        tx.send(Bytes::from(vec![b'x'; 1500])).unwrap();
+        let mut body = body.pumped(2048, Duration::from_secs(1));
+        for _ in 0..2 {
+            let frame = body.frame().await.unwrap().unwrap();
+            assert_eq!(frame.data_ref().map(|d| d.len()), Some(1500));
+        }
+        // Both sent, nothing more read: the task may read ahead the limit again, no more.
+        match &body.kind {
+            Kind::Pumped { room, .. } => assert_eq!(room.available_permits(), 2048),
+            _ => panic!("not pumped"),
+        }
+        tx.send(Bytes::from_static(b"end")).unwrap();
+        drop(tx);
+        assert_eq!(body.collect().await.unwrap().to_bytes(), "end");
     }
 }

@@ -256,8 +256,9 @@ fn suite_rank(suite: rustls::CipherSuite) -> Option<Rank> {
 }
 
 /// The rustls configurations of a listener: `store` for certificates, ALPN h2 when `http2`.
-/// Both share one session cache and one ticket key, so a session resumes whichever order
-/// the next ClientHello gets.
+/// Both share one session cache and one ticket key, so a session made under one resumes
+/// under the other when the same suite is chosen (rustls resumes only under its own suite:
+/// a client that changes its order from ChaCha20 first to AES first gets a full handshake).
 pub fn server_configs(store: Arc<CertStore>, http2: bool) -> Result<ServerConfigs, TlsError> {
     let default = rustls::crypto::aws_lc_rs::default_provider();
     let mut ours = default.clone();

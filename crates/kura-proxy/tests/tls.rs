@@ -274,6 +274,33 @@ async fn bad_hellos_and_plain_http_fail_alone() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_byte_and_the_handshake_share_one_timeout() {
+    let origin = TestOrigin::fixed("o", 200, "fine").await;
+    // client_header_timeout is 2 s.
+    let s = site(&origin.url(), "").await;
+    let start = std::time::Instant::now();
+    let mut late = tokio::net::TcpStream::connect(s.kura.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The start of a handshake record, then nothing.
+    late.write_all(b"\x16\x03\x01").await.unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(5), late.read(&mut buf))
+        .await
+        .expect("closed by kura")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    let took = start.elapsed();
+    // Closed at the 2 s deadline, not 2 s after the first byte.
+    assert!(took >= Duration::from_millis(1900), "{took:?}");
+    assert!(took < Duration::from_millis(2900), "{took:?}");
+    let m = s.kura.metrics().await;
+    assert!(
+        m.contains("kura_tls_handshake_errors_total{kind=\"timeout\"} 1"),
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_over_tls_and_by_prior_knowledge() {
     let origin = TestOrigin::echo("o").await;
     let s = site(&origin.url(), "").await;

@@ -109,9 +109,11 @@ async fn serve_tls(
     peer: SocketAddr,
     limits: &Limits,
 ) {
-    let deadline = limits.client_header_timeout;
+    // One deadline for the first byte and the whole handshake: a client that waits almost
+    // the timeout before its first byte gets no second timeout for the rest.
+    let deadline = tokio::time::Instant::now() + limits.client_header_timeout;
     let mut first = [0u8; 1];
-    match tokio::time::timeout(deadline, stream.peek(&mut first)).await {
+    match tokio::time::timeout_at(deadline, stream.peek(&mut first)).await {
         // 0x16: a TLS handshake record.
         Ok(Ok(1)) if first[0] == 0x16 => {}
         Ok(Ok(1)) if first[0].is_ascii_alphabetic() => {
@@ -135,7 +137,7 @@ async fn serve_tls(
         let config = tls.configs.for_hello(&start.client_hello());
         start.into_stream(config).await
     };
-    let stream = match tokio::time::timeout(deadline, handshake).await {
+    let stream = match tokio::time::timeout_at(deadline, handshake).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             tracing::debug!(client = %peer, error = %e, "TLS handshake failed");

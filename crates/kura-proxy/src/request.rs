@@ -146,10 +146,9 @@ pub async fn handle(
     if h2 {
         conn.state.saw_http2();
     }
-    let mut resp = match phases(&rt, &conn, req, trusted, &mut x)
-        .instrument(span)
-        .await
-    {
+    // Boxed: the phases' future is kilobytes, and hyper moves the request's future (into its
+    // dispatcher, into an HTTP/2 stream's task) before polling it; a box is moved as a pointer.
+    let mut resp = match Box::pin(phases(&rt, &conn, req, trusted, &mut x).instrument(span)).await {
         Ok(r) => r,
         Err(e) => {
             let resp = error_response(&rt, &e, is_head);

@@ -56,6 +56,12 @@ impl Exchange {
         let vhost = self.counters.as_ref().map(|v| &*v.name).unwrap_or("-");
         self.span
             .in_scope(|| tracing::debug!(vhost, error = %e, "upstream body failed mid-stream"));
+        // The status was sent already: the access log's error field says what happened.
+        if self.error.is_none() {
+            self.error = Some(ProxyError::Upstream(format!(
+                "the body broke after the head: {e}"
+            )));
+        }
     }
 
     /// Records the exchange (called once, when its response body is done or dropped).

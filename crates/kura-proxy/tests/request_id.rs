@@ -113,6 +113,59 @@ async fn failures_are_logged_with_their_side_and_cause() {
 }
 
 #[tokio::test]
+async fn a_body_that_breaks_after_its_head_is_logged_as_an_upstream_failure() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // An origin that announces 1,000 bytes, sends 100 and closes.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+                .await;
+            let _ = s.write_all(&[b'x'; 100]).await;
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let kura = TestConfig::new()
+        .access_log(&log, AccessLogFormat::Json)
+        .pool("p", &[format!("http://{origin}")])
+        .vhost(&["a.com"], |v| v.pool("p"))
+        .start()
+        .await;
+    let answer = kura_testkit::raw(
+        kura.addr,
+        b"GET / HTTP/1.1\r\nHost: a.com\r\n\r\n",
+        Duration::from_secs(3),
+    )
+    .await;
+    // The client's connection is cut (with or without the head, as hyper flushed it).
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 200"),
+        "{answer}"
+    );
+    let written = eventually(Duration::from_secs(3), || async {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.lines().count() == 1)
+    })
+    .await;
+    assert!(written, "one line logged");
+    let line: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&log).unwrap().trim()).unwrap();
+    assert_eq!(line["status"], 200);
+    assert_eq!(line["error"]["kind"], "upstream/failed", "{line}");
+    assert!(
+        line["error"]["cause"]
+            .as_str()
+            .unwrap()
+            .contains("broke after the head"),
+        "{line}"
+    );
+}
+
+#[tokio::test]
 async fn a_trusted_proxy_id_reaches_the_origin_and_the_shadow_copy() {
     let primary = TestOrigin::fixed("primary", 200, "ok").await;
     let shadow = TestOrigin::fixed("shadow", 200, "ok").await;

@@ -27,34 +27,10 @@ sleep 1
 KPID=""; CPID=""
 trap '"$ANCHORS" stop >/dev/null 2>&1 || true; kill $KPID $CPID 2>/dev/null || true; [ -f $D/nginx.pid ] && kill "$(cat $D/nginx.pid)" 2>/dev/null || true' EXIT
 
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-  -subj /CN=localhost -addext subjectAltName=DNS:localhost \
-  -keyout "$D/key.pem" -out "$D/cert.pem" 2>/dev/null
-cat > "$D/nginx.conf" <<CONF
-worker_processes 2;
-pid $D/nginx.pid;
-error_log $D/error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  upstream up { server 127.0.0.1:9000; keepalive 64; }
-  proxy_cache_path $D/cache levels=1:2 keys_zone=c:10m max_size=1g inactive=60m use_temp_path=off;
-  server {
-    listen 127.0.0.1:8094;
-    location / { proxy_pass http://up; proxy_cache c; proxy_cache_valid 200 1h; proxy_http_version 1.1; proxy_set_header Connection ""; }
-  }
-  server {
-    listen 127.0.0.1:8093;
-    listen 127.0.0.1:8443 ssl http2;
-    ssl_certificate $D/cert.pem;
-    ssl_certificate_key $D/key.pem;
-    ssl_protocols TLSv1.2 TLSv1.3;
-    ssl_session_cache shared:SSL:10m;
-    location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }
-  }
-}
-CONF
-nginx -c "$D/nginx.conf"
+self_signed "$D"
+start_nginx "$D" "  proxy_cache_path $D/cache levels=1:2 keys_zone=c:10m max_size=1g inactive=60m use_temp_path=off;
+  server { listen 127.0.0.1:8094; location / { proxy_pass http://up; proxy_cache c; proxy_cache_valid 200 1h; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }
+  server { listen 127.0.0.1:8093; listen 127.0.0.1:8443 ssl http2; $(nginx_tls "$D") $NGINX_PROXY }"
 cat > "$D/kura.toml" <<CONF
 [[listeners]]
 address = "127.0.0.1:8097"

@@ -26,3 +26,37 @@ machine() {
   cpu=$(awk -F: '/model name/ {gsub(/^ +/, "", $2); print $2; exit}' /proc/cpuinfo)
   echo "Machine: $(nproc) cores ($cpu), $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -r)."
 }
+
+# self_signed DIR → DIR/cert.pem and DIR/key.pem: an ECDSA P-256 certificate for localhost.
+self_signed() {
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj /CN=localhost -addext subjectAltName=DNS:localhost \
+    -keyout "$1/key.pem" -out "$1/cert.pem" 2>/dev/null
+}
+
+# The directives of a TLS server block using DIR's certificate: TLS 1.2 and 1.3 (nginx 1.22
+# offers only 1.2 unless told), a shared session cache.
+nginx_tls() {
+  echo "ssl_certificate $1/cert.pem; ssl_certificate_key $1/key.pem;"
+  echo "ssl_protocols TLSv1.2 TLSv1.3; ssl_session_cache shared:SSL:10m;"
+}
+
+# A location proxying to the anchors' origin (upstream "up") with keep-alive.
+NGINX_PROXY='location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }'
+
+# start_nginx DIR HTTP → an nginx of its own (2 workers, pid in DIR/nginx.pid) whose http block
+# has the anchors' origin as upstream "up" with keep-alive, then HTTP (its servers).
+start_nginx() {
+  cat > "$1/nginx.conf" <<CONF
+worker_processes 2;
+pid $1/nginx.pid;
+error_log $1/error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  upstream up { server 127.0.0.1:9000; keepalive 64; }
+$2
+}
+CONF
+  nginx -c "$1/nginx.conf"
+}

@@ -46,28 +46,8 @@ trap '"$ANCHORS" stop >/dev/null 2>&1 || true; kill $KPIDS 2>/dev/null || true; 
 
 # nginx with TLS 1.2 and 1.3 (nginx 1.22 offers only 1.2 unless told) and HTTP/2, proxying to
 # the anchors' origin like kura's TLS listener; both use the same ECDSA P-256 certificate.
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-  -subj /CN=localhost -addext subjectAltName=DNS:localhost \
-  -keyout "$D/key.pem" -out "$D/cert.pem" 2>/dev/null
-cat > "$D/nginx.conf" <<CONF
-worker_processes 2;
-pid $D/nginx.pid;
-error_log $D/error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  upstream up { server 127.0.0.1:9000; keepalive 64; }
-  server {
-    listen 127.0.0.1:8443 ssl http2;
-    ssl_certificate $D/cert.pem;
-    ssl_certificate_key $D/key.pem;
-    ssl_protocols TLSv1.2 TLSv1.3;
-    ssl_session_cache shared:SSL:10m;
-    location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }
-  }
-}
-CONF
-nginx -c "$D/nginx.conf"
+self_signed "$D"
+start_nginx "$D" "  server { listen 127.0.0.1:8443 ssl http2; $(nginx_tls "$D") $NGINX_PROXY }"
 cat > "$D/kura-tls.toml" <<CONF
 [[listeners]]
 address = "127.0.0.1:8444"

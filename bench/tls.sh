@@ -21,32 +21,13 @@ D=/tmp/kura-bench-tls
 mkdir -p "$OUT" "$D"
 [ -x target/release/kura ] || cargo build --release -p kura
 
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-  -subj /CN=localhost -addext subjectAltName=DNS:localhost \
-  -keyout "$D/key.pem" -out "$D/cert.pem" 2>/dev/null
+self_signed "$D"
 
 "$ANCHORS" stop >/dev/null 2>&1 || true
 "$ANCHORS" start
 trap '"$ANCHORS" stop >/dev/null 2>&1 || true; kill ${KPID:-} 2>/dev/null || true; [ -f $D/nginx.pid ] && kill "$(cat $D/nginx.pid)" 2>/dev/null || true' EXIT
 
-cat > "$D/nginx.conf" <<CONF
-worker_processes 2;
-pid $D/nginx.pid;
-error_log $D/error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  upstream up { server 127.0.0.1:9000; keepalive 64; }
-  server {
-    listen 127.0.0.1:8443 ssl;
-    ssl_certificate $D/cert.pem;
-    ssl_certificate_key $D/key.pem;
-    ssl_session_cache shared:SSL:10m;
-    location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }
-  }
-}
-CONF
-nginx -c "$D/nginx.conf"
+start_nginx "$D" "  server { listen 127.0.0.1:8443 ssl; $(nginx_tls "$D") $NGINX_PROXY }"
 
 cat > "$D/kura.toml" <<CONF
 [[listeners]]
@@ -93,7 +74,7 @@ done
   echo "wrk -t$THREADS -c$CONNS -d${DURATION}s (OpenSSL client), median of $ROUNDS interleaved rounds, 1 KiB"
   echo "object, ECDSA P-256 certificate, nginx and kura with 2 workers each; wrk, the origin, nginx"
   echo "and kura share the cores. \"New connection\" sends Connection: close, so every request pays a"
-  echo "TCP connect and a TLS handshake (wrk resumes sessions where the server allows it)."
+  echo "TCP connect and a TLS handshake (wrk resumes sessions where the server allows it; nginx offers TLS 1.2 and 1.3)."
   echo
   echo "| test | nginx req/s | kura req/s | kura / nginx | nginx p99 ms | kura p99 ms |"
   echo "|---|---|---|---|---|---|"

@@ -31,20 +31,7 @@ self_signed "$D"
 start_nginx "$D" "  proxy_cache_path $D/cache levels=1:2 keys_zone=c:10m max_size=1g inactive=60m use_temp_path=off;
   server { listen 127.0.0.1:8094; location / { proxy_pass http://up; proxy_cache c; proxy_cache_valid 200 1h; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }
   server { listen 127.0.0.1:8093; listen 127.0.0.1:8443 ssl http2; $(nginx_tls "$D") $NGINX_PROXY }"
-cat > "$D/kura.toml" <<CONF
-[[listeners]]
-address = "127.0.0.1:8097"
-[[listeners]]
-address = "127.0.0.1:8444"
-[[listeners.tls.certificates]]
-cert = "$D/cert.pem"
-key = "$D/key.pem"
-[pools.origin]
-backends = ["http://127.0.0.1:9000"]
-[[vhosts]]
-hosts = ["*"]
-pool = "origin"
-CONF
+kura_tls_config "$D" "$D/kura.toml" $'[[listeners]]\naddress = "127.0.0.1:8097"'
 "$KURA" serve --config "$D/kura.toml" "${KARGS[@]}" 2>"$D/kura.log" &
 KPID=$!
 # Quick mode (a caching rule) for the no-store and hit rows.

@@ -60,3 +60,22 @@ $2
 CONF
   nginx -c "$1/nginx.conf"
 }
+
+# kura_tls_config DIR FILE [EXTRA] → FILE: a kura configuration with a TLS listener on
+# 127.0.0.1:8444 (DIR's certificate) proxying every host to the anchors' origin; EXTRA (TOML
+# placed first, e.g. another listener) is optional.
+kura_tls_config() {
+  cat > "$2" <<CONF
+${3:-}
+[[listeners]]
+address = "127.0.0.1:8444"
+[[listeners.tls.certificates]]
+cert = "$1/cert.pem"
+key = "$1/key.pem"
+[pools.origin]
+backends = ["http://127.0.0.1:9000"]
+[[vhosts]]
+hosts = ["*"]
+pool = "origin"
+CONF
+}

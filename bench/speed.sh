@@ -48,18 +48,7 @@ trap '"$ANCHORS" stop >/dev/null 2>&1 || true; kill $KPIDS 2>/dev/null || true; 
 # the anchors' origin like kura's TLS listener; both use the same ECDSA P-256 certificate.
 self_signed "$D"
 start_nginx "$D" "  server { listen 127.0.0.1:8443 ssl http2; $(nginx_tls "$D") $NGINX_PROXY }"
-cat > "$D/kura-tls.toml" <<CONF
-[[listeners]]
-address = "127.0.0.1:8444"
-[[listeners.tls.certificates]]
-cert = "$D/cert.pem"
-key = "$D/key.pem"
-[pools.origin]
-backends = ["http://127.0.0.1:9000"]
-[[vhosts]]
-hosts = ["*"]
-pool = "origin"
-CONF
+kura_tls_config "$D" "$D/kura-tls.toml"
 
 start() { # port args...
   local port=$1; shift

@@ -29,20 +29,7 @@ trap '"$ANCHORS" stop >/dev/null 2>&1 || true; kill ${KPID:-} 2>/dev/null || tru
 
 start_nginx "$D" "  server { listen 127.0.0.1:8443 ssl; $(nginx_tls "$D") $NGINX_PROXY }"
 
-cat > "$D/kura.toml" <<CONF
-[[listeners]]
-address = "127.0.0.1:8444"
-[[listeners.tls.certificates]]
-cert = "$D/cert.pem"
-key = "$D/key.pem"
-[server]
-workers = 2
-[pools.origin]
-backends = ["http://127.0.0.1:9000"]
-[[vhosts]]
-hosts = ["*"]
-pool = "origin"
-CONF
+kura_tls_config "$D" "$D/kura.toml" $'[server]\nworkers = 2'
 target/release/kura serve --config "$D/kura.toml" 2>"$OUT/kura-tls.log" &
 KPID=$!
 for port in 8443 8444; do

@@ -144,6 +144,22 @@ async fn a_connection_still_uploading_is_not_reused() {
     );
 }
 
+/// An HTTP/2 client whose streams' flow-control windows are closed: it never reads a body.
+async fn h2_that_never_reads(
+    kura: &TestKura,
+) -> hyper::client::conn::http2::SendRequest<Empty<Bytes>> {
+    let tcp = TcpStream::connect(kura.addr).await.unwrap();
+    let (h2, conn) = hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+        .initial_stream_window_size(0)
+        .initial_connection_window_size(65535)
+        .adaptive_window(false)
+        .handshake::<_, Empty<Bytes>>(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    h2
+}
+
 // 3. An HTTP/2 client with a closed flow-control window pins no upstream connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_http2_window_gives_its_upstream_connection_back() {
@@ -154,16 +170,7 @@ async fn a_closed_http2_window_gives_its_upstream_connection_back() {
         "",
     ))
     .await;
-    let tcp = TcpStream::connect(kura.addr).await.unwrap();
-    let (mut h2, conn) =
-        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-            .initial_stream_window_size(0)
-            .initial_connection_window_size(65535)
-            .adaptive_window(false)
-            .handshake::<_, Empty<Bytes>>(TokioIo::new(tcp))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut h2 = h2_that_never_reads(&kura).await;
     let mut streams = Vec::new();
     for i in 0..3 {
         let req = Request::get(format!("http://a.test/big{i}"))
@@ -222,15 +229,7 @@ async fn a_reset_http2_stream_gives_its_upstream_connection_back_at_once() {
         "",
     ))
     .await;
-    let tcp = TcpStream::connect(kura.addr).await.unwrap();
-    let (mut h2, conn) =
-        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-            .initial_stream_window_size(0)
-            .adaptive_window(false)
-            .handshake::<_, Empty<Bytes>>(TokioIo::new(tcp))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut h2 = h2_that_never_reads(&kura).await;
     for path in ["/big", "/stall"] {
         let req = Request::get(format!("http://a.test{path}"))
             .body(Empty::new())

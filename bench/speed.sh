@@ -94,6 +94,9 @@ run_h2() {
 # cold NAME PORT ROUND → "seconds rss_growth_mib" for one 1 GiB download of a new URL.
 run_cold() {
   local name=$1 port=$2 r=$3 before after secs
+  # The previous download's dirty pages are written out first: a writer that finds a
+  # gigabyte of someone else's dirty pages is throttled to the disk's speed for them.
+  sync
   before=$(awk '/VmRSS/ {print $2}' "/proc/$COLD_PID/status")
   secs=$(curl -fs -o /dev/null -w '%{time_total}' "http://127.0.0.1:$port/1g.bin?round=$r-$name-$$")
   after=$(awk '/VmRSS/ {print $2}' "/proc/$COLD_PID/status")

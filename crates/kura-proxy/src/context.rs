@@ -52,15 +52,18 @@ pub struct Exchange {
 }
 
 impl Exchange {
-    pub fn note_upstream_error(&mut self, e: &hyper::Error) {
+    /// The upstream body broke after its head was relayed. `client_fault` is set when the
+    /// upstream connection was aborted because the client's request body failed (too large,
+    /// malformed, cut off): the failure is then the client's, not the backend's.
+    pub fn note_upstream_error(&mut self, e: &hyper::Error, client_fault: Option<ProxyError>) {
         let vhost = self.counters.as_ref().map(|v| &*v.name).unwrap_or("-");
         self.span
             .in_scope(|| tracing::debug!(vhost, error = %e, "upstream body failed mid-stream"));
         // The status was sent already: the access log's error field says what happened.
         if self.error.is_none() {
-            self.error = Some(ProxyError::Upstream(format!(
-                "the body broke after the head: {e}"
-            )));
+            self.error = Some(client_fault.unwrap_or_else(|| {
+                ProxyError::Upstream(format!("the body broke after the head: {e}"))
+            }));
         }
     }
 

@@ -166,6 +166,72 @@ async fn a_body_that_breaks_after_its_head_is_logged_as_an_upstream_failure() {
 }
 
 #[tokio::test]
+async fn a_client_body_over_the_limit_after_the_head_is_logged_as_the_clients_fault() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // An origin that answers as soon as it has the request's head (announcing 100,000 bytes,
+    // sending 10) and reads the request's body meanwhile.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n0123456789")
+                    .await;
+                while s.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+            });
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let kura = TestConfig::new()
+        .access_log(&log, AccessLogFormat::Json)
+        .limits(|l| l.max_body_bytes = Some(kura_config::SizeValue::Bytes(1000)))
+        .pool("p", &[format!("http://{origin}")])
+        .vhost(&["a.com"], |v| v.pool("p"))
+        .start()
+        .await;
+    // A chunked upload (its length undeclared, so checked as it streams): a first chunk, the
+    // answer's head, then a chunk that takes the body over the limit.
+    let mut c = tokio::net::TcpStream::connect(kura.addr).await.unwrap();
+    c.write_all(
+        b"POST / HTTP/1.1\r\nHost: a.com\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(3), c.read(&mut buf))
+            .await
+            .expect("the answer's head in time")
+            .unwrap();
+        assert!(n > 0, "the head came before the connection closed");
+        head.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    let _ = c
+        .write_all(format!("1000\r\n{}\r\n", "x".repeat(4096)).as_bytes())
+        .await;
+    let written = eventually(Duration::from_secs(3), || async {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.lines().count() == 1)
+    })
+    .await;
+    assert!(written, "one line logged");
+    let line: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&log).unwrap().trim()).unwrap();
+    assert_eq!(line["status"], 200);
+    // The backend did nothing wrong: the body the client sent was too large.
+    assert_eq!(line["error"]["kind"], "client/body_too_large", "{line}");
+}
+
+#[tokio::test]
 async fn a_trusted_proxy_id_reaches_the_origin_and_the_shadow_copy() {
     let primary = TestOrigin::fixed("primary", 200, "ok").await;
     let shadow = TestOrigin::fixed("shadow", 200, "ok").await;

@@ -264,10 +264,11 @@ impl Body for ProxyBody {
                     Poll::Ready(Some(Ok(frame)))
                 }
                 Poll::Ready(Some(Err(e))) => {
-                    // The upstream broke mid-body: its connection is not reusable.
-                    lease.take();
+                    // The upstream broke mid-body: its connection is not reusable. It may
+                    // have been aborted because the client's request body failed.
+                    let client_fault = lease.take().and_then(|l| l.client_fault());
                     if let Some(x) = this.exchange.as_mut() {
-                        x.note_upstream_error(&e);
+                        x.note_upstream_error(&e, client_fault);
                     }
                     Poll::Ready(Some(Err(Box::new(e) as BoxError)))
                 }

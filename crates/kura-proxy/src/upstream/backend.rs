@@ -508,6 +508,12 @@ impl Lease {
         self.body = body;
     }
 
+    /// The client's fault, when the request body this connection carries failed by the
+    /// client's doing (too large, malformed, cut off): the connection was aborted for it.
+    pub fn client_fault(&self) -> Option<crate::errors::ProxyError> {
+        self.body.as_ref().and_then(|b| b.error())
+    }
+
     pub fn sender(&mut self) -> &mut Sender {
         self.sender
             .as_mut()

@@ -321,6 +321,23 @@ mod tests {
         assert_eq!(stats.snapshot(0).segments_stored, 1);
     }
 
+    /// Puts segments of `large` until one waits for room in the (stopped) disk's queue;
+    /// returns that segment's index.
+    async fn fill_the_disk_queue(storage: &Storage, large: &Arc<Object>, data: &Bytes) -> u32 {
+        let mut i = 0;
+        while tokio::time::timeout(
+            std::time::Duration::from_millis(50),
+            storage.put_segment(large, i, data, true),
+        )
+        .await
+        .is_ok()
+        {
+            i += 1;
+            assert!(i < 1000, "the disk's budget never filled");
+        }
+        i
+    }
+
     #[tokio::test]
     async fn a_busy_disk_never_holds_a_fill_whose_segment_is_in_memory() {
         let dir = tempfile::tempdir().unwrap();
@@ -333,17 +350,7 @@ mod tests {
         }
         // The disk stops; large segments fill its queue's budget.
         let release = disk.hold();
-        let mut i = 0;
-        while tokio::time::timeout(
-            std::time::Duration::from_millis(50),
-            storage.put_segment(&large, i, &data, true),
-        )
-        .await
-        .is_ok()
-        {
-            i += 1;
-            assert!(i < 1000, "the disk's budget never filled");
-        }
+        let i = fill_the_disk_queue(&storage, &large, &data).await;
         // A small object is in memory: its fill goes on, the disk copy is dropped and counted.
         let before = stats
             .disk_write_drops
@@ -397,17 +404,7 @@ mod tests {
         }
         // The disk stops and its queue's budget fills.
         let release = disk.hold();
-        let mut i = 0;
-        while tokio::time::timeout(
-            std::time::Duration::from_millis(50),
-            storage.put_segment(&large, i, &data, true),
-        )
-        .await
-        .is_ok()
-        {
-            i += 1;
-            assert!(i < 1000, "the disk's budget never filled");
-        }
+        fill_the_disk_queue(&storage, &large, &data).await;
         let mut fill = std::pin::pin!(storage.put_segment(&small, 0, &data, true));
         let waited = tokio::time::timeout(std::time::Duration::from_millis(200), fill.as_mut())
             .await

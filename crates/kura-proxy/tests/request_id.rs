@@ -3,14 +3,14 @@
 //! carried by the events of the request's span, including those of its cache fill and its
 //! shadow copies, which run in tasks of their own.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
 use kura_config::AccessLogFormat;
+use kura_testkit::captured::Captured;
 use kura_testkit::config::{Rule, Shadow, TestConfig};
 use kura_testkit::origin::full;
 use kura_testkit::{TestOrigin, closed_addr, eventually};
@@ -112,22 +112,29 @@ async fn failures_are_logged_with_their_side_and_cause() {
     assert_eq!(lines[1]["error"]["kind"], "client/unknown_host");
 }
 
+/// The access log's only line, once written, as JSON.
+async fn the_one_json_line(log: &std::path::Path) -> serde_json::Value {
+    let written = eventually(Duration::from_secs(3), || async {
+        std::fs::read_to_string(log).is_ok_and(|t| t.lines().count() == 1)
+    })
+    .await;
+    assert!(written, "one line logged");
+    serde_json::from_str(std::fs::read_to_string(log).unwrap().trim()).unwrap()
+}
+
 #[tokio::test]
 async fn a_body_that_breaks_after_its_head_is_logged_as_an_upstream_failure() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     // An origin that announces 1,000 bytes, sends 100 and closes.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let origin = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            let mut buf = [0u8; 4096];
-            let _ = s.read(&mut buf).await;
-            let _ = s
-                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
-                .await;
-            let _ = s.write_all(&[b'x'; 100]).await;
-        }
-    });
+    let (origin, _) = kura_testkit::origin::raw(|mut s| async move {
+        let mut buf = [0u8; 4096];
+        let _ = s.read(&mut buf).await;
+        let _ = s
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+            .await;
+        let _ = s.write_all(&[b'x'; 100]).await;
+    })
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("access.log");
     let kura = TestConfig::new()
@@ -147,13 +154,7 @@ async fn a_body_that_breaks_after_its_head_is_logged_as_an_upstream_failure() {
         answer.is_empty() || answer.starts_with("HTTP/1.1 200"),
         "{answer}"
     );
-    let written = eventually(Duration::from_secs(3), || async {
-        std::fs::read_to_string(&log).is_ok_and(|t| t.lines().count() == 1)
-    })
-    .await;
-    assert!(written, "one line logged");
-    let line: serde_json::Value =
-        serde_json::from_str(std::fs::read_to_string(&log).unwrap().trim()).unwrap();
+    let line = the_one_json_line(&log).await;
     assert_eq!(line["status"], 200);
     assert_eq!(line["error"]["kind"], "upstream/failed", "{line}");
     assert!(
@@ -170,20 +171,15 @@ async fn a_client_body_over_the_limit_after_the_head_is_logged_as_the_clients_fa
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     // An origin that answers as soon as it has the request's head (announcing 100,000 bytes,
     // sending 10) and reads the request's body meanwhile.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let origin = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let _ = s.read(&mut buf).await;
-                let _ = s
-                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n0123456789")
-                    .await;
-                while s.read(&mut buf).await.is_ok_and(|n| n > 0) {}
-            });
-        }
-    });
+    let (origin, _) = kura_testkit::origin::raw(|mut s| async move {
+        let mut buf = [0u8; 4096];
+        let _ = s.read(&mut buf).await;
+        let _ = s
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n0123456789")
+            .await;
+        while s.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+    })
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("access.log");
     let kura = TestConfig::new()
@@ -219,13 +215,7 @@ async fn a_client_body_over_the_limit_after_the_head_is_logged_as_the_clients_fa
     let _ = c
         .write_all(format!("1000\r\n{}\r\n", "x".repeat(4096)).as_bytes())
         .await;
-    let written = eventually(Duration::from_secs(3), || async {
-        std::fs::read_to_string(&log).is_ok_and(|t| t.lines().count() == 1)
-    })
-    .await;
-    assert!(written, "one line logged");
-    let line: serde_json::Value =
-        serde_json::from_str(std::fs::read_to_string(&log).unwrap().trim()).unwrap();
+    let line = the_one_json_line(&log).await;
     assert_eq!(line["status"], 200);
     // The backend did nothing wrong: the body the client sent was too large.
     assert_eq!(line["error"]["kind"], "client/body_too_large", "{line}");
@@ -274,35 +264,6 @@ async fn a_trusted_proxy_id_reaches_the_origin_and_the_shadow_copy() {
     kura_testkit::send(kura.addr, req).await;
     let id = seen_id(&primary);
     assert!(is_made_id(&id), "two ids → {id}");
-}
-
-/// A `MakeWriter` collecting formatted events in memory.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-
-    /// Lines holding `event`.
-    fn lines_with(&self, event: &str) -> Vec<String> {
-        self.text()
-            .lines()
-            .filter(|l| l.contains(event))
-            .map(str::to_string)
-            .collect()
-    }
 }
 
 #[tokio::test]

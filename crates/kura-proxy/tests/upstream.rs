@@ -230,47 +230,36 @@ async fn the_only_backend_is_never_marked_dead() {
 /// 400 ms. It announces `Keep-Alive: timeout=1` when `announce`. Returns its address and a
 /// count of the connections it accepted.
 async fn racy_origin(announce: bool) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let conns = Arc::new(AtomicUsize::new(0));
-    let c = conns.clone();
-    tokio::spawn(async move {
-        while let Ok((s, _)) = listener.accept().await {
-            c.fetch_add(1, SeqCst);
-            tokio::spawn(async move {
-                let last = Arc::new(std::sync::Mutex::new(None::<Instant>));
-                let svc =
-                    hyper::service::service_fn(move |r: http::Request<hyper::body::Incoming>| {
-                        let last = last.clone();
-                        async move {
-                            use http_body_util::BodyExt;
-                            let idle = last.lock().unwrap().map(|t| t.elapsed());
-                            if idle.is_some_and(|d| d > Duration::from_millis(400)) {
-                                return Err("closed while idle");
-                            }
-                            let n = r
-                                .into_body()
-                                .collect()
-                                .await
-                                .map(|b| b.to_bytes().len())
-                                .unwrap_or(0);
-                            let mut resp =
-                                http::Response::new(Full::new(Bytes::from(format!("got {n}"))));
-                            if announce {
-                                resp.headers_mut()
-                                    .insert("keep-alive", "timeout=1".parse().unwrap());
-                            }
-                            *last.lock().unwrap() = Some(Instant::now());
-                            Ok(resp)
-                        }
-                    });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
-                    .await;
-            });
-        }
-    });
-    (addr, conns)
+    kura_testkit::origin::raw(move |s| async move {
+        let last = Arc::new(std::sync::Mutex::new(None::<Instant>));
+        let svc = hyper::service::service_fn(move |r: http::Request<hyper::body::Incoming>| {
+            let last = last.clone();
+            async move {
+                use http_body_util::BodyExt;
+                let idle = last.lock().unwrap().map(|t| t.elapsed());
+                if idle.is_some_and(|d| d > Duration::from_millis(400)) {
+                    return Err("closed while idle");
+                }
+                let n = r
+                    .into_body()
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes().len())
+                    .unwrap_or(0);
+                let mut resp = http::Response::new(Full::new(Bytes::from(format!("got {n}"))));
+                if announce {
+                    resp.headers_mut()
+                        .insert("keep-alive", "timeout=1".parse().unwrap());
+                }
+                *last.lock().unwrap() = Some(Instant::now());
+                Ok(resp)
+            }
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+            .await;
+    })
+    .await
 }
 
 #[tokio::test]
@@ -488,48 +477,39 @@ async fn active_health_checks_take_a_backend_out_and_back() {
 /// address and a count of the connections it accepted.
 async fn closing_origin() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let conns = Arc::new(AtomicUsize::new(0));
-    let c = conns.clone();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            c.fetch_add(1, SeqCst);
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 1024];
-                let head_end = loop {
-                    let n = s.read(&mut chunk).await.unwrap_or(0);
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        break i + 4;
-                    }
-                };
-                let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
-                let len: usize = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length:"))
-                    .and_then(|v| v.trim().parse().ok())
-                    .unwrap_or(0);
-                while buf.len() < head_end + len {
-                    let n = s.read(&mut chunk).await.unwrap_or(0);
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                }
-                let _ = s
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                    .await;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                let _ = s.shutdown().await;
-            });
+    kura_testkit::origin::raw(|mut s| async move {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 1024];
+        let head_end = loop {
+            let n = s.read(&mut chunk).await.unwrap_or(0);
+            if n == 0 {
+                return;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        while buf.len() < head_end + len {
+            let n = s.read(&mut chunk).await.unwrap_or(0);
+            if n == 0 {
+                return;
+            }
+            buf.extend_from_slice(&chunk[..n]);
         }
-    });
-    (addr, conns)
+        let _ = s
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            .await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let _ = s.shutdown().await;
+    })
+    .await
 }
 
 #[tokio::test]

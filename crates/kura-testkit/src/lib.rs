@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 
 pub mod browser;
+pub mod captured;
 pub mod config;
 pub mod etcd;
 pub mod origin;

@@ -695,38 +695,50 @@ fn decode(v: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// An origin answering every bodiless request, on keep-alive connections, with a chunked
-/// `hello world` that ends with a trailer (`x-sum: 11`). Returns its address and a count of
-/// the connections it accepted.
-pub async fn trailers() -> (SocketAddr, Arc<AtomicUsize>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// A hand-written origin for behaviour hyper would not produce: each accepted connection is
+/// given to `serve` in a task of its own. Returns its address and a count of the connections it
+/// accepted.
+pub async fn raw<F, Fut>(serve: F) -> (SocketAddr, Arc<AtomicUsize>)
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let conns = Arc::new(AtomicUsize::new(0));
     let c = conns.clone();
     tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
+        while let Ok((s, _)) = listener.accept().await {
             c.fetch_add(1, SeqCst);
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 1024];
-                loop {
-                    // One answer per request head.
-                    while let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        buf.drain(..i + 4);
-                        let answer = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\
-                            trailer: x-sum\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\nx-sum: 11\r\n\r\n";
-                        if s.write_all(answer).await.is_err() {
-                            return;
-                        }
-                    }
-                    match s.read(&mut chunk).await {
-                        Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
-                        _ => return,
-                    }
-                }
-            });
+            tokio::spawn(serve(s));
         }
     });
     (addr, conns)
+}
+
+/// An origin answering every bodiless request, on keep-alive connections, with a chunked
+/// `hello world` that ends with a trailer (`x-sum: 11`). Returns its address and a count of
+/// the connections it accepted.
+pub async fn trailers() -> (SocketAddr, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    raw(|mut s| async move {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 1024];
+        loop {
+            // One answer per request head.
+            while let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                buf.drain(..i + 4);
+                let answer = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\
+                    trailer: x-sum\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\nx-sum: 11\r\n\r\n";
+                if s.write_all(answer).await.is_err() {
+                    return;
+                }
+            }
+            match s.read(&mut chunk).await {
+                Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                _ => return,
+            }
+        }
+    })
+    .await
 }

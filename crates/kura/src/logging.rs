@@ -156,30 +156,9 @@ pub fn init(cfg: &LoggingConfig) -> LogHandle {
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
-    use std::sync::Mutex;
+    use kura_testkit::captured::Captured;
 
     use super::*;
-
-    /// Everything the fmt layer writes, one string.
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl Captured {
-        fn take(&self) -> String {
-            String::from_utf8(std::mem::take(&mut *self.0.lock().unwrap())).unwrap()
-        }
-    }
 
     fn events() {
         tracing::debug!(target: "kura_proxy::upstream", "upstream-debug");

@@ -285,9 +285,7 @@ impl Body for ProxyBody {
                 ..
             } => match early
                 .pop_front()
-                .map(Some)
-                .map(Poll::Ready)
-                .unwrap_or_else(|| rx.poll_recv(cx))
+                .map_or_else(|| rx.poll_recv(cx), |f| Poll::Ready(Some(f)))
             {
                 Poll::Ready(Some(frame)) => {
                     if let Ok(f) = &frame

@@ -227,7 +227,7 @@ impl Cache {
     pub(crate) async fn lookup(&self, req: &CacheRequest) -> Option<(Arc<Object>, Source)> {
         let (entry, source) = match self.storage.entry_hot(req.key.as_str()) {
             Some(e) => (e, Source::Memory),
-            None => self.storage.entry(req.key.as_str()).await?,
+            None => self.storage.entry_below(req.key.as_str()).await?,
         };
         match entry {
             Entry::Object(o) => Some((o, source)),
@@ -235,7 +235,7 @@ impl Cache {
                 let vk = key::variant_key(req.key.as_str(), &v.names, &req.parts.headers);
                 let (entry, source) = match self.storage.entry_hot(&vk) {
                     Some(e) => (e, Source::Memory),
-                    None => self.storage.entry(&vk).await?,
+                    None => self.storage.entry_below(&vk).await?,
                 };
                 match entry {
                     Entry::Object(o) => Some((o, source)),

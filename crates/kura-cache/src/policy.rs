@@ -674,7 +674,11 @@ pub struct CacheStatus {
 impl CacheStatus {
     /// The field value: `kura`, then each parameter set (e.g. `kura; hit; ttl=60`).
     pub fn value(&self) -> HeaderValue {
-        let mut s = String::from("kura");
+        use std::fmt::Write as _;
+        // One buffer sized for the longest common value, written in place: this runs for
+        // every answer through a cache rule.
+        let mut s = String::with_capacity(64);
+        s.push_str("kura");
         if self.hit {
             s.push_str("; hit");
         }
@@ -683,10 +687,10 @@ impl CacheStatus {
             s.push_str(f);
         }
         if let Some(st) = self.fwd_status {
-            s.push_str(&format!("; fwd-status={st}"));
+            let _ = write!(s, "; fwd-status={st}");
         }
         if let Some(t) = self.ttl {
-            s.push_str(&format!("; ttl={t}"));
+            let _ = write!(s, "; ttl={t}");
         }
         if self.stored {
             s.push_str("; stored");
@@ -698,7 +702,9 @@ impl CacheStatus {
             s.push_str("; detail=");
             s.push_str(d);
         }
-        HeaderValue::from_str(&s).unwrap_or(HeaderValue::from_static("kura"))
+        // Every part above is ASCII without controls; the fallback is never taken.
+        HeaderValue::from_maybe_shared(bytes::Bytes::from(s))
+            .unwrap_or(HeaderValue::from_static("kura"))
     }
 }
 

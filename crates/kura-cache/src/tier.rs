@@ -82,6 +82,12 @@ impl Storage {
         if let Some(e) = self.entry_hot(key) {
             return Some((e, Source::Memory));
         }
+        self.entry_below(key).await
+    }
+
+    /// The entry under `key` from the tiers below memory (promoted into memory when found):
+    /// for a caller that already looked in memory.
+    pub async fn entry_below(&self, key: &str) -> Option<(Entry, Source)> {
         for tier in &self.lower {
             if let Some(e) = tier.get_entry(key).await {
                 if let Some(m) = &self.memory {

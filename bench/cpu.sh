@@ -6,6 +6,9 @@
 #
 # usage: bench/cpu.sh [seconds-per-run] [rows...]   rows: pass nostore hit tls_ka tls_new h2
 #   KURA=path (default target/release/kura), KURA_ARGS="--per-core --workers 1" to try a mode.
+#   PROFILE=1: also record a perf profile of each side during each row's run and write where
+#   its CPU per request goes (kernel, the proxy's own code, each library) under the table, by
+#   bench/profile_split.py. Sampling costs a little CPU of its own: compare within one run.
 # needs what bench/speed.sh needs. Appends to bench/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +22,7 @@ KURA=${KURA:-target/release/kura}
 read -r -a KARGS <<< "${KURA_ARGS:-}"
 ANCHORS=${ANCHORS:-../shared/tools/anchors.sh}
 D=/tmp/kura-bench-cpu
-rm -rf "$D"; mkdir -p "$D"
+rm -rf "$D"; mkdir -p "$D"; : > "$D/split.md"
 [ -x "$KURA" ] || cargo build --release -p kura
 "$ANCHORS" stop >/dev/null 2>&1 || true
 sleep 1
@@ -87,16 +90,29 @@ for row in $ROWS; do
     esac
     pids=$NGINX_PIDS
     [ $side = kura ] && case $row in nostore|hit) pids=$CPID ;; *) pids=$KPID ;; esac
+    PERF=""
+    if [ -n "${PROFILE:-}" ]; then
+      perf record -q -F 1999 -g -p "$(echo $pids | tr ' ' ,)" -o "$D/$row.$side.perf" -- sleep $(( DURATION > 4 ? DURATION - 3 : 1 )) 2>/dev/null &
+      PERF=$!
+    fi
     read -r u0 s0 < <(ticks "$pids")
     n=$(load "$row" "$url")
     read -r u1 s1 < <(ticks "$pids")
+    [ -n "$PERF" ] && wait "$PERF"
     U[$side]=$(awk -v a="$u0" -v b="$u1" -v n="$n" -v hz="$HZ" 'BEGIN {printf "%.1f", (b - a) / hz / n * 1e6}')
     S[$side]=$(awk -v a="$s0" -v b="$s1" -v n="$n" -v hz="$HZ" 'BEGIN {printf "%.1f", (b - a) / hz / n * 1e6}')
     echo "$row $side: $n requests, user ${U[$side]} µs, kernel ${S[$side]} µs" >&2
+    if [ -n "$PERF" ]; then
+      split=$(python3 bench/profile_split.py "$D/$row.$side.perf" "$(awk -v a="${U[$side]}" -v b="${S[$side]}" 'BEGIN {print a + b}')")
+      printf -- '- **%s, %s**: %s\n  - hottest outside the kernel: %s\n' "$row" "$side" "$(head -1 <<< "$split")" "$(tail -1 <<< "$split")" >> "$D/split.md"
+    fi
   done
   tn=$(awk -v a="${U[nginx]}" -v b="${S[nginx]}" 'BEGIN {printf "%.1f", a + b}')
   tk=$(awk -v a="${U[kura]}" -v b="${S[kura]}" 'BEGIN {printf "%.1f", a + b}')
   echo "| $row | ${U[nginx]} | ${S[nginx]} | $tn | ${U[kura]} | ${S[kura]} | $tk | $(ratio "$tk" "$tn") |" >> "$D/table.md"
   unset U S
 done
+if [ -s "$D/split.md" ]; then
+  { echo; echo "Where each side's CPU per request goes (µs, from a perf profile at 1999 Hz taken during the same runs):"; echo; cat "$D/split.md"; } >> "$D/table.md"
+fi
 tee -a bench/README.md < "$D/table.md"

@@ -63,6 +63,14 @@ impl MemoryTier {
             .insert(entry_key(entry.key()), MemVal::Entry(entry.clone()));
     }
 
+    /// Stores `entry` read from a lower tier, unless memory already holds one under its slot
+    /// (stored meanwhile by a fill: newer than what the lower tier had).
+    pub fn promote_entry(&self, entry: &Entry) {
+        self.cache
+            .entry(entry_key(entry.key()))
+            .or_insert_with(|| MemVal::Entry(entry.clone()));
+    }
+
     /// Segment `index` of `obj`'s version, if held.
     pub fn segment(&self, obj: &Object, index: u32) -> Option<Bytes> {
         match self.cache.get(&MemKey::Segment(obj.version, index)) {

@@ -86,12 +86,13 @@ impl Storage {
     }
 
     /// The entry under `key` from the tiers below memory (promoted into memory when found):
-    /// for a caller that already looked in memory.
+    /// for a caller that already looked in memory. The promotion never replaces what memory
+    /// holds: a fill may have stored a newer version while the lower tier was being read.
     pub async fn entry_below(&self, key: &str) -> Option<(Entry, Source)> {
         for tier in &self.lower {
             if let Some(e) = tier.get_entry(key).await {
                 if let Some(m) = &self.memory {
-                    m.put_entry(&e);
+                    m.promote_entry(&e);
                 }
                 return Some((e, Source::Lower(tier.name())));
             }
@@ -214,20 +215,34 @@ impl Storage {
     }
 
     /// Removes everything under `prefix`; returns the largest count any tier reported
-    /// (each tier counts the entries it held).
+    /// (each tier counts the entries it held). Memory is emptied first, so the purge takes
+    /// effect there at once, and again once the lower tiers are done: a lookup meanwhile may
+    /// have brought a doomed entry back up from a lower tier that had not yet applied the purge
+    /// (its writer busy), and nothing purged may outlive the purge.
     pub async fn purge_prefix(&self, prefix: &str) -> usize {
         let mut n = self.memory.as_ref().map_or(0, |m| m.purge_prefix(prefix));
         for tier in &self.lower {
             n = n.max(tier.purge_prefix(prefix).await);
         }
+        if !self.lower.is_empty()
+            && let Some(m) = &self.memory
+        {
+            m.purge_prefix(prefix);
+        }
         n
     }
 
-    /// Empties every tier; returns the largest entry count any tier reported.
+    /// Empties every tier; returns the largest entry count any tier reported. Memory first
+    /// and last, as [`Storage::purge_prefix`].
     pub async fn purge_all(&self) -> usize {
         let mut n = self.memory.as_ref().map_or(0, |m| m.purge_all());
         for tier in &self.lower {
             n = n.max(tier.purge_all().await);
+        }
+        if !self.lower.is_empty()
+            && let Some(m) = &self.memory
+        {
+            m.purge_all();
         }
         n
     }
@@ -423,5 +438,82 @@ mod tests {
             .expect("room comes back once the disk writes again");
         disk.flush().await;
         assert!(storage.has_segment_lower(&small, 0), "stored on disk");
+    }
+
+    /// A lookup that reads the disk while a purge waits for the busy disk writer promotes the
+    /// doomed entry into memory: the purge must still leave memory without it.
+    #[tokio::test]
+    async fn a_lookup_during_a_purge_does_not_bring_the_entry_back() {
+        for all in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let (storage, disk, _) = with_disk(dir.path(), 64 << 20, 8 << 20).await;
+            let o = object("a.com/x", 1024, 1024);
+            storage.put_entry(&Entry::Object(o.clone()));
+            disk.flush().await;
+            // Not in memory (evicted): a request reads the head from disk.
+            storage.memory.as_ref().unwrap().remove("a.com/x");
+            // The disk writer is busy: the purge waits for it.
+            let release = disk.hold();
+            let mut purge = std::pin::pin!(async {
+                if all {
+                    storage.purge_all().await
+                } else {
+                    storage.purge_prefix("a.com/").await
+                }
+            });
+            std::future::poll_fn(|cx| {
+                assert!(purge.as_mut().poll(cx).is_pending());
+                std::task::Poll::Ready(())
+            })
+            .await;
+            // A request arrives meanwhile and finds the head still on disk.
+            assert!(storage.entry("a.com/x").await.is_some());
+            drop(release);
+            assert_eq!(purge.await, 1);
+            assert!(
+                storage.entry_hot("a.com/x").is_none(),
+                "purge_all={all}: the purged entry outlived the purge in memory"
+            );
+            assert!(storage.entry("a.com/x").await.is_none());
+        }
+    }
+
+    /// A lookup that reads the disk while a fill stores a newer version in memory: the
+    /// request gets what it read, and memory keeps the newer version.
+    #[tokio::test]
+    async fn a_promotion_never_replaces_a_newer_entry_in_memory() {
+        let version = |e: Option<Entry>| match e {
+            Some(Entry::Object(o)) => o.version,
+            _ => 0,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (storage, disk, _) = with_disk(dir.path(), 64 << 20, 8 << 20).await;
+        let old = object("a.com/x", 1024, 1024);
+        storage.put_entry(&Entry::Object(old.clone()));
+        disk.flush().await;
+        storage.memory.as_ref().unwrap().remove("a.com/x");
+        let mut lookup = std::pin::pin!(storage.entry_below("a.com/x"));
+        std::future::poll_fn(|cx| {
+            assert!(
+                lookup.as_mut().poll(cx).is_pending(),
+                "the disk read is under way"
+            );
+            std::task::Poll::Ready(())
+        })
+        .await;
+        let new = object("a.com/x", 2048, 1024);
+        assert_ne!(new.version, old.version);
+        storage
+            .memory
+            .as_ref()
+            .unwrap()
+            .put_entry(&Entry::Object(new.clone()));
+        let (found, _) = lookup.await.expect("found on disk");
+        assert_eq!(version(Some(found)), old.version);
+        assert_eq!(
+            version(storage.entry_hot("a.com/x")),
+            new.version,
+            "the older version from disk replaced the newer one in memory"
+        );
     }
 }

@@ -18,6 +18,14 @@ cd "$(dirname "$0")/.."
 DURATION=${1:-8}
 shift $(( $# > 1 ? 1 : $# )) || true
 ROWS=${*:-pass nostore hit tls_ka tls_new h2}
+PROFILING=0
+case ${PROFILE:-0} in
+  0|"") ;;
+  *) command -v perf >/dev/null || { echo "PROFILE needs perf (linux-perf)" >&2; exit 1; }
+     [ "$(id -u)" -eq 0 ] || [ "$(cat /proc/sys/kernel/perf_event_paranoid)" -le 1 ] \
+       || { echo "PROFILE needs root or kernel.perf_event_paranoid <= 1 (kernel samples)" >&2; exit 1; }
+     PROFILING=1 ;;
+esac
 KURA=${KURA:-target/release/kura}
 read -r -a KARGS <<< "${KURA_ARGS:-}"
 ANCHORS=${ANCHORS:-../shared/tools/anchors.sh}
@@ -92,18 +100,18 @@ for row in $ROWS; do
     pids=$NGINX_PIDS
     [ $side = kura ] && case $row in nostore|hit) pids=$CPID ;; *) pids=$KPID ;; esac
     PERF=""
-    if [ -n "${PROFILE:-}" ]; then
+    if [ "$PROFILING" = 1 ]; then
       perf record -q -F 499 -g -p "$(echo $pids | tr ' ' ,)" -o "$D/$row.$side.perf" -- sleep $(( DURATION > 4 ? DURATION - 3 : 1 )) 2>/dev/null &
       PERF=$!
     fi
     read -r u0 s0 < <(ticks "$pids")
     n=$(load "$row" "$url")
     read -r u1 s1 < <(ticks "$pids")
-    [ -n "$PERF" ] && wait "$PERF"
+    if [ -n "$PERF" ]; then wait "$PERF" || echo "perf record failed for $row $side" >&2; fi
     U[$side]=$(awk -v a="$u0" -v b="$u1" -v n="$n" -v hz="$HZ" 'BEGIN {printf "%.1f", (b - a) / hz / n * 1e6}')
     S[$side]=$(awk -v a="$s0" -v b="$s1" -v n="$n" -v hz="$HZ" 'BEGIN {printf "%.1f", (b - a) / hz / n * 1e6}')
     echo "$row $side: $n requests, user ${U[$side]} µs, kernel ${S[$side]} µs" >&2
-    if [ -n "$PERF" ]; then
+    if [ -n "$PERF" ] && [ -s "$D/$row.$side.perf" ]; then
       split=$(python3 bench/profile_split.py "$D/$row.$side.perf" "$(awk -v a="${U[$side]}" -v b="${S[$side]}" 'BEGIN {print a + b}')")
       printf -- '- **%s, %s**: %s\n  - hottest outside the kernel: %s\n' "$row" "$side" "$(head -1 <<< "$split")" "$(tail -1 <<< "$split")" >> "$D/split.md"
     fi

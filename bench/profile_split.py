@@ -53,7 +53,11 @@ def main():
         parts[p] = parts.get(p, 0.0) + share
         if p != "kernel":
             syms.append((share, sym))
-    counted = sum(parts.values()) or 1.0
+    counted = sum(parts.values())
+    if not counted:
+        print("no samples")
+        print("-")
+        return
     print(" · ".join(f"{p} {v / counted * total:.1f}"
                      for p, v in sorted(parts.items(), key=lambda kv: -kv[1]) if v / counted * total >= 0.1))
     syms.sort(reverse=True)

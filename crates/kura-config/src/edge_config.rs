@@ -9,7 +9,8 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::defaults::*;
 use crate::file::*;
-use crate::validate::{Errors, parse_addr, validate_pool};
+use crate::pool_config::validate_pool;
+use crate::validate::{Errors, parse_addr};
 use crate::*;
 
 /// Why a certificate or key file was refused; the message names the file.

@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::{CommandFactory, FromArgMatches};
 use kura_config::{Action, Config, MemberSource};
 
+use super::quick::*;
 use super::*;
 
 const MIB: u64 = 1024 * 1024;

@@ -553,3 +553,68 @@ async fn an_answer_with_trailers_gives_its_connection_back() {
         "one kept-alive connection for all three"
     );
 }
+
+/// The idle connections `/backends` reports for the pool's first backend.
+async fn idle_connections(kura: &TestKura) -> u64 {
+    let b = kura.admin_json("/backends").await;
+    b["pools"]["p"]["backends"][0]["idle_connections"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no idle_connections in {b}"))
+}
+
+#[tokio::test]
+async fn an_idle_connection_the_backend_closed_is_closed_without_traffic() {
+    // The origin closes each connection 100 ms after its answer. With no request to take it,
+    // the kept connection must still be let go of (not left in CLOSE_WAIT for ever).
+    let (addr, _) = closing_origin().await;
+    let kura = TestKura::start(&config(&[format!("http://{addr}")], "")).await;
+    assert_eq!(kura.get("a.com", "/").await.text(), "ok");
+    assert_eq!(idle_connections(&kura).await, 1, "kept after the answer");
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            idle_connections(&kura).await == 0
+        })
+        .await,
+        "the connection the backend closed is still kept"
+    );
+}
+
+#[tokio::test]
+async fn an_idle_connection_past_its_idle_timeout_is_closed_without_traffic() {
+    // A backend that keeps connections open: kura closes its side once `idle_timeout` has
+    // passed, as the backend sees (its connection ends).
+    let ended = Arc::new(AtomicUsize::new(0));
+    let e = ended.clone();
+    let (addr, conns) = kura_testkit::origin::raw(move |s| {
+        let e = e.clone();
+        async move {
+            let svc =
+                hyper::service::service_fn(|_r: http::Request<hyper::body::Incoming>| async {
+                    Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from(
+                        "kept",
+                    ))))
+                });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+                .await;
+            e.fetch_add(1, SeqCst);
+        }
+    })
+    .await;
+    let kura = TestKura::start(&config(
+        &[format!("http://{addr}")],
+        "idle_timeout = \"1s\"",
+    ))
+    .await;
+    assert_eq!(kura.get("a.com", "/").await.text(), "kept");
+    assert_eq!(idle_connections(&kura).await, 1);
+    assert_eq!(ended.load(SeqCst), 0, "open while idle");
+    assert!(
+        eventually(Duration::from_secs(5), || async { ended.load(SeqCst) == 1 }).await,
+        "the backend's connection is still open past the idle timeout"
+    );
+    assert_eq!(idle_connections(&kura).await, 0);
+    // The next request opens a new connection and is answered.
+    assert_eq!(kura.get("a.com", "/").await.text(), "kept");
+    assert_eq!(conns.load(SeqCst), 2);
+}

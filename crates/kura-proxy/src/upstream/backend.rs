@@ -10,17 +10,22 @@
 //! A plain-TCP HTTP/1.1 connection has no task of its own: whoever holds its lease drives it
 //! (the request's task while it waits for the head, the response body as it is read), so an
 //! exchange costs no task hand-off, channel wake-up or cross-thread wake. An idle one is driven
-//! again when taken, which is when a close by the backend is seen. TLS connections, and one
-//! carrying an upgrade (its tunnel outlives the exchange), run in a spawned task.
+//! again when taken, which is when a close by the backend is seen, and by a sweeper task each
+//! second while the backend has idle connections: it closes those past their idle time and
+//! those the backend closed, so a backend that traffic left holds no sockets open (or in
+//! CLOSE_WAIT) for ever. TLS connections, and one carrying an upgrade (its tunnel outlives the
+//! exchange), run in a spawned task.
 //!
 //! HTTP/2 pools keep one multiplexed connection per backend instead of the idle stack (the
 //! connection cap then bounds concurrent streams); `https://` backends are reached through
 //! rustls (`tls.rs`). HTTP/1 connections are made with upgrades enabled, for WebSocket.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::sync::atomic::{
+    AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst,
+};
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use hyper::client::conn::{http1, http2};
@@ -157,6 +162,9 @@ struct IdleConn {
 /// upstream is about to close fails and, with a streamed body, cannot be replayed.
 const KEEP_ALIVE_MARGIN: Duration = Duration::from_secs(1);
 
+/// How often a backend's idle connections are swept while it has any.
+const IDLE_SWEEP: Duration = Duration::from_secs(1);
+
 /// A backend of a pool, with its runtime state.
 pub struct Backend {
     pub spec: BackendSpec,
@@ -180,6 +188,8 @@ pub struct Backend {
     pub active_down: AtomicBool,
     /// Connections opened, for tests and the admin API.
     pub connects: AtomicU64,
+    /// A sweeper task watches the idle stacks (see [`Backend::watch_idle`]).
+    sweeping: AtomicBool,
     requests: IntCounter,
     metrics: Arc<Metrics>,
 }
@@ -217,6 +227,7 @@ impl Backend {
             fails: AtomicU32::new(0),
             active_down: AtomicBool::new(false),
             connects: AtomicU64::new(0),
+            sweeping: AtomicBool::new(false),
             requests,
             metrics,
             spec,
@@ -238,6 +249,38 @@ impl Backend {
             .iter()
             .map(|s| s.lock().map(|v| v.len()).unwrap_or(0))
             .sum()
+    }
+
+    /// Makes sure a sweeper watches the idle stacks while any connection waits in them: one
+    /// task per backend, which ends once the stacks are empty.
+    fn watch_idle(self: &Arc<Self>) {
+        // Read first: while a sweeper runs (the common case under traffic) nothing is written,
+        // so the flag's cache line is not bounced between workers at every release.
+        if self.sweeping.load(SeqCst) || self.sweeping.swap(true, SeqCst) {
+            return;
+        }
+        let weak = Arc::downgrade(self);
+        tokio::spawn(sweep_idle(weak));
+    }
+
+    /// Closes the idle connections past their time and those the backend closed (each is
+    /// driven once, without a waker, to read what came meanwhile); returns how many are left.
+    fn sweep(&self) -> usize {
+        let now = now_ms();
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut left = 0;
+        for slot in self.idle.iter() {
+            let Ok(mut idle) = slot.lock() else { continue };
+            idle.retain_mut(|c| {
+                if c.expires_ms <= now {
+                    return false;
+                }
+                c.sender.drive(&mut cx);
+                !c.sender.is_closed()
+            });
+            left += idle.len();
+        }
+        left
     }
 
     /// This worker's idle stack.
@@ -565,6 +608,24 @@ impl Lease {
         }
         if let Some(sender) = self.sender.take() {
             self.backend.put_idle(sender, self.max_idle, self.idle_for);
+            self.backend.watch_idle();
+        }
+    }
+}
+
+/// The sweeper of one backend's idle connections: every [`IDLE_SWEEP`] until none is left
+/// (or the backend left the routes).
+async fn sweep_idle(backend: Weak<Backend>) {
+    loop {
+        tokio::time::sleep(IDLE_SWEEP).await;
+        let Some(b) = backend.upgrade() else { return };
+        if b.sweep() == 0 {
+            b.sweeping.store(false, SeqCst);
+            // A connection put back since the sweep found the flag still set and started no
+            // sweeper: go on for it, unless another one started meanwhile.
+            if b.idle_count() == 0 || b.sweeping.swap(true, SeqCst) {
+                return;
+            }
         }
     }
 }

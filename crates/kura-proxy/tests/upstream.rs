@@ -618,3 +618,62 @@ async fn an_idle_connection_past_its_idle_timeout_is_closed_without_traffic() {
     assert_eq!(kura.get("a.com", "/").await.text(), "kept");
     assert_eq!(conns.load(SeqCst), 2);
 }
+
+/// An origin that writes `answer` (a head and part of its body) and closes the connection.
+async fn cut_origin(answer: &'static [u8]) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    kura_testkit::origin::raw(move |mut s| async move {
+        let mut buf = [0u8; 4096];
+        let _ = s.read(&mut buf).await;
+        let _ = s.write_all(answer).await;
+    })
+    .await
+    .0
+}
+
+#[tokio::test]
+async fn an_answer_cut_after_its_head_reaches_the_client_cut() {
+    // The client must see the status, headers and bytes that came, then a close before the
+    // announced end (a length short, or no last chunk): not an empty reply, and never an
+    // answer that looks whole.
+    for (answer, seen, never) in [
+        (
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\nETag: \"v1\"\r\n\r\nhello"[..],
+            "hello",
+            None,
+        ),
+        (
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\nETag: \"v1\"\r\n\r\n"[..],
+            "",
+            None,
+        ),
+        (
+            &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nETag: \"v1\"\r\n\r\n5\r\nhello\r\n"
+                [..],
+            "hello",
+            Some("0\r\n\r\n"),
+        ),
+    ] {
+        let origin = cut_origin(answer).await;
+        let kura = TestKura::start(&config(&[format!("http://{origin}")], "")).await;
+        let got = kura_testkit::raw(
+            kura.addr,
+            b"GET /file HTTP/1.1\r\nHost: a.com\r\n\r\n",
+            Duration::from_secs(3),
+        )
+        .await;
+        assert!(got.starts_with("HTTP/1.1 200"), "{got:?}");
+        assert!(got.to_ascii_lowercase().contains("etag: \"v1\""), "{got:?}");
+        let body = got.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        assert!(body.contains(seen), "{got:?}");
+        if got.to_ascii_lowercase().contains("content-length: 1000") {
+            assert!(body.len() < 1000, "{got:?}");
+        }
+        if let Some(end) = never {
+            assert!(
+                !body.contains(end),
+                "a cut answer was framed as whole: {got:?}"
+            );
+        }
+    }
+}

@@ -24,7 +24,8 @@ enum Kind {
         inner: Incoming,
         lease: Option<Lease>,
     },
-    /// An HTTP/2 body read whole when its head was answered (see [`ProxyBody::pumped`]).
+    /// Frames in hand: an HTTP/2 body read whole when its head was answered (see
+    /// [`ProxyBody::pumped`]), or a broken body's error held back one poll (see `poll_frame`).
     Read(VecDeque<Result<Frame<Bytes>, BoxError>>),
     /// Read ahead by a task into a bounded buffer (HTTP/2, see [`ProxyBody::pumped`]): the
     /// frames read before the task started, then the task's.
@@ -304,6 +305,19 @@ impl Body for ProxyBody {
                 }
                 Poll::Pending => Poll::Pending,
             },
+        };
+        let polled = match polled {
+            // A broken body's error is held back one poll (hyper writes out what it holds, the
+            // head and the last frames, when the body is pending): the client then sees the
+            // answer cut short, with its status and headers, instead of no answer at all. The
+            // error still ends the exchange, so no framing ever says the body was whole.
+            Poll::Ready(Some(Err(e))) if !matches!(this.kind, Kind::Read(_)) => {
+                this.capture = None;
+                this.kind = Kind::Read(VecDeque::from([Err(e)]));
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            other => other,
         };
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {

@@ -142,7 +142,8 @@ pub async fn handle(
         span: span.clone(),
     });
     let is_head = req.method() == Method::HEAD;
-    let h2 = req.version() == Version::HTTP_2;
+    let version = req.version();
+    let h2 = version == Version::HTTP_2;
     if h2 {
         conn.state.saw_http2();
     }
@@ -167,7 +168,9 @@ pub async fn handle(
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     conn.state.responding();
-    let resp = resp.map(|b| b.with_exchange(x));
+    let (parts, body) = resp.into_parts();
+    let body = body.with_exchange(x).for_client(version, &parts.headers);
+    let resp = Response::from_parts(parts, body);
     if h2 {
         // One stream's closed window must not hold an upstream connection: read ahead into a
         // bounded buffer, and give up after the send timeout.

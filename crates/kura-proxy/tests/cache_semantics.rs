@@ -511,3 +511,57 @@ async fn key_templates_share_entries_between_urls() {
     assert_eq!(kura.get("a.com", "/v1/img/dog.png").await.text(), "body 2");
     assert_eq!(n.load(SeqCst), 2);
 }
+
+#[tokio::test]
+async fn an_answer_cut_after_its_head_reaches_the_client_cut_and_is_not_stored() {
+    // An origin that sends a head and part of the body, then closes: through a `cache` rule
+    // the client still gets the status, headers and bytes that came, then a close before the
+    // announced end; the cut answer is never stored (the next request goes to the origin).
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    for (answer, never) in [
+        (
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\nCache-Control: max-age=60\r\nETag: \"v1\"\r\n\r\nhello"[..],
+            None,
+        ),
+        (
+            &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nCache-Control: max-age=60\r\nETag: \"v1\"\r\n\r\n5\r\nhello\r\n"[..],
+            Some("0\r\n\r\n"),
+        ),
+        (
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\nCache-Control: no-store\r\nETag: \"v1\"\r\n\r\nhello"[..],
+            None,
+        ),
+    ] {
+        let (origin, conns) = kura_testkit::origin::raw(move |mut s| async move {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let _ = s.write_all(answer).await;
+        })
+        .await;
+        let kura = config(&format!("http://{origin}"), CachePolicy::new())
+            .start()
+            .await;
+        for round in 1..=2 {
+            let got = kura_testkit::raw(
+                kura.addr,
+                b"GET /file HTTP/1.1\r\nHost: a.com\r\n\r\n",
+                Duration::from_secs(3),
+            )
+            .await;
+            assert!(got.starts_with("HTTP/1.1 200"), "round {round}: {got:?}");
+            assert!(
+                got.to_ascii_lowercase().contains("etag: \"v1\""),
+                "{got:?}"
+            );
+            let body = got.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+            assert!(body.contains("hello"), "{got:?}");
+            if got.to_ascii_lowercase().contains("content-length: 1000") {
+                assert!(body.len() < 1000, "{got:?}");
+            }
+            if let Some(end) = never {
+                assert!(!body.contains(end), "a cut answer framed as whole: {got:?}");
+            }
+            assert_eq!(conns.load(SeqCst), round, "the cut answer was served from the cache");
+        }
+    }
+}

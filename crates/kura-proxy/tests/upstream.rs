@@ -677,3 +677,46 @@ async fn an_answer_cut_after_its_head_reaches_the_client_cut() {
         }
     }
 }
+
+#[tokio::test]
+async fn an_answer_cut_for_an_http10_client_never_looks_whole() {
+    // An HTTP/1.0 client's answer without a length ends with the connection, so a cut one
+    // would look whole. The chunked answer breaks (a bad chunk size) in the bytes that came
+    // with its head: the client gets no answer, never an empty 200.
+    let origin =
+        cut_origin(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nETag: \"v1\"\r\n\r\nzz\r\n")
+            .await;
+    let kura = TestKura::start(&config(&[format!("http://{origin}")], "")).await;
+    let got = kura_testkit::raw(
+        kura.addr,
+        b"GET /file HTTP/1.0\r\nHost: a.com\r\n\r\n",
+        Duration::from_secs(3),
+    )
+    .await;
+    assert!(!got.contains(" 200 "), "a cut answer looks whole: {got:?}");
+    // An HTTP/1.1 client of the same answer sees the head, and no last chunk.
+    let got = kura_testkit::raw(
+        kura.addr,
+        b"GET /file HTTP/1.1\r\nHost: a.com\r\n\r\n",
+        Duration::from_secs(3),
+    )
+    .await;
+    assert!(got.starts_with("HTTP/1.1 200"), "{got:?}");
+    assert!(!got.contains("0\r\n\r\n"), "{got:?}");
+
+    // With a length the cut shows to an HTTP/1.0 client too: the head and the bytes come.
+    let origin = cut_origin(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nhello").await;
+    let kura = TestKura::start(&config(&[format!("http://{origin}")], "")).await;
+    let got = kura_testkit::raw(
+        kura.addr,
+        b"GET /file HTTP/1.0\r\nHost: a.com\r\n\r\n",
+        Duration::from_secs(3),
+    )
+    .await;
+    assert!(got.starts_with("HTTP/1.0 200"), "{got:?}");
+    assert!(
+        got.to_ascii_lowercase().contains("content-length: 1000"),
+        "{got:?}"
+    );
+    assert!(got.ends_with("\r\n\r\nhello"), "{got:?}");
+}

@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
+use http::header::CONTENT_LENGTH;
+use http::{HeaderMap, Version};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
@@ -54,6 +56,9 @@ pub struct ProxyBody {
     sent: u64,
     /// The copy of this answer kept for a shadow comparison.
     capture: Option<Box<kura_shadow::Capture>>,
+    /// A broken body's error is held back one poll (see `poll_frame`; set by
+    /// [`ProxyBody::for_client`]).
+    hold_error: bool,
 }
 
 impl ProxyBody {
@@ -64,6 +69,7 @@ impl ProxyBody {
             exchange: None,
             sent: 0,
             capture: None,
+            hold_error: false,
         }
     }
 
@@ -78,6 +84,7 @@ impl ProxyBody {
             exchange: None,
             sent: 0,
             capture: None,
+            hold_error: false,
         }
     }
 
@@ -90,6 +97,7 @@ impl ProxyBody {
             exchange: None,
             sent: 0,
             capture: None,
+            hold_error: false,
         };
         body.release_if_done();
         body
@@ -153,8 +161,10 @@ impl ProxyBody {
                 exchange: None,
                 sent: 0,
                 capture: None,
+                hold_error: false,
             };
         }
+        let hold_error = self.hold_error;
         let room = Arc::new(tokio::sync::Semaphore::new(limit.saturating_sub(held)));
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let task_room = room.clone();
@@ -204,12 +214,27 @@ impl ProxyBody {
             exchange: None,
             sent: 0,
             capture: None,
+            hold_error,
         }
     }
 
     /// Attaches the record completed when this body is done or dropped.
     pub fn with_exchange(mut self, exchange: Box<Exchange>) -> Self {
         self.exchange = Some(exchange);
+        self
+    }
+
+    /// The answer to the client, in `version` with `headers`: a broken body's error is then
+    /// held back one poll, so hyper writes out the head and the bytes read before the error
+    /// ends the connection, and the client sees the answer cut (a length short, no last
+    /// chunk, a reset stream). Not for an HTTP/1.0 client of a body without a length: its
+    /// body ends with the connection, so the cut would look like a whole (maybe empty)
+    /// answer; the error then ends the connection at once, with nothing of the answer sent
+    /// unless hyper had already flushed some.
+    pub fn for_client(mut self, version: Version, headers: &HeaderMap) -> Self {
+        self.hold_error = version >= Version::HTTP_11
+            || headers.contains_key(CONTENT_LENGTH)
+            || self.size_hint().exact().is_some();
         self
     }
 
@@ -310,8 +335,9 @@ impl Body for ProxyBody {
             // A broken body's error is held back one poll (hyper writes out what it holds, the
             // head and the last frames, when the body is pending): the client then sees the
             // answer cut short, with its status and headers, instead of no answer at all. The
-            // error still ends the exchange, so no framing ever says the body was whole.
-            Poll::Ready(Some(Err(e))) if !matches!(this.kind, Kind::Read(_)) => {
+            // error still ends the exchange; only an answer whose framing shows the cut holds
+            // it back (see [`ProxyBody::for_client`]).
+            Poll::Ready(Some(Err(e))) if this.hold_error && !matches!(this.kind, Kind::Read(_)) => {
                 this.capture = None;
                 this.kind = Kind::Read(VecDeque::from([Err(e)]));
                 cx.waker().wake_by_ref();

@@ -514,10 +514,11 @@ impl Backend {
         self.requests.inc();
     }
 
-    fn put_idle(&self, sender: Sender, max_idle: usize, idle_for: Duration) {
+    /// Keeps `sender` for reuse; returns whether it was kept.
+    fn put_idle(&self, sender: Sender, max_idle: usize, idle_for: Duration) -> bool {
         if sender.is_closed() || idle_for.is_zero() || sender.is_h2() {
             // HTTP/2 connections stay shared; nothing to give back.
-            return;
+            return false;
         }
         if let Ok(mut idle) = self.idle_here().lock()
             && idle.len() < max_idle
@@ -526,7 +527,9 @@ impl Backend {
                 sender,
                 expires_ms: now_ms() + ms(idle_for),
             });
+            return true;
         }
+        false
     }
 }
 
@@ -606,8 +609,9 @@ impl Lease {
             // Dropping the lease (below) closes the connection.
             return;
         }
-        if let Some(sender) = self.sender.take() {
-            self.backend.put_idle(sender, self.max_idle, self.idle_for);
+        if let Some(sender) = self.sender.take()
+            && self.backend.put_idle(sender, self.max_idle, self.idle_for)
+        {
             self.backend.watch_idle();
         }
     }

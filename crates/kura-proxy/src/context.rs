@@ -67,6 +67,15 @@ impl Exchange {
         }
     }
 
+    /// The answer's body failed after its head was sent, for another reason than its upstream
+    /// connection's (a cache fill's origin, the client not reading): the access log's error,
+    /// unless one is set already.
+    pub fn note_body_error(&mut self, error: ProxyError) {
+        if self.error.is_none() {
+            self.error = Some(error);
+        }
+    }
+
     /// Records the exchange (called once, when its response body is done or dropped).
     pub fn complete(self: Box<Self>, bytes_sent: u64) {
         let sink = self.sink.clone();

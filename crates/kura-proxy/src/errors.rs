@@ -56,6 +56,10 @@ pub enum ProxyError {
     BadBody,
     #[error("the request body was not sent within the response timeout")]
     BodyTimeout,
+    /// The client accepted no byte of an HTTP/2 answer for `limits.send_timeout` (after its
+    /// head: only the access log sees it).
+    #[error("the client read nothing of the answer for the send timeout")]
+    SendTimeout,
     /// A request the rule refuses, with the status that says why (image routes: 400 for bad
     /// parameters or sources, 403 for signatures and source hosts, 405 for methods).
     #[error("{1}")]
@@ -105,7 +109,7 @@ impl ProxyError {
         use ProxyError::*;
         match self {
             MissingHost | BadHost | UnknownHost | NoRoute | BodyTooLarge | BadTarget
-            | CaptureEscapes | BadBody | BodyTimeout | Refused(..) => Side::Client,
+            | CaptureEscapes | BadBody | BodyTimeout | SendTimeout | Refused(..) => Side::Client,
             NoBackend | PoolExhausted | Connect(_) | Upstream(_) | Timeout | WrongUpgrade
             | UpgradeNeedsHttp1 | SourceFailed | SourceTooLarge(_) | SourceUnreadable(_)
             | SourceUnsupported(_) => Side::Upstream,
@@ -128,6 +132,7 @@ impl ProxyError {
             CaptureEscapes => "client/capture_escapes",
             BadBody => "client/bad_body",
             BodyTimeout => "client/body_timeout",
+            SendTimeout => "client/send_timeout",
             Refused(..) => "client/refused",
             NoBackend => "upstream/no_backend",
             PoolExhausted => "upstream/pool_exhausted",
@@ -168,7 +173,7 @@ impl ProxyError {
             }
             NoRoute => StatusCode::NOT_FOUND,
             BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            BodyTimeout | SendTimeout => StatusCode::REQUEST_TIMEOUT,
             Refused(s, _) => *s,
             NoBackend | Connect(_) | Upstream(_) | WrongUpgrade | UpgradeNeedsHttp1
             | SourceFailed | SourceTooLarge(_) | SourceUnreadable(_) => StatusCode::BAD_GATEWAY,

@@ -91,6 +91,13 @@ impl ExchangeSink for ConnInfo {
         let counters = x.counters.as_deref().unwrap_or(&shared.unmatched);
         counters.record(&shared.metrics, x.status, elapsed.as_secs_f64());
         if let (Some(log), Some(f)) = (&shared.access_log, &x.log) {
+            // An answer unfinished when its connection was cut for the send timeout was cut by
+            // it (its head went out with the backend's status).
+            let cut = ProxyError::SendTimeout;
+            let error = x
+                .error
+                .as_ref()
+                .or_else(|| self.state.was_cut_for_send_timeout().then_some(&cut));
             log.log(&Entry {
                 client: &f.client,
                 method: &f.method,
@@ -106,7 +113,7 @@ impl ExchangeSink for ConnInfo {
                 request_time: elapsed,
                 upstream_time: x.upstream_time,
                 request_id: x.id.to_str().unwrap_or("-"),
-                error: x.error.as_ref(),
+                error,
             });
         }
         self.state.idle();

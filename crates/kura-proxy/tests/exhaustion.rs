@@ -58,7 +58,14 @@ async fn slot_comes_back(kura: &TestKura, within: Duration) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_is_cut_off_after_the_send_timeout() {
     let origin = TestOrigin::streaming("big", 256 << 20).await;
-    let kura = TestKura::start(&config(&origin.url(), "send_timeout = \"1s\"", "")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let kura = TestKura::start(&config(
+        &origin.url(),
+        "send_timeout = \"1s\"",
+        &format!("[access_log]\npath = {log:?}\nformat = \"json\""),
+    ))
+    .await;
     let mut stalled = TcpStream::connect(kura.addr).await.unwrap();
     stalled
         .write_all(b"GET /big HTTP/1.1\r\nHost: a.test\r\n\r\n")
@@ -73,6 +80,19 @@ async fn a_client_that_stops_reading_is_cut_off_after_the_send_timeout() {
     assert!(
         m.contains("kura_connection_timeouts_total{kind=\"send\"} 1"),
         "{m}"
+    );
+    // The access log says why the stalled answer (a 200) was cut.
+    let cut = eventually(Duration::from_secs(3), || async {
+        std::fs::read_to_string(&log).is_ok_and(|t| {
+            t.lines()
+                .any(|l| l.contains("/big") && l.contains("client/send_timeout"))
+        })
+    })
+    .await;
+    assert!(
+        cut,
+        "{:?}",
+        std::fs::read_to_string(&log).unwrap_or_default()
     );
 }
 
@@ -344,4 +364,38 @@ async fn tunnels_end_within_the_shutdown_grace() {
         !matches!(after, Ok(Some(Ok(Message::Text(_))))),
         "{after:?}"
     );
+}
+
+// 3c. A stream cut for the send timeout says so in the access log (its head went out as 200).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_stream_cut_for_the_send_timeout_is_logged_as_the_clients() {
+    let origin = TestOrigin::streaming("big", 8 << 20).await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let kura = TestKura::start(&config(
+        &origin.url(),
+        "send_timeout = \"1s\"\nhttp2_stream_buffer = \"64KiB\"",
+        &format!("[access_log]\npath = {log:?}\nformat = \"json\""),
+    ))
+    .await;
+    let mut h2 = h2_that_never_reads(&kura).await;
+    let req = Request::get("http://a.test/big")
+        .body(Empty::new())
+        .unwrap();
+    h2.ready().await.unwrap();
+    let held = tokio::time::timeout(Duration::from_secs(5), h2.send_request(req))
+        .await
+        .expect("a response head")
+        .unwrap();
+    assert_eq!(held.status(), 200);
+    let logged = eventually(Duration::from_secs(6), || async {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.contains("client/send_timeout"))
+    })
+    .await;
+    assert!(
+        logged,
+        "{:?}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    drop(held);
 }

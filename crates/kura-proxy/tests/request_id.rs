@@ -320,3 +320,45 @@ async fn events_of_the_fill_and_of_shadow_copies_carry_the_request_id() {
     .await;
     assert!(failed, "the shadow copy logged:\n{}", logs.text());
 }
+
+#[tokio::test]
+async fn a_cached_answer_that_breaks_after_its_head_is_logged_as_an_upstream_failure() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Through a cache rule: the fill's origin announces 1,000 bytes, sends 100 and closes.
+    let (origin, _) = kura_testkit::origin::raw(|mut s| async move {
+        let mut buf = [0u8; 4096];
+        let _ = s.read(&mut buf).await;
+        let _ = s
+            .write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\nCache-Control: max-age=60\r\n\r\n",
+            )
+            .await;
+        let _ = s.write_all(&[b'x'; 100]).await;
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let kura = TestConfig::new()
+        .access_log(&log, AccessLogFormat::Json)
+        .cache_memory("16MiB")
+        .pool("p", &[format!("http://{origin}")])
+        .vhost(&["a.com"], |v| v.fallback(Rule::cache("p")))
+        .start()
+        .await;
+    let answer = kura_testkit::raw(
+        kura.addr,
+        b"GET /f HTTP/1.1\r\nHost: a.com\r\n\r\n",
+        Duration::from_secs(3),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let line = the_one_json_line(&log).await;
+    assert_eq!(line["error"]["kind"], "upstream/failed", "{line}");
+    assert!(
+        line["error"]["cause"]
+            .as_str()
+            .unwrap()
+            .contains("cached answer broke after the head"),
+        "{line}"
+    );
+}

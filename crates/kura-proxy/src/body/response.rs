@@ -17,6 +17,7 @@ use hyper::body::Incoming;
 
 use crate::body::request::BoxError;
 use crate::context::Exchange;
+use crate::errors::ProxyError;
 use crate::upstream::Lease;
 
 enum Kind {
@@ -185,6 +186,9 @@ impl ProxyBody {
                     match tokio::time::timeout(timeout, task_room.acquire_many(len as u32)).await {
                         Ok(Ok(p)) => p.forget(),
                         _ => {
+                            if let Some(x) = inner.exchange.as_mut() {
+                                x.note_body_error(ProxyError::SendTimeout);
+                            }
                             let _ = tx.try_send(Err(Box::new(SendTimedOut) as BoxError));
                             return;
                         }
@@ -273,7 +277,18 @@ impl Body for ProxyBody {
         let this = self.get_mut();
         let polled = match &mut this.kind {
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Kind::Cache(b) => Pin::new(b).poll_frame(cx),
+            Kind::Cache(b) => {
+                let polled = Pin::new(b).poll_frame(cx);
+                if let Poll::Ready(Some(Err(e))) = &polled
+                    && let Some(x) = this.exchange.as_mut()
+                {
+                    // A pass's origin or a fill broke after the head was relayed.
+                    x.note_body_error(ProxyError::Upstream(format!(
+                        "the cached answer broke after the head: {e}"
+                    )));
+                }
+                polled
+            }
             Kind::Upstream { inner, lease } => match poll_upstream(inner, lease, cx) {
                 Poll::Ready(None) => {
                     if let Some(lease) = lease.take() {

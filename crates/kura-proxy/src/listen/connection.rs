@@ -337,6 +337,7 @@ async fn drive_as<C, E>(
                 }
                 Check::SendTimeout => {
                     metrics.connection_timeouts.with_label_values(&["send"]).inc();
+                    state.cut_for_send_timeout();
                     tracing::debug!(client = %peer, "client send timeout");
                     break;
                 }

@@ -55,6 +55,8 @@ pub struct ConnState {
     responding: AtomicU32,
     /// Clock ms of the last write that went through, or of the start of responding.
     progress_ms: AtomicU64,
+    /// The connection was cut for the send timeout: the answers it carried were cut by it.
+    cut_for_send: AtomicBool,
 }
 
 impl ConnState {
@@ -70,6 +72,7 @@ impl ConnState {
             blocked_since_ms: AtomicU64::new(0),
             responding: AtomicU32::new(0),
             progress_ms: AtomicU64::new(0),
+            cut_for_send: AtomicBool::new(false),
         }
     }
 
@@ -114,6 +117,17 @@ impl ConnState {
             self.since_ms.store(now_ms(), Relaxed);
             self.phase.store(IDLE, Relaxed);
         }
+    }
+
+    /// The connection is being cut because its client stopped reading (see [`Check::SendTimeout`]).
+    pub fn cut_for_send_timeout(&self) {
+        self.cut_for_send.store(true, Relaxed);
+    }
+
+    /// Whether [`ConnState::cut_for_send_timeout`] was called: an answer still unfinished then
+    /// was cut by it.
+    pub fn was_cut_for_send_timeout(&self) -> bool {
+        self.cut_for_send.load(Relaxed)
     }
 
     pub fn check(

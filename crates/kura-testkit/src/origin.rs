@@ -716,6 +716,49 @@ where
     (addr, conns)
 }
 
+/// An origin that reads a request, writes `answer` (a head and the start of its body) and
+/// closes the connection: an answer cut short. Returns its address and a count of the
+/// connections it accepted.
+pub async fn cut(answer: &'static [u8]) -> (SocketAddr, Arc<AtomicUsize>) {
+    raw(move |mut s| async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut buf = [0u8; 4096];
+        let _ = s.read(&mut buf).await;
+        let _ = s.write_all(answer).await;
+    })
+    .await
+}
+
+/// Asserts that `got`, a raw HTTP/1.x answer read to its connection's close, is a `200` cut
+/// short as a client can tell: its head, `seen` in its body, and framing that shows the cut
+/// (fewer bytes than its `Content-Length`, or no last chunk), never an answer that looks whole.
+pub fn assert_cut_short(got: &str, seen: &str) {
+    let lower = got.to_ascii_lowercase();
+    assert!(
+        lower.starts_with("http/1.1 200") || lower.starts_with("http/1.0 200"),
+        "{got:?}"
+    );
+    let (head, body) = lower.split_once("\r\n\r\n").unwrap_or((&lower, ""));
+    assert!(body.contains(&seen.to_ascii_lowercase()), "{got:?}");
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    match length {
+        Some(n) => assert!(body.len() < n, "the whole length came: {got:?}"),
+        None => {
+            assert!(
+                head.contains("transfer-encoding: chunked"),
+                "no framing: {got:?}"
+            );
+            assert!(
+                !body.contains("0\r\n\r\n"),
+                "a cut answer framed as whole: {got:?}"
+            );
+        }
+    }
+}
+
 /// An origin answering every bodiless request, on keep-alive connections, with a chunked
 /// `hello world` that ends with a trailer (`x-sum: 11`). Returns its address and a count of
 /// the connections it accepted.

@@ -49,6 +49,10 @@ pub struct Exchange {
     /// The request's tracing span: events of its phases, of its cache fill, upstream attempts,
     /// shadow copies and image transforms are inside it.
     pub span: tracing::Span,
+    /// Clock ms since which the answer's body has been waiting for its upstream (or the
+    /// cache) with nothing to give; 0 while it is not. Tells a cut for the send timeout that
+    /// the upstream stalled from one the client caused.
+    pub body_waiting_since_ms: u64,
 }
 
 impl Exchange {
@@ -73,6 +77,16 @@ impl Exchange {
     pub fn note_body_error(&mut self, error: ProxyError) {
         if self.error.is_none() {
             self.error = Some(error);
+        }
+    }
+
+    /// The answer's body was polled for its next frame from its upstream or the cache:
+    /// `pending` when none was there.
+    pub fn note_body_poll(&mut self, pending: bool) {
+        if !pending {
+            self.body_waiting_since_ms = 0;
+        } else if self.body_waiting_since_ms == 0 {
+            self.body_waiting_since_ms = crate::clock::now_ms();
         }
     }
 

@@ -56,8 +56,8 @@ pub enum ProxyError {
     BadBody,
     #[error("the request body was not sent within the response timeout")]
     BodyTimeout,
-    /// The client accepted no byte of an HTTP/2 answer for `limits.send_timeout` (after its
-    /// head: only the access log sees it).
+    /// The client accepted no byte of an answer for `limits.send_timeout` (an HTTP/2 stream's,
+    /// or its connection's), after its head: only the access log sees it.
     #[error("the client read nothing of the answer for the send timeout")]
     SendTimeout,
     /// A request the rule refuses, with the status that says why (image routes: 400 for bad

@@ -35,7 +35,7 @@ use crate::context::{Exchange, ExchangeSink, LogFields};
 use crate::control::access_log::Entry;
 use crate::errors::{ProxyError, Side};
 use crate::headers;
-use crate::listen::timeouts::ConnState;
+use crate::listen::timeouts::{ConnState, SendCut};
 use crate::route::table::{Plan, RouteInput, Rule, VHost};
 use crate::route::target::{ClientTarget, path_and_query, target_error};
 use crate::state::{Runtime, Shared};
@@ -92,12 +92,21 @@ impl ExchangeSink for ConnInfo {
         counters.record(&shared.metrics, x.status, elapsed.as_secs_f64());
         if let (Some(log), Some(f)) = (&shared.access_log, &x.log) {
             // An answer unfinished when its connection was cut for the send timeout was cut by
-            // it (its head went out with the backend's status).
-            let cut = ProxyError::SendTimeout;
-            let error = x
-                .error
-                .as_ref()
-                .or_else(|| self.state.was_cut_for_send_timeout().then_some(&cut));
+            // it (its head went out with the backend's status): its client's doing, unless
+            // its upstream had sent nothing since the last write.
+            let cut = match x.error {
+                Some(_) => None,
+                None => self
+                    .state
+                    .send_cut(x.body_waiting_since_ms)
+                    .map(|cut| match cut {
+                        SendCut::Client => ProxyError::SendTimeout,
+                        SendCut::UpstreamStalled => ProxyError::Upstream(
+                            "the body stalled: nothing came for limits.send_timeout".into(),
+                        ),
+                    }),
+            };
+            let error = x.error.as_ref().or(cut.as_ref());
             log.log(&Entry {
                 client: &f.client,
                 method: &f.method,
@@ -147,6 +156,7 @@ pub async fn handle(
         log,
         error: None,
         span: span.clone(),
+        body_waiting_since_ms: 0,
     });
     let is_head = req.method() == Method::HEAD;
     let version = req.version();

@@ -216,6 +216,18 @@ async fn a_closed_http2_window_gives_its_upstream_connection_back() {
     drop(held);
 }
 
+/// An answer whose head promises 100 bytes: one chunk comes, then nothing more.
+fn one_chunk_then_nothing() -> Response<http_body_util::combinators::BoxBody<Bytes, Infallible>> {
+    let chunk = futures_util::stream::once(async {
+        Ok::<_, Infallible>(Frame::data(Bytes::from_static(b"first")))
+    });
+    let body = StreamBody::new(chunk.chain(futures_util::stream::pending()));
+    let mut r = Response::new(BodyExt::boxed(body));
+    r.headers_mut()
+        .insert("content-length", "100".parse().unwrap());
+    r
+}
+
 // 3b. An HTTP/2 stream the client resets gives its upstream connection back at once, not after
 // the send timeout: whether its read-ahead buffer was full or its upstream had stalled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -226,17 +238,7 @@ async fn a_reset_http2_stream_gives_its_upstream_connection_back_at_once() {
             Box::pin(async move {
                 match seen.uri.as_str() {
                     "/big" => stream_response(8 << 20),
-                    // One chunk, then nothing more (the head promised more).
-                    "/stall" => {
-                        let chunk = futures_util::stream::once(async {
-                            Ok::<_, Infallible>(Frame::data(Bytes::from_static(b"first")))
-                        });
-                        let body = StreamBody::new(chunk.chain(futures_util::stream::pending()));
-                        let mut r = Response::new(BodyExt::boxed(body));
-                        r.headers_mut()
-                            .insert("content-length", "100".parse().unwrap());
-                        r
-                    }
+                    "/stall" => one_chunk_then_nothing(),
                     _ => full(200, "small"),
                 }
             })
@@ -398,4 +400,111 @@ async fn an_http2_stream_cut_for_the_send_timeout_is_logged_as_the_clients() {
         std::fs::read_to_string(&log).unwrap_or_default()
     );
     drop(held);
+}
+
+// 3d. An answer whose upstream went quiet after its head is cut by the send timeout too
+// (nothing is written for it), but its client was reading: the access log blames the
+// upstream, over HTTP/1.1 and HTTP/2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_cut_because_its_upstream_stalled_is_not_logged_as_the_clients() {
+    let origin = TestOrigin::start(
+        "o",
+        Arc::new(|_: Seen| Box::pin(async { one_chunk_then_nothing() })),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let kura = TestKura::start(&config(
+        &origin.url(),
+        "send_timeout = \"1s\"",
+        &format!(
+            "max_connections_per_backend = 4\n[access_log]\npath = {log:?}\nformat = \"json\""
+        ),
+    ))
+    .await;
+    let h1 = raw(
+        kura.addr,
+        b"GET /h1 HTTP/1.1\r\nHost: a.test\r\n\r\n",
+        Duration::from_secs(10),
+    );
+    let h2 = async {
+        let tcp = TcpStream::connect(kura.addr).await.unwrap();
+        let (mut h2, conn) =
+            hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                .handshake::<_, Empty<Bytes>>(TokioIo::new(tcp))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        let req = Request::get("http://a.test/h2").body(Empty::new()).unwrap();
+        let resp = h2.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        // Read all that comes: the chunk, then the cut.
+        let read = tokio::time::timeout(Duration::from_secs(10), resp.into_body().collect()).await;
+        assert!(matches!(read, Ok(Err(_))), "the answer was not cut");
+    };
+    let (h1, ()) = tokio::join!(h1, h2);
+    assert!(
+        h1.starts_with("HTTP/1.1 200") && h1.ends_with("first"),
+        "{h1}"
+    );
+    let logged = eventually(Duration::from_secs(3), || async {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.lines().count() == 2)
+    })
+    .await;
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(logged, "{text}");
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["status"], 200, "{line}");
+        assert_eq!(v["error"]["kind"], "upstream/failed", "{line}");
+        assert!(
+            v["error"]["cause"].as_str().unwrap().contains("stalled"),
+            "{line}"
+        );
+    }
+}
+
+// 3e. The same silence while the client still owes its request body (a backend that answers
+// as it reads, the upload stalled) is the client's doing: a client cannot blame a backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_cut_while_its_client_still_uploads_is_logged_as_the_clients() {
+    use tokio::io::AsyncReadExt;
+    // Answers at once, then waits for the rest of the body before sending more.
+    let (origin, _) = kura_testkit::origin::raw(|mut s| async move {
+        let mut buf = [0u8; 4096];
+        let _ = s.read(&mut buf).await;
+        let _ = s
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nfirst")
+            .await;
+        while s.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let kura = TestKura::start(&config(
+        &format!("http://{origin}"),
+        "send_timeout = \"1s\"",
+        &format!("[access_log]\npath = {log:?}\nformat = \"json\""),
+    ))
+    .await;
+    let mut client = TcpStream::connect(kura.addr).await.unwrap();
+    client
+        .write_all(b"POST /up HTTP/1.1\r\nHost: a.test\r\nContent-Length: 100\r\n\r\n0123456789")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.ends_with("first"),
+        "{answer}"
+    );
+    let line = eventually(Duration::from_secs(3), || async {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.lines().count() == 1)
+    })
+    .await;
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(line, "{text}");
+    let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(v["error"]["kind"], "client/send_timeout", "{text}");
 }

@@ -346,6 +346,18 @@ impl Body for ProxyBody {
                 Poll::Pending => Poll::Pending,
             },
         };
+        // Whether the answer waits for its upstream (see `ConnState::send_cut`): not when its
+        // client has not sent all of its request body yet (the backend may wait for it).
+        let waits = match &this.kind {
+            Kind::Cache(_) => Some(polled.is_pending()),
+            Kind::Upstream { lease, .. } => {
+                Some(polled.is_pending() && !lease.as_ref().is_some_and(Lease::uploading))
+            }
+            _ => None,
+        };
+        if let (Some(waits), Some(x)) = (waits, this.exchange.as_mut()) {
+            x.note_body_poll(waits);
+        }
         let polled = match polled {
             // A broken body's error is held back one poll (hyper writes out what it holds, the
             // head and the last frames, when the body is pending): the client then sees the

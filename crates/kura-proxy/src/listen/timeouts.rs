@@ -29,6 +29,19 @@ const HEAD: u8 = 0;
 const BUSY: u8 = 1;
 const IDLE: u8 = 2;
 
+const NOT_CUT: u8 = 0;
+const CUT_REFUSED: u8 = 1;
+const CUT_NO_PROGRESS: u8 = 2;
+
+/// Whose doing an answer's cut for the send timeout was (see [`ConnState::send_cut`]).
+#[derive(Debug, PartialEq, Eq)]
+pub enum SendCut {
+    /// The client did not take the bytes the answer had for it.
+    Client,
+    /// The answer had nothing to send: its upstream sent nothing for the timeout.
+    UpstreamStalled,
+}
+
 /// What the timer found when it fired.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Check {
@@ -55,8 +68,9 @@ pub struct ConnState {
     responding: AtomicU32,
     /// Clock ms of the last write that went through, or of the start of responding.
     progress_ms: AtomicU64,
-    /// The connection was cut for the send timeout: the answers it carried were cut by it.
-    cut_for_send: AtomicBool,
+    /// Whether the connection was cut for the send timeout, and how (`CUT_*`): the answers
+    /// it carried then were cut by it.
+    cut_for_send: AtomicU8,
 }
 
 impl ConnState {
@@ -72,7 +86,7 @@ impl ConnState {
             blocked_since_ms: AtomicU64::new(0),
             responding: AtomicU32::new(0),
             progress_ms: AtomicU64::new(0),
-            cut_for_send: AtomicBool::new(false),
+            cut_for_send: AtomicU8::new(NOT_CUT),
         }
     }
 
@@ -119,15 +133,32 @@ impl ConnState {
         }
     }
 
-    /// The connection is being cut because its client stopped reading (see [`Check::SendTimeout`]).
+    /// The connection is being cut for the send timeout (see [`Check::SendTimeout`]): its
+    /// writes were refused that long, or nothing was written for a response that long.
     pub fn cut_for_send_timeout(&self) {
-        self.cut_for_send.store(true, Relaxed);
+        let how = if self.blocked_since_ms.load(Relaxed) != 0 {
+            CUT_REFUSED
+        } else {
+            CUT_NO_PROGRESS
+        };
+        self.cut_for_send.store(how, Relaxed);
     }
 
-    /// Whether [`ConnState::cut_for_send_timeout`] was called: an answer still unfinished then
-    /// was cut by it.
-    pub fn was_cut_for_send_timeout(&self) -> bool {
-        self.cut_for_send.load(Relaxed)
+    /// For an answer still unfinished: whether its connection was cut for the send timeout,
+    /// and whose doing that was. `waiting_since_ms` is since when its body has been waiting
+    /// for its upstream (0: it was not). Writes refused are the client's; with nothing
+    /// written, an answer whose upstream sent nothing since the last write that went through
+    /// had nothing to write (its upstream stalled), any other had bytes its client did not
+    /// take (an HTTP/2 stream's closed window).
+    pub fn send_cut(&self, waiting_since_ms: u64) -> Option<SendCut> {
+        match self.cut_for_send.load(Relaxed) {
+            NOT_CUT => None,
+            CUT_REFUSED => Some(SendCut::Client),
+            _ if waiting_since_ms != 0 && waiting_since_ms <= self.progress_ms.load(Relaxed) => {
+                Some(SendCut::UpstreamStalled)
+            }
+            _ => Some(SendCut::Client),
+        }
     }
 
     pub fn check(
@@ -318,6 +349,28 @@ mod tests {
             s.check(h, i, Duration::from_secs(5)),
             Check::Later(_)
         ));
+    }
+
+    #[test]
+    fn a_send_cut_blames_whoever_held_the_answer_up() {
+        let s = ConnState::new();
+        s.busy();
+        s.responding();
+        assert_eq!(s.send_cut(0), None);
+        s.cut_for_send_timeout();
+        // Nothing was written: a body waiting for its upstream since the last write stalled;
+        // one that got bytes after it (never written), or was not waiting, is the client's.
+        let progress = s.progress_ms.load(Relaxed);
+        assert_eq!(s.send_cut(progress), Some(SendCut::UpstreamStalled));
+        assert_eq!(s.send_cut(progress + 1), Some(SendCut::Client));
+        assert_eq!(s.send_cut(0), Some(SendCut::Client));
+        // Writes refused are the client's, whatever the body waited for.
+        let r = ConnState::new();
+        r.busy();
+        r.responding();
+        r.write_blocked();
+        r.cut_for_send_timeout();
+        assert_eq!(r.send_cut(1), Some(SendCut::Client));
     }
 
     #[test]

@@ -560,6 +560,12 @@ impl Lease {
         self.body.as_ref().and_then(|b| b.error())
     }
 
+    /// The request body this connection carries is still coming from the client (the
+    /// backend may be waiting for it before it answers more).
+    pub fn uploading(&self) -> bool {
+        self.body.as_ref().is_some_and(|b| !b.finished())
+    }
+
     pub fn sender(&mut self) -> &mut Sender {
         self.sender
             .as_mut()

@@ -122,45 +122,45 @@ async fn the_one_json_line(log: &std::path::Path) -> serde_json::Value {
     serde_json::from_str(std::fs::read_to_string(log).unwrap().trim()).unwrap()
 }
 
-#[tokio::test]
-async fn a_body_that_breaks_after_its_head_is_logged_as_an_upstream_failure() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    // An origin that announces 1,000 bytes, sends 100 and closes.
-    let (origin, _) = kura_testkit::origin::raw(|mut s| async move {
-        let mut buf = [0u8; 4096];
-        let _ = s.read(&mut buf).await;
-        let _ = s
-            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
-            .await;
-        let _ = s.write_all(&[b'x'; 100]).await;
-    })
+/// The access log's line for a `GET` whose answer's body breaks after its head: the origin
+/// announces 1,000 bytes, sends 100 and closes; `cache` puts a cache rule in front of it.
+async fn logged_for_a_body_broken_after_its_head(cache: bool) -> serde_json::Value {
+    let (origin, _) = kura_testkit::origin::cut(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\nCache-Control: max-age=60\r\n\r\n\
+          xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    )
     .await;
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("access.log");
     let kura = TestConfig::new()
         .access_log(&log, AccessLogFormat::Json)
+        .cache_memory("16MiB")
         .pool("p", &[format!("http://{origin}")])
-        .vhost(&["a.com"], |v| v.pool("p"))
+        .vhost(&["a.com"], |v| match cache {
+            true => v.fallback(Rule::cache("p")),
+            false => v.pool("p"),
+        })
         .start()
         .await;
     let answer = kura_testkit::raw(
         kura.addr,
-        b"GET / HTTP/1.1\r\nHost: a.com\r\n\r\n",
+        b"GET /f HTTP/1.1\r\nHost: a.com\r\n\r\n",
         Duration::from_secs(3),
     )
     .await;
     // The client's connection is cut after the head and the bytes that came.
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    kura_testkit::origin::assert_cut_short(&answer, "xxxx");
     let line = the_one_json_line(&log).await;
     assert_eq!(line["status"], 200);
     assert_eq!(line["error"]["kind"], "upstream/failed", "{line}");
-    assert!(
-        line["error"]["cause"]
-            .as_str()
-            .unwrap()
-            .contains("broke after the head"),
-        "{line}"
-    );
+    line
+}
+
+#[tokio::test]
+async fn a_body_that_breaks_after_its_head_is_logged_as_an_upstream_failure() {
+    let line = logged_for_a_body_broken_after_its_head(false).await;
+    let cause = line["error"]["cause"].as_str().unwrap();
+    assert!(cause.contains("broke after the head"), "{line}");
 }
 
 #[tokio::test]
@@ -323,42 +323,10 @@ async fn events_of_the_fill_and_of_shadow_copies_carry_the_request_id() {
 
 #[tokio::test]
 async fn a_cached_answer_that_breaks_after_its_head_is_logged_as_an_upstream_failure() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    // Through a cache rule: the fill's origin announces 1,000 bytes, sends 100 and closes.
-    let (origin, _) = kura_testkit::origin::raw(|mut s| async move {
-        let mut buf = [0u8; 4096];
-        let _ = s.read(&mut buf).await;
-        let _ = s
-            .write_all(
-                b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\nCache-Control: max-age=60\r\n\r\n",
-            )
-            .await;
-        let _ = s.write_all(&[b'x'; 100]).await;
-    })
-    .await;
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("access.log");
-    let kura = TestConfig::new()
-        .access_log(&log, AccessLogFormat::Json)
-        .cache_memory("16MiB")
-        .pool("p", &[format!("http://{origin}")])
-        .vhost(&["a.com"], |v| v.fallback(Rule::cache("p")))
-        .start()
-        .await;
-    let answer = kura_testkit::raw(
-        kura.addr,
-        b"GET /f HTTP/1.1\r\nHost: a.com\r\n\r\n",
-        Duration::from_secs(3),
-    )
-    .await;
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    let line = the_one_json_line(&log).await;
-    assert_eq!(line["error"]["kind"], "upstream/failed", "{line}");
+    let line = logged_for_a_body_broken_after_its_head(true).await;
+    let cause = line["error"]["cause"].as_str().unwrap();
     assert!(
-        line["error"]["cause"]
-            .as_str()
-            .unwrap()
-            .contains("cached answer broke after the head"),
+        cause.contains("cached answer broke after the head"),
         "{line}"
     );
 }

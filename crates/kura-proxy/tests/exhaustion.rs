@@ -447,14 +447,8 @@ async fn an_answer_cut_because_its_upstream_stalled_is_not_logged_as_the_clients
         h1.starts_with("HTTP/1.1 200") && h1.ends_with("first"),
         "{h1}"
     );
-    let logged = eventually(Duration::from_secs(3), || async {
-        std::fs::read_to_string(&log).is_ok_and(|t| t.lines().count() == 2)
-    })
-    .await;
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(logged, "{text}");
-    for line in text.lines() {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    for v in logged_lines(&log, 2).await {
+        let line = v.to_string();
         assert_eq!(v["status"], 200, "{line}");
         assert_eq!(v["error"]["kind"], "upstream/failed", "{line}");
         assert!(
@@ -499,12 +493,19 @@ async fn an_answer_cut_while_its_client_still_uploads_is_logged_as_the_clients()
         answer.starts_with("HTTP/1.1 200") && answer.ends_with("first"),
         "{answer}"
     );
-    let line = eventually(Duration::from_secs(3), || async {
-        std::fs::read_to_string(&log).is_ok_and(|t| t.lines().count() == 1)
+    let v = &logged_lines(&log, 1).await[0];
+    assert_eq!(v["error"]["kind"], "client/send_timeout", "{v}");
+}
+
+/// The access log's lines once it has `n` of them, as JSON.
+async fn logged_lines(log: &std::path::Path, n: usize) -> Vec<serde_json::Value> {
+    let logged = eventually(Duration::from_secs(3), || async {
+        std::fs::read_to_string(log).is_ok_and(|t| t.lines().count() == n)
     })
     .await;
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(line, "{text}");
-    let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
-    assert_eq!(v["error"]["kind"], "client/send_timeout", "{text}");
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    assert!(logged, "{n} lines expected:\n{text}");
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }

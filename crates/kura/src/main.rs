@@ -131,6 +131,8 @@ fn serve(mut args: ServeArgs, matches: &ArgMatches) -> ExitCode {
         ExitCode::from(2)
     };
     let mut casserole = false;
+    // Watched before it is read, so an edit made while kura starts is not lost.
+    let file_watch = args.config.as_deref().map(watch::FileWatch::new);
     let config = match &args.config {
         Some(path) => {
             if let Err(e) = args.refuse_quick_flags(matches) {
@@ -181,7 +183,12 @@ fn serve(mut args: ServeArgs, matches: &ArgMatches) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match rt.block_on(run(config, args.config, overrides, log, setup)) {
+    let file_watch = file_watch.and_then(|w| {
+        w.map_err(|e| tracing::warn!(error = %e, "config file not watched; reload with SIGHUP"))
+            .ok()
+    });
+    let watched = args.config.map(|path| (path, file_watch));
+    match rt.block_on(run(config, watched, overrides, log, setup)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -212,31 +219,36 @@ impl Overrides {
 
 async fn run(
     config: Config,
-    path: Option<PathBuf>,
+    watched: Option<(PathBuf, Option<watch::FileWatch>)>,
     overrides: Overrides,
     log: LogHandle,
     setup: upgrade::Setup,
 ) -> anyhow::Result<()> {
     // Caught from the start: SIGUSR2's default action would end a kura still starting.
     let mut usr2 = signal(SignalKind::user_defined2()).context("SIGUSR2 handler")?;
+    // SIGHUP and SIGUSR1 too: their default action would end it; they are acted on once it serves.
+    let hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+    let mut usr1 = signal(SignalKind::user_defined1()).context("SIGUSR1 handler")?;
     let (handle, mut upgrades) = upgrade::start(setup, config).await?;
     let reloader = handle.reloader();
     // Kept alive for the life of the server.
     let mut _watcher = None;
-    if let Some(path) = path {
+    let mut hup = Some(hup);
+    if let Some((path, file_watch)) = watched {
         let log = Arc::new(log);
         let reloader = reloader.clone();
         let file = path.clone();
         let reload: watch::Reload =
             Arc::new(move || reload_from(&file, overrides, &reloader, &log));
         handle.set_reload_hook(reload.clone());
-        watch::on_sighup(reload.clone()).context("SIGHUP handler")?;
-        match watch::watch_file(&path, reload) {
-            Ok(w) => _watcher = Some(w),
-            Err(e) => tracing::warn!(error = %e, "config file not watched; reload with SIGHUP"),
+        if let Some(hup) = hup.take() {
+            watch::on_sighup(hup, reload.clone());
         }
+        _watcher = file_watch.map(|w| w.reload_with(reload));
     }
-    let mut usr1 = signal(SignalKind::user_defined1()).context("SIGUSR1 handler")?;
+    if let Some(hup) = hup {
+        watch::on_sighup_without_file(hup);
+    }
     let reopen = reloader.clone();
     tokio::spawn(async move {
         while usr1.recv().await.is_some() {

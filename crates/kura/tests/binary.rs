@@ -197,6 +197,58 @@ async fn reload_on_file_change_sighup_and_admin_keeps_old_on_error() {
     );
 }
 
+/// The file is watched before it is first read: an edit made while kura starts (here, from
+/// the moment the process is spawned until it listens) is applied, whichever side of the first
+/// read it lands on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_made_while_kura_starts_is_applied() {
+    let one = TestOrigin::fixed("one", 200, "one").await;
+    let two = TestOrigin::fixed("two", 200, "two").await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &one.url(), "");
+    let (d, url) = (dir.path().to_path_buf(), two.url());
+    let edit = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(15));
+        write_config(&d, &url, "");
+    });
+    let kura = KuraProcess::start(bin(), &["serve", "--config", path.to_str().unwrap()], 1);
+    edit.join().unwrap();
+    let addr = kura.addr();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            get(addr, "a.com", "/").await.text() == "two"
+        })
+        .await,
+        "the edit made during start was lost; log:\n{}",
+        kura.log_text()
+    );
+}
+
+/// Without a configuration file there is nothing to reload: a SIGHUP (a service manager's
+/// reload) is logged and kura goes on serving instead of ending, its default action.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_without_a_configuration_file_keeps_serving() {
+    let origin = TestOrigin::fixed("a", 200, "a").await;
+    let kura = KuraProcess::start(
+        bin(),
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            &origin.url(),
+        ],
+        1,
+    );
+    kura.signal("HUP");
+    assert!(
+        kura.wait_for_log("no configuration file to reload", Duration::from_secs(5)),
+        "{}",
+        kura.log_text()
+    );
+    assert_eq!(get(kura.addr(), "any.host", "/x").await.text(), "a");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_in_flight_requests_then_exits() {
     let slow = TestOrigin::slow("slow", Duration::from_millis(1500), "done").await;

@@ -14,7 +14,7 @@ use hyper::body::Frame;
 use kura_testkit::origin::{Seen, full, stream_response};
 use kura_testkit::ws::EchoServer;
 use kura_testkit::{TestKura, TestOrigin, TokioIo, eventually, raw};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -71,8 +71,16 @@ async fn a_client_that_stops_reading_is_cut_off_after_the_send_timeout() {
         .write_all(b"GET /big HTTP/1.1\r\nHost: a.test\r\n\r\n")
         .await
         .unwrap();
-    // The stalled client holds the only slot: the next client waits, then gets 503...
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Once its answer's head arrives, the stalled client (which then reads no more) holds the
+    // only slot: the next client waits, then gets 503...
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stalled.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed before its head");
+        head.extend_from_slice(&buf[..n]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 200"));
     assert_eq!(kura.get("a.test", "/small").await.status, 503);
     // ...until the send timeout ends the stalled connection.
     assert!(slot_comes_back(&kura, Duration::from_secs(5)).await);

@@ -18,6 +18,7 @@
 //! reads run on tokio's blocking pool. A segment waiting in the queue is served from the queue,
 //! so between its fetch and its write no reader finds it missing and fetches it again.
 
+mod queue;
 mod record;
 mod writer;
 
@@ -25,13 +26,14 @@ use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::mpsc::TrySendError;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use kura_config::DiskConfig;
 
+use queue::Queue;
 pub use record::{Record, SegMeta};
 use writer::Job;
 
@@ -94,7 +96,7 @@ type SegId = (String, u64, u32);
 /// thread that applies queued writes. A [`Tier`] below memory.
 pub struct DiskTier {
     inner: Arc<Inner>,
-    jobs: SyncSender<Job>,
+    jobs: Queue,
     /// One permit per segment waiting in the queue (released by the writer).
     budget: Arc<tokio::sync::Semaphore>,
 }
@@ -227,7 +229,7 @@ impl DiskTier {
             bytes = scanned.1,
             "disk cache loaded"
         );
-        let jobs = writer::spawn(inner.clone())?;
+        let jobs = Queue::new(writer::spawn(inner.clone())?)?;
         let tier = DiskTier {
             inner,
             jobs,
@@ -238,22 +240,9 @@ impl DiskTier {
         Ok(tier)
     }
 
-    /// Queues a job that must not be dropped: with the queue full, it waits for room on a
-    /// blocking thread, never on the async caller's.
+    /// Queues a job that must not be dropped (see [`Queue::send_surely`]).
     fn send_surely(&self, job: Job) {
-        match self.jobs.try_send(job) {
-            Ok(()) | Err(TrySendError::Disconnected(_)) => {}
-            Err(TrySendError::Full(job)) => {
-                let jobs = self.jobs.clone();
-                let send = move || {
-                    let _ = jobs.send(job);
-                };
-                match tokio::runtime::Handle::try_current() {
-                    Ok(rt) => drop(rt.spawn_blocking(send)),
-                    Err(_) => send(),
-                }
-            }
-        }
+        self.jobs.send_surely(job);
     }
 
     fn enqueue(&self, job: Job) {
@@ -440,7 +429,7 @@ impl Tier for DiskTier {
 /// Queues a segment for the writer; readable from the queue until it is written.
 fn queue_segment(
     inner: &Inner,
-    jobs: &SyncSender<Job>,
+    jobs: &Queue,
     id: SegId,
     data: Bytes,
     permit: tokio::sync::OwnedSemaphorePermit,
@@ -469,7 +458,7 @@ impl DiskTier {
     /// Stops the writer until the returned sender is dropped (a slow disk, on demand).
     pub(crate) fn hold(&self) -> std::sync::mpsc::Sender<()> {
         let (release, held) = std::sync::mpsc::channel();
-        let _ = self.jobs.send(Job::Hold(held));
+        self.send_surely(Job::Hold(held));
         release
     }
 }

@@ -163,7 +163,7 @@ async fn a_queued_segment_is_readable_before_the_writer_reaches_it() {
     disk.put_entry(&Entry::Object(obj.clone()));
     // The writer is busy (a slow disk): the segment waits in the queue.
     let (release, held) = std::sync::mpsc::channel::<()>();
-    disk.jobs.send(Job::Hold(held)).unwrap();
+    disk.jobs.send_surely(Job::Hold(held));
     disk.put_segment_wait(&obj, 0, &Bytes::from_static(b"queued"))
         .await;
     assert!(disk.has_segment(&obj, 0));
@@ -198,7 +198,7 @@ async fn removing_an_object_forgets_its_queued_segments() {
     let obj = object("a.com/r", 6, 6);
     disk.put_entry(&Entry::Object(obj.clone()));
     let (release, held) = std::sync::mpsc::channel::<()>();
-    disk.jobs.send(Job::Hold(held)).unwrap();
+    disk.jobs.send_surely(Job::Hold(held));
     disk.put_segment_wait(&obj, 0, &Bytes::from_static(b"queued"))
         .await;
     disk.remove(&obj.key);
@@ -216,7 +216,7 @@ async fn cleaning_goes_a_batch_at_a_time_and_keeps_what_was_used_meanwhile() {
     let disk = open(&cfg(dir.path(), 500_000, 250_000)).await;
     // The writer is held: only this test cleans.
     let (release, held) = std::sync::mpsc::channel::<()>();
-    disk.jobs.send(Job::Hold(held)).unwrap();
+    disk.jobs.send_surely(Job::Hold(held));
     let hash = |i: u64| hash_hex(&format!("a.com/{i}"));
     {
         let mut idx = disk.inner.lock();

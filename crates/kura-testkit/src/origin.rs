@@ -1,5 +1,6 @@
 //! Mock origins: real HTTP/1.1 servers on port 0 whose behaviour a test picks (fixed, slow,
-//! failing, echoing, streaming, resetting) and which count what reached them.
+//! held until released, failing, echoing, streaming, resetting) and which count what reached
+//! them.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -20,6 +21,9 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+
+mod held;
+pub use held::Release;
 
 /// A mock origin's response body.
 pub type Body = BoxBody<Bytes, Infallible>;

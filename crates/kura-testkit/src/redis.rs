@@ -55,7 +55,8 @@ impl Redis {
             .spawn()
             .expect("redis-server is installed (Debian redis-server; scripts/test.sh installs it)");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
+        // Far more than it takes, for a loaded machine.
+        let deadline = Instant::now() + Duration::from_secs(30);
         while !self.ping() {
             assert!(
                 Instant::now() < deadline,

@@ -1,9 +1,15 @@
 //! The admin listener: metrics by vhost and status, latency histogram, upstream errors,
 //! backend health, the route table, and unknown endpoints.
 
+use std::time::Duration;
+
 use kura_config::{AccessLogFormat, FileAdmin};
 use kura_testkit::config::{Rule, TestConfig};
 use kura_testkit::{TestKura, TestOrigin, closed_addr};
+
+/// How long a test waits for what must happen: far more than it takes on a loaded machine,
+/// so only a failure runs into it.
+const WAIT: Duration = Duration::from_secs(10);
 
 #[tokio::test]
 async fn metrics_routes_and_backends() {
@@ -103,7 +109,7 @@ async fn access_log_lines_are_written() {
         .body(http_body_util::Full::new(bytes::Bytes::new()))
         .unwrap();
     assert_eq!(kura_testkit::send(kura.addr, req).await.status, 200);
-    let ok = kura_testkit::eventually(std::time::Duration::from_secs(3), || async {
+    let ok = kura_testkit::eventually(WAIT, || async {
         std::fs::read_to_string(&log)
             .map(|t| t.lines().count() == 1)
             .unwrap_or(false)
@@ -245,18 +251,25 @@ async fn side_listeners_have_a_connection_cap_and_timeouts() {
     // A client that connects and says nothing is closed after the header timeout.
     let mut silent = tokio::net::TcpStream::connect(admin).await.unwrap();
     let mut buf = [0u8; 64];
-    let closed = tokio::time::timeout(std::time::Duration::from_secs(3), silent.read(&mut buf))
+    let closed = tokio::time::timeout(WAIT, silent.read(&mut buf))
         .await
         .expect("the silent connection is closed");
     assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+    // The cap, on a listener whose header timeout cannot free a slot while the test looks.
+    let kura = admin_config(|a| a.max_connections = Some(2))
+        .limits(|l| l.client_header_timeout = Some("60s".into()))
+        .start()
+        .await;
+    let admin = kura.admin.unwrap();
     // Two slow clients take both slots; a third waits until one goes.
     let mut a = tokio::net::TcpStream::connect(admin).await.unwrap();
     let mut b = tokio::net::TcpStream::connect(admin).await.unwrap();
     a.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
     b.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Nothing to wait on for "not served": a time in which it would have been, many times over.
     let third = tokio::time::timeout(
-        std::time::Duration::from_millis(300),
+        Duration::from_secs(1),
         kura_testkit::get(admin, "127.0.0.1", "/healthz"),
     )
     .await;
@@ -266,12 +279,9 @@ async fn side_listeners_have_a_connection_cap_and_timeouts() {
     );
     drop(a);
     drop(b);
-    let r = tokio::time::timeout(
-        std::time::Duration::from_secs(3),
-        kura_testkit::get(admin, "127.0.0.1", "/healthz"),
-    )
-    .await
-    .expect("served once a slot is free");
+    let r = tokio::time::timeout(WAIT, kura_testkit::get(admin, "127.0.0.1", "/healthz"))
+        .await
+        .expect("served once a slot is free");
     assert_eq!(r.status, 200);
 }
 

@@ -72,9 +72,11 @@ async fn a_stored_object_does_not_pin_the_clients_read_buffer() {
         let r = get_padded(kura.addr, &format!("/object/{i}")).await;
         assert!(r.contains("stored"), "not stored: {r:.300}");
     }
-    // The connections are closed; give their tasks a moment to end.
+    // The connections are closed; give their tasks a moment to end (as long as a loaded
+    // machine needs: a pinned buffer never goes, so the bound still fails then).
     let mut per_object = isize::MAX;
-    for _ in 0..50 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         per_object = (live() - before) / N;
         if per_object < 6 * 1024 {

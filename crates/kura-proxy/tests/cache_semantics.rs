@@ -12,6 +12,10 @@ use kura_testkit::config::{CachePolicy, Rule, TestConfig};
 use kura_testkit::origin::{Seen, full};
 use kura_testkit::{TestOrigin, eventually};
 
+/// How long a test waits for what must happen: far more than it takes on a loaded machine,
+/// so only a failure runs into it.
+const WAIT: Duration = Duration::from_secs(10);
+
 /// Every host cached from `origin` with `policy`; PURGE allowed from loopback.
 fn config(origin: &str, policy: CachePolicy) -> TestConfig {
     TestConfig::new()
@@ -336,9 +340,9 @@ async fn stale_while_revalidate_answers_at_once_and_refreshes_in_the_background(
             .unwrap()
             .contains("stale-while-revalidate")
     );
-    assert!(eventually(Duration::from_secs(3), || async { n.load(SeqCst) == 2 }).await);
+    assert!(eventually(WAIT, || async { n.load(SeqCst) == 2 }).await);
     assert!(
-        eventually(Duration::from_secs(3), || async {
+        eventually(WAIT, || async {
             kura.get("a.com", "/w").await.text() == "body 2"
         })
         .await
@@ -402,7 +406,9 @@ async fn rule_ttl_policy() {
 
 #[tokio::test]
 async fn concurrent_misses_make_one_origin_request() {
-    let o = TestOrigin::slow("o", Duration::from_millis(300), "shared").await;
+    // The origin answers once all 50 are in: the 49 that came second waited on the first's
+    // fetch, however slowly the machine let them arrive.
+    let (o, release) = TestOrigin::held("o", "shared").await;
     let kura = config(&o.url(), CachePolicy::new().default_ttl("100s"))
         .start()
         .await;
@@ -413,6 +419,15 @@ async fn concurrent_misses_make_one_origin_request() {
             kura_testkit::get(addr, "a.com", "/slow").await
         }));
     }
+    assert!(
+        eventually(WAIT, || async {
+            kura.admin_json("/cache").await["coalesced"] == 49
+        })
+        .await,
+        "{}",
+        kura.admin_json("/cache").await
+    );
+    release.release();
     for t in tasks {
         let r = t.await.unwrap();
         assert_eq!((r.status, r.text().as_str()), (200, "shared"));
@@ -530,7 +545,7 @@ async fn an_answer_cut_after_its_head_reaches_the_client_cut_and_is_not_stored()
             let got = kura_testkit::raw(
                 kura.addr,
                 b"GET /file HTTP/1.1\r\nHost: a.com\r\n\r\n",
-                Duration::from_secs(3),
+                WAIT,
             )
             .await;
             kura_testkit::origin::assert_cut_short(&got, "hello");

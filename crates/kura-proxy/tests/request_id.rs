@@ -15,6 +15,10 @@ use kura_testkit::config::{Rule, Shadow, TestConfig};
 use kura_testkit::origin::full;
 use kura_testkit::{TestOrigin, closed_addr, eventually};
 
+/// How long a test waits for what must happen (a log line, an answer, a close): far more than
+/// it takes on a loaded machine, so only a failure runs into it.
+const WAIT: Duration = Duration::from_secs(10);
+
 fn get(host: &str, path: &str, id: Option<&str>) -> Request<Full<Bytes>> {
     let mut b = Request::get(path).header("host", host);
     if let Some(id) = id {
@@ -52,7 +56,7 @@ async fn an_untrusted_request_id_is_replaced_and_the_log_names_the_one_sent() {
     let second = seen_id(&o);
     assert!(is_made_id(&second) && second != first, "{first} {second}");
 
-    let written = eventually(Duration::from_secs(3), || async {
+    let written = eventually(WAIT, || async {
         std::fs::read_to_string(&log).is_ok_and(|t| t.lines().count() == 2)
     })
     .await;
@@ -88,7 +92,7 @@ async fn failures_are_logged_with_their_side_and_cause() {
             .status,
         400
     );
-    let written = eventually(Duration::from_secs(3), || async {
+    let written = eventually(WAIT, || async {
         std::fs::read_to_string(&log).is_ok_and(|t| t.lines().count() == 2)
     })
     .await;
@@ -114,7 +118,7 @@ async fn failures_are_logged_with_their_side_and_cause() {
 
 /// The access log's only line, once written, as JSON.
 async fn the_one_json_line(log: &std::path::Path) -> serde_json::Value {
-    let written = eventually(Duration::from_secs(3), || async {
+    let written = eventually(WAIT, || async {
         std::fs::read_to_string(log).is_ok_and(|t| t.lines().count() == 1)
     })
     .await;
@@ -142,12 +146,8 @@ async fn logged_for_a_body_broken_after_its_head(cache: bool) -> serde_json::Val
         })
         .start()
         .await;
-    let answer = kura_testkit::raw(
-        kura.addr,
-        b"GET /f HTTP/1.1\r\nHost: a.com\r\n\r\n",
-        Duration::from_secs(3),
-    )
-    .await;
+    let answer =
+        kura_testkit::raw(kura.addr, b"GET /f HTTP/1.1\r\nHost: a.com\r\n\r\n", WAIT).await;
     // The client's connection is cut after the head and the bytes that came.
     kura_testkit::origin::assert_cut_short(&answer, "xxxx");
     let line = the_one_json_line(&log).await;
@@ -197,7 +197,7 @@ async fn a_client_body_over_the_limit_after_the_head_is_logged_as_the_clients_fa
     let mut head = Vec::new();
     let mut buf = [0u8; 4096];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = tokio::time::timeout(Duration::from_secs(3), c.read(&mut buf))
+        let n = tokio::time::timeout(WAIT, c.read(&mut buf))
             .await
             .expect("the answer's head in time")
             .unwrap();
@@ -234,7 +234,7 @@ async fn a_trusted_proxy_id_reaches_the_origin_and_the_shadow_copy() {
     let r = kura_testkit::send(kura.addr, get("a.com", "/x", Some("edge-7f3a"))).await;
     assert_eq!(r.status, 200);
     assert_eq!(seen_id(&primary), "edge-7f3a");
-    let copied = eventually(Duration::from_secs(5), || async {
+    let copied = eventually(WAIT, || async {
         shadow
             .last()
             .and_then(|s| s.headers.get("x-request-id").cloned())
@@ -299,7 +299,7 @@ async fn events_of_the_fill_and_of_shadow_copies_carry_the_request_id() {
     let r = kura_testkit::send(kura.addr, get("cached.test", "/a", None)).await;
     assert_eq!(r.status, 200);
     let id = seen_id(&o);
-    let found = eventually(Duration::from_secs(3), || async {
+    let found = eventually(WAIT, || async {
         !logs.lines_with("response not stored").is_empty()
     })
     .await;
@@ -312,7 +312,7 @@ async fn events_of_the_fill_and_of_shadow_copies_carry_the_request_id() {
     let r = kura_testkit::send(kura.addr, get("shadowed.test", "/b", None)).await;
     assert_eq!(r.status, 200);
     let id = seen_id(&o);
-    let failed = eventually(Duration::from_secs(5), || async {
+    let failed = eventually(WAIT, || async {
         logs.lines_with("shadow request failed")
             .iter()
             .any(|l| l.contains(&format!("id={id}")))

@@ -17,6 +17,10 @@ use kura_testkit::{TestKura, TestOrigin, eventually, get, raw};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
+/// How long a test waits for what must happen (an answer, a close, a reload): far more than it
+/// takes on a loaded machine, so only a failure runs into it.
+const WAIT: Duration = Duration::from_secs(10);
+
 struct Site {
     kura: TestKura,
     pki: Pki,
@@ -226,27 +230,17 @@ async fn bad_hellos_and_plain_http_fail_alone() {
     // A connection that is mid-handshake while the bad ones come and go.
     let slow = tokio::net::TcpStream::connect(s.kura.addr).await.unwrap();
 
-    let plain = raw(
-        s.kura.addr,
-        b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n",
-        Duration::from_secs(2),
-    )
-    .await;
+    let plain = raw(s.kura.addr, b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n", WAIT).await;
     assert!(plain.starts_with("HTTP/1.1 400"), "{plain}");
     assert!(plain.contains("HTTPS"), "{plain}");
     // A handshake record with garbage inside.
-    let garbage = raw(
-        s.kura.addr,
-        b"\x16\x03\x01\x00\x10not a client hello",
-        Duration::from_secs(2),
-    )
-    .await;
+    let garbage = raw(s.kura.addr, b"\x16\x03\x01\x00\x10not a client hello", WAIT).await;
     assert!(!garbage.contains("HTTP"), "closed without an HTTP answer");
     // A hello for a protocol nobody speaks.
     let mut junk = tokio::net::TcpStream::connect(s.kura.addr).await.unwrap();
     junk.write_all(&[0u8; 64]).await.unwrap();
     let mut buf = [0u8; 16];
-    let n = tokio::time::timeout(Duration::from_secs(2), junk.read(&mut buf))
+    let n = tokio::time::timeout(WAIT, junk.read(&mut buf))
         .await
         .unwrap()
         .unwrap_or(0);
@@ -281,8 +275,9 @@ async fn the_first_byte_and_the_handshake_share_one_timeout() {
     let start = std::time::Instant::now();
     let mut late = tokio::net::TcpStream::connect(s.kura.addr).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    // The start of a handshake record, then nothing.
-    late.write_all(b"\x16\x03\x01").await.unwrap();
+    // The start of a handshake record, then nothing. (Should the sleep have overslept the
+    // deadline, kura has closed already and the write may fail: the timing below still holds.)
+    let _ = late.write_all(b"\x16\x03\x01").await;
     let mut buf = [0u8; 16];
     let n = tokio::time::timeout(Duration::from_secs(5), late.read(&mut buf))
         .await
@@ -290,9 +285,10 @@ async fn the_first_byte_and_the_handshake_share_one_timeout() {
         .unwrap_or(0);
     assert_eq!(n, 0);
     let took = start.elapsed();
-    // Closed at the 2 s deadline, not 2 s after the first byte.
+    // Closed at the 2 s deadline, not 2 s after the first byte (at 3.5 s or later): the bound
+    // sits just under that, leaving a loaded machine all the margin there is.
     assert!(took >= Duration::from_millis(1900), "{took:?}");
-    assert!(took < Duration::from_millis(2900), "{took:?}");
+    assert!(took < Duration::from_millis(3400), "{took:?}");
     let m = s.kura.metrics().await;
     assert!(
         m.contains("kura_tls_handshake_errors_total{kind=\"timeout\"} 1"),
@@ -362,7 +358,7 @@ async fn changed_certificate_files_are_served_without_a_restart() {
     let renewed = s.pki.leaf(&dir, "b", &["b.test"]);
     assert_ne!(renewed.der, s.b.der);
     assert!(
-        eventually(Duration::from_secs(3), || async {
+        eventually(WAIT, || async {
             connect(s.kura.addr, "b.test", client.clone())
                 .await
                 .map(|t| served_cert(&t) == renewed.der)
@@ -422,7 +418,7 @@ async fn https_and_http2_backends_are_verified_against_the_ca() {
     std::fs::copy(&localhost.key, &backend.a.key).unwrap();
     let client = backend.pki.client(&[b"http/1.1"]);
     assert!(
-        eventually(Duration::from_secs(3), || async {
+        eventually(WAIT, || async {
             connect(backend.kura.addr, "localhost", client.clone())
                 .await
                 .is_ok()
@@ -457,7 +453,7 @@ pool = "tls"
         assert_eq!(r.json()["uri"], format!("/over-tls?h2={http2}"));
     }
     assert!(
-        eventually(Duration::from_secs(3), || async {
+        eventually(WAIT, || async {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
             text.contains("/over-tls?h2=false HTTP/1.1")
                 && text.contains("/over-tls?h2=true HTTP/2.0")
@@ -519,7 +515,7 @@ pool = "ws"
     let tcp = tokio::net::TcpStream::connect(kura.addr).await.unwrap();
     ws_roundtrip(tcp, "ws://chat.test/chat?room=1").await;
     assert!(
-        eventually(Duration::from_secs(2), || async {
+        eventually(WAIT, || async {
             kura.metrics().await.contains("kura_upgraded_connections 0")
         })
         .await,
@@ -535,7 +531,7 @@ async fn an_idle_websocket_is_closed_and_a_busy_one_is_not() {
 [[listeners]]
 address = "127.0.0.1:0"
 [limits]
-websocket_idle_timeout = "600ms"
+websocket_idle_timeout = "3s"
 [pools.ws]
 backends = ["{}"]
 [[vhosts]]
@@ -555,8 +551,9 @@ pool = "ws"
         .unwrap();
     let _ = busy.next().await;
     let _ = idle.next().await;
-    // The busy socket talks every 200 ms for 1.2 s; the idle one says nothing.
-    for i in 0..6 {
+    // The busy socket talks every 200 ms for longer than the idle timeout (whose 3 s leave a
+    // loaded machine room between two messages); the idle one says nothing.
+    for i in 0..20 {
         busy.send(Message::text(format!("{i}"))).await.unwrap();
         assert_eq!(
             busy.next().await.unwrap().unwrap(),
@@ -564,7 +561,7 @@ pool = "ws"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let ended = tokio::time::timeout(Duration::from_secs(1), idle.next())
+    let ended = tokio::time::timeout(WAIT, idle.next())
         .await
         .expect("the idle socket was closed");
     assert!(!matches!(ended, Some(Ok(Message::Text(_)))), "{ended:?}");

@@ -14,7 +14,7 @@ use kura_testkit::origin::{Seen, full};
 use kura_testkit::{Client, TestKura, TestOrigin, closed_addr, eventually};
 use serde_json::Value;
 
-const SETTLE: Duration = Duration::from_secs(10);
+const SETTLE: Duration = Duration::from_secs(20);
 
 fn config(pools: &[(&str, String)], vhosts: &str, shadow: &str) -> String {
     let mut s = String::from(
@@ -37,13 +37,15 @@ async fn admin_post(kura: &TestKura, path: &str) -> u16 {
     kura_testkit::send(kura.admin.unwrap(), req).await.status
 }
 
-fn p99(mut v: Vec<Duration>) -> Duration {
+/// The `percent`th percentile of `v`.
+fn quantile(mut v: Vec<Duration>, percent: usize) -> Duration {
     v.sort();
-    v[(v.len() * 99 / 100).min(v.len() - 1)]
+    v[(v.len() * percent / 100).min(v.len() - 1)]
 }
 
 /// Latencies of `n` requests to each of two hosts, interleaved on one keep-alive connection
-/// each, so both see the same machine noise.
+/// each, so both see the same machine noise. A request not answered within 30 s fails the test
+/// (one waiting on a shadow that never answers would hang it).
 async fn paired_latencies(
     kura: &TestKura,
     a: &str,
@@ -55,30 +57,51 @@ async fn paired_latencies(
     let (mut la, mut lb) = (Vec::new(), Vec::new());
     for _ in 0..n {
         let t = Instant::now();
-        let r = ca.get(a, "/api/x").await.expect("primary answers");
+        let r = tokio::time::timeout(Duration::from_secs(30), ca.get(a, "/api/x"))
+            .await
+            .unwrap_or_else(|_| panic!("{a}: no answer within 30 s"))
+            .expect("primary answers");
         assert_eq!(r.status, 200, "{a}");
         la.push(t.elapsed());
         let t = Instant::now();
-        let r = cb.get(b, "/api/x").await.expect("primary answers");
+        let r = tokio::time::timeout(Duration::from_secs(30), cb.get(b, "/api/x"))
+            .await
+            .unwrap_or_else(|_| panic!("{b}: no answer within 30 s"))
+            .expect("primary answers");
         assert_eq!(r.status, 200, "{b}");
         lb.push(t.elapsed());
     }
     (la, lb)
 }
 
-fn compare_p99(host: &str, plain: Vec<Duration>, with: Vec<Duration>) {
-    let (p, s) = (p99(plain), p99(with));
-    eprintln!("{host}: p99 without shadow {p:?}, with {s:?}");
+/// Shadowing makes the primary wait for nothing: its median latency is within 5 ms of the
+/// unshadowed one (a wait paid by every request shows there), and its 99th percentile within
+/// a second (a request that waited on the slow shadow, or on room in its full queue, would
+/// wait for as long as the test holds it). Making the copy costs CPU, though, and a machine short of CPU stretches that cost
+/// with everything else (measured under load: medians of 24 and 32 ms), so the median may
+/// also grow by as much as the request's own time. The tail is held to a second, not to
+/// milliseconds: on a loaded machine the 99th percentile of either side is the scheduler's
+/// (measured 50–350 ms, one side up to 160 ms above the other).
+fn compare(host: &str, plain: Vec<Duration>, with: Vec<Duration>) {
+    let (p50, s50) = (quantile(plain.clone(), 50), quantile(with.clone(), 50));
+    let (p99, s99) = (quantile(plain, 99), quantile(with, 99));
+    eprintln!("{host}: without shadow p50 {p50:?} p99 {p99:?}, with p50 {s50:?} p99 {s99:?}");
     assert!(
-        s <= p + Duration::from_millis(5),
-        "{host}: p99 {s:?} against {p:?} without shadowing"
+        s50 <= p50 * 2 + Duration::from_millis(5),
+        "{host}: median {s50:?} against {p50:?} without shadowing"
+    );
+    assert!(
+        s99 <= p99 + Duration::from_secs(1),
+        "{host}: p99 {s99:?} against {p99:?} without shadowing"
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_or_dead_shadow_costs_the_primary_nothing() {
     let primary = TestOrigin::fixed("primary", 200, "hello").await;
-    let slow = TestOrigin::slow("slow", Duration::from_secs(5), "late").await;
+    // The slow shadow answers nothing until the end of the test, however long the requests
+    // below take on a loaded machine.
+    let (slow, release) = TestOrigin::held("slow", "late").await;
     let fast = TestOrigin::fixed("fast", 200, "hello").await;
     let vhosts = r#"
 [[vhosts]]
@@ -108,13 +131,13 @@ targets = [{ pool = "dead" }]
             ("dead", format!("http://{}", closed_addr())),
         ],
         vhosts,
-        "[shadow]\nqueue = 8\nconcurrency = 4\ntimeout = \"30s\"",
+        "[shadow]\nqueue = 8\nconcurrency = 4\ntimeout = \"10m\"",
     ))
     .await;
     // Warm up both connections and the pools.
     paired_latencies(&kura, "plain.test", "dead.test", 20).await;
     let (plain, with) = paired_latencies(&kura, "plain.test", "dead.test", 300).await;
-    compare_p99("dead.test", plain, with);
+    compare("dead.test", plain, with);
     assert!(
         eventually(SETTLE, || async {
             kura.admin_json("/shadow").await["counters"]["targets"]["dead"]["error"] == 320
@@ -124,10 +147,10 @@ targets = [{ pool = "dead" }]
         kura.admin_json("/shadow").await
     );
     let (plain, with) = paired_latencies(&kura, "plain.test", "slow.test", 300).await;
-    compare_p99("slow.test", plain, with);
+    compare("slow.test", plain, with);
     let c = kura.admin_json("/shadow").await["counters"].clone();
     assert_eq!(c["selected"], 620, "{c}");
-    // The slow shadow holds 4 slots for 5 s and its queue fills: the rest is dropped, counted.
+    // The slow shadow holds its 4 slots and its queue fills: the rest is dropped, counted.
     assert!(c["dropped"]["queue_full"].as_u64().unwrap() >= 280, "{c}");
     // Queues are per rule: the slow shadow does not starve another rule's shadows.
     for _ in 0..20 {
@@ -139,6 +162,7 @@ targets = [{ pool = "dead" }]
         4,
         "concurrency bounds the shadow's load"
     );
+    release.release();
 }
 
 #[tokio::test]

@@ -240,7 +240,7 @@ async fn the_dashboard_shows_what_the_metrics_say_in_a_real_browser() {
                 && document.querySelectorAll('#shadow-rows tr[data-endpoint]').length === 2;
         }})()"
     );
-    let ok = browser.wait_for(&caught_up, Duration::from_secs(15)).await;
+    let ok = browser.wait_for(&caught_up, Duration::from_secs(30)).await;
     let html = browser.html().await;
     let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
     browser.screenshot(&shot).await;
@@ -411,7 +411,7 @@ async fn the_dashboard_asks_once_for_the_token_when_reads_need_it() {
     let asked = "document.body.dataset.state === 'token' \
          && !document.getElementById('token-form').hidden \
          && document.getElementById('panels').hidden";
-    assert!(browser.wait_for(asked, Duration::from_secs(10)).await);
+    assert!(browser.wait_for(asked, Duration::from_secs(30)).await);
     let submit = |token: &str| {
         format!(
             "document.getElementById('token').value = {token:?}; \
@@ -421,12 +421,12 @@ async fn the_dashboard_asks_once_for_the_token_when_reads_need_it() {
     browser.eval(&submit("wrong")).await;
     let refused = "document.getElementById('token-message').textContent === 'The token was refused.' \
          && !document.getElementById('token-form').hidden";
-    assert!(browser.wait_for(refused, Duration::from_secs(10)).await);
+    assert!(browser.wait_for(refused, Duration::from_secs(30)).await);
     browser.eval(&submit("s3cret-token-for-tests")).await;
     let ready = "document.body.dataset.state === 'ready' \
          && document.getElementById('token-form').hidden";
     assert!(
-        browser.wait_for(ready, Duration::from_secs(10)).await,
+        browser.wait_for(ready, Duration::from_secs(30)).await,
         "{}",
         browser.html().await
     );
@@ -448,7 +448,7 @@ async fn the_dashboard_asks_once_for_the_token_when_reads_need_it() {
         browser
             .wait_for(
                 "document.body.dataset.state === 'ready' && document.getElementById('token-form').hidden",
-                Duration::from_secs(10)
+                Duration::from_secs(30)
             )
             .await
     );

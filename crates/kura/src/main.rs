@@ -125,6 +125,28 @@ fn serve(mut args: ServeArgs, matches: &ArgMatches) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // The control runtime (it starts no thread): signals, reloads, the admin listener and
+    // health checks. Requests are served by the worker threads `kura_proxy::start` spawns,
+    // each with its own runtime.
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kura: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    // Caught from here on: the default action of SIGHUP, SIGUSR1 and SIGUSR2 would end a kura
+    // still starting; they are acted on once it serves.
+    let signals = match rt.block_on(async { EarlySignals::new() }) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("kura: {e:#}");
+            return ExitCode::from(1);
+        }
+    };
     // Flags that do not go together are a usage error (2), as clap's own.
     let usage = |e: String| {
         eprintln!("kura serve: {e}");
@@ -171,24 +193,12 @@ fn serve(mut args: ServeArgs, matches: &ArgMatches) -> ExitCode {
             "Casserole's flags or environment: quick mode with Casserole's defaults"
         );
     }
-    // The control runtime: signals, reloads, the admin listener and health checks. Requests are
-    // served by the worker threads `kura_proxy::start` spawns, each with its own runtime.
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("kura: cannot start the runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
     let file_watch = file_watch.and_then(|w| {
         w.map_err(|e| tracing::warn!(error = %e, "config file not watched; reload with SIGHUP"))
             .ok()
     });
     let watched = args.config.map(|path| (path, file_watch));
-    match rt.block_on(run(config, watched, overrides, log, setup)) {
+    match rt.block_on(run(config, watched, overrides, log, setup, signals)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -217,22 +227,39 @@ impl Overrides {
     }
 }
 
+/// The signals whose default action would end kura, caught before the configuration is read.
+struct EarlySignals {
+    hup: tokio::signal::unix::Signal,
+    usr1: tokio::signal::unix::Signal,
+    usr2: tokio::signal::unix::Signal,
+}
+
+impl EarlySignals {
+    /// Inside the runtime that will receive them.
+    fn new() -> anyhow::Result<EarlySignals> {
+        Ok(EarlySignals {
+            hup: signal(SignalKind::hangup()).context("SIGHUP handler")?,
+            usr1: signal(SignalKind::user_defined1()).context("SIGUSR1 handler")?,
+            usr2: signal(SignalKind::user_defined2()).context("SIGUSR2 handler")?,
+        })
+    }
+}
+
 async fn run(
     config: Config,
     watched: Option<(PathBuf, Option<watch::FileWatch>)>,
     overrides: Overrides,
     log: LogHandle,
     setup: upgrade::Setup,
+    signals: EarlySignals,
 ) -> anyhow::Result<()> {
-    // Caught from the start: SIGUSR2's default action would end a kura still starting.
-    let mut usr2 = signal(SignalKind::user_defined2()).context("SIGUSR2 handler")?;
-    // SIGHUP and SIGUSR1 too: their default action would end it; they are acted on once it serves.
-    let hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
-    let mut usr1 = signal(SignalKind::user_defined1()).context("SIGUSR1 handler")?;
+    let EarlySignals {
+        hup,
+        mut usr1,
+        mut usr2,
+    } = signals;
     let (handle, mut upgrades) = upgrade::start(setup, config).await?;
     let reloader = handle.reloader();
-    // Kept alive for the life of the server.
-    let mut _watcher = None;
     let mut hup = Some(hup);
     if let Some((path, file_watch)) = watched {
         let log = Arc::new(log);
@@ -244,7 +271,9 @@ async fn run(
         if let Some(hup) = hup.take() {
             watch::on_sighup(hup, reload.clone());
         }
-        _watcher = file_watch.map(|w| w.reload_with(reload));
+        if let Some(w) = file_watch {
+            w.reload_with(reload);
+        }
     }
     if let Some(hup) = hup {
         watch::on_sighup_without_file(hup);

@@ -197,6 +197,31 @@ async fn reload_on_file_change_sighup_and_admin_keeps_old_on_error() {
     );
 }
 
+/// Writes `text` to `path` as editors and deployment tools do: a new file renamed over the old.
+fn replace_file(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+fn config_text(backend: &str, hosts: &[&str]) -> String {
+    let mut t = format!(
+        "[[listeners]]\naddress = \"127.0.0.1:0\"\n[admin]\naddress = \"127.0.0.1:0\"\n\
+         [pools.app]\nbackends = [\"{backend}\"]\n"
+    );
+    for h in hosts {
+        t.push_str(&format!("[[vhosts]]\nhosts = [\"{h}\"]\npool = \"app\"\n"));
+    }
+    t
+}
+
+async fn serves(addr: std::net::SocketAddr, host: &str, body: &str) -> bool {
+    eventually(Duration::from_secs(10), || async {
+        get(addr, host, "/").await.text() == body
+    })
+    .await
+}
+
 /// The file is watched before it is first read: an edit made while kura starts (here, from
 /// the moment the process is spawned until it listens) is applied, whichever side of the first
 /// read it lands on.
@@ -206,22 +231,89 @@ async fn an_edit_made_while_kura_starts_is_applied() {
     let two = TestOrigin::fixed("two", 200, "two").await;
     let dir = tempfile::tempdir().unwrap();
     let path = write_config(dir.path(), &one.url(), "");
-    let (d, url) = (dir.path().to_path_buf(), two.url());
+    let (p, text) = (path.clone(), config_text(&two.url(), &["*"]));
     let edit = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(15));
-        write_config(&d, &url, "");
+        replace_file(&p, &text);
     });
     let kura = KuraProcess::start(bin(), &["serve", "--config", path.to_str().unwrap()], 1);
     edit.join().unwrap();
-    let addr = kura.addr();
     assert!(
-        eventually(Duration::from_secs(5), || async {
-            get(addr, "a.com", "/").await.text() == "two"
-        })
-        .await,
+        serves(kura.addr(), "a.com", "two").await,
         "the edit made during start was lost; log:\n{}",
         kura.log_text()
     );
+}
+
+/// A configuration reached through symlinks that a deployment retargets (Kubernetes mounts a
+/// ConfigMap as `kura.toml -> ..data/kura.toml`, `..data -> ..<version>`, and swaps `..data`
+/// then deletes the old version) is followed through every update, not just the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configuration_behind_retargeted_symlinks_is_followed() {
+    let origins = [
+        TestOrigin::fixed("v1", 200, "v1").await,
+        TestOrigin::fixed("v2", 200, "v2").await,
+        TestOrigin::fixed("v3", 200, "v3").await,
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let publish = |version: usize| {
+        let v = root.join(format!("..v{version}"));
+        std::fs::create_dir(&v).unwrap();
+        std::fs::write(
+            v.join("kura.toml"),
+            config_text(&origins[version - 1].url(), &["*"]),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(format!("..v{version}"), root.join("..data_tmp")).unwrap();
+        std::fs::rename(root.join("..data_tmp"), root.join("..data")).unwrap();
+        if version > 1 {
+            std::fs::remove_dir_all(root.join(format!("..v{}", version - 1))).unwrap();
+        }
+    };
+    publish(1);
+    std::os::unix::fs::symlink("..data/kura.toml", root.join("kura.toml")).unwrap();
+    let path = root.join("kura.toml");
+    let kura = KuraProcess::start(bin(), &["serve", "--config", path.to_str().unwrap()], 1);
+    assert_eq!(get(kura.addr(), "a.com", "/").await.text(), "v1");
+    for version in [2, 3] {
+        publish(version);
+        assert!(
+            serves(kura.addr(), "a.com", &format!("v{version}")).await,
+            "update {version} not applied; log:\n{}",
+            kura.log_text()
+        );
+    }
+}
+
+/// A file written in pieces by a writer that keeps it open is applied once, whole: a pause
+/// in the middle of the write does not apply the half written so far.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_written_in_pieces_is_applied_whole() {
+    use std::io::Write;
+    let one = TestOrigin::fixed("one", 200, "one").await;
+    let two = TestOrigin::fixed("two", 200, "two").await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kura.toml");
+    std::fs::write(&path, config_text(&one.url(), &["a.com", "b.com"])).unwrap();
+    let kura = KuraProcess::start(bin(), &["serve", "--config", path.to_str().unwrap()], 1);
+    let addr = kura.addr();
+    assert_eq!(get(addr, "b.com", "/").await.text(), "one");
+    // The new file's first piece is a valid configuration without b.com.
+    let text = config_text(&two.url(), &["a.com", "b.com"]);
+    let cut = text.rfind("[[vhosts]]").unwrap();
+    let mut f = std::fs::File::create(&path).unwrap();
+    f.write_all(&text.as_bytes()[..cut]).unwrap();
+    f.flush().unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Mid-write, b.com is still served by the running configuration.
+    assert_eq!(get(addr, "b.com", "/").await.text(), "one");
+    f.write_all(&text.as_bytes()[cut..]).unwrap();
+    drop(f);
+    assert!(serves(addr, "b.com", "two").await, "{}", kura.log_text());
+    let log = kura.log_text();
+    assert_eq!(log.matches("configuration reloaded").count(), 1, "{log}");
+    assert!(!log.contains("invalid configuration"), "{log}");
 }
 
 /// Without a configuration file there is nothing to reload: a SIGHUP (a service manager's

@@ -61,15 +61,20 @@ impl Queue {
     /// Queues a job that must not be dropped, behind every job queued before it. Never
     /// blocks the caller (an async task): with the queue full it waits in the overflow.
     pub(super) fn send_surely(&self, job: Job) {
-        let job = if self.waiting.load(SeqCst) == 0 {
+        // Counted before trying, so that no write slips in between a full queue and the
+        // overflow.
+        let before = self.waiting.fetch_add(1, SeqCst);
+        let job = if before == 0 {
             match self.jobs.try_send(job) {
-                Ok(()) | Err(TrySendError::Disconnected(_)) => return,
+                Ok(()) | Err(TrySendError::Disconnected(_)) => {
+                    self.waiting.fetch_sub(1, SeqCst);
+                    return;
+                }
                 Err(TrySendError::Full(job)) => job,
             }
         } else {
             job
         };
-        self.waiting.fetch_add(1, SeqCst);
         if self.overflow.send(job).is_err() {
             // The forwarder is gone with the writer: nothing will apply it.
             self.waiting.fetch_sub(1, SeqCst);

@@ -212,7 +212,15 @@ async fn the_dashboard_shows_what_the_metrics_say_in_a_real_browser() {
     .await;
     assert!(settled, "{}", kura.admin_json("/shadow").await);
 
+    // A request is counted when its answer's last byte went out, which its client may see
+    // first: wait until every request of the traffic is counted.
+    let counted = eventually(Duration::from_secs(20), || async {
+        metric_sum(&kura.metrics().await, "kura_requests_total", &[])
+            == (ROUNDS * ROUND.len()) as u64
+    })
+    .await;
     let m = kura.metrics().await;
+    assert!(counted, "{m}");
     let site = metric_sum(&m, "kura_requests_total", &["vhost=\"site\""]);
     let site_4xx = metric_sum(
         &m,
@@ -234,7 +242,10 @@ async fn the_dashboard_shows_what_the_metrics_say_in_a_real_browser() {
         "(() => {{
             const r = [...document.querySelectorAll('#traffic-rows tr')]
                 .find((t) => t.dataset.vhost === 'site');
+            const u = [...document.querySelectorAll('#traffic-rows tr')]
+                .find((t) => t.dataset.vhost === '_unmatched');
             return !!r && r.querySelector('.requests').textContent === '{site}'
+                && !!u && u.querySelector('.requests').textContent === '{ROUNDS}'
                 && document.getElementById('cache-hits').textContent === '{hits}'
                 && document.getElementById('cache-misses').textContent === '{misses}'
                 && document.querySelectorAll('#shadow-rows tr[data-endpoint]').length === 2;

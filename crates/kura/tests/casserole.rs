@@ -435,7 +435,7 @@ async fn casserole_peering_url_is_accepted() {
         cwd.path(),
     );
     // The peer listener is up on the address the URL named.
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(20);
     while TcpStream::connect(&me).is_err() {
         assert!(
             Instant::now() < deadline,

@@ -237,7 +237,7 @@ async fn generated_config_serves_routes_added_to_redis() {
     );
     assert_eq!(kura.addr().port(), port);
     assert!(
-        eventually(Duration::from_secs(5), || async {
+        eventually(Duration::from_secs(20), || async {
             get(kura.addr(), "www.example.test", "/").await.text() == "web"
         })
         .await,

@@ -64,7 +64,7 @@ pool = "app"
     .await
     .unwrap();
     assert!(
-        kura.wait_for_log("Listening on", Duration::from_secs(10)),
+        kura.wait_for_log("Listening on", Duration::from_secs(20)),
         "{}",
         kura.log_text()
     );
@@ -83,6 +83,6 @@ pool = "app"
         .collect();
     assert_eq!(listening.len(), 1, "{log}");
     assert!(listening[0].contains(&addr.to_string()) && listening[0].contains("inherited"));
-    assert!(kura.wait_for_log("admin listening", Duration::from_secs(5)));
+    assert!(kura.wait_for_log("admin listening", Duration::from_secs(20)));
     assert_eq!(get(addr, "any.host", "/again").await.status, 200);
 }

@@ -95,7 +95,8 @@ struct Tally {
     closed_idle: AtomicU64,
     /// Answers by `x-kura-config`.
     served_by: Mutex<HashMap<String, u64>>,
-    /// Answers by `x-kura-config` once the old process had exited.
+    /// Answers by `x-kura-config` to requests sent once the old process had exited (an answer
+    /// the old one wrote just before it exited may be read after).
     after_exit: Mutex<HashMap<String, u64>>,
     old_gone: AtomicBool,
     errors: Mutex<Vec<String>>,
@@ -110,9 +111,11 @@ impl Tally {
         }
     }
 
-    fn served(&self, config: String) {
+    /// An answer from `config`; `sent_after_exit` when its request was sent once the old
+    /// process had exited.
+    fn served(&self, config: String, sent_after_exit: bool) {
         self.ok.fetch_add(1, Relaxed);
-        let map = if self.old_gone.load(Relaxed) {
+        let map = if sent_after_exit {
             &self.after_exit
         } else {
             &self.served_by
@@ -144,6 +147,7 @@ async fn one_request(
     close: bool,
     tally: &Tally,
 ) -> Result<bool, String> {
+    let sent_after_exit = tally.old_gone.load(Relaxed);
     let mut req = hyper::Request::get("/load").header("host", "upgrade.test");
     if close {
         req = req.header("connection", "close");
@@ -172,7 +176,7 @@ async fn one_request(
     if status != 200 || &body[..] != b"ok" {
         return Err(format!("status {status}, body {body:?}"));
     }
-    tally.served(config);
+    tally.served(config, sent_after_exit);
     Ok(closes)
 }
 
@@ -285,7 +289,7 @@ async fn wait_exit(
 /// The admin listener's address, once `kura` logged it (it is bound after the listeners).
 fn admin_of(kura: &KuraProcess) -> SocketAddr {
     assert!(
-        kura.wait_for_log("admin listening", Duration::from_secs(10)),
+        kura.wait_for_log("admin listening", Duration::from_secs(30)),
         "{}",
         kura.log_text()
     );
@@ -307,16 +311,15 @@ fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| s.to_string()).collect()
 }
 
-/// Stops the load once `after` more answers came after the old process's exit, and checks
-/// that nothing failed.
+/// Stops the load once 300 requests sent after the old process's exit were answered, and
+/// checks that nothing failed.
 async fn finish_load(
     tally: &Arc<Tally>,
     stop: &Arc<AtomicBool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 ) {
-    let base = tally.ok.load(Relaxed);
     let more = until(Duration::from_secs(30), || {
-        tally.ok.load(Relaxed) >= base + 300
+        tally.after_exit.lock().unwrap().values().sum::<u64>() >= 300
     })
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -358,7 +361,7 @@ async fn takeover_under_load_drops_nothing() {
         2,
     )
     .await;
-    assert!(old.wait_for_log("upgrade socket listening", Duration::from_secs(10)));
+    assert!(old.wait_for_log("upgrade socket listening", Duration::from_secs(30)));
     let mode =
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&sock).unwrap().permissions());
     assert_eq!(
@@ -437,7 +440,7 @@ async fn takeover_under_load_drops_nothing() {
     );
     // The admin listener went over too, and the new kura can itself be replaced.
     assert_eq!(get(admin, "127.0.0.1", "/healthz").await.status, 200);
-    assert!(new.wait_for_log("upgrade socket listening", Duration::from_secs(10)));
+    assert!(new.wait_for_log("upgrade socket listening", Duration::from_secs(30)));
     let mode =
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&sock).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600);
@@ -611,7 +614,7 @@ async fn takeover_refusals_are_clear() {
         1,
     )
     .await;
-    assert!(first.wait_for_log("upgrade socket listening", Duration::from_secs(10)));
+    assert!(first.wait_for_log("upgrade socket listening", Duration::from_secs(30)));
     // ...and a second kura on the same upgrade socket without --takeover is refused, leaving
     // the first one serving.
     let cfg_b = write_config(dir.path(), "b", &origin.url(), None);
@@ -646,9 +649,16 @@ async fn takeover_refusals_are_clear() {
 /// flight finishes; the socket file goes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_with_an_upgrade_socket_refuses_new_clients() {
-    let slow = TestOrigin::slow("slow", Duration::from_millis(1500), "ok").await;
+    // The request in flight is held until the test has seen new clients refused.
+    let (slow, release) = TestOrigin::held("slow", "ok").await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), "a", &slow.url(), None);
+    // A grace far longer than the test waits for the refusal: the request must end because it
+    // was answered, not because a loaded machine took the 10 s grace to show the refusal.
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let longer = text.replace("shutdown_grace = \"10s\"", "shutdown_grace = \"60s\"");
+    assert_ne!(text, longer);
+    std::fs::write(&cfg, longer).unwrap();
     let sock = dir.path().join("upgrade.sock");
     let kura = start_kura(
         strings(&[
@@ -661,16 +671,21 @@ async fn sigterm_with_an_upgrade_socket_refuses_new_clients() {
         1,
     )
     .await;
-    assert!(kura.wait_for_log("upgrade socket listening", Duration::from_secs(10)));
+    assert!(kura.wait_for_log("upgrade socket listening", Duration::from_secs(30)));
     let addr = kura.addr();
     let in_flight = tokio::spawn(async move { get(addr, "x", "/").await });
-    assert!(until(Duration::from_secs(5), || slow.requests() == 1).await);
+    assert!(until(Duration::from_secs(20), || slow.requests() == 1).await);
     kura.signal("TERM");
-    let refused = until(Duration::from_secs(1), || {
+    let refused = until(Duration::from_secs(30), || {
         std::net::TcpStream::connect(addr).is_err()
     })
     .await;
     assert!(refused, "connections refused once draining");
+    assert!(
+        !in_flight.is_finished(),
+        "refused while a request was in flight"
+    );
+    release.release();
     assert_eq!(in_flight.await.unwrap().text(), "ok");
     let (kura, status) = wait_exit(kura, Duration::from_secs(20)).await;
     assert!(status.is_some_and(|s| s.success()), "{}", kura.log_text());
@@ -706,7 +721,7 @@ async fn a_takeover_from_another_user_is_refused() {
         1,
     )
     .await;
-    assert!(kura.wait_for_log("upgrade socket listening", Duration::from_secs(10)));
+    assert!(kura.wait_for_log("upgrade socket listening", Duration::from_secs(30)));
     // Only the peer check stands in the way now.
     std::fs::set_permissions(&sock, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
     let out = std::process::Command::new("setpriv")

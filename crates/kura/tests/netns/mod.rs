@@ -196,10 +196,11 @@ impl Host {
         self.enter(move || std::net::TcpListener::bind(addr).expect("bind in the namespace"))
     }
 
-    /// A connection from this host to `to` (within 2 s), for the tokio runtime.
+    /// A connection from this host to `to` (within 10 s: a lost SYN is sent again after 1 s,
+    /// then 3 s), for the tokio runtime.
     pub fn connect(&self, to: SocketAddr) -> std::io::Result<tokio::net::TcpStream> {
         let stream =
-            self.enter(move || std::net::TcpStream::connect_timeout(&to, Duration::from_secs(2)))?;
+            self.enter(move || std::net::TcpStream::connect_timeout(&to, Duration::from_secs(10)))?;
         stream.set_nonblocking(true)?;
         tokio::net::TcpStream::from_std(stream)
     }

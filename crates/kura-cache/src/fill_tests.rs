@@ -15,10 +15,12 @@ use crate::origin::{Origin, OriginBody, OriginError};
 use crate::tier::BoxFuture;
 use crate::{Cache, CacheRequest};
 
-/// Panics on its first `panics` fetches, then answers 200 with `max-age=60`.
+/// Panics on its first `panics` fetches, then answers 200 with `max-age=60`; each fetch goes
+/// on only once `go` holds `true`.
 struct Dying {
     calls: AtomicUsize,
     panics: usize,
+    go: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Origin for Dying {
@@ -28,9 +30,10 @@ impl Origin for Dying {
     ) -> BoxFuture<'static, Result<Response<OriginBody>, OriginError>> {
         let n = self.calls.fetch_add(1, SeqCst);
         let panics = self.panics;
+        let mut go = self.go.clone();
         Box::pin(async move {
-            // Slow enough for a second request to join the flight.
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            // Held until the test has a second request waiting on this fetch.
+            let _ = go.wait_for(|go| *go).await;
             if n < panics {
                 panic!("origin handler died");
             }
@@ -81,24 +84,41 @@ fn request() -> CacheRequest {
     }
 }
 
+/// Yields until `cond` holds; panics after 10 s.
+async fn until(cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(Instant::now() < deadline, "the condition never held");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_fill_task_that_panics_ends_its_flight() {
     let cache = Cache::open(&config()).await.unwrap();
+    let (go, gone) = tokio::sync::watch::channel(false);
     let origin = Arc::new(Dying {
         calls: AtomicUsize::new(0),
         panics: 1,
+        go: gone,
     });
     let start = Instant::now();
     let (a, b) = tokio::join!(cache.serve(request(), origin.clone()), async {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        cache.serve(request(), origin.clone()).await
+        // Once the leader's fetch has begun, a second request joins its flight; the fetch
+        // dies only then.
+        until(|| origin.calls.load(SeqCst) > 0).await;
+        let joined = async {
+            until(|| cache.stats().coalesced > 0).await;
+            go.send_replace(true);
+        };
+        tokio::join!(cache.serve(request(), origin.clone()), joined).0
     });
     // The leader and the request that waited on it both fail at once (not after the 30 s
     // lock timeout).
     assert_eq!(a.err().map(|e| e.status), Some(StatusCode::BAD_GATEWAY));
     assert_eq!(b.err().map(|e| e.status), Some(StatusCode::BAD_GATEWAY));
     assert!(
-        start.elapsed() < Duration::from_secs(5),
+        start.elapsed() < Duration::from_secs(15),
         "{:?}",
         start.elapsed()
     );
@@ -107,7 +127,7 @@ async fn a_fill_task_that_panics_ends_its_flight() {
     assert_eq!(c.status(), StatusCode::OK);
     let body = c.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(&body[..], b"ok");
-    assert!(start.elapsed() < Duration::from_secs(5));
+    assert!(start.elapsed() < Duration::from_secs(15));
 }
 
 /// Answers a ranged GET with its slice (206) and a plain one whole (200), always `no-store`.

@@ -557,7 +557,7 @@ mod tests {
             "another version's end does not make room"
         );
         flights.end_segment(7, 1);
-        tokio::time::timeout(std::time::Duration::from_secs(2), &mut waiter)
+        tokio::time::timeout(std::time::Duration::from_secs(10), &mut waiter)
             .await
             .expect("room made")
             .unwrap();

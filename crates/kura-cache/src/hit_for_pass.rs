@@ -155,23 +155,29 @@ mod tests {
 
     #[test]
     fn a_mark_is_renewed_once_half_its_life_has_gone() {
-        let ttl = Duration::from_millis(1200);
+        // Times far apart, so that a test thread stalled for a second or two on a loaded
+        // machine still sees each step where it should be.
+        let ttl = Duration::from_secs(6);
         let h = HitForPass::new(16, ttl);
         // Renewed early: nothing written, so the mark ends when it would have.
         assert!(h.note(&key("/early"), OK, NoStore::NotStorable));
         let marked = h.remembers(&key("/early")).unwrap();
         assert!(h.renew(&key("/early"), OK, NoStore::NotStorable, marked));
         assert_eq!(h.remembers(&key("/early")), Some(marked));
-        // Renewed late (the mark's time says it was made 700 ms ago): written again.
+        // Renewed late (the mark's time says it was made more than 3 s ago): written again.
         assert!(h.note(&key("/late"), OK, NoStore::NotStorable));
-        std::thread::sleep(Duration::from_millis(700));
         let marked = h.remembers(&key("/late")).unwrap();
+        std::thread::sleep(Duration::from_millis(3500));
         assert!(h.renew(&key("/late"), OK, NoStore::NotStorable, marked));
         let renewed = h.remembers(&key("/late")).unwrap();
         assert!(renewed > marked);
-        // 1.4 s after the first marks: the early one has expired, the renewed one lives.
-        std::thread::sleep(Duration::from_millis(700));
-        assert!(h.remembers(&key("/early")).is_none());
+        // Once the early one has expired (6 s after the first marks), the renewed one lives:
+        // it ends 6 s after its renewal, 3.5 s later.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while h.remembers(&key("/early")).is_some() {
+            assert!(Instant::now() < deadline, "the early mark never expired");
+            std::thread::sleep(Duration::from_millis(20));
+        }
         assert_eq!(h.remembers(&key("/late")), Some(renewed));
         // A renewal refused for this request's own reasons marks nothing, as a note.
         assert!(!h.renew(&key("/x"), OK, NoStore::Cookie, Instant::now()));
@@ -195,10 +201,19 @@ mod tests {
 
     #[test]
     fn marks_expire() {
-        let h = HitForPass::new(16, Duration::from_millis(50));
+        // Long enough to be seen at once by a stalled test thread; its end is waited for.
+        let h = HitForPass::new(16, Duration::from_secs(3));
         h.note(&key("/a"), OK, NoStore::BelowMinTtl);
         assert!(h.remembers(&key("/a")).is_some());
-        std::thread::sleep(Duration::from_millis(120));
-        assert!(h.remembers(&key("/a")).is_none());
+        let marked = Instant::now();
+        let deadline = marked + Duration::from_secs(60);
+        while h.remembers(&key("/a")).is_some() {
+            assert!(Instant::now() < deadline, "the mark never expired");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            marked.elapsed() >= Duration::from_millis(2900),
+            "it lasted its TTL"
+        );
     }
 }

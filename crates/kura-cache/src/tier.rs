@@ -377,7 +377,7 @@ mod tests {
             .disk_write_drops
             .load(std::sync::atomic::Ordering::Relaxed);
         tokio::time::timeout(
-            std::time::Duration::from_secs(5),
+            std::time::Duration::from_secs(20),
             storage.put_segment(&small, 0, &data, true),
         )
         .await
@@ -392,7 +392,7 @@ mod tests {
         // A large one lives only on disk: its fill waits for room, losing nothing.
         let wait = storage.put_segment(&large, i + 1, &data, true);
         drop(release);
-        tokio::time::timeout(std::time::Duration::from_secs(5), wait)
+        tokio::time::timeout(std::time::Duration::from_secs(20), wait)
             .await
             .expect("room comes back once the disk writes again");
         disk.flush().await;
@@ -433,7 +433,7 @@ mod tests {
         assert!(!storage.has_segment_hot(&small, 0), "memory turned it away");
         assert!(waited, "a segment memory did not keep waits for the disk");
         drop(release);
-        tokio::time::timeout(std::time::Duration::from_secs(5), fill)
+        tokio::time::timeout(std::time::Duration::from_secs(20), fill)
             .await
             .expect("room comes back once the disk writes again");
         disk.flush().await;

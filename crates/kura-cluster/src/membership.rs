@@ -106,10 +106,11 @@ mod tests {
 
     #[test]
     fn this_node_is_always_a_member_and_down_peers_lose_their_keys_for_a_while() {
+        // Down long enough to be seen at once by a stalled test thread; its end is waited for.
         let m = Membership::new(
             "127.0.0.1:7000",
             vec!["127.0.0.2:7000".into(), "127.0.0.3:7000".into()],
-            Duration::from_millis(100),
+            Duration::from_secs(3),
         );
         assert_eq!(m.members().len(), 3);
         m.set(vec!["127.0.0.2:7000".into()]);
@@ -128,9 +129,17 @@ mod tests {
         let theirs: Vec<&String> = keys.iter().filter(|k| m.owner(k) == peer).collect();
         assert!(!theirs.is_empty());
         m.mark_down(&peer);
+        let marked = Instant::now();
         assert!(theirs.iter().all(|k| m.is_me(&m.owner(k))));
         assert_eq!(m.down(), vec![peer.clone()]);
-        std::thread::sleep(Duration::from_millis(150));
+        while !m.down().is_empty() {
+            assert!(marked.elapsed() < Duration::from_secs(60), "never back");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            marked.elapsed() >= Duration::from_millis(2900),
+            "down for its TTL"
+        );
         assert!(
             theirs.iter().all(|k| m.owner(k) == peer),
             "back after the TTL"

@@ -99,7 +99,9 @@ mod tests {
         let log = DiffLog::open(&path).unwrap();
         log.write("{\"a\":1}".into());
         let wait = |p: &Path, want: &str| {
-            for _ in 0..200 {
+            // The writer thread may be slow to run on a loaded machine.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while std::time::Instant::now() < deadline {
                 if std::fs::read_to_string(p).unwrap_or_default() == want {
                     return;
                 }

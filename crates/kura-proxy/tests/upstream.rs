@@ -96,7 +96,10 @@ async fn least_conn_avoids_the_busy_backend() {
     let addr = kura.addr;
     let held = tokio::spawn(async move { kura_testkit::get(addr, "a.com", "/").await });
     assert!(eventually(WAIT, || async { slow.requests() == 1 }).await);
-    let seen = spread(&kura, 20).await;
+    // A request sent to the busy backend would wait for the release: bounded, not hung.
+    let seen = tokio::time::timeout(WAIT, spread(&kura, 20))
+        .await
+        .expect("a request went to the busy backend");
     assert_eq!(seen.get("fast"), Some(&20), "{seen:?}");
     release.release();
     assert_eq!(held.await.unwrap().text(), "slow");

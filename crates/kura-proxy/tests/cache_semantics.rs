@@ -340,10 +340,13 @@ async fn stale_while_revalidate_answers_at_once_and_refreshes_in_the_background(
             .unwrap()
             .contains("stale-while-revalidate")
     );
-    assert!(eventually(WAIT, || async { n.load(SeqCst) == 2 }).await);
+    assert!(eventually(WAIT, || async { n.load(SeqCst) >= 2 }).await);
+    // The refreshed body replaces the stale one. It is fresh for only a second, so on a slow
+    // machine a later refresh may already have replaced it in turn: any body after the first.
     assert!(
         eventually(WAIT, || async {
-            kura.get("a.com", "/w").await.text() == "body 2"
+            let t = kura.get("a.com", "/w").await.text();
+            t.starts_with("body ") && t != "body 1"
         })
         .await
     );

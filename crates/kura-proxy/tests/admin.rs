@@ -37,15 +37,22 @@ async fn metrics_routes_and_backends() {
     assert_eq!(kura.get("site.com", "/broken").await.status, 502);
     assert_eq!(kura.get("nowhere.com", "/").await.status, 400);
 
-    let m = kura.metrics().await;
-    for line in [
+    // A request is counted once its answer is done with, which its client may see first.
+    let lines = [
         "kura_requests_total{status=\"200\",vhost=\"site\"} 3",
         "kura_requests_total{status=\"502\",vhost=\"site\"} 1",
         "kura_requests_total{status=\"400\",vhost=\"_unmatched\"} 1",
         "kura_request_duration_seconds_count{vhost=\"site\"} 4",
         "kura_backend_up{backend=\"http://",
         "kura_connections_total 5",
-    ] {
+    ];
+    kura_testkit::eventually(WAIT, || async {
+        let m = kura.metrics().await;
+        lines.iter().all(|l| m.contains(l))
+    })
+    .await;
+    let m = kura.metrics().await;
+    for line in lines {
         assert!(m.contains(line), "missing {line:?} in\n{m}");
     }
     assert!(

@@ -46,8 +46,7 @@ struct Targets {
 
 impl Targets {
     fn concerns(&self, path: &Path) -> bool {
-        path == self.file
-            || path.file_name() == self.file.file_name() && path.parent() == self.file.parent()
+        path.file_name() == self.file.file_name() && path.parent() == self.file.parent()
             || self
                 .link_dir
                 .as_deref()
